@@ -1,0 +1,40 @@
+# The two commands a newcomer needs: `make demo` (the main job) and `make test`.
+# Both create or reuse the project's virtual environment (.venv) themselves.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export DAGSTER_HOME := $(CURDIR)/.dagster
+export JAX_PLATFORMS ?= cpu
+
+.PHONY: demo test test-slow lint ui bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "sable-lake needs Python >= 3.11"'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	touch $@
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml  ## the main job: the demo pipeline, end to end
+	$(PY) -m pipelines.demo
+
+test: $(STAMP) $(DAGSTER_HOME)/dagster.yaml  ## lint + the test suite (CPU, minutes)
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -m "not slow"
+
+test-slow: $(STAMP) $(DAGSTER_HOME)/dagster.yaml  ## the tests marked slow
+	$(PY) -m pytest -m slow
+
+ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml  ## the Dagster UI on http://127.0.0.1:3000
+	$(VENV)/bin/dagster dev -m pipelines.definitions -h 127.0.0.1 -p 3000
+
+bench: $(STAMP)  ## the lake I/O benchmark (writes benchmarks/_data, minutes)
+	$(PY) benchmarks/lake_io.py
+
+clean:  ## remove the demo lake and the local Dagster instance (not .venv)
+	rm -rf lake .dagster

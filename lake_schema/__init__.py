@@ -1,0 +1,1 @@
+"""The lake's contract: task catalogue, schemas, partition layout, reading and writing. No JAX."""

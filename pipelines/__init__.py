@@ -1,0 +1,1 @@
+"""Dagster wiring: definitions, resources, partitions, configs, assets and checks. No algorithms."""

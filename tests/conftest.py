@@ -1,0 +1,52 @@
+"""Shared fixtures: temporary lakes (local and on a real S3 server on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from lake_schema.storage import Lake, S3Options
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+
+@pytest.fixture
+def lake(tmp_path) -> Lake:
+    return Lake(tmp_path / "lake")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Options]:
+    """A real S3-speaking HTTP server (moto) on loopback, for the whole session."""
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield S3Options(
+        endpoint_url=f"http://127.0.0.1:{port}",
+        key="testing",
+        secret="testing-secret",
+        region="eu-west-1",
+        addressing_style="path",
+    )
+    server.stop()
+
+
+@pytest.fixture
+def s3_lake(s3_server: S3Options) -> Lake:
+    """A lake under a fresh bucket on the local S3 server."""
+    bucket = f"lake-{uuid.uuid4().hex[:10]}"
+    lake = Lake(f"s3://{bucket}/prefix", s3=s3_server)
+    lake.fs.mkdir(bucket)
+    return lake

@@ -1,0 +1,67 @@
+import pytest
+
+from lake_schema.catalogue import (
+    ENVS,
+    TASKS,
+    UnknownTaskError,
+    get_task,
+    split_tasks,
+    task_names,
+)
+
+
+def test_catalogue_has_the_papers_52_tasks_with_disjoint_splits():
+    assert len(TASKS) == 52
+    counts = {env: (len(split_tasks(env, "train")), len(split_tasks(env, "test"))) for env in ENVS}
+    assert counts == {"lbf": (5, 4), "rware": (15, 7), "connector": (10, 11)}
+    for env in ENVS:
+        train = {t.name for t in split_tasks(env, "train")}
+        test = {t.name for t in split_tasks(env, "test")}
+        assert not train & test
+        assert train | test == set(task_names(env))
+        demo = {t.name for t in split_tasks(env, "demo-train") + split_tasks(env, "demo-test")}
+        assert demo <= set(task_names(env))
+        assert not {t.name for t in split_tasks(env, "demo-train")} & {
+            t.name for t in split_tasks(env, "demo-test")}
+
+
+def test_generator_parameters_follow_the_design():
+    lbf = get_task("lbf/17x17-8p-10f")
+    assert dict(lbf.generator) == {
+        "grid_size": 17, "num_agents": 8, "num_food": 10, "fov": 2, "max_agent_level": 2}
+    assert lbf.time_limit == 100
+    rware = get_task("rware/medium-16ag")
+    assert dict(rware.generator) == {
+        "shelf_rows": 2, "shelf_columns": 5, "column_height": 8, "num_agents": 16,
+        "sensor_range": 1, "request_queue_size": 16}
+    assert rware.time_limit == 500
+    assert get_task("rware/titanic-8ag").note  # project-defined layouts say so
+    for t in TASKS.values():
+        if t.env == "rware":
+            assert t.generator["shelf_columns"] % 2 == 1
+    conn = get_task("connector/72x72x45a")
+    assert dict(conn.generator) == {"grid_size": 72, "num_agents": 45}
+    assert conn.time_limit == 72 * 72
+
+
+def test_env_specs_declare_padding_and_widths():
+    assert {e: s.max_agents for e, s in ENVS.items()} == {"lbf": 8, "rware": 32, "connector": 45}
+    assert {e: s.obs_width for e, s in ENVS.items()} == {"lbf": 75, "rware": 66, "connector": 54}
+    assert ENVS["rware"].value_support == (-20.0, 20.0)
+
+
+def test_unknown_names_suggest_the_closest():
+    with pytest.raises(UnknownTaskError, match=r"lbf/8x8-2p-3f.*did you mean lbf/8x8-2p-2f"):
+        get_task("lbf/8x8-2p-3f")
+    with pytest.raises(UnknownTaskError, match=r"unknown environment 'lbff'.*lbf"):
+        get_task("lbff/8x8-2p-2f")
+    with pytest.raises(UnknownTaskError, match="tiny-2ag"):
+        get_task("rware/tiny-2agg")
+    with pytest.raises(UnknownTaskError, match=r"unknown split of lbf 'tran'.*train"):
+        split_tasks("lbf", "tran")
+
+
+def test_return_bounds():
+    assert get_task("lbf/8x8-2p-2f").return_bounds() == (0.0, 1.0)
+    lo, hi = get_task("connector/12x12x4a").return_bounds()
+    assert lo == pytest.approx(-0.03 * 144 * 4) and hi == 4

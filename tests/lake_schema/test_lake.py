@@ -1,0 +1,304 @@
+"""The lake's rules: round trips, pruning, replace-not-duplicate, atomicity, validation."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import textwrap
+
+import duckdb
+import numpy as np
+import polars as pl
+import pyarrow.dataset as pads
+import pytest
+
+from lake_schema.catalogue import UnknownTaskError
+from lake_schema.duck import connect
+from lake_schema.reader import LakeFileError, Selection, list_files, read_table
+from lake_schema.schema import LakeValueError, quality_for_checkpoint
+from lake_schema.synthetic import synthetic_episodes
+from lake_schema.transaction import Transaction, pending_journals, recover
+from lake_schema.verify import verify
+from lake_schema.writer import (
+    EpisodeBatch,
+    delete_run,
+    write_episodes,
+    write_records,
+    write_reference,
+)
+
+LBF = "lbf/8x8-2p-2f"
+
+
+def fill(lake, tasks=(LBF, "lbf/10x10-3p-3f"), checkpoints=3, episodes=4):
+    for t, task in enumerate(tasks):
+        for ck in range(checkpoints):
+            b = synthetic_episodes(task, [7 + i for i in range(episodes)], seed=10 * t + ck)
+            write_episodes(lake, task, "run0", ck, quality_for_checkpoint(ck, checkpoints), b)
+
+
+def test_quality_rule_is_two_thirds_low():
+    assert [quality_for_checkpoint(k, 6) for k in range(6)] == ["low"] * 4 + ["high"] * 2
+    assert [quality_for_checkpoint(k, 3) for k in range(3)] == ["low", "low", "high"]
+    with pytest.raises(LakeValueError, match="checkpoint 5"):
+        quality_for_checkpoint(5, 5)
+
+
+@pytest.mark.parametrize("task", [LBF, "rware/tiny-4ag", "connector/12x12x4a"])
+def test_steps_and_episodes_round_trip(lake, task):
+    batch = synthetic_episodes(task, [5, 9, 3], seed=1)
+    result = write_episodes(lake, task, "run-a", 2, "high", batch, env_steps=1234)
+    assert result.rows == 17 and result.bytes > 0
+    env = task.split("/")[0]
+    steps = read_table(lake, "steps", Selection(env=env))
+    n, f = batch.obs.shape[1:]
+    obs = np.asarray(steps["obs"].combine_chunks().flatten().flatten()).reshape(-1, n, f)
+    assert obs.dtype == np.dtype(batch.obs.dtype if env != "lbf" else np.int8)
+    np.testing.assert_array_equal(obs, batch.obs)
+    action = np.asarray(steps["action"].combine_chunks().flatten()).reshape(-1, n)
+    np.testing.assert_array_equal(action, batch.action)
+    legal = np.asarray(steps["legal"].combine_chunks().flatten().flatten())
+    legal = legal.reshape(batch.legal.shape)
+    np.testing.assert_array_equal(legal, batch.legal)
+    np.testing.assert_array_equal(steps["reward"].to_numpy(), batch.reward)
+    assert steps["step"].to_pylist() == [*range(5), *range(9), *range(3)]
+    assert set(steps["quality"].to_pylist()) == {"high"}
+    assert set(steps["checkpoint"].to_pylist()) == {2}
+
+    episodes = read_table(lake, "episodes", Selection(env=env))
+    assert episodes["length"].to_pylist() == [5, 9, 3]
+    np.testing.assert_allclose(episodes["return"].to_numpy(), batch.episode_returns())
+    assert episodes["first_row"].to_pylist() == [0, 5, 14]
+    assert set(episodes["steps_file"].to_pylist()) == {result.files[0]}
+    assert episodes["env_steps"].to_pylist() == [1234] * 3
+
+
+def test_references_and_evaluations_round_trip(lake):
+    write_reference(lake, LBF, "run0", sable_returns=[0.9, 0.7], random_returns=[0.1, 0.0],
+                    env_steps=10_000)
+    ref = read_table(lake, "references", Selection(env="lbf")).to_pylist()
+    assert len(ref) == 1
+    assert ref[0]["sable_return"] == pytest.approx(0.8)
+    assert ref[0]["random_return"] == pytest.approx(0.05)
+    assert (ref[0]["env"], ref[0]["task"], ref[0]["run"]) == ("lbf", "8x8-2p-2f", "run0")
+
+    record = {
+        "algorithm": "oryx", "split": "test", "update": 100, "episodes": 32,
+        "mean_return": 0.5, "std_return": 0.1, "normalised_return": 0.625,
+        "reference_return": 0.8, "config": '{"algorithm": "oryx"}',
+        "evaluated_at": dt.datetime.now(dt.UTC),
+    }
+    write_records(lake, "evaluations", {"env": "lbf", "task": "12x12-4p-5f", "model": "m1"},
+                  [record])
+    ev = read_table(lake, "evaluations").to_pylist()
+    assert ev[0]["normalised_return"] == 0.625 and ev[0]["model"] == "m1"
+    with pytest.raises(LakeValueError, match="lacks column"):
+        write_records(lake, "evaluations", {"env": "lbf", "task": "12x12-4p-5f", "model": "m1"},
+                      [{"algorithm": "bc"}])
+
+
+def test_rewriting_a_key_replaces_it(lake):
+    first = synthetic_episodes(LBF, [5, 5], seed=1)
+    write_episodes(lake, LBF, "run0", 0, "low", first)
+    second = synthetic_episodes(LBF, [3], seed=2)
+    write_episodes(lake, LBF, "run0", 0, "low", second)
+    assert read_table(lake, "steps", Selection(env="lbf")).num_rows == 3
+    # the same checkpoint re-tagged (e.g. a different budget) leaves no stale copy behind
+    write_episodes(lake, LBF, "run0", 0, "high", second)
+    eps = read_table(lake, "episodes", Selection(env="lbf"))
+    assert eps.num_rows == 1 and eps["quality"].to_pylist() == ["high"]
+    con = connect(lake)
+    assert con.execute("select count(*) from steps").fetchone()[0] == 3
+    assert len(lake.find("steps")) == 1
+
+
+def test_delete_run_removes_every_table_of_the_run(lake):
+    fill(lake, tasks=(LBF,), checkpoints=2)
+    write_reference(lake, LBF, "run0", sable_returns=[1.0], random_returns=[0.0], env_steps=1)
+    fill(lake, tasks=("lbf/10x10-3p-3f",), checkpoints=1)
+    removed = delete_run(lake, LBF, "run0")
+    assert len(removed) == 5
+    assert set(read_table(lake, "episodes")["task"].to_pylist()) == {"10x10-3p-3f"}
+    assert not list_files(lake, "references")
+    assert not any("8x8" in p for p in lake.find("steps"))
+
+
+def test_selection_filters_partitions(lake):
+    fill(lake, checkpoints=3)
+    eps = read_table(lake, "episodes", Selection(env="lbf", tasks=["8x8-2p-2f"], quality="low"))
+    assert set(eps["task"].to_pylist()) == {"8x8-2p-2f"}
+    assert set(eps["checkpoint"].to_pylist()) == {0, 1}
+    eps = read_table(lake, "episodes", Selection(env="lbf", checkpoints=(1, 2)))
+    assert set(eps["checkpoint"].to_pylist()) == {1, 2}
+    eps = read_table(lake, "episodes", Selection(env="lbf", split="demo-test"))
+    assert eps.num_rows == 0
+    assert read_table(lake, "episodes", Selection(env="lbf", split="train")).num_rows == 24
+    with pytest.raises(UnknownTaskError, match="8x8-2p-2f"):
+        read_table(lake, "episodes", Selection(env="lbf", tasks=["8x8-2p-3f"]))
+    with pytest.raises(LakeValueError, match="quality"):
+        read_table(lake, "episodes", Selection(env="lbf", quality="medium"))
+    with pytest.raises(LakeValueError, match="needs env"):
+        read_table(lake, "steps")
+
+
+def _corrupt(lake, rel: str) -> None:
+    with open(lake.path(rel), "r+b") as f:
+        f.truncate(100)
+
+
+def test_one_task_query_opens_only_that_tasks_files(lake):
+    """Pruning, proven by breaking another task's files: the query must never open them."""
+    fill(lake)
+    for rel in list_files(lake, "steps", Selection(env="lbf", tasks=["8x8-2p-2f"])):
+        _corrupt(lake, rel)
+    one = Selection(env="lbf", tasks=["10x10-3p-3f"])
+    assert all("10x10-3p-3f" in f for f in list_files(lake, "steps", one))
+    assert read_table(lake, "steps", one).num_rows == 3 * (7 + 8 + 9 + 10)
+    con = connect(lake)
+    n = con.execute("select count(*) from steps where task = '10x10-3p-3f'").fetchone()[0]
+    assert n == 3 * 34
+    with pytest.raises(duckdb.Error):  # the unpruned query does hit the broken files
+        con.execute("select count(*) from steps").fetchone()
+    with pytest.raises(LakeFileError, match="8x8-2p-2f"):
+        read_table(lake, "steps", Selection(env="lbf"))
+
+
+def test_standard_readers_agree_without_project_code(lake):
+    fill(lake)
+    root = lake.root
+    glob = f"{root}/steps/**/*.parquet"
+    n_duck = duckdb.execute(
+        f"select count(*) from read_parquet('{glob}', hive_partitioning=true)").fetchone()[0]
+    n_polars = pl.scan_parquet(glob, hive_partitioning=True).select(pl.len()).collect().item()
+    ds = pads.dataset(f"{root}/steps", format="parquet", partitioning="hive")
+    assert n_duck == n_polars == ds.count_rows() == 2 * 3 * 34
+    high = duckdb.execute(
+        f"select count(*) from read_parquet('{glob}', hive_partitioning=true) "
+        "where quality = 'high' and task = '10x10-3p-3f'").fetchone()[0]
+    assert high == 34
+    con = connect(lake)
+    assert con.execute("select count(*) from steps").fetchone()[0] == n_duck
+    assert con.execute("select sum(length) from episodes").fetchone()[0] == n_duck
+
+
+BAD_WRITES = [
+    ({"task": "lbf/8x8-2p-3f"}, UnknownTaskError, "did you mean"),
+    ({"quality": "medium"}, LakeValueError, "quality"),
+    ({"checkpoint": -1}, LakeValueError, "checkpoint"),
+    ({"run": "../escape"}, LakeValueError, "run id"),
+]
+
+
+@pytest.mark.parametrize(("change", "error", "match"), BAD_WRITES)
+def test_bad_partition_values_are_refused_before_writing(lake, change, error, match):
+    args = {"task": LBF, "run": "run0", "checkpoint": 0, "quality": "low"} | change
+    with pytest.raises(error, match=match):
+        write_episodes(lake, batch=synthetic_episodes(LBF, [4]), **args)
+    assert lake.find("") == []
+
+
+def _bad(batch: EpisodeBatch, **changes) -> EpisodeBatch:
+    return EpisodeBatch(**{**batch.__dict__, **changes})
+
+
+def test_bad_records_are_refused_before_writing(lake):
+    good = synthetic_episodes(LBF, [4, 3])
+    cases = {
+        "shape": _bad(good, obs=good.obs[:, :, :10]),
+        "fit int8": _bad(good, obs=good.obs.astype(np.int32) + 300),
+        "not legal": _bad(good, legal=np.zeros_like(good.legal)),
+        "last step": _bad(good, terminated=np.zeros_like(good.terminated)),
+        "sum to": _bad(good, lengths=np.array([4, 4])),
+        "NaN": _bad(good, reward=np.full_like(good.reward, np.nan)),
+        r"\[0, 6\)": _bad(good, action=good.action + 6),
+    }
+    for match, batch in cases.items():
+        with pytest.raises(LakeValueError, match=match):
+            write_episodes(lake, LBF, "run0", 0, "low", batch)
+    assert lake.find("") == []
+
+
+def test_exception_mid_write_leaves_nothing_visible(lake, monkeypatch):
+    fill(lake, tasks=(LBF,), checkpoints=1)
+    before = read_table(lake, "steps", Selection(env="lbf")).num_rows
+    real_put = Transaction.put_table
+    calls = []
+
+    def failing_put(self, rel, table):
+        calls.append(rel)
+        if len(calls) == 2:  # steps staged, then the writer dies before episodes
+            raise RuntimeError("injected crash")
+        real_put(self, rel, table)
+
+    monkeypatch.setattr(Transaction, "put_table", failing_put)
+    with pytest.raises(RuntimeError, match="injected"):
+        write_episodes(lake, LBF, "run0", 1, "high", synthetic_episodes(LBF, [6]))
+    assert read_table(lake, "steps", Selection(env="lbf")).num_rows == before
+    assert connect(lake).execute("select count(*) from episodes").fetchone()[0] == 4
+    assert lake.find("_staging") == [] and verify(lake).ok
+
+
+def test_killed_writer_between_file_write_and_commit_leaves_nothing_visible(lake):
+    """A real SIGKILL of a writer process after its files are written, before the commit."""
+    fill(lake, tasks=(LBF,), checkpoints=1)
+    script = textwrap.dedent(f"""
+        import os, signal
+        from lake_schema.storage import Lake
+        from lake_schema.synthetic import synthetic_episodes
+        from lake_schema.transaction import Transaction
+        from lake_schema.writer import write_episodes
+        Transaction.commit = lambda self: os.kill(os.getpid(), signal.SIGKILL)
+        write_episodes(Lake({lake.root!r}), {LBF!r}, "run0", 1, "high",
+                       synthetic_episodes({LBF!r}, [6]))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True)
+    assert proc.returncode == -9
+    assert lake.find("_staging")  # the files were written...
+    con = connect(lake)  # ...but nothing is visible
+    assert con.execute("select count(*) from steps").fetchone()[0] == 34
+    assert read_table(lake, "episodes", Selection(env="lbf", checkpoints=(1, 1))).num_rows == 0
+    staged_txn = "/".join(lake.find("_staging")[0].split("/")[:2])
+    assert recover(lake, min_age_s=0) == [f"removed abandoned {staged_txn}"]
+    assert lake.find("_staging") == []
+
+
+def test_crash_after_commit_point_is_rolled_forward(lake, monkeypatch):
+    fill(lake, tasks=(LBF,), checkpoints=1)
+    real_mv = type(lake.fs).mv
+    moves = []
+
+    def failing_mv(self, src, dst, *a, **k):
+        if "_staging" in str(src):
+            moves.append(dst)
+            if len(moves) == 2:  # steps moved into place, episodes not yet
+                raise OSError("injected crash mid-apply")
+        return real_mv(self, src, dst, *a, **k)
+
+    monkeypatch.setattr(type(lake.fs), "mv", failing_mv)
+    with pytest.raises(OSError, match="injected"):
+        write_episodes(lake, LBF, "run0", 1, "high", synthetic_episodes(LBF, [6]))
+    monkeypatch.setattr(type(lake.fs), "mv", real_mv)
+    assert pending_journals(lake)
+    report = verify(lake)
+    assert not report.ok and "interrupted transaction" in report.problems[0].reason
+    recover(lake, min_age_s=0)
+    assert not pending_journals(lake) and verify(lake).ok
+    eps = read_table(lake, "episodes", Selection(env="lbf", checkpoints=(1, 1)))
+    steps = read_table(lake, "steps", Selection(env="lbf", checkpoints=(1, 1)))
+    assert eps["length"].to_pylist() == [6] and steps.num_rows == 6
+
+
+def test_unknown_schema_version_is_refused_naming_the_file(lake):
+    import pyarrow.parquet as pq
+
+    fill(lake, tasks=(LBF,), checkpoints=1)
+    rel = list_files(lake, "episodes")[0]
+    table = pq.read_table(lake.path(rel))
+    meta = dict(table.schema.metadata)
+    meta[b"sable_lake.schema_version"] = b"99"
+    pq.write_table(table.replace_schema_metadata(meta), lake.path(rel))
+    with pytest.raises(LakeFileError, match=r"episodes/env=lbf.*schema version 99"):
+        read_table(lake, "episodes")
+    assert os.path.exists(lake.path(rel))  # reported, not deleted

@@ -1,0 +1,1 @@
+"""Everything JAX: environments, the Sable network, online and offline training, evaluation."""
