@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from lake_schema.catalogue import (
@@ -65,3 +67,22 @@ def test_return_bounds():
     assert get_task("lbf/8x8-2p-2f").return_bounds() == (0.0, 1.0)
     lo, hi = get_task("connector/12x12x4a").return_bounds()
     assert lo == pytest.approx(-0.03 * 144 * 4) and hi == 4
+
+
+def test_lake_root_resolution(monkeypatch, tmp_path):
+    from lake_schema.storage import Lake, S3Options, resolve_root
+
+    monkeypatch.delenv("SABLE_LAKE", raising=False)
+    assert resolve_root() == str(Path("lake").resolve())
+    monkeypatch.setenv("SABLE_LAKE", str(tmp_path / "elsewhere"))
+    assert Lake().root == str(tmp_path / "elsewhere")
+    assert Lake(tmp_path / "explicit").root == str(tmp_path / "explicit")  # argument wins
+    assert resolve_root("s3://bucket/some/prefix/") == "s3://bucket/some/prefix"
+    for bad in ("s3://", "gs://bucket/x"):
+        with pytest.raises(ValueError, match="bad lake root"):
+            resolve_root(bad)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t")
+    opts = Lake("s3://b/p", s3=S3Options(region="eu-west-1")).s3_options
+    assert opts.endpoint_url == "http://127.0.0.1:9" and opts.region == "eu-west-1"
+    assert opts.secret == "s3cr3t" and "s3cr3t" not in repr(opts)

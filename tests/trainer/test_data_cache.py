@@ -1,0 +1,153 @@
+"""The training cache: contents equal the lake, reuse, rebuild on change, atomicity, stats, S3."""
+
+import json
+import os
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from lake_schema.reader import LakeFileError, Selection, read_table
+from lake_schema.synthetic import synthetic_episodes
+from lake_schema.writer import write_episodes
+from trainer.data.cache import CACHE_ENV, TrainingCache, build_cache, default_cache_dir
+from trainer.data.loader import Loader, LoaderConfig
+from trainer.data.selection import DataSelection, resolve_selection
+from trainer.data.source import ChunkSource
+from trainer.data.testing import fill_lake
+
+TASKS = ("lbf/8x8-2p-2f", "lbf/10x10-3p-3f")
+
+
+def _nested(col: pa.ChunkedArray, shape) -> np.ndarray:
+    arr = col.combine_chunks()
+    while isinstance(arr.type, pa.ListType | pa.FixedSizeListType):
+        arr = arr.flatten()
+    return arr.to_numpy(zero_copy_only=False).reshape(shape)
+
+
+def _lake_steps(lake, task: str, episodes: dict) -> dict[str, np.ndarray]:
+    """The selected episodes' steps, straight from the lake, in the cache's order."""
+    env, scenario = task.split("/")
+    steps = read_table(lake, "steps", Selection(env=env, tasks=[scenario]))
+    keys = list(zip(steps["run"].to_pylist(), steps["checkpoint"].to_pylist(),
+                    steps["episode"].to_pylist(), strict=True))
+    index: dict = {}
+    for i, k in enumerate(keys):
+        index.setdefault(k, []).append(i)
+    rows = np.concatenate([index[k] for k in zip(episodes["run"], episodes["checkpoint"],
+                                                  episodes["episode"], strict=True)])
+    t = steps.take(pa.array(rows))
+    s, n = t.num_rows, t["num_agents"][0].as_py()
+    return {"obs": _nested(t["obs"], (s, n, -1)), "action": _nested(t["action"], (s, n)),
+            "legal": _nested(t["legal"], (s, n, -1)), "reward": t["reward"].to_numpy(),
+            "terminated": t["terminated"].to_numpy(), "truncated": t["truncated"].to_numpy(),
+            "step": t["step"].to_numpy()}
+
+
+@pytest.fixture
+def filled(lake):
+    fill_lake(lake, TASKS, runs=("r1", "r2"), checkpoints=3, episodes=4, seed=5)
+    return lake
+
+
+def test_cache_holds_exactly_the_selected_steps(filled, tmp_path):
+    sel = DataSelection(env="lbf", tasks=TASKS, quality="high+low", low_fraction=0.5, seed=1)
+    cache = build_cache(filled, sel, tmp_path / "cache")
+    episodes = cache.episodes()
+    resolved = resolve_selection(filled, sel)
+    for i, (task, te) in enumerate(zip(cache.tasks, resolved.tasks, strict=True)):
+        assert task.name == te.task == TASKS[i]
+        assert episodes[task.name] == te.to_json()  # the selection recorded as JSON
+        arrays = cache.arrays(i)
+        assert isinstance(arrays["obs"], np.memmap)
+        expected = _lake_steps(filled, task.name, episodes[task.name])
+        assert arrays["obs"].shape == (te.num_steps, te.num_agents, 75)
+        assert arrays["obs"].dtype == np.int8
+        for k in ("obs", "action", "legal", "reward", "terminated", "truncated"):
+            np.testing.assert_array_equal(arrays[k], expected[k], err_msg=k)
+        np.testing.assert_array_equal(arrays["first"], expected["step"] == 0)
+        assert arrays["first"].sum() == te.num_episodes
+    manifest = json.loads((cache.path / "manifest.json").read_text())
+    assert manifest["selection"] == sel.to_json()
+    assert set(manifest["files"]) == {*resolved.episode_files, *resolved.steps_files}
+
+
+def test_standardisation_stats_over_real_agents_of_all_tasks(filled, tmp_path):
+    cache = build_cache(filled, DataSelection(env="lbf", tasks=TASKS), tmp_path / "c")
+    flat = np.concatenate([cache.arrays(i)["obs"].reshape(-1, 75).astype(np.float64)
+                           for i in range(2)])
+    assert cache.stats.count == flat.shape[0]
+    np.testing.assert_allclose(cache.stats.mean, flat.mean(0), rtol=1e-5)
+    std = flat.std(0)
+    np.testing.assert_allclose(cache.stats.std, np.where(std < 1e-6, 1.0, std), rtol=1e-5)
+    z = cache.stats.standardise(flat)
+    np.testing.assert_allclose(z.mean(0), 0, atol=1e-4)
+    np.testing.assert_allclose(z.std(0)[std > 0], 1, atol=1e-4)
+    # stats are stored with the cache: a reopened cache has the same numbers
+    again = TrainingCache.open(cache.path)
+    np.testing.assert_array_equal(again.stats.std, cache.stats.std)
+
+
+def test_cache_is_reused_and_rebuilt_when_the_lake_changes(filled, tmp_path):
+    sel = DataSelection(env="lbf", tasks=TASKS)
+    first = build_cache(filled, sel, tmp_path / "c")
+    stamp = os.stat(first.path / "manifest.json").st_mtime_ns
+    again = build_cache(filled, sel, tmp_path / "c")
+    assert again.path == first.path
+    assert os.stat(again.path / "manifest.json").st_mtime_ns == stamp  # not rebuilt
+    # re-materialise one checkpoint with different episodes: the cache must follow
+    write_episodes(filled, TASKS[0], "r1", 0, "low", synthetic_episodes(TASKS[0], [7, 9], 99))
+    rebuilt = build_cache(filled, sel, tmp_path / "c")
+    assert rebuilt.path != first.path
+    assert rebuilt.path.name.rsplit("-", 1)[0] == first.path.name.rsplit("-", 1)[0]
+    assert not first.path.exists()  # the stale cache of the same selection is removed
+    with pytest.raises(FileNotFoundError, match="is gone"):
+        _ = ChunkSource(first, seq_len=5).arrays  # a late reader of it gets a clear error
+    assert rebuilt.tasks[0].num_episodes == first.tasks[0].num_episodes - 4 + 2
+    # another selection gets its own cache, next to it
+    other = build_cache(filled, DataSelection(env="lbf", tasks=TASKS[:1]), tmp_path / "c")
+    assert other.path != rebuilt.path and rebuilt.path.exists()
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == sorted(
+        [rebuilt.path.name, other.path.name])  # no temp directories left
+
+
+def test_a_failed_build_leaves_nothing(filled, tmp_path):
+    sel = DataSelection(env="lbf", tasks=TASKS)
+    victim = resolve_selection(filled, sel).tasks[1].columns["steps_file"][-1]
+    with open(filled.path(victim), "r+b") as f:  # corrupt the last file read
+        f.seek(-64, os.SEEK_END)
+        f.write(b"\0" * 64)
+    with pytest.raises(LakeFileError, match="steps/env=lbf/task=10x10-3p-3f"):
+        build_cache(filled, sel, tmp_path / "c")
+    assert list((tmp_path / "c").iterdir()) == []
+
+
+def test_default_cache_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "x"))
+    assert default_cache_dir() == tmp_path / "x"
+    monkeypatch.delenv(CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "sable-lake"
+
+
+@pytest.mark.s3
+def test_s3_lake_round_trip_into_a_local_cache(s3_lake, lake, tmp_path):
+    for target in (s3_lake, lake):
+        fill_lake(target, TASKS, checkpoints=2, episodes=3, seed=8)
+    sel = DataSelection(env="lbf", tasks=TASKS, quality="low")
+    remote = build_cache(s3_lake, sel, tmp_path / "c")
+    local = build_cache(lake, sel, tmp_path / "c")
+    assert remote.path.parent == tmp_path / "c" and remote.path != local.path
+    assert remote.manifest["lake"].startswith("s3://")
+    assert all(v.split(":", 1)[1].strip('"') for v in remote.manifest["files"].values())
+    for i in range(2):
+        r, loc = remote.arrays(i), local.arrays(i)
+        for k in r:
+            np.testing.assert_array_equal(r[k], loc[k], err_msg=k)
+    np.testing.assert_array_equal(remote.stats.mean, local.stats.mean)
+    assert build_cache(s3_lake, sel, tmp_path / "c").path == remote.path  # reused
+    cfg = LoaderConfig(batch_size=4, seq_len=5)
+    a, b = Loader(remote, cfg).batch(3), Loader(local, cfg).batch(3)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
