@@ -7,6 +7,8 @@ reset / step code is traced, nothing is compiled).
 
 from __future__ import annotations
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,6 +30,7 @@ from trainer.envs import (
 pytestmark = pytest.mark.filterwarnings("ignore:scatter inputs have incompatible types")
 
 SMALL = ("lbf/8x8-2p-2f", "rware/tiny-2ag", "connector/12x12x4a")
+ROLLOUT = SMALL[:2]  # connector is checked through `connector_walk` (one compile fewer)
 KEY = jax.random.PRNGKey(0)
 
 
@@ -35,7 +38,7 @@ KEY = jax.random.PRNGKey(0)
 
 
 @pytest.mark.parametrize("name", task_names())
-def test_every_task_builds_with_catalogue_shapes(name):
+def test_every_task_builds_and_resets_with_catalogue_shapes(name):
     task = get_task(name)
     env = make_env(name)
     spec = ENVS[task.env]
@@ -46,7 +49,7 @@ def test_every_task_builds_with_catalogue_shapes(name):
     assert env.env.time_limit == task.time_limit
     n, f, a = task.num_agents, spec.obs_width, spec.num_actions
 
-    state, step = jax.eval_shape(env.reset, KEY)
+    _, step = jax.eval_shape(env.reset, KEY)
     assert step.obs.shape == (n, f)
     assert step.obs.dtype == np.dtype(spec.obs_dtype)
     assert step.legal.shape == (n, a) and step.legal.dtype == np.bool_
@@ -54,7 +57,13 @@ def test_every_task_builds_with_catalogue_shapes(name):
                           (step.truncated, np.bool_), (step.first, np.bool_)):
         assert scalar.shape == () and scalar.dtype == dtype
 
-    actions = jax.ShapeDtypeStruct((n,), jnp.int32)
+
+@pytest.mark.parametrize("name", ["lbf/17x17-8p-10f", "rware/titanic-32ag",
+                                  "connector/72x72x45a"])
+def test_step_shapes_on_largest_tasks(name):
+    env = make_env(name)
+    state, step = jax.eval_shape(env.reset, KEY)
+    actions = jax.ShapeDtypeStruct((env.num_agents,), jnp.int32)
     _, nxt = jax.eval_shape(env.step, state, actions)
     assert jax.tree.map(lambda x: (x.shape, x.dtype), nxt) == jax.tree.map(
         lambda x: (x.shape, x.dtype), step
@@ -85,15 +94,15 @@ def test_make_env_accepts_task_and_caches():
 
 @pytest.fixture(scope="module")
 def rollouts():
-    """Random rollouts of the small tasks, a little longer than one full episode."""
+    """Random rollouts of small tasks, a little longer than one full episode."""
     out = {}
-    for i, name in enumerate(SMALL):
+    for i, name in enumerate(ROLLOUT):
         env = make_env(name)
         out[name] = random_rollout(env, jax.random.PRNGKey(i), 8, env.time_limit + 20)
     return out
 
 
-@pytest.mark.parametrize("name", SMALL)
+@pytest.mark.parametrize("name", ROLLOUT)
 def test_concrete_reset_and_rollout_layout(name, rollouts):
     env, r = make_env(name), rollouts[name]
     t, b, n = env.time_limit + 20, 8, env.num_agents
@@ -114,7 +123,7 @@ def test_concrete_reset_and_rollout_layout(name, rollouts):
     assert done[1:].any(axis=0).all()  # every env finished at least one episode
 
 
-@pytest.mark.parametrize("name", SMALL)
+@pytest.mark.parametrize("name", ROLLOUT)
 def test_random_rollout_returns_within_task_bounds(name, rollouts):
     task, r = get_task(name), rollouts[name]
     lo, hi = task.return_bounds()
@@ -175,12 +184,12 @@ def test_time_limit_is_truncation_not_termination(name, rollouts):
 def connector_walk():
     """4 connector envs stepped 60 times with `step_batch`, beside the raw Jumanji step,
     `vmap(step)` and the resets autoreset must swap in. Env 1 is a twin of env 0 (same key,
-    same actions), so its episodes end together with env 0's: several envs finishing on one
-    step takes `step_batch`'s reset-all path, a single one the gathered-reset path."""
+    same actions), so its episodes end together with env 0's: with `reset_capacity(4) == 1`,
+    two envs finishing on one step take two reset chunks in `step_batch`, a single one one."""
     env = make_env("connector/12x12x4a")
     raw_step = jax.jit(jax.vmap(env.env.step))
     vstep = jax.jit(jax.vmap(env.step))
-    vreset = jax.jit(jax.vmap(env.reset))
+    reset_keys_of = jax.jit(jax.vmap(lambda k: jax.random.split(k)[1]))
     states, steps = env.reset_batch(jax.random.PRNGKey(3), 4)
     states, steps = jax.tree.map(lambda x: x.at[1].set(x[0]), (states, steps))
     record = [(None, None, states, steps, None, None, None)]
@@ -189,9 +198,8 @@ def connector_walk():
         actions = actions.at[1].set(actions[0])
         new_states, new_steps = env.step_batch(states, actions)
         _, raw = raw_step(states.inner, actions)
-        reset_keys = jax.vmap(lambda k: jax.random.split(k)[1])(states.key)
-        expected_first = vreset(reset_keys)[1]
-        record.append((states, actions, new_states, new_steps, raw, expected_first,
+        reset_keys = reset_keys_of(states.key)
+        record.append((states, actions, new_states, new_steps, raw, reset_keys,
                        vstep(states, actions)))
         states, steps = new_states, new_steps
     return env, record
@@ -199,9 +207,9 @@ def connector_walk():
 
 def test_autoreset_keeps_final_step_and_swaps_in_reset(connector_walk):
     env, record = connector_walk
-    assert env.reset_capacity(4) == 1  # one finished env: gathered reset; more: reset all
+    assert env.reset_capacity(4) == 1  # resets are gathered one env per chunk here
     ended, gathered, many = 0, 0, 0
-    for _, _, state, step, raw, expected_first, (vs, ve) in record[1:]:
+    for _, _, state, step, raw, reset_keys, (vs, ve) in record[1:]:
         jax.tree.map(np.testing.assert_array_equal, (state, step), (vs, ve))  # step == batch
         raw_last = np.asarray(raw.last())
         raw_term = raw_last & np.all(np.asarray(raw.discount) == 0, axis=-1)
@@ -214,13 +222,31 @@ def test_autoreset_keeps_final_step_and_swaps_in_reset(connector_walk):
         for b in range(len(raw_last)):
             if raw_last[b]:  # obs / legal / state: the next episode's, exactly reset(k)
                 ended += 1
-                np.testing.assert_array_equal(step.obs[b], expected_first.obs[b])
-                np.testing.assert_array_equal(step.legal[b], expected_first.legal[b])
+                fresh, first = env.reset(reset_keys[b])
+                np.testing.assert_array_equal(step.obs[b], first.obs)
+                np.testing.assert_array_equal(step.legal[b], first.legal)
+                np.testing.assert_array_equal(state.inner.grid[b], fresh.inner.grid)
                 assert int(state.inner.step_count[b]) == 0
             else:  # obs / state: the raw step's
                 np.testing.assert_array_equal(state.inner.grid[b], raw.observation.grid[b])
                 np.testing.assert_array_equal(step.legal[b], raw.observation.action_mask[b])
     assert ended >= 2 and gathered >= 1 and many >= 1
+
+
+def test_connector_random_returns_within_task_bounds(connector_walk):
+    env, record = connector_walk
+    lo, hi = env.task.return_bounds()
+    running, finished = np.zeros(4), []
+    for (_, _, _, before, *_), (_, actions, _, step, *_) in itertools.pairwise(record):
+        picked = np.take_along_axis(np.asarray(before.legal), np.asarray(actions)[..., None], -1)
+        assert picked.all()  # the random policy only picks legal actions
+        running += np.asarray(step.reward)
+        assert ((running >= lo - 1e-3) & (running <= hi + 1e-3)).all()
+        done = np.asarray(step.terminated | step.truncated)
+        finished += list(running[done])
+        running[done] = 0.0
+    assert len(finished) >= 2
+    assert all(lo - 1e-3 <= r <= hi + 1e-3 for r in finished)
 
 
 # ------------------------------------------------------------------ observation adapters

@@ -231,7 +231,7 @@ class MultiAgentEnv:
     @staticmethod
     def reset_capacity(num_envs: int) -> int:
         """How many finished envs `step_batch` resets per chunk (static)."""
-        return max(1, num_envs // 8)
+        return max(1, num_envs // 16)
 
     def _step_batch(self, states: EnvState, actions: jax.Array) -> tuple[EnvState, EnvStep]:
         states, steps, reset_keys = jax.vmap(self._transition)(states, actions)
