@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export JAX_PLATFORMS ?= cpu
 
-.PHONY: demo test test-slow lint ui bench clean
+.PHONY: demo test test-slow ui bench screenshots clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "sable-lake needs Python >= 3.11"'
@@ -35,6 +35,9 @@ ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml  ## the Dagster UI on http://127.0.0.1
 
 bench: $(STAMP)  ## the lake I/O benchmark (writes benchmarks/_data, minutes)
 	$(PY) benchmarks/lake_io.py
+
+screenshots: $(STAMP) $(DAGSTER_HOME)/dagster.yaml  ## UI screenshots into docs/img (needs Debian's chromium)
+	$(PY) -m pipelines.screenshots --out docs/img
 
 clean:  ## remove the demo lake and the local Dagster instance (not .venv)
 	rm -rf lake .dagster

@@ -1,0 +1,96 @@
+"""Screenshots of the Dagster UI for the README: the asset graph and the report asset's page.
+
+    python -m pipelines.screenshots [--out docs/img] [--asset report]
+
+Starts the webserver on 127.0.0.1 against the project's definitions and the local instance
+($DAGSTER_HOME, ./.dagster under make), points headless Chromium at it, and stops it.
+Needs Debian's chromium (`apt-get install chromium`); run `make demo` first so the pages
+have something to show.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--hide-scrollbars",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def webserver(port: int, timeout_s: float = 120.0) -> Iterator[str]:
+    """The Dagster webserver for `pipelines.definitions` on 127.0.0.1; yields its base URL."""
+    exe = Path(sys.executable).parent / "dagster-webserver"
+    proc = subprocess.Popen(
+        [str(exe), "-m", "pipelines.definitions", "-h", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + timeout_s
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/server_info", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError("the Dagster webserver did not start") from None
+                time.sleep(0.5)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def screenshot(url: str, out: Path, size: str = "1600,1000", wait_ms: int = 20000) -> Path:
+    """A PNG of `url` after its scripts have had `wait_ms` of (virtual) time to render."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        raise RuntimeError("chromium not found: apt-get install chromium")
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run(
+            [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={size}",
+             f"--virtual-time-budget={wait_ms}", f"--screenshot={out}", url],
+            check=True, capture_output=True, timeout=180,
+        )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("docs/img"))
+    parser.add_argument("--asset", default="report", help="asset whose page to capture")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster").resolve()))
+    with webserver(free_port()) as base:
+        shots = {
+            "asset-graph.png": f"{base}/asset-groups",
+            f"asset-{args.asset}.png": f"{base}/assets/{args.asset}",
+        }
+        for name, url in shots.items():
+            print(f"{url} -> {screenshot(url, args.out / name)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
