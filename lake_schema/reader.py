@@ -151,10 +151,14 @@ def read_files(
                 raise LakeFileError(rel, f"columns differ from the {table} schema")
             wanted = [c for c in columns if c in expected.names] if columns is not None else None
             try:
-                data = pf.read(columns=wanted)
+                if wanted == []:  # partition columns only: keep the row count, read nothing
+                    n = pf.metadata.num_rows
+                    data = pa.table({"_": pa.nulls(n)}).drop_columns(["_"])
+                else:
+                    data = pf.read(columns=wanted).replace_schema_metadata(None)
             except Exception as e:
                 raise LakeFileError(rel, f"corrupted data ({e})") from e
-        parts.append(_with_partitions(data.replace_schema_metadata(None), rel))
+        parts.append(_with_partitions(data, rel))
     full = spec.full_schema()
     if columns is not None:
         full = pa.schema([full.field(c) for c in columns])

@@ -3,9 +3,11 @@
 import dagster as dg
 
 from pipelines.assets.baselines import random_rollouts
+from pipelines.assets.online import online_checks, online_sable
 from pipelines.resources import LakeResource
 
 defs = dg.Definitions(
-    assets=[random_rollouts],
+    assets=[random_rollouts, online_sable],
+    asset_checks=[*online_checks],
     resources={"lake": LakeResource()},
 )

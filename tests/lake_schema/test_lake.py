@@ -132,6 +132,8 @@ def test_selection_filters_partitions(lake):
     assert set(eps["checkpoint"].to_pylist()) == {0, 1}
     eps = read_table(lake, "episodes", Selection(env="lbf", checkpoints=(1, 2)))
     assert set(eps["checkpoint"].to_pylist()) == {1, 2}
+    only_partitions = read_table(lake, "episodes", Selection(env="lbf"), columns=["checkpoint"])
+    assert only_partitions.column_names == ["checkpoint"] and only_partitions.num_rows == 24
     eps = read_table(lake, "episodes", Selection(env="lbf", split="demo-test"))
     assert eps.num_rows == 0
     assert read_table(lake, "episodes", Selection(env="lbf", split="train")).num_rows == 24

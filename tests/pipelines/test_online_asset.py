@@ -1,0 +1,92 @@
+"""The online Sable asset materialises through Dagster's API (temporary instance and lake) at
+a tiny budget, its checks pass, and materialising again replaces the run's rows."""
+
+import dagster as dg
+import pydantic
+import pytest
+
+from lake_schema.catalogue import get_task
+from lake_schema.reader import Selection, read_table
+from pipelines.assets.online import (
+    checkpoint_rows,
+    online_checks,
+    online_sable,
+    reference_present,
+    returns_within_bounds,
+)
+from pipelines.resources import LakeResource
+
+TASK = "lbf/8x8-2p-2f"
+# The network/PPO settings of tests/trainer/test_online_training.py, so a session running both
+# compiles the update once.
+TINY = {
+    "total_env_steps": 4 * 2048, "num_checkpoints": 2, "episodes_per_checkpoint": 16,
+    "reference_episodes": 64, "num_envs": 32, "rollout_length": 64, "embed_dim": 32,
+}
+
+
+def _materialise(lake, tmp_path, instance, **config):
+    return dg.materialize(
+        [online_sable, *online_checks],
+        partition_key=TASK,
+        resources={"lake": LakeResource(root=lake.root)},
+        run_config={"ops": {"online_sable": {"config": {
+            **TINY, "checkpoint_dir": str(tmp_path / "ck"), **config}}}},
+        instance=instance,
+    )
+
+
+def test_online_asset_materialises_with_metadata_and_passing_checks(lake, tmp_path):
+    instance = dg.DagsterInstance.ephemeral()
+    for _ in range(2):  # the second materialisation replaces the run, never duplicates it
+        result = _materialise(lake, tmp_path, instance)
+        assert result.success
+    eps = read_table(lake, "episodes", Selection(env="lbf"))
+    assert eps.num_rows == 2 * 16 and set(eps["run"].to_pylist()) == {"sable-seed0"}
+    assert read_table(lake, "references", Selection(env="lbf")).num_rows == 1
+
+    meta = result.asset_materializations_for_node("online_sable")[0].metadata
+    assert meta["episodes"].value == 32
+    assert meta["steps"].value == eps["length"].to_numpy().sum()
+    assert meta["bytes"].value > 0 and meta["steps_per_s"].value > 0
+    assert meta["num_checkpoints"].value == 2 and meta["run"].value == "sable-seed0"
+    assert 0.0 <= meta["final_return"].value <= 1.0
+    assert 0.0 <= meta["random_return"].value <= 1.0
+    assert meta["learning_curve"].value.startswith("![learning curve](data:image/png;base64,")
+    assert "env=lbf/task=8x8-2p-2f/run=sable-seed0" in meta["episodes_partition"].value
+
+    checks = result.get_asset_check_evaluations()
+    assert {c.check_name for c in checks} == {c.check_key.name for c in online_checks}
+    assert all(c.passed for c in checks), [(c.check_name, c.metadata) for c in checks]
+
+
+def test_online_checks_fail_on_missing_rows_and_references(lake, tmp_path):
+    """The check evaluations (the functions the asset checks call) catch a lake that lost
+    a checkpoint's files or its references row behind Dagster's back."""
+    task = get_task(TASK)
+    assert _materialise(lake, tmp_path, dg.DagsterInstance.ephemeral(), seed=1).success
+    assert checkpoint_rows(lake, task, "sable-seed1", 2).passed
+    assert not checkpoint_rows(lake, task, "sable-seed1", 3).passed  # one more expected
+    for rel in lake.glob("steps/env=lbf/task=8x8-2p-2f/run=sable-seed1/*/checkpoint=0/*"):
+        lake.fs.rm(lake.path(rel))
+    result = checkpoint_rows(lake, task, "sable-seed1", 2)
+    assert not result.passed and result.metadata["missing_or_mismatched"].value == "[0]"
+    assert reference_present(lake, task, "sable-seed1").passed
+    for rel in lake.glob("references/env=lbf/task=8x8-2p-2f/run=sable-seed1/*"):
+        lake.fs.rm(lake.path(rel))
+    assert not reference_present(lake, task, "sable-seed1").passed
+    assert not returns_within_bounds(lake, task, "no-such-run").passed
+
+
+def test_bad_online_config_is_refused_before_any_compute(lake, tmp_path):
+    with pytest.raises(pydantic.ValidationError, match="episodes_per_checkpoint"):
+        _materialise(lake, tmp_path, dg.DagsterInstance.ephemeral(), episodes_per_checkpoint=0)
+    result = dg.materialize(
+        [online_sable], partition_key=TASK, resources={"lake": LakeResource(root=lake.root)},
+        run_config={"ops": {"online_sable": {"config": {**TINY, "num_checkpoints": 5}}}},
+        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+    )
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data.error
+    assert "more than the 4 update(s)" in str(failure)
+    assert lake.find("") == []

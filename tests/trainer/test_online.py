@@ -1,0 +1,230 @@
+"""Online Sable, the pure pieces: GAE, PPO losses, agent permutation, chunked forward from a
+stored state, and config validation (errors before any compute)."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from trainer.networks import Sable, SableConfig
+from trainer.online import OnlineConfig, plan, train_online
+from trainer.online.ppo import (
+    Batch,
+    action_log_probs,
+    entropy,
+    forward_from,
+    gae,
+    masked_mean,
+    normalise,
+    permute_agents,
+    policy_loss,
+    value_loss,
+)
+
+LBF = "lbf/8x8-2p-2f"
+
+
+# ----------------------------------------------------------------------------- GAE
+
+
+def slow_gae(reward, value, done, last_value, gamma, lam):
+    """The textbook recursion, one environment and agent at a time."""
+    t_len, b_len, n_len = value.shape
+    adv = np.zeros_like(value)
+    for b in range(b_len):
+        for n in range(n_len):
+            running = 0.0
+            for t in reversed(range(t_len)):
+                next_v = last_value[b, n] if t == t_len - 1 else value[t + 1, b, n]
+                if done[t, b]:  # the episode ended with step t: no bootstrap, no carry
+                    next_v, running = 0.0, 0.0
+                delta = reward[t, b] + gamma * next_v - value[t, b, n]
+                running = delta + gamma * lam * running
+                adv[t, b, n] = running
+    return adv, adv + value
+
+
+@pytest.mark.parametrize("gamma, lam", [(0.99, 0.95), (0.9, 1.0), (0.5, 0.0)])
+def test_gae_matches_slow_reference_across_episode_boundaries(gamma, lam):
+    rng = np.random.default_rng(0)
+    t, b, n = 9, 4, 3
+    reward = rng.normal(size=(t, b)).astype(np.float32)
+    value = rng.normal(size=(t, b, n)).astype(np.float32)
+    done = rng.random((t, b)) < 0.25
+    done[2, 0] = done[3, 0] = True  # back-to-back ends (a one-step episode)
+    done[-1, 1] = True  # an episode ending on the last step ignores last_value
+    done[:, 2] = False  # one environment with no boundary at all
+    last_value = rng.normal(size=(b, n)).astype(np.float32)
+    adv, target = gae(jnp.asarray(reward), jnp.asarray(value), jnp.asarray(done),
+                      jnp.asarray(last_value), gamma, lam)
+    ref_adv, ref_target = slow_gae(reward, value, done, last_value, gamma, lam)
+    np.testing.assert_allclose(adv, ref_adv, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(target, ref_target, rtol=1e-5, atol=1e-5)
+
+
+def test_gae_with_lambda_one_is_the_discounted_return_minus_value():
+    reward = jnp.array([[1.0], [0.0], [2.0]])
+    value = jnp.array([[[0.5]], [[0.2]], [[0.1]]])
+    done = jnp.array([[False], [False], [True]])
+    adv, target = gae(reward, value, done, jnp.array([[9.0]]), 0.5, 1.0)
+    np.testing.assert_allclose(target[:, 0, 0], [1.0 + 0.25 * 2.0, 0.5 * 2.0, 2.0], atol=1e-6)
+    np.testing.assert_allclose(adv, target - value, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def test_policy_loss_unclipped_clipped_and_stats():
+    adv = jnp.array([1.0, -1.0, 2.0, -2.0])
+    old = jnp.zeros(4)
+    loss, (kl, frac) = policy_loss(old, old, adv, 0.2)
+    assert float(loss) == pytest.approx(-float(adv.mean()))
+    assert float(kl) == pytest.approx(0.0) and float(frac) == 0.0
+
+    ratio = jnp.array([1.5, 1.5, 0.5, 0.5])  # all outside [0.8, 1.2]
+    loss, (kl, frac) = policy_loss(jnp.log(ratio), old, adv, 0.2)
+    # min(r A, clip(r) A): A>0,r=1.5 -> 1.2; A<0,r=1.5 -> -1.5; A>0,r=0.5 -> 1.0; A<0,r=0.5 -> -1.6
+    assert float(loss) == pytest.approx(-(1.2 * 1 - 1.5 * 1 + 0.5 * 2 - 0.8 * 2) / 4, rel=1e-5)
+    assert float(frac) == 1.0
+    assert float(kl) == pytest.approx(float(jnp.mean(ratio - 1 - jnp.log(ratio))), rel=1e-5)
+
+
+def test_policy_loss_gradient_vanishes_where_clipped():
+    adv = jnp.array([1.0, -1.0])
+    grad = jax.grad(lambda lp: policy_loss(lp, jnp.zeros(2), adv, 0.2)[0])(jnp.log(jnp.array(
+        [1.5, 1.5])))
+    assert float(grad[0]) == 0.0  # A > 0 and r above 1 + eps: clipped, no push further
+    assert float(grad[1]) != 0.0  # A < 0 and r above 1 + eps: the unclipped term is active
+
+
+def test_value_loss_takes_the_worse_of_clipped_and_unclipped():
+    old, target = jnp.array([0.0, 0.0]), jnp.array([1.0, 1.0])
+    value = jnp.array([0.5, -0.5])
+    # entry 0: (0.5-1)^2=0.25 vs clipped 0.2 -> (0.2-1)^2=0.64 ; entry 1: 2.25 vs (-0.2-1)^2=1.44
+    assert float(value_loss(value, old, target, 0.2)) == pytest.approx(0.5 * (0.64 + 2.25) / 2)
+    mask = jnp.array([True, False])
+    assert float(value_loss(value, old, target, 0.2, mask)) == pytest.approx(0.5 * 0.64)
+
+
+def test_entropy_and_log_probs_respect_legal_actions():
+    min_f = float(jnp.finfo(jnp.float32).min)
+    logits = jnp.array([[0.0, 0.0, min_f, 0.0], [3.0, min_f, min_f, min_f]])
+    legal = logits > min_f
+    np.testing.assert_allclose(entropy(logits, legal), [math.log(3), 0.0], atol=1e-6)
+    np.testing.assert_allclose(
+        action_log_probs(logits, jnp.array([1, 0])), [-math.log(3), 0.0], atol=1e-6
+    )
+    assert np.isfinite(jax.grad(lambda x: entropy(x, legal).sum())(logits)).all()
+
+
+def test_normalise_and_masked_mean():
+    x = jnp.array([1.0, 2.0, 3.0, 100.0])
+    mask = jnp.array([True, True, True, False])
+    assert float(masked_mean(x, mask)) == pytest.approx(2.0)
+    z = normalise(x, mask)
+    assert float(masked_mean(z, mask)) == pytest.approx(0.0, abs=1e-6)
+    assert float(jnp.sqrt(masked_mean(z**2, mask))) == pytest.approx(1.0, rel=1e-4)
+
+
+# ----------------------------------------------------------------------------- batch plumbing
+
+
+def test_permute_agents_moves_every_per_agent_leaf_and_nothing_else():
+    b, t, n, f, a = 2, 3, 4, 5, 6
+    per = np.arange(b * t * n, dtype=np.float32).reshape(b, t, n)
+    batch = Batch(
+        obs=jnp.asarray(np.repeat(per[..., None], f, -1)),
+        legal=jnp.asarray(np.repeat(per[..., None] % 2 == 0, a, -1)),
+        first=jnp.zeros((b, t), bool).at[:, 0].set(True),
+        action=jnp.asarray(per.astype(np.int32)),
+        old_log_prob=jnp.asarray(per), old_value=jnp.asarray(per + 1),
+        advantage=jnp.asarray(per + 2), target=jnp.asarray(per + 3),
+        hstate=jnp.ones((b, 7)),
+    )
+    order = jnp.array([2, 0, 3, 1])
+    out = permute_agents(batch, order)
+    for name in ("obs", "legal", "action", "old_log_prob", "old_value", "advantage", "target"):
+        np.testing.assert_array_equal(
+            getattr(out, name), np.take(np.asarray(getattr(batch, name)), np.asarray(order), 2)
+        )
+    np.testing.assert_array_equal(out.first, batch.first)
+    np.testing.assert_array_equal(out.hstate, batch.hstate)
+
+
+def test_chunked_forward_from_a_stored_state_matches_one_chunk():
+    """The update's chunked forward continues from the rollout-start state exactly as the
+    single-chunk form does (chunks carry the state; episode starts inside chunks reset it)."""
+    b, t, n, f, a = 2, 8, 3, 5, 4
+    model = Sable(SableConfig(f, a, embed_dim=16, num_heads=2))
+    params = jax.jit(model.init_params)(jax.random.PRNGKey(0))  # eager flax is slow on CPU
+    rng = np.random.default_rng(1)
+    obs = jnp.asarray(rng.normal(size=(b, t, n, f)).astype(np.float32))
+    actions = jnp.asarray(rng.integers(0, a, (b, t, n)).astype(np.int32))
+    legal = jnp.ones((b, t, n, a), bool)
+    first = jnp.zeros((b, t), bool).at[0, 5].set(True).at[1, 2].set(True)
+    # A non-zero stored state: the state after a previous stretch of the same episodes.
+    prev = jnp.asarray(rng.normal(size=(b, 4, n, f)).astype(np.float32))
+    _, state = jax.jit(model.forward_chunk)(
+        params, model.init_state(b), prev, actions[:, :4], legal[:, :4],
+        jnp.zeros((b, 4), bool), jnp.ones((b, 4, n), bool),
+    )
+    run = jax.jit(
+        lambda s, chunk: forward_from(model, params, s, obs, actions, legal, first, chunk),
+        static_argnums=1,
+    )
+    whole, chunked, zero = run(state, None), run(state, 2), run(model.init_state(b), None)
+    np.testing.assert_allclose(chunked.policy_logits, whole.policy_logits, atol=1e-4)
+    np.testing.assert_allclose(chunked.value, whole.value, atol=1e-4)
+    # The stored state matters before the first episode start, not after it.
+    assert not np.allclose(zero.value[0, :5], whole.value[0, :5], atol=1e-4)
+    np.testing.assert_allclose(zero.value[0, 5:], whole.value[0, 5:], atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def test_profiles_and_plan_spacing():
+    paper = OnlineConfig.profile("paper")
+    assert paper.embed_dim == 64 and paper.num_checkpoints == 50
+    assert OnlineConfig.profile("demo") == OnlineConfig()
+    p = plan(LBF, OnlineConfig(total_env_steps=10 * 4096 + 5, num_checkpoints=3))
+    assert p.num_updates == 10 and p.total_env_steps == 40960
+    assert p.checkpoint_updates == (3, 7, 10)  # at 1/3, 2/3 and 3/3 of the updates
+    assert [p.quality(k) for k in range(3)] == ["low", "low", "high"]
+    p = plan(LBF, OnlineConfig(total_env_steps=7 * 4096, num_checkpoints=7))
+    assert p.checkpoint_updates == tuple(range(1, 8))
+
+
+@pytest.mark.parametrize(
+    "task, kwargs, message",
+    [
+        ("lbf/9x9-2p-2f", {}, "unknown task 'lbf/9x9-2p-2f'"),
+        ("nope/x", {}, "unknown environment 'nope'"),
+        (LBF, {"total_env_steps": 4095}, "smaller than one rollout"),
+        (LBF, {"total_env_steps": 3 * 4096, "num_checkpoints": 4}, "more than the 3 update"),
+        (LBF, {"episodes_per_checkpoint": 0}, "episodes_per_checkpoint must be >= 1"),
+        (LBF, {"num_envs": 10, "num_minibatches": 3}, "not divisible by num_minibatches"),
+        (LBF, {"rollout_length": 50}, "not a multiple of chunk_timesteps"),
+        (LBF, {"gamma": 1.5}, "gamma must lie in"),
+        (LBF, {"learning_rate": 0}, "learning_rate must lie in"),
+        (LBF, {"seed": -1}, "seed must be a non-negative int"),
+    ],
+)
+def test_bad_input_is_a_clear_error_before_any_compute(lake, tmp_path, task, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        train_online(task, OnlineConfig(**kwargs) if kwargs else OnlineConfig(), lake, "r0",
+                     checkpoint_dir=tmp_path / "ck")
+    assert lake.find("") == []  # nothing written, nothing deleted
+    assert not (tmp_path / "ck").exists()
+
+
+def test_bad_run_id_and_profile_are_refused(lake, tmp_path):
+    with pytest.raises(ValueError, match="bad run id"):
+        train_online(LBF, OnlineConfig(), lake, "bad/run", checkpoint_dir=tmp_path / "ck")
+    with pytest.raises(ValueError, match="unknown profile"):
+        OnlineConfig.profile("huge")
+    with pytest.raises(ValueError, match="unknown OnlineConfig field"):
+        OnlineConfig.profile("demo", batch_size=3)
+    assert not (tmp_path / "ck").exists()

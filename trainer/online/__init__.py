@@ -1,0 +1,31 @@
+"""Online Sable (PPO) on one catalogue task, recording its dataset into the lake.
+
+    from trainer.online import OnlineConfig, train_online
+    result = train_online("lbf/8x8-2p-2f", OnlineConfig.profile("demo"), Lake(), "sable-seed0")
+
+`config` (validated settings and the checkpoint plan), `ppo` (GAE, losses, the jitted
+rollout + update step), `train` (the Python loop: checkpoints, recording, progress, resume).
+CLI: `python -m trainer.online --help`.
+"""
+
+from trainer.online.config import PROFILES, OnlineConfig, Plan, plan, resolve_task
+from trainer.online.train import (
+    CheckpointRecord,
+    CheckpointStore,
+    OnlineResult,
+    default_checkpoint_dir,
+    train_online,
+)
+
+__all__ = [
+    "PROFILES",
+    "CheckpointRecord",
+    "CheckpointStore",
+    "OnlineConfig",
+    "OnlineResult",
+    "Plan",
+    "default_checkpoint_dir",
+    "plan",
+    "resolve_task",
+    "train_online",
+]

@@ -1,0 +1,459 @@
+"""PPO for Sable (as Mava's recurrent Sable): one jitted rollout + update step.
+
+`make_update(env, model, config)` returns a pure `update(state) -> (state, metrics)`:
+
+1. rollout: `rollout_length` steps of `num_envs` vmapped environments (lax.scan), actions from
+   Sable's recurrent `act`; the retention state at the rollout start is kept;
+2. GAE over the rollout (team reward, one value per agent);
+3. `ppo_epochs` epochs (lax.scan), each: shuffle environments, draw one random agent order
+   for the whole batch, then `num_minibatches` Adam steps (lax.scan) on the clipped PPO loss,
+   computed by the chunkwise form over each environment's whole rollout, starting from the
+   retention state stored at the rollout start.
+
+Retention state in minibatches: minibatches hold whole environments, so each sequence is
+the full rollout of one environment and starts from that environment's stored state (the
+state `act` was given at the rollout start); episode starts inside the rollout reset it, as
+in acting. The agent permutation is applied to the per-agent data only, not to the stored
+state: the encoder's state is a sum over agents (order-free); the decoder's depends on the
+order it was acted in, a small mismatch confined to the steps before the rollout's first
+episode start (Mava does the same). With `recompute_old_log_probs`, pi_old is recomputed
+under the epoch's order from the same inputs, so the ratio compares like with like.
+
+Losses and GAE are top-level pure functions (unit-tested on their own).
+
+Shapes: T rollout steps, B environments, N agents, F observation width, A actions.
+Time layout of a rollout (see `trainer.envs.rollout`): decision t reads obs[t] / legal[t]
+(`first[t]`: obs[t] starts an episode); reward[t] / done[t] are those of the step it causes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from trainer.envs import EnvState, EnvStep, MultiAgentEnv, Rollout
+from trainer.networks import Sable, SableConfig, SableOutput, SableState
+from trainer.online.config import OnlineConfig
+
+
+class Transition(NamedTuple):
+    """One rollout, time-major: every leaf is [T, B, ...]."""
+
+    obs: jax.Array  # [T, B, N, F] catalogue dtype: the input of decision t
+    legal: jax.Array  # [T, B, N, A] bool
+    first: jax.Array  # [T, B] bool: obs[t] starts an episode
+    action: jax.Array  # [T, B, N] int32
+    log_prob: jax.Array  # [T, B, N] log pi_old(action[t]) when acting
+    value: jax.Array  # [T, B, N] V_old(obs[t]) when acting
+    reward: jax.Array  # [T, B] team reward of the step action[t] caused
+    done: jax.Array  # [T, B] bool: that step ended the episode (terminated or truncated)
+
+
+class TrainState(NamedTuple):
+    """Everything the jitted step carries (and the orbax checkpoint holds)."""
+
+    params: Any
+    opt_state: Any
+    env_state: EnvState  # [B, ...]
+    last_step: EnvStep  # [B, ...]: the next decision's input
+    hstate: SableState  # [B, ...] retention state before acting on last_step
+    running_return: jax.Array  # [B] return so far of each environment's current episode
+    key: jax.Array  # [2] uint32
+    update: jax.Array  # [] int32: updates done
+    total_updates: jax.Array  # [] int32: the budget's updates (the learning-rate schedule)
+
+
+class UpdateMetrics(NamedTuple):
+    """Scalars of one update (losses averaged over epochs and minibatches)."""
+
+    episodes: jax.Array  # episodes completed in the rollout
+    return_sum: jax.Array  # sum of their team returns
+    reward_mean: jax.Array  # mean team reward per env step
+    total_loss: jax.Array
+    policy_loss: jax.Array
+    value_loss: jax.Array
+    entropy: jax.Array
+    approx_kl: jax.Array
+    clip_fraction: jax.Array
+    grad_norm: jax.Array
+
+
+# ----------------------------------------------------------------------------- pure pieces
+
+
+def gae(
+    reward: jax.Array,
+    value: jax.Array,
+    done: jax.Array,
+    last_value: jax.Array,
+    gamma: float,
+    lam: float,
+) -> tuple[jax.Array, jax.Array]:
+    """Generalised advantage estimation, backwards over time (lax.scan).
+
+    Args:
+        reward: [T, B] team reward of step t (broadcast over trailing value axes, e.g. agents).
+        value: [T, B, ...] V(obs[t]).
+        done: [T, B] the episode ended with step t: no bootstrapping across it. Truncation is
+            treated as an end too (the final observation is dropped by the autoreset).
+        last_value: [B, ...] V of the observation after the last step.
+
+    Returns:
+        advantages and value targets (advantages + value), both shaped like `value`.
+    """
+    extra = (1,) * (value.ndim - reward.ndim)
+    reward = reward.reshape(reward.shape + extra).astype(value.dtype)
+    live = 1.0 - done.reshape(done.shape + extra).astype(value.dtype)
+
+    def body(carry, xs):
+        next_adv, next_value = carry
+        r, v, keep = xs
+        delta = r + gamma * keep * next_value - v
+        adv = delta + gamma * lam * keep * next_adv
+        return (adv, v), adv
+
+    init = (jnp.zeros_like(last_value), last_value)
+    _, adv = jax.lax.scan(body, init, (reward, value, live), reverse=True)
+    return adv, adv + value
+
+
+def masked_mean(x: jax.Array, mask: jax.Array | None) -> jax.Array:
+    if mask is None:
+        return jnp.mean(x)
+    m = jnp.broadcast_to(mask, x.shape).astype(x.dtype)
+    return jnp.sum(x * m) / jnp.maximum(jnp.sum(m), 1.0)
+
+
+def normalise(x: jax.Array, mask: jax.Array | None = None, eps: float = 1e-8) -> jax.Array:
+    """(x - mean) / (std + eps) over the (masked) entries."""
+    mean = masked_mean(x, mask)
+    std = jnp.sqrt(masked_mean(jnp.square(x - mean), mask))
+    return (x - mean) / (std + eps)
+
+
+def action_log_probs(logits: jax.Array, actions: jax.Array) -> jax.Array:
+    """log pi(action): logits [..., A] (illegal at float32 min), actions [...] -> [...]."""
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    return jnp.take_along_axis(logp, actions[..., None].astype(jnp.int32), axis=-1)[..., 0]
+
+
+def entropy(logits: jax.Array, legal: jax.Array) -> jax.Array:
+    """Entropy of the legal-masked categorical: logits, legal [..., A] -> [...]."""
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    return -jnp.sum(jnp.where(legal, jnp.exp(logp) * logp, 0.0), axis=-1)
+
+
+def policy_loss(
+    log_prob: jax.Array,
+    old_log_prob: jax.Array,
+    advantage: jax.Array,
+    clip_eps: float,
+    mask: jax.Array | None = None,
+) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    """Clipped surrogate -E[min(r A, clip(r, 1 - eps, 1 + eps) A)], r = pi / pi_old.
+
+    Returns the loss and (approximate KL(pi_old || pi), fraction of clipped ratios).
+    """
+    log_ratio = log_prob - old_log_prob
+    ratio = jnp.exp(log_ratio)
+    clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
+    loss = -masked_mean(jnp.minimum(ratio * advantage, clipped * advantage), mask)
+    approx_kl = masked_mean((ratio - 1.0) - log_ratio, mask)  # the k3 estimator, >= 0
+    clip_fraction = masked_mean((jnp.abs(ratio - 1.0) > clip_eps).astype(jnp.float32), mask)
+    return loss, (approx_kl, clip_fraction)
+
+
+def value_loss(
+    value: jax.Array,
+    old_value: jax.Array,
+    target: jax.Array,
+    clip_eps: float,
+    mask: jax.Array | None = None,
+) -> jax.Array:
+    """0.5 * E[max((v - y)^2, (v_old + clip(v - v_old, -eps, eps) - y)^2)] (PPO2 / Mava)."""
+    clipped = old_value + jnp.clip(value - old_value, -clip_eps, clip_eps)
+    worst = jnp.maximum(jnp.square(value - target), jnp.square(clipped - target))
+    return 0.5 * masked_mean(worst, mask)
+
+
+# ----------------------------------------------------------------------------- network glue
+
+
+def sable_config(config: OnlineConfig, env: MultiAgentEnv) -> SableConfig:
+    """The network for one task's environment (scalar value head, no Q head)."""
+    return SableConfig(
+        obs_width=env.obs_width,
+        num_actions=env.num_actions,
+        embed_dim=config.embed_dim,
+        num_heads=config.num_heads,
+        num_blocks=config.num_blocks,
+        decay_scaling=config.decay_scaling,
+    )
+
+
+def make_optimizer(config: OnlineConfig) -> optax.GradientTransformation:
+    """Global-norm clipping then Adam's scaling; the step size is applied by the update step
+    (`learning_rate(...)`), so the budget is data, not part of the compiled program."""
+    return optax.chain(
+        optax.clip_by_global_norm(config.max_grad_norm),
+        optax.scale_by_adam(eps=config.adam_eps),
+    )
+
+
+def learning_rate(config: OnlineConfig, update: jax.Array, total_updates: jax.Array) -> jax.Array:
+    """Constant, or annealed linearly from `learning_rate` towards 0 over the budget."""
+    if not config.anneal_lr:
+        return jnp.asarray(config.learning_rate, jnp.float32)
+    frac = 1.0 - update.astype(jnp.float32) / jnp.maximum(total_updates, 1).astype(jnp.float32)
+    return config.learning_rate * frac
+
+
+def forward_from(
+    model: Sable,
+    params: Any,
+    state: SableState,
+    obs: jax.Array,
+    actions: jax.Array,
+    legal: jax.Array,
+    first: jax.Array,
+    chunk: int | None,
+) -> SableOutput:
+    """Chunkwise form over [B, T, ...] sequences continuing from `state` (not from zero).
+
+    With `chunk`, the T timesteps go through `forward_chunk` `chunk` at a time (lax.scan),
+    carrying the retention state: the same outputs, with (chunk * N)^2 instead of (T * N)^2
+    score memory.
+    """
+    b, t = first.shape
+    mask = jnp.ones(actions.shape, bool)
+    if chunk is None or chunk >= t:
+        return model.forward_chunk(params, state, obs, actions, legal, first, mask)[0]
+
+    def split(x: jax.Array) -> jax.Array:  # [B, T, ...] -> [T / c, B, c, ...]
+        return jnp.swapaxes(x.reshape(b, t // chunk, chunk, *x.shape[2:]), 0, 1)
+
+    def body(carry: SableState, xs: tuple) -> tuple[SableState, SableOutput]:
+        out, carry = model.forward_chunk(params, carry, *xs)
+        return carry, out
+
+    inputs = tuple(split(x) for x in (obs, actions, legal, first, mask))
+    _, outs = jax.lax.scan(body, state, inputs)
+    return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1).reshape(b, t, *x.shape[3:]), outs)
+
+
+class Batch(NamedTuple):
+    """Training data of one update, environment-major ([B, T, ...]) with targets."""
+
+    obs: jax.Array  # [B, T, N, F]
+    legal: jax.Array  # [B, T, N, A]
+    first: jax.Array  # [B, T]
+    action: jax.Array  # [B, T, N]
+    old_log_prob: jax.Array  # [B, T, N]
+    old_value: jax.Array  # [B, T, N]
+    advantage: jax.Array  # [B, T, N]
+    target: jax.Array  # [B, T, N]
+    hstate: SableState  # [B, ...] retention state at the rollout start
+
+
+def permute_agents(batch: Batch, order: jax.Array) -> Batch:
+    """Reorder the agent axis (axis 2 of every per-agent leaf) by `order` [N]."""
+    per_agent = ("obs", "legal", "action", "old_log_prob", "old_value", "advantage", "target")
+    return batch._replace(**{f: jnp.take(getattr(batch, f), order, axis=2) for f in per_agent})
+
+
+def ppo_loss(
+    params: Any, model: Sable, batch: Batch, config: OnlineConfig
+) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+    """The PPO loss of a minibatch; returns (total, (policy, value, entropy, kl, clipfrac))."""
+    out = forward_from(
+        model, params, batch.hstate, batch.obs, batch.action, batch.legal, batch.first,
+        config.chunk_timesteps,
+    )
+    log_prob = action_log_probs(out.policy_logits, batch.action)
+    adv = normalise(batch.advantage)
+    pi_loss, (kl, clip_frac) = policy_loss(log_prob, batch.old_log_prob, adv, config.clip_eps)
+    v_loss = value_loss(out.value, batch.old_value, batch.target, config.clip_eps)
+    ent = jnp.mean(entropy(out.policy_logits, batch.legal))
+    total = pi_loss + config.vf_coef * v_loss - config.ent_coef * ent
+    return total, (pi_loss, v_loss, ent, kl, clip_frac)
+
+
+# ----------------------------------------------------------------------------- the step
+
+
+def init_train_state(
+    env: MultiAgentEnv, model: Sable, config: OnlineConfig, key: jax.Array, total_updates: int
+) -> TrainState:
+    """Fresh parameters, optimiser state and `num_envs` fresh environments."""
+    k_params, k_env, k_run = jax.random.split(key, 3)
+    params = model.init_params(k_params)
+    opt_state = make_optimizer(config).init(params)
+    env_state, first_step = env.reset_batch(k_env, config.num_envs)
+    return TrainState(
+        params=params,
+        opt_state=opt_state,
+        env_state=env_state,
+        last_step=first_step,
+        hstate=model.init_state(config.num_envs),
+        running_return=jnp.zeros((config.num_envs,), jnp.float32),
+        key=k_run,
+        update=jnp.zeros((), jnp.int32),
+        total_updates=jnp.asarray(total_updates, jnp.int32),
+    )
+
+
+def make_update(
+    env: MultiAgentEnv, model: Sable, config: OnlineConfig
+) -> Callable[[TrainState], tuple[TrainState, UpdateMetrics]]:
+    """The jitted rollout + PPO update step (one call = one update = B * T env steps)."""
+    num_envs, num_agents = config.num_envs, env.num_agents
+    mb_size = num_envs // config.num_minibatches
+    tx = make_optimizer(config)
+    act_mask = jnp.ones((num_envs, num_agents), bool)
+
+    def env_step(carry, key):
+        params, env_state, step, hstate, running = carry
+        res = model.act(params, hstate, step.obs, step.legal, step.first, act_mask, key)
+        env_state, nxt = env.step_batch(env_state, res.actions)
+        done = nxt.terminated | nxt.truncated
+        running = running + nxt.reward
+        tr = Transition(
+            step.obs, step.legal, step.first, res.actions, res.log_probs, res.values,
+            nxt.reward, done,
+        )
+        ended = (jnp.sum(done), jnp.sum(jnp.where(done, running, 0.0)))
+        carry = (params, env_state, nxt, res.state, jnp.where(done, 0.0, running))
+        return carry, (tr, ended)
+
+    def minibatch_step(carry, mb: Batch, lr: jax.Array):
+        params, opt_state = carry
+        grad_fn = jax.value_and_grad(ppo_loss, has_aux=True)
+        (total, aux), grads = grad_fn(params, model, mb, config)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        params = optax.apply_updates(params, jax.tree.map(lambda u: -lr * u, updates))
+        return (params, opt_state), (total, *aux, optax.global_norm(grads))
+
+    def epoch(carry, key, batch: Batch, old_params, lr):
+        params, opt_state = carry
+        k_env, k_agent = jax.random.split(key)
+        env_order = jax.random.permutation(k_env, num_envs)
+        data = jax.tree.map(lambda x: jnp.take(x, env_order, axis=0), batch)
+        if config.shuffle_agents:
+            # One agent order for the whole batch (as Mava). The autoregressive policy then
+            # factorises in that order, so pi(a_i | a_before_i, s) differs from the acting
+            # conditional; by default the acting log-probs still serve as pi_old (Mava).
+            data = permute_agents(data, jax.random.permutation(k_agent, num_agents))
+        if config.shuffle_agents and config.recompute_old_log_probs:
+            # pi_old under this order, with the rollout's parameters and the same stored
+            # state: the ratio compares the same conditional and starts at exactly 1.
+            old = forward_from(
+                model, old_params, data.hstate, data.obs, data.action, data.legal,
+                data.first, config.chunk_timesteps,
+            )
+            data = data._replace(old_log_prob=action_log_probs(old.policy_logits, data.action))
+        mbs = jax.tree.map(
+            lambda x: x.reshape(config.num_minibatches, mb_size, *x.shape[1:]), data
+        )
+        (params, opt_state), stats = jax.lax.scan(
+            lambda c, mb: minibatch_step(c, mb, lr), (params, opt_state), mbs
+        )
+        return (params, opt_state), stats
+
+    def update(state: TrainState) -> tuple[TrainState, UpdateMetrics]:
+        key, k_roll, k_last, k_epochs = jax.random.split(state.key, 4)
+        h0 = state.hstate
+        carry = (state.params, state.env_state, state.last_step, h0, state.running_return)
+        carry, (traj, (n_done, ret_sum)) = jax.lax.scan(
+            env_step, carry, jax.random.split(k_roll, config.rollout_length)
+        )
+        _, env_state, last_step, hstate, running = carry
+        # V(obs after the last step), from the recurrent form (its action is discarded).
+        last = model.act(
+            state.params, hstate, last_step.obs, last_step.legal, last_step.first, act_mask,
+            k_last,
+        )
+        adv, target = gae(
+            traj.reward, traj.value, traj.done, last.values, config.gamma, config.gae_lambda
+        )
+
+        def env_major(x: jax.Array) -> jax.Array:
+            return jnp.swapaxes(x, 0, 1)
+
+        batch = Batch(
+            obs=env_major(traj.obs),
+            legal=env_major(traj.legal),
+            first=env_major(traj.first),
+            action=env_major(traj.action),
+            old_log_prob=env_major(traj.log_prob),
+            old_value=env_major(traj.value),
+            advantage=env_major(adv),
+            target=env_major(target),
+            hstate=h0,
+        )
+        lr = learning_rate(config, state.update, state.total_updates)
+        (params, opt_state), stats = jax.lax.scan(
+            lambda c, k: epoch(c, k, batch, state.params, lr),
+            (state.params, state.opt_state),
+            jax.random.split(k_epochs, config.ppo_epochs),
+        )
+        total, pi_l, v_l, ent, kl, clip_frac, gnorm = (jnp.mean(s) for s in stats)
+        metrics = UpdateMetrics(
+            episodes=jnp.sum(n_done),
+            return_sum=jnp.sum(ret_sum),
+            reward_mean=jnp.mean(traj.reward),
+            total_loss=total,
+            policy_loss=pi_l,
+            value_loss=v_l,
+            entropy=ent,
+            approx_kl=kl,
+            clip_fraction=clip_frac,
+            grad_norm=gnorm,
+        )
+        new_state = state._replace(
+            params=params, opt_state=opt_state, env_state=env_state, last_step=last_step,
+            hstate=hstate, running_return=running, key=key, update=state.update + 1,
+        )
+        return new_state, metrics
+
+    return jax.jit(update, donate_argnums=0)
+
+
+# ----------------------------------------------------------------------------- recording
+
+
+def make_policy_rollout(
+    env: MultiAgentEnv, model: Sable, num_envs: int, num_steps: int
+) -> Callable[[Any, jax.Array], Rollout]:
+    """Jitted `(params, key) -> Rollout` of the stochastic Sable policy in fresh environments.
+
+    Same layout as `trainer.envs.rollout` (steps [T + 1, B], actions [T, B, N], ...), so
+    `trainer.recording.episodes_from_rollout` turns it into lake episodes. With `num_steps`
+    = the time limit, every environment's first episode is whole.
+    """
+    mask = jnp.ones((num_envs, env.num_agents), bool)
+
+    def run(params: Any, key: jax.Array) -> Rollout:
+        k_reset, k_steps = jax.random.split(key)
+        env_state, first_step = env.reset_batch(k_reset, num_envs)
+
+        def body(carry, k):
+            env_state, step, hstate, running = carry
+            res = model.act(params, hstate, step.obs, step.legal, step.first, mask, k)
+            env_state, nxt = env.step_batch(env_state, res.actions)
+            running = running + nxt.reward
+            done = nxt.terminated | nxt.truncated
+            out = (nxt, res.actions, jnp.where(done, running, 0.0), done)
+            return (env_state, nxt, res.state, jnp.where(done, 0.0, running)), out
+
+        init = (env_state, first_step, model.init_state(num_envs), jnp.zeros((num_envs,)))
+        (env_state, _, _, _), (steps, actions, ret, done) = jax.lax.scan(
+            body, init, jax.random.split(k_steps, num_steps)
+        )
+        steps = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first_step, steps)
+        return Rollout(steps, actions, ret, done, env_state)
+
+    return jax.jit(run)

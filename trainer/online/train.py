@@ -1,0 +1,528 @@
+"""The Python loop around the jitted PPO step: checkpoints, recording, progress, resume.
+
+    result = train_online("lbf/8x8-2p-2f", OnlineConfig(), Lake("./lake"), run="sable-seed0")
+
+For each of K recording checkpoints (evenly spaced over the budget) it trains up to the
+checkpoint, records E episodes of the current stochastic policy in fresh environments into
+the lake (`steps` + `episodes`, quality `low`/`high` by the paper's rule), and saves an orbax
+checkpoint of the whole training state (parameters, Adam, RNG, environments, retention
+state). The lake write and the orbax save run on a background thread while training goes on;
+the lake write comes first, so a saved checkpoint always has its rows. At the end it writes
+the task's `references` row (final policy vs random policy).
+
+Resume: an interrupted run (same task, run id and config, not completed) continues from its
+last orbax checkpoint; re-recorded checkpoints replace their lake rows (same write key), so
+rows are never duplicated. Any other start is fresh: the run's old lake rows and checkpoints
+are deleted first, so a shorter re-run leaves no stale checkpoints behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from lake_schema.catalogue import Task
+from lake_schema.reader import Selection, list_files, parse_partition, read_table
+from lake_schema.schema import validate_partition
+from lake_schema.storage import Lake
+from lake_schema.writer import delete_run, write_episodes, write_reference
+from trainer.envs import make_env
+from trainer.networks import Sable, param_count
+from trainer.online.config import OnlineConfig, Plan, plan, resolve_task
+from trainer.online.ppo import (
+    TrainState,
+    UpdateMetrics,
+    init_train_state,
+    make_policy_rollout,
+    make_update,
+    sable_config,
+)
+from trainer.recording import collect_random_episodes, episodes_from_rollout
+
+logger = logging.getLogger("trainer.online")
+
+CHECKPOINTS_ENV = "SABLE_CHECKPOINTS"
+DEFAULT_CHECKPOINTS = "./checkpoints"
+_META = "run.json"
+
+
+@dataclass(frozen=True)
+class CheckpointRecord:
+    """One recording checkpoint: where it sits in training and what was written."""
+
+    checkpoint: int
+    update: int
+    env_steps: int
+    quality: str
+    episodes: int
+    mean_return: float
+    std_return: float
+    steps_written: int
+    bytes_written: int
+    record_s: float  # blocking: evaluation rollout + conversion to lake rows
+    write_s: float  # background: lake write + orbax save (overlaps training)
+
+
+@dataclass
+class OnlineResult:
+    """What a `train_online` call did. `curve` covers every checkpoint of the run (resumed
+    ones included, as read back from the lake); timings cover this call only."""
+
+    task: str
+    run: str
+    config: OnlineConfig
+    num_updates: int
+    total_env_steps: int
+    param_count: int
+    curve: list[CheckpointRecord] = field(default_factory=list)
+    train_curve: list[tuple[int, float]] = field(default_factory=list)  # (env steps, return)
+    reference_return: float = math.nan
+    reference_std: float = math.nan
+    random_return: float = math.nan
+    random_std: float = math.nan
+    resumed_from: int | None = None  # the checkpoint this call resumed after
+    compile_s: float = 0.0
+    train_s: float = 0.0  # jitted updates only
+    trained_env_steps: int = 0  # in this call
+    record_s: float = 0.0  # blocking part of the recording (rollouts + conversion)
+    write_s: float = 0.0  # background lake writes + orbax saves
+    write_wait_s: float = 0.0  # time training waited for a background write
+    reference_s: float = 0.0  # final-policy and random reference episodes + write
+    wall_s: float = 0.0
+
+    @property
+    def steps_per_s(self) -> float:
+        """Env steps per second of the training updates (no recording, no compile)."""
+        return self.trained_env_steps / self.train_s if self.train_s > 0 else math.nan
+
+    @property
+    def recording_fraction(self) -> float:
+        """Time the recording took from training, relative to training time."""
+        return (self.record_s + self.write_wait_s) / self.train_s if self.train_s else math.nan
+
+    @property
+    def episodes_written(self) -> int:
+        return sum(r.episodes for r in self.curve)
+
+    @property
+    def steps_written(self) -> int:
+        return sum(r.steps_written for r in self.curve)
+
+    @property
+    def bytes_written(self) -> int:
+        return sum(r.bytes_written for r in self.curve)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "task": self.task, "run": self.run, "updates": self.num_updates,
+            "env_steps": self.total_env_steps, "params": self.param_count,
+            "steps_per_s": round(self.steps_per_s, 1),
+            "final_return": self.reference_return, "random_return": self.random_return,
+            "record_fraction": round(self.recording_fraction, 4),
+            "curve": [(r.env_steps, round(r.mean_return, 4), r.quality) for r in self.curve],
+        }
+
+
+# ----------------------------------------------------------------------------- compiled programs
+
+
+def _compile_key(config: OnlineConfig) -> OnlineConfig:
+    """The config with every field that does not change the compiled update set to a constant,
+    so runs that differ only in budget, schedule or seed share one compilation."""
+    return dataclasses.replace(
+        config, total_env_steps=1, num_checkpoints=1, episodes_per_checkpoint=1,
+        reference_episodes=1, seed=0, progress_interval_s=0.0,
+    )
+
+
+_PROGRAMS: dict[tuple[str, OnlineConfig, int], tuple[Any, ...]] = {}
+
+
+def _programs(task_name: str, key: OnlineConfig, record_envs: int) -> tuple[Any, ...]:
+    """(abstract state, init, update, policy rollout, compile seconds), compiled once per
+    process for each (task, network/PPO settings, recording batch); 0 s when cached.
+
+    init(key, total_updates) -> TrainState; update(state) -> (state, metrics);
+    policy rollout(params, key) -> Rollout of `record_envs` fresh episodes."""
+    cache_key = (task_name, key, record_envs)
+    if cache_key in _PROGRAMS:
+        return (*_PROGRAMS[cache_key][:4], 0.0)
+    env = make_env(task_name)
+    model = Sable(sable_config(key, env))
+    start = time.perf_counter()
+    init = jax.jit(lambda k, total: init_train_state(env, model, key, k, total))
+    abstract = jax.eval_shape(init, jax.random.PRNGKey(0), 1)
+    init = init.lower(jax.random.PRNGKey(0), 1).compile()
+    update = make_update(env, model, key).lower(abstract).compile()
+    record = (
+        make_policy_rollout(env, model, record_envs, env.time_limit)
+        .lower(abstract.params, jax.random.PRNGKey(0))
+        .compile()
+    )
+    _PROGRAMS[cache_key] = (abstract, init, update, record, time.perf_counter() - start)
+    return _PROGRAMS[cache_key]
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def default_checkpoint_dir(task: Task, run: str) -> Path:
+    root = os.environ.get(CHECKPOINTS_ENV) or DEFAULT_CHECKPOINTS
+    return Path(root).expanduser().absolute() / "online" / task.env / task.scenario / run
+
+
+class CheckpointStore:
+    """Orbax checkpoints of the TrainState, one per recording checkpoint, plus `run.json`
+    (task, run, config, completed) that decides whether a later call may resume."""
+
+    def __init__(self, directory: str | os.PathLike) -> None:
+        self.directory = Path(directory).absolute()
+        self._manager: ocp.CheckpointManager | None = None
+
+    @property
+    def manager(self) -> ocp.CheckpointManager:
+        if self._manager is None:
+            options = ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False)
+            self._manager = ocp.CheckpointManager(self.directory / "orbax", options=options)
+        return self._manager
+
+    def meta(self) -> dict[str, Any] | None:
+        path = self.directory / _META
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError:
+            return None
+
+    def write_meta(self, meta: dict[str, Any]) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = self.directory / (_META + ".tmp")
+        tmp.write_text(json.dumps(meta, sort_keys=True, indent=1))
+        tmp.replace(self.directory / _META)  # atomic
+
+    def clear(self) -> None:
+        self.close()
+        if self.directory.exists():
+            shutil.rmtree(self.directory)
+
+    def latest(self) -> int | None:
+        if not (self.directory / "orbax").exists():
+            return None
+        return self.manager.latest_step()
+
+    def save(self, checkpoint: int, state: TrainState) -> None:
+        self.manager.save(checkpoint, args=ocp.args.StandardSave(state))
+        self.manager.wait_until_finished()
+
+    def restore(self, checkpoint: int, abstract: TrainState) -> TrainState:
+        return self.manager.restore(checkpoint, args=ocp.args.StandardRestore(abstract))
+
+    def close(self) -> None:
+        if self._manager is not None:
+            self._manager.close()
+            self._manager = None
+
+
+# ----------------------------------------------------------------------------- progress
+
+
+class Progress:
+    """Progress at a steady rate: a bar rewritten in place on an interactive terminal, plain
+    lines (to `log`, or the `trainer.online` logger) otherwise."""
+
+    def __init__(
+        self, total_steps: int, interval_s: float, log: Callable[[str], None] | None
+    ) -> None:
+        self.total = total_steps
+        self.interval = interval_s
+        self.log = log
+        self.tty = log is None and sys.stderr.isatty()
+        self.last = time.perf_counter()
+        self.episodes = 0
+        self.return_sum = 0.0
+        self.curve: list[tuple[int, float]] = []
+
+    def add(self, metrics: UpdateMetrics) -> None:
+        self.episodes += int(metrics.episodes)
+        self.return_sum += float(metrics.return_sum)
+
+    def due(self) -> bool:
+        return time.perf_counter() - self.last >= self.interval
+
+    def emit(self, steps: int, steps_per_s: float, extra: str = "") -> None:
+        if self.episodes:
+            mean = self.return_sum / self.episodes
+            self.curve.append((steps, mean))
+            ret = f"train return {mean:8.3f} ({self.episodes} episodes)"
+        else:
+            ret = "train return        - (0 episodes)"
+        frac = steps / self.total if self.total else 1.0
+        text = (
+            f"{steps:>11,}/{self.total:,} env steps ({frac:6.1%})  {steps_per_s:8,.0f} steps/s  "
+            f"{ret}{extra}"
+        )
+        if self.tty:
+            bar = "#" * int(24 * frac)
+            end = "\n" if extra or steps >= self.total else ""
+            sys.stderr.write(f"\r[{bar:<24}] {text}{end}")
+            sys.stderr.flush()
+        elif self.log is not None:
+            self.log(text)
+        else:
+            logger.info(text)
+        self.episodes, self.return_sum = 0, 0.0
+        self.last = time.perf_counter()
+
+    def say(self, text: str) -> None:
+        if self.tty:
+            sys.stderr.write("\r" + text + "\n")
+        elif self.log is not None:
+            self.log(text)
+        else:
+            logger.info(text)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def _policy_returns(
+    record: Any, params: Any, seed: int, salt: int, count: int, per_call: int
+) -> tuple[list[Any], np.ndarray]:
+    """`count` fresh episodes of the stochastic policy, `per_call` environments at a time
+    (one episode each: the rollout spans the time limit). Keys depend only on (seed, salt),
+    so recording never draws from the training RNG and a resumed run records the same."""
+    batches, returns = [], []
+    for i in range(math.ceil(count / per_call)):
+        key = jax.random.fold_in(jax.random.PRNGKey(seed), 1_000_003 * salt + i)
+        batch = episodes_from_rollout(jax.device_get(record(params, key)), max_per_env=1)
+        batches.append(batch)
+        returns.append(batch.episode_returns())
+    return batches, np.concatenate(returns)[:count]
+
+
+def train_online(
+    task: str | Task,
+    config: OnlineConfig,
+    lake: Lake,
+    run: str,
+    *,
+    checkpoint_dir: str | os.PathLike | None = None,
+    resume: bool = True,
+    log: Callable[[str], None] | None = None,
+    on_checkpoint: Callable[[CheckpointRecord], None] | None = None,
+) -> OnlineResult:
+    """Train online Sable on `task` and record its dataset into `lake` as run `run`.
+
+    Args:
+        task: a catalogue task or its `env/scenario` name.
+        config: the `OnlineConfig` (validated against the task before anything runs).
+        lake: where the `steps`, `episodes` and `references` rows go.
+        run: the run id of the rows (e.g. `sable-seed0`).
+        checkpoint_dir: orbax checkpoints; default $SABLE_CHECKPOINTS (or ./checkpoints)
+            /online/<env>/<scenario>/<run>.
+        resume: continue an interrupted run with the same config from its last checkpoint;
+            False always starts fresh.
+        log: where progress lines go (default: a bar on a terminal, else the logger).
+        on_checkpoint: called after each checkpoint's rows and orbax checkpoint are saved.
+
+    Raises:
+        ValueError: unknown task, budget smaller than one rollout, more checkpoints than
+            updates, episodes per checkpoint < 1, or another bad config value; raised before
+            any compilation or environment step.
+    """
+    wall_start = time.perf_counter()
+    task = resolve_task(task)
+    layout: Plan = plan(task, config)  # every check before any compute
+    validate_partition("references", {"env": task.env, "task": task.scenario, "run": run})
+    store = CheckpointStore(checkpoint_dir or default_checkpoint_dir(task, run))
+    progress = Progress(layout.total_env_steps, config.progress_interval_s, log)
+
+    abstract, init, update, record, compile_s = _programs(
+        task.name, _compile_key(config), config.episodes_per_checkpoint
+    )
+    seed_key = jax.random.PRNGKey(config.seed)
+    result = OnlineResult(
+        task=task.name, run=run, config=config, num_updates=layout.num_updates,
+        total_env_steps=layout.total_env_steps, param_count=param_count(abstract.params),
+        compile_s=compile_s,
+    )
+
+    meta = {"task": task.name, "run": run, "config": json.loads(config.to_json())}
+    old = store.meta()
+    latest = store.latest() if old is not None else None
+    if (
+        resume and old is not None and not old.get("completed")
+        and {k: old.get(k) for k in meta} == meta and latest is not None
+    ):
+        state = store.restore(latest, abstract)
+        result.resumed_from = latest
+        result.curve = _curve_from_lake(lake, task, run, layout, latest)
+        progress.say(f"{task.name} run {run}: resuming after checkpoint {latest}")
+        start = latest + 1
+    else:
+        if resume and old is not None and not old.get("completed"):
+            progress.say(f"{task.name} run {run}: an interrupted run with another config (or "
+                         "no checkpoint yet) exists; starting over")
+        store.clear()
+        delete_run(lake, task, run)
+        store.write_meta({**meta, "completed": False})
+        state = init(seed_key, layout.num_updates)
+        start = 0
+    progress.say(
+        f"{task.name} run {run}: {layout.num_updates} updates x {layout.steps_per_update:,} "
+        f"env steps, {layout.num_checkpoints} checkpoints x {config.episodes_per_checkpoint} "
+        f"episodes, {result.param_count:,} parameters (compile {compile_s:.1f}s)"
+    )
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="online-writer")
+    pending: Future | None = None
+    done_updates = int(state.update)
+
+    def finish_pending() -> None:
+        nonlocal pending
+        if pending is None:
+            return
+        t0 = time.perf_counter()
+        record_k = pending.result()
+        result.write_wait_s += time.perf_counter() - t0
+        result.curve.append(record_k)
+        pending = None
+        if on_checkpoint is not None:
+            on_checkpoint(record_k)
+
+    def write_checkpoint(k: int, batch: Any, host_state: TrainState, rec: dict) -> CheckpointRecord:
+        t0 = time.perf_counter()
+        written = write_episodes(
+            lake, task, run, k, layout.quality(k), batch, env_steps=layout.env_steps_at(k)
+        )
+        store.save(k, host_state)  # after the rows: a saved checkpoint always has its rows
+        return CheckpointRecord(
+            **rec, steps_written=written.rows, bytes_written=written.bytes,
+            write_s=time.perf_counter() - t0,
+        )
+
+    try:
+        for k in range(start, layout.num_checkpoints):
+            target = layout.checkpoint_updates[k]
+            t_train = time.perf_counter()
+            steps_since = 0
+            while done_updates < target:
+                state, metrics = update(state)
+                metrics = jax.device_get(metrics)  # also waits for the update
+                done_updates += 1
+                steps_since += layout.steps_per_update
+                progress.add(metrics)
+                if progress.due():
+                    elapsed = time.perf_counter() - t_train
+                    progress.emit(done_updates * layout.steps_per_update, steps_since / elapsed)
+            train_k = time.perf_counter() - t_train
+            result.train_s += train_k
+            result.trained_env_steps += steps_since
+
+            # Record: E fresh episodes of the current stochastic policy (blocking part).
+            t_rec = time.perf_counter()
+            host_state = jax.device_get(state)  # the next update donates `state`'s buffers
+            batches, returns = _policy_returns(
+                record, state.params, config.seed, k, config.episodes_per_checkpoint,
+                config.episodes_per_checkpoint,
+            )
+            rec = dict(
+                checkpoint=k, update=done_updates, env_steps=layout.env_steps_at(k),
+                quality=layout.quality(k), episodes=len(returns),
+                mean_return=float(returns.mean()), std_return=float(returns.std()),
+                record_s=time.perf_counter() - t_rec,
+            )
+            result.record_s += rec["record_s"]
+            finish_pending()  # one write in flight at a time, in checkpoint order
+            pending = pool.submit(write_checkpoint, k, batches[0], host_state, rec)
+            rate = steps_since / train_k if train_k > 0 else math.nan
+            progress.emit(
+                layout.env_steps_at(k), rate,
+                f"  | checkpoint {k + 1}/{layout.num_checkpoints} ({rec['quality']}): "
+                f"policy return {rec['mean_return']:.3f} over {rec['episodes']} episodes",
+            )
+        finish_pending()
+
+        # References: the final policy's mean return and the random policy's.
+        t_ref = time.perf_counter()
+        _, final = _policy_returns(
+            record, state.params, config.seed, layout.num_checkpoints + 1,
+            config.reference_episodes, config.episodes_per_checkpoint,
+        )
+        rand = collect_random_episodes(task, config.reference_episodes, config.seed + 1)
+        rand_returns = rand.episode_returns()
+        write_reference(
+            lake, task, run, sable_returns=final, random_returns=rand_returns,
+            env_steps=layout.total_env_steps,
+        )
+        result.reference_s = time.perf_counter() - t_ref
+        result.reference_return, result.reference_std = float(final.mean()), float(final.std())
+        result.random_return = float(rand_returns.mean())
+        result.random_std = float(rand_returns.std())
+        store.write_meta({**meta, "completed": True})
+    finally:
+        if pending is not None:  # an error or interruption: let the write in flight land
+            try:
+                pending.result()
+            except Exception:  # the original error is the one to raise
+                logger.exception("background checkpoint write failed")
+        pool.shutdown(wait=True)
+        store.close()
+
+    result.write_s = sum(r.write_s for r in result.curve if not math.isnan(r.write_s))
+    result.train_curve = progress.curve
+    result.wall_s = time.perf_counter() - wall_start
+    progress.say(
+        f"{task.name} run {run}: final return {result.reference_return:.3f} "
+        f"(random {result.random_return:.3f}), {result.steps_per_s:,.0f} steps/s, recording "
+        f"{result.recording_fraction:.1%} of training time, wall {result.wall_s:.0f}s"
+    )
+    return result
+
+
+def _curve_from_lake(
+    lake: Lake, task: Task, run: str, layout: Plan, last: int
+) -> list[CheckpointRecord]:
+    """Checkpoints 0..last of a resumed run, as written to the lake (timings unknown: NaN)."""
+    eps = read_table(
+        lake, "episodes", Selection(env=task.env, tasks=[task.scenario], runs=[run],
+                                    checkpoints=(0, last)),
+        columns=["checkpoint", "return", "length"],
+    )
+    ck = eps["checkpoint"].to_numpy()
+    ret = eps["return"].to_numpy()
+    length = eps["length"].to_numpy()
+    sizes = np.zeros(last + 1, np.int64)
+    for table in ("steps", "episodes"):
+        sel = Selection(env=task.env, tasks=[task.scenario], runs=[run], checkpoints=(0, last))
+        for rel in list_files(lake, table, sel):
+            sizes[int(parse_partition(rel)["checkpoint"])] += lake.fs.size(lake.path(rel))
+    out = []
+    for k in range(last + 1):
+        sel = ck == k
+        r = ret[sel]
+        out.append(CheckpointRecord(
+            checkpoint=k, update=layout.checkpoint_updates[k], env_steps=layout.env_steps_at(k),
+            quality=layout.quality(k), episodes=int(sel.sum()),
+            mean_return=float(r.mean()) if r.size else math.nan,
+            std_return=float(r.std()) if r.size else math.nan,
+            steps_written=int(length[sel].sum()), bytes_written=int(sizes[k]),
+            record_s=math.nan, write_s=math.nan,
+        ))
+    return out
