@@ -1,0 +1,96 @@
+"""The offline assets materialise through Dagster: a model keyed by its config id, and its
+evaluations on train and test tasks written to the lake with tables and plots."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from lake_schema.reader import Selection, read_table
+from lake_schema.writer import write_reference
+from pipelines.assets.offline import offline_eval_test, offline_eval_train, offline_model
+from pipelines.resources import LakeResource
+from trainer.data.testing import fill_lake
+
+TASKS = ["lbf/8x8-2p-2f", "lbf/10x10-3p-3f"]
+MODEL = {"env": "lbf", "algorithm": "bc", "tasks": TASKS, "embed_dim": 16, "num_heads": 2,
+         "num_updates": 2, "batch_size": 8, "seq_len": 5}
+
+
+def _run(lake, models, model_config, eval_config=None, assets=None):
+    eval_config = {"episodes": 4, "models_dir": str(models), **(eval_config or {})}
+    run_config = {"ops": {
+        "offline_model": {"config": {**model_config, "models_dir": str(models)}},
+        "offline_eval_train": {"config": {**eval_config, "tasks": TASKS[:1]}},
+        "offline_eval_test": {"config": {**eval_config, "tasks": ["lbf/12x12-4p-5f"]}},
+    }}
+    selected = assets or [offline_model, offline_eval_train, offline_eval_test]
+    run_config["ops"] = {k: v for k, v in run_config["ops"].items()
+                         if k in {a.key.path[-1] for a in selected}}
+    return dg.materialize(selected, resources={"lake": LakeResource(root=lake.root)},
+                          run_config=run_config, instance=dg.DagsterInstance.ephemeral())
+
+
+def test_model_and_evaluations_materialise(lake, tmp_path, monkeypatch):
+    monkeypatch.setenv("SABLE_LAKE_CACHE", str(tmp_path / "cache"))  # the loader's cache
+    fill_lake(lake, TASKS, checkpoints=1, episodes=4, lengths=(8, 30), seed=1)
+    for task in (*TASKS, "lbf/12x12-4p-5f"):
+        write_reference(lake, task, "online", sable_returns=[0.5], random_returns=[0.1],
+                        env_steps=1)
+    models = tmp_path / "models"
+    result = _run(lake, models, MODEL)
+    assert result.success
+    ref = result.output_for_node("offline_model")
+    cid = ref["config_id"]
+    assert ref["train_tasks"] == TASKS and (models / cid / "model.json").exists()
+    meta = result.asset_materializations_for_node("offline_model")[0].metadata
+    assert meta["config_id"].value == cid and meta["updates"].value == 2
+    assert "data:image/png;base64," in meta["training_curves"].value
+    train_meta = result.asset_materializations_for_node("offline_eval_train")[0].metadata
+    assert [r.data["task"] for r in train_meta["per_task"].value.records] == TASKS[:1]
+    assert "data:image/png;base64," in train_meta["per_task_plot"].value
+    test_meta = result.asset_materializations_for_node("offline_eval_test")[0].metadata
+    assert [r.data["split"] for r in test_meta["per_task"].value.records] == ["test"]
+    rows = read_table(lake, "evaluations", Selection(env="lbf")).to_pylist()
+    assert {(r["task"], r["split"], r["model"]) for r in rows} == {
+        ("8x8-2p-2f", "train", cid), ("12x12-4p-5f", "test", cid)}
+
+    # another config (the HL-Gauss/MSE switch does nothing to BC, so change the seed) is
+    # another model: both directories and both sets of rows coexist
+    other = _run(lake, models, {**MODEL, "seed": 1}, assets=[offline_model, offline_eval_test])
+    cid2 = other.output_for_node("offline_model")["config_id"]
+    assert cid2 != cid and (models / cid / "model.json").exists()
+    models_in_lake = {r["model"] for r in read_table(lake, "evaluations",
+                                                     Selection(env="lbf")).to_pylist()}
+    assert models_in_lake == {cid, cid2}
+
+
+def test_bad_model_configs_are_refused_before_any_compute(lake, tmp_path, monkeypatch):
+    monkeypatch.setenv("SABLE_LAKE_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(dg.DagsterInvalidConfigError, match="algorithm"):
+        _run(lake, tmp_path / "models", {**MODEL, "algorithm": "dqn"}, assets=[offline_model])
+    for bad, match in (({"batch_size": 1}, "smaller than the 2 selected tasks"),
+                       ({"embed_dim": 30, "num_heads": 4}, "not divisible"),
+                       ({"tasks": ["rware/tiny-2ag"]}, "environments"),
+                       ({"env": "rware", "tasks": None, "split": "demo-train",
+                         "episodes_per_task": 1}, "only 0 episodes match")):
+        with pytest.raises(Exception) as info:  # Dagster may wrap the ValueError
+            _run(lake, tmp_path / "models", {**MODEL, **bad}, assets=[offline_model])
+        error = getattr(info.value, "user_exception", None) or info.value
+        assert isinstance(error, ValueError) and re.search(match, str(error)), repr(error)
+    assert not (tmp_path / "models").exists() and not (tmp_path / "cache").exists()
+    assert lake.find("") == []
+
+
+def test_assets_load_into_definitions_without_importing_jax():
+    defs = dg.Definitions(assets=[offline_model, offline_eval_train, offline_eval_test],
+                          resources={"lake": LakeResource()})
+    defs.resolve_all_job_defs()
+    code = ("import sys, pipelines.assets.offline; "
+            "assert 'jax' not in sys.modules, 'pipelines.assets.offline imports JAX'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).parents[2])
+    assert proc.returncode == 0, proc.stderr

@@ -1,0 +1,253 @@
+"""The offline training loop: bad input, each algorithm, checkpoints, exact resume, NaN guard,
+data parallelism over two host devices."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from lake_schema.storage import Lake
+from trainer.data import DataSelection
+from trainer.data.testing import fill_lake
+from trainer.offline import NonFiniteLossError, OfflineConfig, config_id, train
+from trainer.offline import checkpoint as ckpt
+
+TASKS = ("lbf/8x8-2p-2f", "lbf/10x10-3p-3f")
+SELECTION = DataSelection(env="lbf", tasks=TASKS)
+TINY = dict(embed_dim=16, num_heads=2, batch_size=8, seq_len=5, pad_agents=4, log_every=2,
+            checkpoint_every=2)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("offline")
+    lake = Lake(root / "lake")
+    fill_lake(lake, TASKS, checkpoints=2, episodes=4, lengths=(8, 30), seed=5)
+    return lake, root / "cache"
+
+
+def _train(data, run_dir, **overrides):
+    lake, cache = data
+    config = OfflineConfig(**{**TINY, "num_updates": 4, **overrides})
+    return train(lake, SELECTION, config, run_dir, cache_dir=cache)
+
+
+def _leaves(tree):
+    return [np.asarray(x) for x in jax.tree.leaves(jax.device_get(tree))]
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"algorithm": "dqn"}, "unknown algorithm 'dqn'"),
+    ({"embed_dim": 30, "num_heads": 4}, "not divisible by num_heads"),
+    ({"value_loss": "huber"}, "unknown value_loss"),
+    ({"batch_mode": "random"}, "unknown batch_mode"),
+    ({"gamma": 1.5}, "gamma"),
+    ({"seq_len": 10, "chunk_timesteps": 3}, "multiple of chunk_timesteps"),
+])
+def test_bad_configs_are_refused_on_construction(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        OfflineConfig(**overrides)
+
+
+@pytest.mark.parametrize("overrides, selection, match", [
+    ({"batch_size": 1}, SELECTION, "smaller than the 2 selected tasks"),
+    ({"env": "rware", "pad_agents": "env"}, SELECTION, "selection is from 'lbf'.*model is for "
+                                                       "'rware'"),
+])
+def test_bad_input_fails_before_any_io_or_compute(tmp_path, overrides, selection, match):
+    lake = Lake(tmp_path / "lake")  # empty: reading it would fail differently
+    config = OfflineConfig(**{**TINY, **overrides})
+    with pytest.raises(ValueError, match=match):
+        train(lake, selection, config, tmp_path / "run", cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
+
+
+def test_single_task_mode_accepts_a_batch_smaller_than_the_tasks():
+    OfflineConfig(**{**TINY, "batch_size": 1, "batch_mode": "single_task"}).check_selection(
+        SELECTION)
+
+
+def test_config_ids_profiles_and_json():
+    a = OfflineConfig(**TINY)
+    assert config_id(a, SELECTION) == config_id(OfflineConfig(**{**TINY, "log_every": 7}),
+                                                SELECTION)
+    ids = {config_id(OfflineConfig(**{**TINY, **o}), SELECTION) for o in (
+        {}, {"algorithm": "bc"}, {"value_loss": "mse"}, {"agent_masking": False},
+        {"batch_mode": "single_task"}, {"seed": 1})}
+    assert len(ids) == 6
+    assert config_id(a, DataSelection(env="lbf", tasks=TASKS[:1])) not in ids
+    assert OfflineConfig.from_json(json.loads(json.dumps(a.to_json()))) == a
+    paper = OfflineConfig.profile("paper")
+    assert (paper.embed_dim, paper.batch_size, paper.seq_len, paper.num_updates) == (
+        512, 480, 20, 60_000)
+    assert (paper.learning_rate, paper.tau, paper.max_grad_norm, paper.gamma) == (
+        1e-3, 0.005, 10.0, 0.99)
+    assert (paper.cql_alpha, paper.value_temperature, paper.policy_temperature,
+            paper.critic_coef, paper.num_bins, paper.smoothing_ratio) == (
+        10.0, 1000.0, 0.1, 1.0, 51, 0.75)
+    assert OfflineConfig(env="rware").support().v_max == 20.0
+    assert OfflineConfig(env="lbf").support().v_min == -1.0
+    assert OfflineConfig(algorithm="bc").support() is None
+    assert OfflineConfig(value_loss="mse").sable_config().value_bins is None
+    sc = OfflineConfig(algorithm="oryx").sable_config()
+    assert sc.q_head and not sc.value_head and sc.value_bins == 51
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@pytest.mark.parametrize("overrides", [
+    {"algorithm": "bc"},
+    {"algorithm": "cql"},
+    {"algorithm": "oryx"},
+    {"algorithm": "oryx", "value_loss": "mse", "agent_masking": False,
+     "batch_mode": "single_task"},
+], ids=["bc", "cql", "oryx", "oryx-ablations"])
+def test_each_algorithm_trains_logs_and_checkpoints(data, tmp_path, overrides):
+    result = _train(data, tmp_path / "run", **overrides)
+    assert result.update == 4 and [r["update"] for r in result.history] == [1, 2, 3, 4]
+    for row in result.history:
+        assert np.isfinite(row["loss"]) and np.isfinite(row["grad_norm"])
+        assert set(row["task_loss"]) == set(TASKS)
+    if overrides.get("batch_mode") == "single_task":  # one task per batch: the other is None
+        assert all(sum(v is None for v in r["task_loss"].values()) == 1 for r in result.history)
+    else:
+        assert all(np.isfinite(v) for r in result.history for v in r["task_loss"].values())
+    assert "updates_per_s" in result.history[1]
+    algorithm = overrides["algorithm"]
+    last = result.history[-1]
+    assert (last["critic_loss"] > 0) == (algorithm != "bc")
+    assert (last["conservative_loss"] != 0) == (algorithm == "cql")
+    assert (last["policy_loss"] != 0) == (algorithm != "cql")
+
+    info = ckpt.read_model_info(result.run_dir)
+    assert info["config_id"] == result.config_id and info["tasks"] == list(TASKS)
+    assert info["pad_to"] == 4 and len(info["obs_stats"]["mean"]) == 75
+    lines = (result.run_dir / ckpt.METRICS).read_text().splitlines()
+    assert [json.loads(x)["update"] for x in lines] == [1, 2, 3, 4]
+    assert ckpt.latest_step(result.run_dir) == 4
+    # the checkpoint holds params, target params, optimiser, loader state and history
+    steps = sorted(p.name for p in (result.run_dir / ckpt.CHECKPOINTS).iterdir()
+                   if p.name.isdigit())
+    assert steps == ["2", "4"]
+    items = {p.name for p in (result.run_dir / ckpt.CHECKPOINTS / "4").iterdir()}
+    assert {"state", "loader", "history"} <= items
+
+
+def test_target_network_is_a_polyak_average(data, tmp_path):
+    import optax
+
+    from trainer.networks import Sable
+    from trainer.offline.train import init_train_state
+
+    config = OfflineConfig(**{**TINY, "num_updates": 1, "algorithm": "oryx"})
+    result = train(data[0], SELECTION, config, tmp_path / "run", cache_dir=data[1])
+    from trainer.offline.evaluate import load_params
+
+    info = ckpt.read_model_info(result.run_dir)
+    mngr = ckpt.manager(result.run_dir)
+    model = Sable(config.sable_config())
+    init = init_train_state(model, config, jax.random.PRNGKey(config.seed))
+    state, _, _ = ckpt.restore(mngr, 1, ckpt.abstract(init), with_extras=False)
+    mngr.close()
+    expected = optax.incremental_update(state.params, init.params, 0.005)
+    for a, b in zip(_leaves(state.target_params), _leaves(expected), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    params, update = load_params(result.run_dir, info)
+    assert update == 1
+    for a, b in zip(_leaves(params), _leaves(state.params), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_resume_continues_exactly(data, tmp_path):
+    straight = _train(data, tmp_path / "straight", num_updates=6, checkpoint_every=3)
+    part = train(data[0], SELECTION, OfflineConfig(**{**TINY, "num_updates": 6,
+                                                      "checkpoint_every": 3}),
+                 tmp_path / "resumed", cache_dir=data[1], stop_at=3)
+    assert part.update == 3
+    resumed = _train(data, tmp_path / "resumed", num_updates=6, checkpoint_every=3)
+    assert resumed.update == 6
+    keys = ("loss", "grad_norm", "policy_loss", "critic_loss")
+    assert [[r[k] for k in keys] for r in resumed.history] == [
+        [r[k] for k in keys] for r in straight.history]
+    from trainer.offline.evaluate import load_params
+
+    info = ckpt.read_model_info(straight.run_dir)
+    a, _ = load_params(straight.run_dir, info)
+    b, _ = load_params(resumed.run_dir, info)
+    for x, y in zip(_leaves(a), _leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+    # training a finished run again does nothing
+    again = _train(data, tmp_path / "resumed", num_updates=6, checkpoint_every=3)
+    assert again.update == 6 and len(again.history) == 6
+
+
+def test_a_run_directory_never_holds_two_models(data, tmp_path):
+    _train(data, tmp_path / "run", num_updates=2)
+    with pytest.raises(ValueError, match="holds model"):
+        _train(data, tmp_path / "run", num_updates=2, algorithm="bc")
+
+
+def test_nan_loss_stops_training_naming_the_update_and_keeps_the_last_good_checkpoint(
+        data, tmp_path):
+    def poison(iterator, bad=5):
+        for i, batch in enumerate(iterator, start=1):
+            if i == bad:
+                batch = batch._replace(obs=np.full_like(batch.obs, np.nan))
+            yield batch
+
+    lake, cache = data
+    config = OfflineConfig(**{**TINY, "num_updates": 8, "log_every": 1, "checkpoint_every": 2})
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at update 5 .*last good "
+                                                 r"checkpoint is update 4") as info:
+        train(lake, SELECTION, config, tmp_path / "run", cache_dir=cache, batches=poison)
+    assert info.value.update == 5 and info.value.last_good == 4
+    assert ckpt.latest_step(tmp_path / "run") == 4
+    from trainer.offline.evaluate import load_params
+
+    params, update = load_params(tmp_path / "run", ckpt.read_model_info(tmp_path / "run"))
+    assert update == 4 and all(np.isfinite(x).all() for x in _leaves(params))
+    lines = (tmp_path / "run" / ckpt.METRICS).read_text().splitlines()
+    assert [json.loads(x)["update"] for x in lines] == [1, 2, 3, 4]
+
+
+SCRIPT = textwrap.dedent("""
+    import json, sys
+    import jax
+    from lake_schema.storage import Lake
+    from trainer.data import DataSelection
+    from trainer.offline import OfflineConfig, train
+    root, tasks = sys.argv[1], sys.argv[2].split(",")
+    assert jax.device_count() == 2, jax.devices()
+    config = OfflineConfig(**json.loads(sys.argv[3]))
+    sel = DataSelection(env="lbf", tasks=tasks)
+    r = train(Lake(root + "/lake"), sel, config, root + "/run-two", cache_dir=root + "/cache",
+              devices=jax.devices())
+    print(json.dumps([[row["loss"], row["grad_norm"]] for row in r.history]))
+""")
+
+
+def test_two_host_devices_give_the_same_loss_trajectory_as_one(data, tmp_path):
+    lake, cache = data
+    config = {**TINY, "num_updates": 4, "algorithm": "oryx"}
+    one = train(lake, SELECTION, OfflineConfig(**config), tmp_path / "run-one", cache_dir=cache)
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+           "JAX_PLATFORMS": "cpu"}
+    root = Path(lake.root).parent
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(root), ",".join(TASKS), json.dumps(config)],
+        capture_output=True, text=True, env=env, cwd=Path(__file__).parents[2], timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = json.loads(proc.stdout.strip().splitlines()[-1])
+    expected = [[row["loss"], row["grad_norm"]] for row in one.history]
+    assert len(two) == len(expected) == 4
+    np.testing.assert_allclose(two, expected, rtol=1e-4, atol=1e-6)

@@ -1,0 +1,88 @@
+"""Command line: train and evaluate offline models without Dagster.
+
+    python -m trainer.offline train --lake lake --env lbf --split demo-train \\
+        --algorithm oryx --set num_updates=2000 embed_dim=64 --models models
+    python -m trainer.offline evaluate --lake lake models/<config id> --split demo-test \\
+        --episodes 320 --checkpoint best
+
+`train` prints the run directory (`<models>/<config id>`); `--set k=v` overrides any
+OfflineConfig field (values parsed as JSON when they parse, else kept as strings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from lake_schema.storage import Lake
+
+
+def _overrides(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects key=value, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m trainer.offline", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train (or resume) a model")
+    t.add_argument("--lake", required=True)
+    t.add_argument("--env", default="lbf")
+    t.add_argument("--split", default=None)
+    t.add_argument("--tasks", nargs="+", default=None)
+    t.add_argument("--quality", default="all")
+    t.add_argument("--algorithm", default="oryx")
+    t.add_argument("--profile", default="demo")
+    t.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    t.add_argument("--models", default="models")
+    e = sub.add_parser("evaluate", help="evaluate a trained model")
+    e.add_argument("run_dir")
+    e.add_argument("--lake", required=True)
+    e.add_argument("--split", default=None)
+    e.add_argument("--tasks", nargs="+", default=None)
+    e.add_argument("--episodes", type=int, default=32)
+    e.add_argument("--checkpoint", default="latest")
+    e.add_argument("--greedy", action="store_true")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--no-write", action="store_true")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("absl").setLevel(logging.WARNING)
+
+    from trainer.data import DataSelection
+    from trainer.offline import EvalConfig, OfflineConfig, config_id, evaluate, train
+
+    if args.command == "train":
+        tasks = tuple(args.tasks) if args.tasks else None
+        split = None if tasks else (args.split or "demo-train")
+        selection = DataSelection(env=args.env, split=split, tasks=tasks, quality=args.quality)
+        config = OfflineConfig.profile(args.profile, env=args.env, algorithm=args.algorithm,
+                                       **_overrides(args.set))
+        run_dir = Path(args.models) / config_id(config, selection)
+        result = train(Lake(args.lake), selection, config, run_dir)
+        print(result.run_dir)
+        return 0
+    checkpoint = int(args.checkpoint) if args.checkpoint.isdigit() else args.checkpoint
+    results = evaluate(Lake(args.lake), args.run_dir, tasks=args.tasks, split=args.split,
+                       eval_config=EvalConfig(episodes=args.episodes, seed=args.seed,
+                                              greedy=args.greedy, checkpoint=checkpoint),
+                       write=not args.no_write)
+    for r in results:
+        print(f"{r.task}\t{r.split}\treturn {r.mean_return:.4f} +- {r.std_return:.4f}\t"
+              f"normalised {r.normalised_return:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

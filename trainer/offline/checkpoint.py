@@ -1,0 +1,112 @@
+"""A run directory: the model's description, orbax checkpoints, the best parameters, metrics.
+
+    <run_dir>/
+        model.json        config id, OfflineConfig, dataset selection, training tasks,
+                          observation standardisation stats, agent slots: what evaluation needs
+        checkpoints/<u>/  orbax, one per saved update u: `state` (params, target params,
+                          optimiser state, update counter), `loader` (the loader iterator's
+                          JSON state), `history` (metrics so far): resuming continues exactly
+        best/             the parameters of the best periodic evaluation, and best.json
+        metrics.jsonl     one line per update (losses, grad norm, per-task loss), for plots
+
+Checkpoints are only written after the NaN/inf guard has checked every update before them,
+so the latest checkpoint is always a good one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+MODEL_JSON = "model.json"
+CHECKPOINTS = "checkpoints"
+BEST = "best"
+BEST_JSON = "best.json"
+METRICS = "metrics.jsonl"
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Atomic JSON write (a reader never sees half a file)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def read_model_info(run_dir: str | os.PathLike) -> dict:
+    path = Path(run_dir) / MODEL_JSON
+    if not path.exists():
+        raise FileNotFoundError(f"{run_dir}: not an offline model run (no {MODEL_JSON})")
+    return json.loads(path.read_text())
+
+
+def manager(run_dir: str | os.PathLike, keep: int = 2) -> ocp.CheckpointManager:
+    """The run's checkpoint manager (keeps the `keep` most recent checkpoints)."""
+    path = (Path(run_dir) / CHECKPOINTS).absolute()
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+    return ocp.CheckpointManager(path, options=options)
+
+
+def save(mngr: ocp.CheckpointManager, step: int, state: Any, loader_state: dict,
+         history: list[dict]) -> None:
+    mngr.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        loader=ocp.args.JsonSave(loader_state),
+        history=ocp.args.JsonSave({"rows": history}),
+    ))
+    mngr.wait_until_finished()
+
+
+def restore(mngr: ocp.CheckpointManager, step: int, abstract_state: Any,
+            with_extras: bool = True) -> tuple[Any, dict | None, list[dict] | None]:
+    """(state, loader state, history) of checkpoint `step`; extras None without with_extras."""
+    items: dict[str, Any] = {"state": ocp.args.StandardRestore(abstract_state)}
+    if with_extras:
+        items.update(loader=ocp.args.JsonRestore(), history=ocp.args.JsonRestore())
+    out = mngr.restore(step, args=ocp.args.Composite(**items))
+    if not with_extras:
+        return out["state"], None, None
+    return out["state"], dict(out["loader"]), list(out["history"]["rows"])
+
+
+def latest_step(run_dir: str | os.PathLike) -> int | None:
+    path = Path(run_dir) / CHECKPOINTS
+    if not path.exists():
+        return None
+    mngr = manager(run_dir)
+    try:
+        return mngr.latest_step()
+    finally:
+        mngr.close()
+
+
+def save_best(run_dir: str | os.PathLike, params: Any, info: dict) -> None:
+    """Replace the best parameters (params only) and best.json."""
+    path = (Path(run_dir) / BEST).absolute()
+    ckptr = ocp.StandardCheckpointer()
+    ckptr.save(path, params, force=True)
+    ckptr.wait_until_finished()
+    ckptr.close()
+    write_json(Path(run_dir) / BEST_JSON, info)
+
+
+def read_best(run_dir: str | os.PathLike) -> dict | None:
+    path = Path(run_dir) / BEST_JSON
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def restore_best(run_dir: str | os.PathLike, abstract_params: Any) -> Any:
+    ckptr = ocp.StandardCheckpointer()
+    try:
+        return ckptr.restore((Path(run_dir) / BEST).absolute(), abstract_params)
+    finally:
+        ckptr.close()
+
+
+def abstract(tree: Any) -> Any:
+    """ShapeDtypeStructs of a pytree (what orbax restores into)."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree)

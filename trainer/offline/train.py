@@ -1,0 +1,382 @@
+"""The offline training loop: one jitted update per algorithm, data parallel, resumable.
+
+    from trainer.offline import OfflineConfig, train
+    result = train(lake, DataSelection(env="lbf", split="demo-train"),
+                   OfflineConfig(algorithm="oryx", num_updates=2000), "models/run")
+
+`make_update(config, num_tasks, mesh)` returns the pure, jitted
+`update(state, batch) -> (state, UpdateMetrics)`: forward the Sable network over the batch
+(chunkwise, teacher-forced), the algorithm's loss (`losses.py`), Adam with global-norm
+clipping, then the Polyak target update (tau after every step). The batch is sharded over
+the mesh's `data` axis and the state replicated, so XLA splits the work over all local
+devices and all-reduces the gradients; losses are means over the global batch, so one device
+and several give the same trajectory.
+
+`train(...)` drives it: validates everything before any I/O, builds the loader (the cache of
+the selection), resumes from the run directory's latest checkpoint if there is one, logs
+progress, checks every update's loss for NaN/inf (the error names the update; no checkpoint
+is written after a bad update, so the last one stays good), checkpoints with orbax
+(parameters, target parameters, optimiser, loader iterator state, metrics), optionally
+evaluates periodically on the training tasks and keeps the best parameters apart.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from lake_schema.storage import Lake
+from trainer.data import Batch, DataSelection, Loader, device_put_batch, make_loader
+from trainer.networks import Sable
+from trainer.offline import checkpoint as ckpt
+from trainer.offline.config import OfflineConfig, config_id
+from trainer.offline.losses import LossTerms, bc_loss, cql_loss, oryx_loss
+
+log = logging.getLogger("trainer.offline")
+
+
+class TrainState(NamedTuple):
+    """What the jitted update carries and the checkpoint holds."""
+
+    params: Any
+    target_params: Any  # Polyak average of params (unused by BC, kept for a uniform state)
+    opt_state: Any
+    update: jax.Array  # [] int32: updates done
+
+
+class UpdateMetrics(NamedTuple):
+    loss: jax.Array
+    policy_loss: jax.Array
+    critic_loss: jax.Array
+    conservative_loss: jax.Array
+    q_data: jax.Array
+    grad_norm: jax.Array
+    task_loss: jax.Array  # [M] mean per-chunk loss of each task in the batch
+    task_count: jax.Array  # [M] chunks of each task in the batch
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss or gradient became NaN/inf; names the update and the last good checkpoint."""
+
+    def __init__(self, update: int, values: dict, last_good: int | None, run_dir: Path):
+        self.update, self.values, self.last_good, self.run_dir = update, values, last_good, run_dir
+        where = (f"the last good checkpoint is update {last_good} in {run_dir}"
+                 if last_good is not None else "no checkpoint had been written yet")
+        super().__init__(f"non-finite loss at update {update} "
+                         f"({', '.join(f'{k}={v}' for k, v in values.items())}); training "
+                         f"stopped; {where}")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    config_id: str
+    update: int
+    history: list[dict] = field(repr=False)
+    best: dict | None = None
+
+
+# ----------------------------------------------------------------------------- pure pieces
+
+
+def make_optimizer(config: OfflineConfig) -> optax.GradientTransformation:
+    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
+                       optax.adam(config.learning_rate))
+
+
+def init_train_state(model: Sable, config: OfflineConfig, key: jax.Array) -> TrainState:
+    params = model.init_params(key)
+    target = jax.tree.map(jnp.copy, params)  # own buffers: the update donates the state
+    return TrainState(params, target, make_optimizer(config).init(params),
+                      jnp.zeros((), jnp.int32))
+
+
+def effective_mask(batch: Batch, config: OfflineConfig) -> jax.Array:
+    """Agent masking on: the loader's mask. Off (ablation): every slot counts as an agent."""
+    return batch.agent_mask if config.agent_masking else jnp.ones_like(batch.agent_mask)
+
+
+def compute_loss(params: Any, target_params: Any, model: Sable, batch: Batch,
+                 config: OfflineConfig) -> LossTerms:
+    """The configured algorithm's loss on one batch (arrays [B, T, ...])."""
+    mask = effective_mask(batch, config)
+    out = model.forward_train(params, batch.obs, batch.actions, batch.legal, batch.first, mask)
+    if config.algorithm == "bc":
+        return bc_loss(out.policy_logits, batch.actions, mask)
+    target = model.forward_train(target_params, batch.obs, batch.actions, batch.legal,
+                                 batch.first, mask)
+    target_q = jax.lax.stop_gradient(target.q)
+    support = config.support()
+    if config.algorithm == "cql":
+        return cql_loss(out.q, target_q, batch.actions, batch.legal, batch.reward,
+                        batch.terminated, batch.first, mask, gamma=config.gamma,
+                        alpha=config.cql_alpha, support=support)
+    return oryx_loss(out.policy_logits, out.q, target_q, batch.actions, batch.reward,
+                     batch.terminated, batch.first, mask, gamma=config.gamma,
+                     value_temperature=config.value_temperature,
+                     policy_temperature=config.policy_temperature,
+                     critic_coef=config.critic_coef, support=support)
+
+
+def update_step(state: TrainState, batch: Batch, model: Sable, config: OfflineConfig,
+                num_tasks: int) -> tuple[TrainState, UpdateMetrics]:
+    """One gradient step + Polyak update (pure; `make_update` jits it)."""
+    tx = make_optimizer(config)
+
+    def loss_fn(params):
+        terms = compute_loss(params, state.target_params, model, batch, config)
+        return terms.total, terms
+
+    (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    target = optax.incremental_update(params, state.target_params, config.tau)
+    task = batch.task.astype(jnp.int32)
+    sums = jax.ops.segment_sum(terms.per_sample, task, num_segments=num_tasks)
+    counts = jax.ops.segment_sum(jnp.ones_like(terms.per_sample), task, num_segments=num_tasks)
+    metrics = UpdateMetrics(
+        loss=terms.total, policy_loss=terms.policy, critic_loss=terms.critic,
+        conservative_loss=terms.conservative, q_data=terms.q_data,
+        grad_norm=optax.tree.norm(grads),
+        task_loss=sums / jnp.maximum(counts, 1.0), task_count=counts,
+    )
+    return TrainState(params, target, opt_state, state.update + 1), metrics
+
+
+def make_mesh(devices: list | None = None) -> jax.sharding.Mesh:
+    """A 1-D `data` mesh over `devices` (default: all local devices)."""
+    devices = list(devices) if devices is not None else jax.local_devices()
+    return jax.sharding.Mesh(np.array(devices), ("data",))
+
+
+def make_update(config: OfflineConfig, num_tasks: int,
+                mesh: jax.sharding.Mesh) -> Callable[[TrainState, Batch],
+                                                     tuple[TrainState, UpdateMetrics]]:
+    """The jitted update: state replicated, batch split along its first axis over `mesh`.
+
+    Cached on what the step depends on (not on the loop's settings), so resuming or training
+    again in the same process reuses the compiled function.
+    """
+    return _make_update(config.step_key(), num_tasks, mesh)
+
+
+@functools.lru_cache(maxsize=16)
+def _make_update(config: OfflineConfig, num_tasks: int, mesh: jax.sharding.Mesh):
+    P = jax.sharding.PartitionSpec
+    replicated = jax.sharding.NamedSharding(mesh, P())
+    data = jax.sharding.NamedSharding(mesh, P("data"))
+    model = Sable(config.sable_config())
+
+    def step(state: TrainState, batch: Batch) -> tuple[TrainState, UpdateMetrics]:
+        return update_step(state, batch, model, config, num_tasks)
+
+    return jax.jit(step, in_shardings=(replicated, data), out_shardings=(replicated, replicated),
+                   donate_argnums=0)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def _check_devices(config: OfflineConfig, mesh: jax.sharding.Mesh) -> None:
+    n = mesh.devices.size
+    if config.batch_size % n:
+        raise ValueError(f"batch_size={config.batch_size} does not split evenly over the {n} "
+                         "devices of the data-parallel mesh")
+
+
+def _model_info(config: OfflineConfig, selection: DataSelection, loader: Loader,
+                cid: str) -> dict:
+    return {
+        "config_id": cid,
+        "env": config.env,
+        "algorithm": config.algorithm,
+        "config": config.to_json(),
+        "selection": selection.to_json(),
+        "tasks": list(loader.task_names),
+        "num_agents": [int(n) for n in loader.source.num_agents],
+        "pad_to": config.pad_to(),
+        "obs_stats": loader.stats.to_json(),
+        "cache": loader.cache.key,
+        "sable": dict(vars(config.sable_config())),
+    }
+
+
+def _rows(pending: list[tuple[int, UpdateMetrics]], tasks: tuple[str, ...]) -> list[dict]:
+    host = jax.device_get([m for _, m in pending])
+    rows = []
+    for (u, _), m in zip(pending, host, strict=True):
+        row: dict[str, Any] = {"update": u}
+        for name in ("loss", "policy_loss", "critic_loss", "conservative_loss", "q_data",
+                     "grad_norm"):
+            row[name] = float(getattr(m, name))
+        row["task_loss"] = {t: (float(v) if c > 0 else None)
+                            for t, v, c in zip(tasks, m.task_loss, m.task_count, strict=True)}
+        rows.append(row)
+    return rows
+
+
+def _first_bad(rows: list[dict]) -> dict | None:
+    for r in rows:
+        if not (math.isfinite(r["loss"]) and math.isfinite(r["grad_norm"])):
+            return r
+    return None
+
+
+def train(
+    lake: Lake,
+    selection: DataSelection,
+    config: OfflineConfig,
+    run_dir: str | os.PathLike,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    devices: list | None = None,
+    stop_at: int | None = None,
+    batches: Callable[[Any], Any] | None = None,
+) -> TrainResult:
+    """Train (or resume) the model of (config, selection) in `run_dir`.
+
+    Args:
+        lake, selection: the dataset; its environment must be `config.env`.
+        config: the model and run settings.
+        run_dir: the run directory (see `checkpoint`); resumed if it holds checkpoints of
+            the same config id, refused if it holds another model.
+        cache_dir: where the loader's training cache lives (default: the loader's).
+        devices: the data-parallel devices (default: all local devices).
+        stop_at: stop (checkpointed) after this many updates: a time-boxed or preemptible run;
+            calling `train` again continues to `config.num_updates`.
+        batches: wraps the batch iterator (tests inject faults with it).
+
+    Raises ValueError for bad input (before any I/O or compilation), NonFiniteLossError when a
+    loss turns NaN/inf.
+    """
+    # -- validation: nothing read, nothing compiled yet
+    config.check_selection(selection)
+    mesh = make_mesh(devices)
+    _check_devices(config, mesh)
+    if stop_at is not None and (not isinstance(stop_at, int) or stop_at < 1):
+        raise ValueError(f"stop_at={stop_at!r} must be a positive int")
+    run_dir = Path(run_dir)
+    cid = config_id(config, selection)
+    if (run_dir / ckpt.MODEL_JSON).exists():
+        held = ckpt.read_model_info(run_dir)["config_id"]
+        if held != cid:
+            raise ValueError(f"{run_dir} holds model {held}, not {cid}: use another run "
+                             "directory (models of different configs never share one)")
+    references = None
+    if config.eval_every:
+        from trainer.offline.evaluate import reference_returns
+
+        references = reference_returns(lake, config.env, selection.task_names)
+
+    # -- data, model, state
+    loader = make_loader(lake, selection, config.loader_config(), cache_dir)
+    tasks = loader.task_names
+    model = Sable(config.sable_config())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    info = _model_info(config, selection, loader, cid)
+    ckpt.write_json(run_dir / ckpt.MODEL_JSON, info)
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    data_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    state = init_train_state(model, config, jax.random.PRNGKey(config.seed))
+    mngr = ckpt.manager(run_dir, config.keep_checkpoints)
+    iterator = None
+    try:
+        history: list[dict] = []
+        loader_state = None
+        last_good = mngr.latest_step()
+        if last_good is not None:
+            state, loader_state, history = ckpt.restore(mngr, last_good, ckpt.abstract(state))
+            log.info("resuming %s from update %d", cid, last_good)
+        start = int(state.update)
+        state = jax.device_put(state, replicated)
+        iterator = loader.iterator(loader_state)
+        stream = batches(iterator) if batches is not None else iterator
+        update = make_update(config, len(tasks), mesh)
+        end = config.num_updates if stop_at is None else min(stop_at, config.num_updates)
+        best = ckpt.read_best(run_dir)
+        _write_metrics(run_dir, history, append=False)
+
+        pending: list[tuple[int, UpdateMetrics]] = []
+        t_mark, u_mark = time.perf_counter(), start
+        for u in range(start + 1, end + 1):
+            batch = device_put_batch(next(stream), data_sharding)
+            state, metrics = update(state, batch)
+            pending.append((u, metrics))
+            save_now = u % config.checkpoint_every == 0 or u == end
+            eval_now = bool(config.eval_every) and u % config.eval_every == 0
+            if u % config.log_every == 0 or save_now or eval_now:
+                rows = _rows(pending, tasks)
+                pending = []
+                bad = _first_bad(rows)
+                if bad is not None:
+                    values = {k: bad[k] for k in ("loss", "grad_norm")}
+                    raise NonFiniteLossError(bad["update"], values, last_good, run_dir)
+                now = time.perf_counter()
+                rows[-1]["updates_per_s"] = (u - u_mark) / max(now - t_mark, 1e-9)
+                t_mark, u_mark = now, u
+                history.extend(rows)
+                _log_progress(rows[-1], end, config.num_updates)
+                if eval_now:
+                    best = _periodic_eval(run_dir, info, state.params, u, references, config,
+                                          rows[-1], best)
+                _write_metrics(run_dir, rows, append=True)
+                if save_now:
+                    ckpt.save(mngr, u, state, iterator.get_state(), history)
+                    last_good = u
+                t_mark = time.perf_counter()  # the rate counts updates, not saves or evals
+        final = int(state.update)
+    finally:
+        mngr.close()
+        if iterator is not None:
+            iterator.close()
+    return TrainResult(run_dir, cid, final, history, best)
+
+
+def _write_metrics(run_dir: Path, rows: list[dict], append: bool) -> None:
+    with open(run_dir / ckpt.METRICS, "a" if append else "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+
+
+def _log_progress(row: dict, end: int, total: int) -> None:
+    rate = row.get("updates_per_s", float("nan"))
+    eta = (end - row["update"]) / rate if rate and rate > 0 else float("nan")
+    parts = [f"update {row['update']}/{total}", f"loss {row['loss']:.4f}"]
+    for k in ("policy_loss", "critic_loss", "conservative_loss"):
+        if row[k]:
+            parts.append(f"{k.split('_')[0]} {row[k]:.4f}")
+    parts += [f"grad {row['grad_norm']:.3f}", f"{rate:.2f} updates/s", f"eta {eta:.0f}s"]
+    log.info(" | ".join(parts))
+
+
+def _periodic_eval(run_dir: Path, info: dict, params: Any, update: int,
+                   references: dict[str, float] | None, config: OfflineConfig,
+                   row: dict, best: dict | None) -> dict | None:
+    """Evaluate on the training tasks; keep the parameters apart when they are the best."""
+    from trainer.offline.evaluate import evaluate_params
+
+    returns = evaluate_params(info, params, info["tasks"], config.eval_episodes,
+                              seed=config.seed + update)
+    norm = {t: float(np.mean(r)) / references[t] for t, r in returns.items()}
+    score = float(np.mean(list(norm.values())))
+    row["eval_normalised_return"] = score
+    row["eval_task_normalised_return"] = norm
+    log.info("evaluation at update %d: mean normalised return %.3f", update, score)
+    if best is None or score > best["score"]:
+        best = {"update": update, "score": score, "tasks": norm,
+                "episodes": config.eval_episodes}
+        ckpt.save_best(run_dir, jax.device_get(params), best)
+    return best
