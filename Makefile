@@ -40,4 +40,4 @@ screenshots: $(STAMP) $(DAGSTER_HOME)/dagster.yaml  ## UI screenshots into docs/
 	$(PY) -m pipelines.screenshots --out docs/img
 
 clean:  ## remove the demo lake and the local Dagster instance (not .venv)
-	rm -rf lake .dagster
+	rm -rf lake .dagster models checkpoints

@@ -1,14 +1,28 @@
-"""The one code location: `dagster dev -m pipelines.definitions` (or `make ui`)."""
+"""The one code location: `dagster dev -m pipelines.definitions` (or `make ui`).
+
+Asset groups follow the data flow: online (Sable per task, recorded into the lake) ->
+offline (models trained on the lake, evaluated on train and held-out tasks) -> reports.
+"""
 
 import dagster as dg
 
 from pipelines.assets.baselines import random_rollouts
-from pipelines.assets.offline import offline_eval_test, offline_eval_train, offline_model
+from pipelines.assets.offline import (
+    ablation_sweep,
+    offline_checks,
+    offline_eval_test,
+    offline_eval_train,
+    offline_model,
+)
 from pipelines.assets.online import online_checks, online_sable
+from pipelines.assets.report import report
+from pipelines.jobs import JOBS
 from pipelines.resources import LakeResource
 
 defs = dg.Definitions(
-    assets=[random_rollouts, online_sable, offline_model, offline_eval_train, offline_eval_test],
-    asset_checks=[*online_checks],
+    assets=[random_rollouts, online_sable, offline_model, offline_eval_train, offline_eval_test,
+            ablation_sweep, report],
+    asset_checks=[*online_checks, *offline_checks],
+    jobs=JOBS,
     resources={"lake": LakeResource()},
 )

@@ -11,6 +11,7 @@ have something to show.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import socket
@@ -47,18 +48,25 @@ def webserver(port: int, timeout_s: float = 120.0) -> Iterator[str]:
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + timeout_s
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/server_info", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError("the Dagster webserver did not start") from None
-                time.sleep(0.5)
+        while not _assets_loaded(base):  # the code location loads after the server starts
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("the Dagster webserver did not load the definitions")
+            time.sleep(1.0)
         yield base
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def _assets_loaded(base: str) -> bool:
+    body = json.dumps({"query": "{ assetNodes { id } }"}).encode()
+    req = urllib.request.Request(f"{base}/graphql", data=body,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return bool(json.load(resp).get("data", {}).get("assetNodes"))
+    except (OSError, ValueError):
+        return False
 
 
 def screenshot(url: str, out: Path, size: str = "1600,1000", wait_ms: int = 20000) -> Path:

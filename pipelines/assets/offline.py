@@ -9,15 +9,20 @@ its run. Evaluations are rows of the lake's `evaluations` table keyed by the con
 any two models can be compared with a query.
 """
 
-import base64
-import io
+import math
 import os
 from pathlib import Path
 from typing import Literal
 
 import dagster as dg
+import polars as pl
 from pydantic import Field
 
+from lake_schema.catalogue import split_tasks
+from lake_schema.reader import Selection, read_table
+from lake_schema.report import markdown_table
+from lake_schema.storage import Lake
+from pipelines.plots import png_markdown, task_bars_png, training_curves_png
 from pipelines.resources import LakeResource
 
 MODELS_ENV = "SABLE_LAKE_MODELS"
@@ -84,71 +89,7 @@ class OfflineModelConfig(dg.Config):
         return config, selection
 
 
-def _png_md(png: bytes, alt: str) -> dg.MetadataValue:
-    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
-
-
-def _figure_png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def training_curves_png(history: list[dict], title: str) -> bytes:
-    """Loss parts and per-task loss vs update (and periodic evaluations, if any)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    evals = [r for r in history if "eval_normalised_return" in r]
-    fig, axes = plt.subplots(1, 3 if evals else 2, figsize=(13 if evals else 10, 3.6), dpi=90)
-    ups = [r["update"] for r in history]
-    for key in ("loss", "policy_loss", "critic_loss", "conservative_loss"):
-        ys = [r[key] for r in history]
-        if any(ys):
-            axes[0].plot(ups, ys, lw=1, label=key)
-    axes[0].set(xlabel="update", ylabel="loss", title=title)
-    axes[0].legend(fontsize=7)
-    tasks = list(history[0]["task_loss"]) if history else []
-    for t in tasks:
-        pts = [(r["update"], r["task_loss"][t]) for r in history if r["task_loss"][t] is not None]
-        if pts:
-            axes[1].plot(*zip(*pts, strict=True), lw=1, label=t.split("/", 1)[1])
-    axes[1].set(xlabel="update", ylabel="per-task loss")
-    axes[1].legend(fontsize=7)
-    if evals:
-        axes[2].plot([r["update"] for r in evals], [r["eval_normalised_return"] for r in evals],
-                     "o-")
-        axes[2].set(xlabel="update", ylabel="mean normalised return (train tasks)")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-    return _figure_png(fig)
-
-
-def task_bars_png(results, title: str) -> bytes:
-    """Normalised return per task (1 = online Sable)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(results) + 2), 3.6), dpi=90)
-    names = [r.task.split("/", 1)[1] for r in results]
-    ax.bar(names, [r.normalised_return for r in results], color="tab:blue")
-    ax.axhline(1.0, color="tab:green", ls="--", label="online Sable")
-    ax.set(ylabel="normalised return", title=title)
-    ax.tick_params(axis="x", rotation=30)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3, axis="y")
-    return _figure_png(fig)
-
-
-@dg.asset(group_name="offline", kinds={"jax"})
+@dg.asset(group_name="offline", kinds={"jax"}, deps=["online_sable"])
 def offline_model(context: dg.AssetExecutionContext, config: OfflineModelConfig,
                   lake: LakeResource) -> dg.Output[dict]:
     """Train (or resume) one offline model on the lake's datasets; the value is a reference
@@ -179,7 +120,7 @@ def offline_model(context: dg.AssetExecutionContext, config: OfflineModelConfig,
                                          "selection": selection.to_json()}),
     }
     if history:
-        metadata["training_curves"] = _png_md(
+        metadata["training_curves"] = png_markdown(
             training_curves_png(history, f"{offline_config.algorithm} {cid}"), "training curves")
     if result.best is not None:
         metadata["best_update"] = int(result.best["update"])
@@ -207,14 +148,10 @@ class OfflineEvalConfig(dg.Config):
                           checkpoint=ck)
 
 
-def _evaluate(context: dg.AssetExecutionContext, config: OfflineEvalConfig, lake: LakeResource,
-              model: dict, role: str) -> dg.MaterializeResult:
-    from trainer.offline import evaluate
-    from trainer.offline.checkpoint import read_model_info
-
-    run_dir = (models_root(config.models_dir) / config.model) if config.model else Path(
-        model["run_dir"])
-    info = read_model_info(run_dir)
+def eval_targets(info: dict, config: OfflineEvalConfig, role: str
+                 ) -> tuple[list[str] | None, str | None]:
+    """(tasks, split) to evaluate a model on: as configured, else its own training tasks
+    (`train`) or the test split paired with its training split (`test`)."""
     tasks, split = config.tasks, config.split
     if not tasks and split is None:
         if role == "train":
@@ -224,7 +161,19 @@ def _evaluate(context: dg.AssetExecutionContext, config: OfflineEvalConfig, lake
             if split is None:
                 raise ValueError(f"model {info['config_id']} was not trained on a named train "
                                  "split: give the test split or tasks in the config")
-    results = evaluate(lake.lake(), run_dir, tasks=tasks or None, split=split,
+    return tasks or None, split
+
+
+def _evaluate(context: dg.AssetExecutionContext, config: OfflineEvalConfig, lake: LakeResource,
+              model: dict, role: str) -> dg.MaterializeResult:
+    from trainer.offline import evaluate
+    from trainer.offline.checkpoint import read_model_info
+
+    run_dir = (models_root(config.models_dir) / config.model) if config.model else Path(
+        model["run_dir"])
+    info = read_model_info(run_dir)
+    tasks, split = eval_targets(info, config, role)
+    results = evaluate(lake.lake(), run_dir, tasks=tasks, split=split,
                        eval_config=config.eval_config())
     mean_norm = sum(r.normalised_return for r in results) / len(results)
     table = dg.MetadataValue.table(
@@ -248,7 +197,7 @@ def _evaluate(context: dg.AssetExecutionContext, config: OfflineEvalConfig, lake
         "episodes": config.episodes,
         "mean_normalised_return": float(mean_norm),
         "per_task": table,
-        "per_task_plot": _png_md(task_bars_png(results, title), "per-task normalised return"),
+        "per_task_plot": png_markdown(task_bars_png(results, title), "per-task normalised return"),
     })
 
 
@@ -265,3 +214,100 @@ def offline_eval_test(context: dg.AssetExecutionContext, config: OfflineEvalConf
     """Zero-shot on held-out tasks (the test split paired with the training split, or as
     configured) -> `evaluations`."""
     return _evaluate(context, config, lake, offline_model, "test")
+
+
+class AblationSweepConfig(dg.Config):
+    """A grid of offline models in one launch: `base` with each combination of the lists
+    (an empty list keeps the base value), each trained, then evaluated on its training tasks
+    and the paired held-out split. Results accumulate in `evaluations`; `report` compares."""
+
+    base: OfflineModelConfig = Field(default_factory=OfflineModelConfig)
+    algorithms: list[str] = Field(default_factory=lambda: ["bc", "oryx"],
+                                  description="bc, cql, oryx")
+    first_k: list[int] = Field(default_factory=list, description="task counts (task scaling)")
+    quality: list[str] = Field(default_factory=list, description="all, high, low, high+low")
+    evaluation: OfflineEvalConfig = Field(default_factory=OfflineEvalConfig)
+
+    def grid(self) -> list[OfflineModelConfig]:
+        """Every combination, each a validated OfflineModelConfig (bad values name the field)."""
+        axes = {"algorithm": self.algorithms, "first_k": self.first_k, "quality": self.quality}
+        combos = [{}]
+        for name, values in axes.items():
+            if values:
+                combos = [{**c, name: v} for c in combos for v in values]
+        base = self.base.model_dump()
+        return [OfflineModelConfig(**{**base, **c}) for c in combos]
+
+
+@dg.asset(group_name="offline", kinds={"jax", "parquet"}, deps=["online_sable"])
+def ablation_sweep(context: dg.AssetExecutionContext, config: AblationSweepConfig,
+                   lake: LakeResource) -> dg.MaterializeResult:
+    """Train and evaluate every model of the sweep's grid (validated before any compute)."""
+    from trainer.offline import config_id, evaluate, train
+    from trainer.offline.checkpoint import read_model_info
+
+    models = [(m, *m.build()) for m in config.grid()]  # every config checked up front
+    rows = []
+    for model_config, offline_config, selection in models:
+        cid = config_id(offline_config, selection)
+        run_dir = models_root(model_config.models_dir) / cid
+        context.log.info(f"sweep: {offline_config.algorithm} {cid} on "
+                         f"{', '.join(selection.task_names)}")
+        train(lake.lake(), selection, offline_config, run_dir)
+        info = read_model_info(run_dir)
+        row = {"model": cid, "algorithm": offline_config.algorithm,
+               "train_tasks": len(selection.task_names), "quality": selection.quality}
+        for role in ("train", "test"):
+            tasks, split = eval_targets(info, config.evaluation, role)
+            results = evaluate(lake.lake(), run_dir, tasks=tasks, split=split,
+                               eval_config=config.evaluation.eval_config())
+            row[f"{role}_normalised"] = round(
+                sum(r.normalised_return for r in results) / len(results), 4)
+        rows.append(row)
+    return dg.MaterializeResult(metadata={
+        "models": len(rows), "results": dg.MetadataValue.md(markdown_table(pl.DataFrame(rows)))})
+
+
+def _scenarios(names: list[str]) -> list[str]:
+    return [n.split("/", 1)[1] for n in names]
+
+
+def references_cover(lake: Lake, env: str, task_names: list[str]) -> dg.AssetCheckResult:
+    """Every task an evaluation needs has a finite, non-zero online Sable reference."""
+    refs = read_table(lake, "references", Selection(env=env, tasks=_scenarios(task_names)),
+                      ["task", "sable_return"]).to_pylist()
+    good = {r["task"] for r in refs if r["sable_return"] and math.isfinite(r["sable_return"])}
+    missing = [n for n in task_names if n.split("/", 1)[1] not in good]
+    return dg.AssetCheckResult(passed=not missing,
+                               metadata={"tasks": len(task_names), "missing": str(missing)})
+
+
+def selection_non_empty(lake: Lake, env: str, task_names: list[str]) -> dg.AssetCheckResult:
+    """Every training task of the model has episodes in the lake."""
+    eps = read_table(lake, "episodes", Selection(env=env, tasks=_scenarios(task_names)),
+                     ["task"])["task"].to_pylist()
+    empty = [n for n in task_names if n.split("/", 1)[1] not in set(eps)]
+    return dg.AssetCheckResult(passed=not empty,
+                               metadata={"episodes": len(eps), "empty_tasks": str(empty)})
+
+
+@dg.asset_check(asset=offline_model, blocking=True)
+def offline_references_present(lake: LakeResource, offline_model: dict) -> dg.AssetCheckResult:
+    """References for the model's training tasks and its paired held-out split (evaluation
+    normalises by them; blocking, so evaluations never run without them)."""
+    env = offline_model["env"]
+    names = list(offline_model["train_tasks"])
+    test_split = TEST_SPLIT_OF.get(offline_model.get("split") or "")
+    if test_split:
+        names += [t.name for t in split_tasks(env, test_split)]
+    return references_cover(lake.lake(), env, names)
+
+
+@dg.asset_check(asset=offline_model, blocking=True)
+def offline_dataset_non_empty(lake: LakeResource, offline_model: dict) -> dg.AssetCheckResult:
+    """The model's dataset selection found episodes for every training task."""
+    return selection_non_empty(lake.lake(), offline_model["env"],
+                               list(offline_model["train_tasks"]))
+
+
+offline_checks = [offline_references_present, offline_dataset_non_empty]

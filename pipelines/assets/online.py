@@ -5,8 +5,6 @@ Wiring only: the algorithm is `trainer.online.train_online`; the checks read the
 through `lake_schema.reader`.
 """
 
-import base64
-import io
 import math
 
 import dagster as dg
@@ -16,7 +14,9 @@ from pydantic import Field
 from lake_schema.catalogue import Task, get_task
 from lake_schema.reader import Selection, read_table
 from lake_schema.storage import Lake
+from lake_schema.verify import verify
 from pipelines.partitions import task_partitions
+from pipelines.plots import learning_curve_png, png_markdown
 from pipelines.resources import LakeResource
 
 ASSET = "online_sable"
@@ -59,40 +59,6 @@ class OnlineSableConfig(dg.Config):
         return {**out, "seed": self.seed}
 
 
-def learning_curve_png(result, title: str) -> bytes:
-    """Return vs env steps: recorded checkpoints (marked by quality), the training episodes'
-    returns, and the final and random reference returns."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    if result.train_curve:
-        steps, rets = zip(*result.train_curve, strict=True)
-        ax.plot(steps, rets, color="0.7", lw=1, label="training episodes")
-    for quality, colour in (("low", "tab:orange"), ("high", "tab:blue")):
-        pts = [r for r in result.curve if r.quality == quality]
-        if pts:
-            ax.errorbar(
-                [r.env_steps for r in pts], [r.mean_return for r in pts],
-                yerr=[r.std_return / math.sqrt(max(r.episodes, 1)) for r in pts],
-                fmt="o", color=colour, label=f"checkpoint ({quality})",
-            )
-    ax.axhline(result.reference_return, color="tab:green", ls="--", label="final policy")
-    ax.axhline(result.random_return, color="tab:red", ls=":", label="random policy")
-    ax.set_xlabel("env steps")
-    ax.set_ylabel("mean episode return")
-    ax.set_title(title)
-    ax.legend(loc="best", fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
-
-
 @dg.asset(group_name="online", partitions_def=task_partitions, kinds={"jax", "parquet"})
 def online_sable(
     context: dg.AssetExecutionContext, config: OnlineSableConfig, lake: LakeResource
@@ -131,9 +97,7 @@ def online_sable(
             "recording_fraction": round(result.recording_fraction, 4),
             "params": result.param_count,
             "resumed_from": -1 if result.resumed_from is None else result.resumed_from,
-            "learning_curve": dg.MetadataValue.md(
-                f"![learning curve](data:image/png;base64,{base64.b64encode(png).decode()})"
-            ),
+            "learning_curve": png_markdown(png, "learning curve"),
             "checkpoints": dg.MetadataValue.md(
                 "| checkpoint | env steps | quality | mean return | episodes |\n"
                 "| --- | --- | --- | --- | --- |\n" + curve
@@ -274,7 +238,29 @@ def online_reference_present(
     return _evaluate(context, lake, lambda lk, task, run, _: reference_present(lk, task, run))
 
 
+def files_valid(lake: Lake, task: Task) -> dg.AssetCheckResult:
+    """`python -m lake_schema verify` on the task's files (schema version, columns, footers,
+    partition values) plus any interrupted transaction: the CLI's own code, so they agree."""
+    report = verify(lake)
+    marker = f"/env={task.env}/task={task.scenario}/"
+    bad = [p for p in report.problems if marker in p.path or p.path.startswith("_journal")]
+    return dg.AssetCheckResult(
+        passed=not bad,
+        metadata={"files_checked": report.files,
+                  "problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in bad) or "none")},
+    )
+
+
+@dg.asset_check(asset=online_sable, partitions_def=task_partitions, blocking=True)
+def online_files_valid(
+    context: dg.AssetCheckExecutionContext, lake: LakeResource
+) -> dg.AssetCheckResult:
+    """Every lake file of the task passes `verify` (blocking: nothing trains on bad files)."""
+    return files_valid(lake.lake(), get_task(context.partition_key))
+
+
 online_checks = [
+    online_files_valid,
     online_checkpoints_have_rows,
     online_no_nan,
     online_returns_within_bounds,

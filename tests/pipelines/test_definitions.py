@@ -7,9 +7,21 @@ import dagster as dg
 from pipelines.definitions import defs
 
 
-def test_definitions_load():
+def test_definitions_load_with_groups_jobs_and_checks():
     assert isinstance(defs, dg.Definitions)
-    defs.resolve_all_job_defs()
+    jobs = {job.name for job in defs.resolve_all_job_defs()}
+    assert {"build_datasets", "train_and_evaluate", "run_ablation_sweep",
+            "random_baselines"} <= jobs
+    graph = defs.resolve_asset_graph()
+    groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
+    assert groups == {
+        "random_rollouts": "lake", "online_sable": "online", "offline_model": "offline",
+        "offline_eval_train": "offline", "offline_eval_test": "offline",
+        "ablation_sweep": "offline", "report": "reports",
+    }
+    assert graph.get(dg.AssetKey("online_sable")).partitions_def is not None
+    checks = {key.name for key in graph.asset_check_keys}
+    assert "online_checkpoints_have_rows" in checks
 
 
 def test_dagster_cli_validates_the_code_location(tmp_path):

@@ -94,3 +94,51 @@ def test_assets_load_into_definitions_without_importing_jax():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=Path(__file__).parents[2])
     assert proc.returncode == 0, proc.stderr
+
+
+def test_ablation_sweep_is_one_launch_of_several_models(lake, tmp_path, monkeypatch):
+    from pipelines.assets.offline import ablation_sweep
+
+    monkeypatch.setenv("SABLE_LAKE_CACHE", str(tmp_path / "cache"))
+    fill_lake(lake, TASKS, checkpoints=1, episodes=4, lengths=(8, 30), seed=1)
+    for task in (*TASKS, "lbf/12x12-4p-5f"):
+        write_reference(lake, task, "online", sable_returns=[0.5], random_returns=[0.1],
+                        env_steps=1)
+    models = tmp_path / "models"
+    base = {**MODEL, "tasks": None, "split": "train", "models_dir": str(models)}
+    config = {"base": base, "algorithms": ["bc"], "first_k": [1, 2],
+              "evaluation": {"episodes": 2, "tasks": ["lbf/12x12-4p-5f"]}}
+    result = dg.materialize(
+        [ablation_sweep], resources={"lake": LakeResource(root=lake.root)},
+        run_config={"ops": {"ablation_sweep": {"config": config}}},
+        instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    meta = result.asset_materializations_for_node("ablation_sweep")[0].metadata
+    assert meta["models"].value == 2
+    rows = read_table(lake, "evaluations", Selection(env="lbf")).to_pylist()
+    assert len({r["model"] for r in rows}) == 2  # side by side, neither overwrote the other
+
+
+def test_ablation_sweep_refuses_a_bad_grid_value_before_any_compute(lake, tmp_path):
+    from pipelines.assets.offline import ablation_sweep
+
+    with pytest.raises(Exception, match="algorithm"):
+        dg.materialize(
+            [ablation_sweep], resources={"lake": LakeResource(root=lake.root)},
+            run_config={"ops": {"ablation_sweep": {"config": {"algorithms": ["dqn"]}}}},
+            instance=dg.DagsterInstance.ephemeral())
+    assert lake.find("") == []
+
+
+def test_offline_checks_catch_missing_references_and_empty_datasets(lake):
+    from pipelines.assets.offline import references_cover, selection_non_empty
+
+    fill_lake(lake, TASKS[:1], checkpoints=1, episodes=2, lengths=(8, 12), seed=1)
+    write_reference(lake, TASKS[0], "online", sable_returns=[0.5], random_returns=[0.1],
+                    env_steps=1)
+    assert references_cover(lake, "lbf", TASKS[:1]).passed
+    result = references_cover(lake, "lbf", TASKS)
+    assert not result.passed and "10x10-3p-3f" in result.metadata["missing"].value
+    assert selection_non_empty(lake, "lbf", TASKS[:1]).passed
+    result = selection_non_empty(lake, "lbf", TASKS)
+    assert not result.passed and "10x10-3p-3f" in result.metadata["empty_tasks"].value

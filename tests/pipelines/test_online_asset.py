@@ -9,6 +9,7 @@ from lake_schema.catalogue import get_task
 from lake_schema.reader import Selection, read_table
 from pipelines.assets.online import (
     checkpoint_rows,
+    files_valid,
     online_checks,
     online_sable,
     reference_present,
@@ -76,6 +77,13 @@ def test_online_checks_fail_on_missing_rows_and_references(lake, tmp_path):
         lake.fs.rm(lake.path(rel))
     assert not reference_present(lake, task, "sable-seed1").passed
     assert not returns_within_bounds(lake, task, "no-such-run").passed
+
+    assert files_valid(lake, task).passed
+    bad = lake.glob("episodes/env=lbf/task=8x8-2p-2f/run=sable-seed1/*/checkpoint=1/*")[0]
+    lake.fs.pipe_file(lake.path(bad), b"not parquet")
+    result = files_valid(lake, task)
+    assert not result.passed and bad in result.metadata["problems"].value
+    assert files_valid(lake, get_task("lbf/10x10-3p-3f")).passed  # another task's check
 
 
 def test_bad_online_config_is_refused_before_any_compute(lake, tmp_path):

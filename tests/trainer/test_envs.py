@@ -58,6 +58,23 @@ def test_every_task_builds_and_resets_with_catalogue_shapes(name):
         assert scalar.shape == () and scalar.dtype == dtype
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("name", task_names())
+def test_every_task_really_resets_and_steps(name):
+    """Executed, not traced: a real reset and a few random steps of every catalogue task,
+    with the catalogue's widths and values that fit its dtype (slow: compiles 52 times)."""
+    task = get_task(name)
+    env = make_env(name)
+    result = random_rollout(env, KEY, 2, 3)
+    obs = np.asarray(result.steps.obs)
+    assert obs.shape == (4, 2, task.num_agents, task.spec.obs_width)
+    assert obs.dtype == np.dtype(task.spec.obs_dtype)
+    raw_view = np.asarray(jax.jit(env.env.reset)(KEY)[1].observation.action_mask)
+    assert raw_view.shape == (task.num_agents, task.spec.num_actions)
+    if task.env == "connector":
+        assert np.isfinite(obs).all() and np.abs(obs).max() <= 1.0
+
+
 @pytest.mark.parametrize("name", ["lbf/17x17-8p-10f", "rware/titanic-32ag",
                                   "connector/72x72x45a"])
 def test_step_shapes_on_largest_tasks(name):

@@ -1,0 +1,37 @@
+"""The common workflows, each one launch from the UI's launchpad or `dagster job execute`."""
+
+import dagster as dg
+
+from pipelines.partitions import task_partitions
+
+# Online Sable + recording for one task per run; backfill a split's partitions in the UI.
+build_datasets = dg.define_asset_job(
+    "build_datasets",
+    selection=dg.AssetSelection.assets("online_sable"),
+    partitions_def=task_partitions,
+    description="Train online Sable on a task and record its dataset and references.",
+)
+
+# One offline configuration (set in the launchpad), its evaluations and the refreshed report.
+train_and_evaluate = dg.define_asset_job(
+    "train_and_evaluate",
+    selection=dg.AssetSelection.assets(
+        "offline_model", "offline_eval_train", "offline_eval_test", "report"),
+    description="Train one offline model, evaluate it on train and held-out tasks, report.",
+)
+
+# A grid of offline models (algorithms x task counts x quality subsets) and the report.
+run_ablation_sweep = dg.define_asset_job(
+    "run_ablation_sweep",
+    selection=dg.AssetSelection.assets("ablation_sweep", "report"),
+    description="Train and evaluate a grid of offline configurations, then report.",
+)
+
+random_baselines = dg.define_asset_job(
+    "random_baselines",
+    selection=dg.AssetSelection.assets("random_rollouts"),
+    partitions_def=task_partitions,
+    description="Record uniform-random-policy episodes of a task.",
+)
+
+JOBS = [build_datasets, train_and_evaluate, run_ablation_sweep, random_baselines]
