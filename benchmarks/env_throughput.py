@@ -24,7 +24,9 @@ from trainer.envs import make_env, random_actions, random_rollout
 DEFAULT_TASKS = ("lbf/8x8-2p-2f", "rware/tiny-2ag", "rware/medium-32ag", "connector/12x12x4a")
 
 
-def _bare_loop(env, num_envs: int, num_steps: int):
+def bare_random_loop(env, num_envs: int, num_steps: int):
+    """A jitted scan of uniform-random steps of `num_envs` vmapped envs: the env's limit."""
+
     @jax.jit
     def run(key):
         state, step = env.reset_batch(key, num_envs)
@@ -66,7 +68,7 @@ def main() -> None:
     for name in args.tasks:
         env = make_env(name)
         t0 = time.perf_counter()
-        bare = _bare_loop(env, b, t)
+        bare = bare_random_loop(env, b, t)
         jax.block_until_ready(bare(jax.random.PRNGKey(0)))
         compile_s = time.perf_counter() - t0
         bare_s = _time(lambda i, bare=bare: bare(jax.random.PRNGKey(i)), args.repeats)

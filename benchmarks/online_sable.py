@@ -27,13 +27,13 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+from env_throughput import bare_random_loop  # beside this script
 
 from lake_schema.catalogue import get_task
 from lake_schema.reader import Selection, read_table
 from lake_schema.storage import Lake
-from trainer.envs import make_env, random_actions
+from trainer.envs import make_env
 from trainer.online import OnlineConfig, train_online
 from trainer.online.__main__ import _parse_overrides
 
@@ -42,21 +42,7 @@ OUT = Path(__file__).parent / "_data" / "online"
 
 def random_steps_per_s(task: str, num_envs: int, num_steps: int, repeats: int = 3) -> float:
     """Env steps/s of uniform-random stepping of `num_envs` vmapped envs (after compiling)."""
-    env = make_env(task)
-
-    @jax.jit
-    def run(key):
-        state, step = env.reset_batch(key, num_envs)
-
-        def body(carry, k):
-            state, step, total = carry
-            state, step = env.step_batch(state, random_actions(k, step.legal))
-            return (state, step, total + step.reward.sum()), None
-
-        init = (state, step, jnp.zeros((), jnp.float32))
-        (_, _, total), _ = jax.lax.scan(body, init, jax.random.split(key, num_steps))
-        return total
-
+    run = bare_random_loop(make_env(task), num_envs, num_steps)
     jax.block_until_ready(run(jax.random.PRNGKey(0)))
     best = float("inf")
     for i in range(repeats):
