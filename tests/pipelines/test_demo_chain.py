@@ -16,7 +16,7 @@ def test_demo_chain_materialises_end_to_end(tmp_path, monkeypatch):
                      ("SABLE_CHECKPOINTS", "checkpoints"), ("SABLE_LAKE_CACHE", "cache")):
         monkeypatch.setenv(var, str(tmp_path / sub))
     online = {"total_env_steps": 4096, "num_checkpoints": 1, "episodes_per_checkpoint": 2,
-              "reference_episodes": 2}
+              "reference_episodes": 16}  # enough that no task's reference return is 0
     offline = {"env": "lbf", "split": "demo-train", "num_updates": 2, "batch_size": 6,
                "seq_len": 5, "embed_dim": 16, "num_heads": 2, "profile": "demo"}
     instance = dg.DagsterInstance.ephemeral()
