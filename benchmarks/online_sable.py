@@ -33,9 +33,9 @@ from env_throughput import bare_random_loop  # beside this script
 from lake_schema.catalogue import get_task
 from lake_schema.reader import Selection, read_table
 from lake_schema.storage import Lake
+from trainer.cli_overrides import parse_overrides
 from trainer.envs import make_env
 from trainer.online import OnlineConfig, train_online
-from trainer.online.__main__ import _parse_overrides
 
 OUT = Path(__file__).parent / "_data" / "online"
 
@@ -93,7 +93,7 @@ def main() -> None:
     config = OnlineConfig.profile(
         args.profile, total_env_steps=args.budget, num_checkpoints=args.checkpoints,
         episodes_per_checkpoint=args.episodes, reference_episodes=args.reference_episodes,
-        progress_interval_s=30.0, **_parse_overrides(args.set),
+        progress_interval_s=30.0, **parse_overrides(args.set, OnlineConfig),
     )
     name = args.task.replace("/", "_")
     scratch = OUT / f"lake_{name}"

@@ -12,25 +12,12 @@ OfflineConfig field (values parsed as JSON when they parse, else kept as strings
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 
 from lake_schema.storage import Lake
-
-
-def _overrides(pairs: list[str]) -> dict:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"--set expects key=value, got {pair!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+from trainer.cli_overrides import parse_overrides
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         split = None if tasks else (args.split or "demo-train")
         selection = DataSelection(env=args.env, split=split, tasks=tasks, quality=args.quality)
         config = OfflineConfig.profile(args.profile, env=args.env, algorithm=args.algorithm,
-                                       **_overrides(args.set))
+                                       **parse_overrides(args.set, OfflineConfig))
         run_dir = Path(args.models) / config_id(config, selection)
         result = train(Lake(args.lake), selection, config, run_dir)
         print(result.run_dir)

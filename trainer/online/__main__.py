@@ -6,29 +6,14 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
 
 from lake_schema.storage import Lake
+from trainer.cli_overrides import parse_overrides
 from trainer.online.config import PROFILES, OnlineConfig
 from trainer.online.train import train_online
-
-
-def _parse_overrides(pairs: list[str]) -> dict[str, object]:
-    """`name=value` pairs; values are read as JSON (numbers, true/false, null) or strings."""
-    fields = {f.name for f in dataclasses.fields(OnlineConfig)}
-    out: dict[str, object] = {}
-    for pair in pairs:
-        name, sep, raw = pair.partition("=")
-        if not sep or name not in fields:
-            raise SystemExit(f"--set {pair!r}: expected NAME=VALUE, NAME one of {sorted(fields)}")
-        try:
-            out[name] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[name] = raw
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     log.setLevel(logging.INFO)
     log.propagate = False  # orbax/absl may configure the root logger: print once
     try:
-        config = OnlineConfig.profile(args.profile, **_parse_overrides(args.set))
+        config = OnlineConfig.profile(args.profile, **parse_overrides(args.set, OnlineConfig))
         result = train_online(
             args.task, config, Lake(args.root), args.run or f"sable-seed{config.seed}",
             checkpoint_dir=args.checkpoint_dir, resume=not args.fresh,

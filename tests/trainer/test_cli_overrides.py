@@ -1,0 +1,16 @@
+import pytest
+
+from trainer.cli_overrides import parse_overrides
+from trainer.online import OnlineConfig
+
+
+def test_overrides_parse_json_values_and_refuse_unknown_names():
+    out = parse_overrides(["embed_dim=16", "anneal_lr=true", "learning_rate=1e-3",
+                           "chunk_timesteps=null"], OnlineConfig)
+    assert out == {"embed_dim": 16, "anneal_lr": True, "learning_rate": 1e-3,
+                   "chunk_timesteps": None}
+    assert OnlineConfig.profile("demo", **out).embed_dim == 16
+    with pytest.raises(SystemExit, match="embed_dimm"):
+        parse_overrides(["embed_dimm=16"], OnlineConfig)
+    with pytest.raises(SystemExit, match="NAME=VALUE"):
+        parse_overrides(["embed_dim"], OnlineConfig)
