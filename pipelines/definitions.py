@@ -17,12 +17,12 @@ from pipelines.assets.offline import (
 from pipelines.assets.online import online_checks, online_sable
 from pipelines.assets.report import report
 from pipelines.jobs import JOBS
-from pipelines.resources import LakeResource
+from pipelines.resources import default_resources
 
 defs = dg.Definitions(
     assets=[random_rollouts, online_sable, offline_model, offline_eval_train, offline_eval_test,
             ablation_sweep, report],
     asset_checks=[*online_checks, *offline_checks],
     jobs=JOBS,
-    resources={"lake": LakeResource()},
+    resources=default_resources(),
 )

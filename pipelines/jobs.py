@@ -2,13 +2,10 @@
 
 import dagster as dg
 
-from pipelines.partitions import task_partitions
-
 # Online Sable + recording for one task per run; backfill a split's partitions in the UI.
 build_datasets = dg.define_asset_job(
     "build_datasets",
     selection=dg.AssetSelection.assets("online_sable"),
-    partitions_def=task_partitions,
     description="Train online Sable on a task and record its dataset and references.",
 )
 
@@ -30,7 +27,6 @@ run_ablation_sweep = dg.define_asset_job(
 random_baselines = dg.define_asset_job(
     "random_baselines",
     selection=dg.AssetSelection.assets("random_rollouts"),
-    partitions_def=task_partitions,
     description="Record uniform-random-policy episodes of a task.",
 )
 

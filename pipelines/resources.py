@@ -1,10 +1,16 @@
 """Resources: every external system the assets touch, configured in one place."""
 
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any, Literal
 
 import dagster as dg
 from pydantic import Field
 
 from lake_schema.storage import Lake, S3Options
+
+COMPUTE_ENV = "SABLE_COMPUTE"
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -26,3 +32,59 @@ class LakeResource(dg.ConfigurableResource):
             addressing_style=self.addressing_style,
         )
         return Lake(self.root, s3=s3)
+
+
+class ComputeError(RuntimeError):
+    """The configured compute is not on this host (e.g. platform 'gpu' on a CPU machine)."""
+
+
+class ComputeResource(dg.ConfigurableResource):
+    """Where a run's JAX work goes: the CPU or this host's GPUs, and how many of them.
+
+    Online Sable and evaluation run on the first selected device; offline training is
+    data-parallel over all of them. A run asking for hardware the host lacks fails before any
+    compute, naming `compute.platform` / `compute.num_devices`. JAX is imported only when a
+    run asks for its devices, so loading the definitions stays JAX-free.
+    """
+
+    platform: Literal["auto", "cpu", "gpu"] = Field(
+        default_factory=lambda: os.environ.get(COMPUTE_ENV, "auto"),
+        description="'cpu', 'gpu', or 'auto' (GPUs when JAX sees any); default $SABLE_COMPUTE",
+    )
+    num_devices: int = Field(default=0, ge=0, description="devices to use; 0 = all of them")
+
+    def devices(self) -> list[Any]:
+        import jax
+
+        platform = self.platform
+        if platform == "auto":
+            platform = "gpu" if any(d.platform == "gpu" for d in jax.devices()) else "cpu"
+        try:
+            found = jax.local_devices(backend=platform)
+        except RuntimeError as err:
+            have = sorted({d.platform for d in jax.devices()})
+            raise ComputeError(
+                f"compute.platform is {self.platform!r} but JAX has no {platform} backend on "
+                f"this host (it has: {', '.join(have)}; JAX_PLATFORMS="
+                f"{os.environ.get('JAX_PLATFORMS', '')!r}): {err}"
+            ) from err
+        if self.num_devices > len(found):
+            raise ComputeError(
+                f"compute.num_devices is {self.num_devices} but this host has {len(found)} "
+                f"{platform} device(s)"
+            )
+        return found[: self.num_devices or len(found)]
+
+    @contextlib.contextmanager
+    def placed(self) -> Iterator[list[Any]]:
+        """Run the block's JAX computations on the first selected device; yields them all."""
+        import jax
+
+        devices = self.devices()
+        with jax.default_device(devices[0]):
+            yield devices
+
+
+def default_resources(lake_root: str | None = None) -> dict[str, dg.ConfigurableResource]:
+    """The resources every asset needs: the lake (at `lake_root`, else $SABLE_LAKE) and compute."""
+    return {"lake": LakeResource(root=lake_root), "compute": ComputeResource()}

@@ -7,7 +7,7 @@ from pydantic import Field
 from lake_schema.catalogue import get_task
 from lake_schema.writer import write_episodes
 from pipelines.partitions import task_partitions
-from pipelines.resources import LakeResource
+from pipelines.resources import ComputeResource, LakeResource
 
 
 class RandomRolloutsConfig(dg.Config):
@@ -17,14 +17,16 @@ class RandomRolloutsConfig(dg.Config):
 
 @dg.asset(group_name="lake", partitions_def=task_partitions, kinds={"jax", "parquet"})
 def random_rollouts(
-    context: dg.AssetExecutionContext, config: RandomRolloutsConfig, lake: LakeResource
+    context: dg.AssetExecutionContext, config: RandomRolloutsConfig, lake: LakeResource,
+    compute: ComputeResource,
 ) -> dg.MaterializeResult:
     """Uniform-random-over-legal-actions episodes in the task's real Jumanji environment,
     stored as run `random-seed<seed>`, checkpoint 0 (quality `low`)."""
     from trainer.recording import collect_random_episodes  # JAX only in the run process
 
     task = get_task(context.partition_key)
-    batch = collect_random_episodes(task, config.episodes, config.seed)
+    with compute.placed():
+        batch = collect_random_episodes(task, config.episodes, config.seed)
     run = f"random-seed{config.seed}"
     result = write_episodes(lake.lake(), task, run, 0, "low", batch)
     returns = batch.episode_returns()

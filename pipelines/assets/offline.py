@@ -23,7 +23,7 @@ from lake_schema.reader import Selection, read_table
 from lake_schema.report import markdown_table
 from lake_schema.storage import Lake
 from pipelines.plots import png_markdown, task_bars_png, training_curves_png
-from pipelines.resources import LakeResource
+from pipelines.resources import ComputeResource, LakeResource
 
 MODELS_ENV = "SABLE_LAKE_MODELS"
 TEST_SPLIT_OF = {"train": "test", "demo-train": "demo-test"}
@@ -91,7 +91,7 @@ class OfflineModelConfig(dg.Config):
 
 @dg.asset(group_name="offline", kinds={"jax"}, deps=["online_sable"])
 def offline_model(context: dg.AssetExecutionContext, config: OfflineModelConfig,
-                  lake: LakeResource) -> dg.Output[dict]:
+                  lake: LakeResource, compute: ComputeResource) -> dg.Output[dict]:
     """Train (or resume) one offline model on the lake's datasets; the value is a reference
     to its run directory (`<models_dir>/<config id>`)."""
     from trainer.offline import config_id, train
@@ -101,7 +101,8 @@ def offline_model(context: dg.AssetExecutionContext, config: OfflineModelConfig,
     run_dir = models_root(config.models_dir) / cid
     context.log.info(f"model {cid} ({offline_config.algorithm}) on "
                      f"{', '.join(selection.task_names)} -> {run_dir}")
-    result = train(lake.lake(), selection, offline_config, run_dir)
+    with compute.placed() as devices:
+        result = train(lake.lake(), selection, offline_config, run_dir, devices=devices)
     history = result.history
     rates = [r["updates_per_s"] for r in history if "updates_per_s" in r]
     last = history[-1] if history else {}
@@ -165,7 +166,7 @@ def eval_targets(info: dict, config: OfflineEvalConfig, role: str
 
 
 def _evaluate(context: dg.AssetExecutionContext, config: OfflineEvalConfig, lake: LakeResource,
-              model: dict, role: str) -> dg.MaterializeResult:
+              compute: ComputeResource, model: dict, role: str) -> dg.MaterializeResult:
     from trainer.offline import evaluate
     from trainer.offline.checkpoint import read_model_info
 
@@ -173,8 +174,9 @@ def _evaluate(context: dg.AssetExecutionContext, config: OfflineEvalConfig, lake
         model["run_dir"])
     info = read_model_info(run_dir)
     tasks, split = eval_targets(info, config, role)
-    results = evaluate(lake.lake(), run_dir, tasks=tasks, split=split,
-                       eval_config=config.eval_config())
+    with compute.placed():
+        results = evaluate(lake.lake(), run_dir, tasks=tasks, split=split,
+                           eval_config=config.eval_config())
     mean_norm = sum(r.normalised_return for r in results) / len(results)
     table = dg.MetadataValue.table(
         records=[dg.TableRecord({"task": r.task, "split": r.split, "episodes": r.episodes,
@@ -203,17 +205,19 @@ def _evaluate(context: dg.AssetExecutionContext, config: OfflineEvalConfig, lake
 
 @dg.asset(group_name="offline", kinds={"jax", "parquet"})
 def offline_eval_train(context: dg.AssetExecutionContext, config: OfflineEvalConfig,
-                       lake: LakeResource, offline_model: dict) -> dg.MaterializeResult:
+                       lake: LakeResource, compute: ComputeResource,
+                       offline_model: dict) -> dg.MaterializeResult:
     """The model on its own training tasks (raw and normalised returns) -> `evaluations`."""
-    return _evaluate(context, config, lake, offline_model, "train")
+    return _evaluate(context, config, lake, compute, offline_model, "train")
 
 
 @dg.asset(group_name="offline", kinds={"jax", "parquet"})
 def offline_eval_test(context: dg.AssetExecutionContext, config: OfflineEvalConfig,
-                      lake: LakeResource, offline_model: dict) -> dg.MaterializeResult:
+                       lake: LakeResource, compute: ComputeResource,
+                       offline_model: dict) -> dg.MaterializeResult:
     """Zero-shot on held-out tasks (the test split paired with the training split, or as
     configured) -> `evaluations`."""
-    return _evaluate(context, config, lake, offline_model, "test")
+    return _evaluate(context, config, lake, compute, offline_model, "test")
 
 
 class AblationSweepConfig(dg.Config):
@@ -241,29 +245,30 @@ class AblationSweepConfig(dg.Config):
 
 @dg.asset(group_name="offline", kinds={"jax", "parquet"}, deps=["online_sable"])
 def ablation_sweep(context: dg.AssetExecutionContext, config: AblationSweepConfig,
-                   lake: LakeResource) -> dg.MaterializeResult:
+                   lake: LakeResource, compute: ComputeResource) -> dg.MaterializeResult:
     """Train and evaluate every model of the sweep's grid (validated before any compute)."""
     from trainer.offline import config_id, evaluate, train
     from trainer.offline.checkpoint import read_model_info
 
     models = [(m, *m.build()) for m in config.grid()]  # every config checked up front
     rows = []
-    for model_config, offline_config, selection in models:
-        cid = config_id(offline_config, selection)
-        run_dir = models_root(model_config.models_dir) / cid
-        context.log.info(f"sweep: {offline_config.algorithm} {cid} on "
-                         f"{', '.join(selection.task_names)}")
-        train(lake.lake(), selection, offline_config, run_dir)
-        info = read_model_info(run_dir)
-        row = {"model": cid, "algorithm": offline_config.algorithm,
-               "train_tasks": len(selection.task_names), "quality": selection.quality}
-        for role in ("train", "test"):
-            tasks, split = eval_targets(info, config.evaluation, role)
-            results = evaluate(lake.lake(), run_dir, tasks=tasks, split=split,
-                               eval_config=config.evaluation.eval_config())
-            row[f"{role}_normalised"] = round(
-                sum(r.normalised_return for r in results) / len(results), 4)
-        rows.append(row)
+    with compute.placed() as devices:
+        for model_config, offline_config, selection in models:
+            cid = config_id(offline_config, selection)
+            run_dir = models_root(model_config.models_dir) / cid
+            context.log.info(f"sweep: {offline_config.algorithm} {cid} on "
+                             f"{', '.join(selection.task_names)}")
+            train(lake.lake(), selection, offline_config, run_dir, devices=devices)
+            info = read_model_info(run_dir)
+            row = {"model": cid, "algorithm": offline_config.algorithm,
+                   "train_tasks": len(selection.task_names), "quality": selection.quality}
+            for role in ("train", "test"):
+                tasks, split = eval_targets(info, config.evaluation, role)
+                results = evaluate(lake.lake(), run_dir, tasks=tasks, split=split,
+                                   eval_config=config.evaluation.eval_config())
+                row[f"{role}_normalised"] = round(
+                    sum(r.normalised_return for r in results) / len(results), 4)
+            rows.append(row)
     return dg.MaterializeResult(metadata={
         "models": len(rows), "results": dg.MetadataValue.md(markdown_table(pl.DataFrame(rows)))})
 

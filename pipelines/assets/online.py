@@ -17,7 +17,7 @@ from lake_schema.storage import Lake
 from lake_schema.verify import verify
 from pipelines.partitions import task_partitions
 from pipelines.plots import learning_curve_png, png_markdown
-from pipelines.resources import LakeResource
+from pipelines.resources import ComputeResource, LakeResource
 
 ASSET = "online_sable"
 
@@ -61,7 +61,8 @@ class OnlineSableConfig(dg.Config):
 
 @dg.asset(group_name="online", partitions_def=task_partitions, kinds={"jax", "parquet"})
 def online_sable(
-    context: dg.AssetExecutionContext, config: OnlineSableConfig, lake: LakeResource
+    context: dg.AssetExecutionContext, config: OnlineSableConfig, lake: LakeResource,
+    compute: ComputeResource,
 ) -> dg.MaterializeResult:
     """Online Sable (PPO) on the partition's task; its rollouts at K evenly spaced checkpoints
     (E episodes each, quality `low` then `high`) and the final/random reference returns are
@@ -73,10 +74,11 @@ def online_sable(
     online_config = OnlineConfig.profile(config.profile, **config.overrides())
     the_lake = lake.lake()
     run = config.run_id()
-    result = train_online(
-        task, online_config, the_lake, run, checkpoint_dir=config.checkpoint_dir or None,
-        resume=config.resume, log=context.log.info,
-    )
+    with compute.placed():
+        result = train_online(
+            task, online_config, the_lake, run, checkpoint_dir=config.checkpoint_dir or None,
+            resume=config.resume, log=context.log.info,
+        )
     png = learning_curve_png(result, f"online Sable on {task.name} (run {run})")
     curve = "\n".join(
         f"| {r.checkpoint} | {r.env_steps:,} | {r.quality} | {r.mean_return:.3f} | {r.episodes} |"

@@ -6,13 +6,13 @@ import pytest
 
 from lake_schema.reader import Selection, read_table
 from pipelines.assets.baselines import random_rollouts
-from pipelines.resources import LakeResource
+from pipelines.resources import default_resources
 
 
 def test_random_rollouts_materialise_and_replace(lake):
     instance = dg.DagsterInstance.ephemeral()
     run_config = {"ops": {"random_rollouts": {"config": {"episodes": 3, "seed": 0}}}}
-    resources = {"lake": LakeResource(root=lake.root)}
+    resources = default_resources(lake.root)
     for _ in range(2):  # materialising again replaces the partition, never duplicates it
         result = dg.materialize([random_rollouts], partition_key="lbf/8x8-2p-2f",
                                 resources=resources, run_config=run_config, instance=instance)
@@ -27,7 +27,7 @@ def test_random_rollouts_materialise_and_replace(lake):
 def test_bad_config_is_refused_before_any_compute(lake):
     with pytest.raises(pydantic.ValidationError, match="episodes") as info:
         dg.materialize([random_rollouts], partition_key="lbf/8x8-2p-2f",
-                       resources={"lake": LakeResource(root=lake.root)},
+                       resources=default_resources(lake.root),
                        run_config={"ops": {"random_rollouts": {"config": {"episodes": 0}}}})
     assert "greater than or equal to 1" in str(info.value)
     assert lake.find("") == []

@@ -12,7 +12,7 @@ import pytest
 from lake_schema.reader import Selection, read_table
 from lake_schema.writer import write_reference
 from pipelines.assets.offline import offline_eval_test, offline_eval_train, offline_model
-from pipelines.resources import LakeResource
+from pipelines.resources import default_resources
 from trainer.data.testing import fill_lake
 
 TASKS = ["lbf/8x8-2p-2f", "lbf/10x10-3p-3f"]
@@ -30,7 +30,7 @@ def _run(lake, models, model_config, eval_config=None, assets=None):
     selected = assets or [offline_model, offline_eval_train, offline_eval_test]
     run_config["ops"] = {k: v for k, v in run_config["ops"].items()
                          if k in {a.key.path[-1] for a in selected}}
-    return dg.materialize(selected, resources={"lake": LakeResource(root=lake.root)},
+    return dg.materialize(selected, resources=default_resources(lake.root),
                           run_config=run_config, instance=dg.DagsterInstance.ephemeral())
 
 
@@ -87,7 +87,7 @@ def test_bad_model_configs_are_refused_before_any_compute(lake, tmp_path, monkey
 
 def test_assets_load_into_definitions_without_importing_jax():
     defs = dg.Definitions(assets=[offline_model, offline_eval_train, offline_eval_test],
-                          resources={"lake": LakeResource()})
+                          resources=default_resources())
     defs.resolve_all_job_defs()
     code = ("import sys, pipelines.assets.offline; "
             "assert 'jax' not in sys.modules, 'pipelines.assets.offline imports JAX'")
@@ -109,7 +109,7 @@ def test_ablation_sweep_is_one_launch_of_several_models(lake, tmp_path, monkeypa
     config = {"base": base, "algorithms": ["bc"], "first_k": [1, 2],
               "evaluation": {"episodes": 2, "tasks": ["lbf/12x12-4p-5f"]}}
     result = dg.materialize(
-        [ablation_sweep], resources={"lake": LakeResource(root=lake.root)},
+        [ablation_sweep], resources=default_resources(lake.root),
         run_config={"ops": {"ablation_sweep": {"config": config}}},
         instance=dg.DagsterInstance.ephemeral())
     assert result.success
@@ -124,7 +124,7 @@ def test_ablation_sweep_refuses_a_bad_grid_value_before_any_compute(lake, tmp_pa
 
     with pytest.raises(Exception, match="algorithm"):
         dg.materialize(
-            [ablation_sweep], resources={"lake": LakeResource(root=lake.root)},
+            [ablation_sweep], resources=default_resources(lake.root),
             run_config={"ops": {"ablation_sweep": {"config": {"algorithms": ["dqn"]}}}},
             instance=dg.DagsterInstance.ephemeral())
     assert lake.find("") == []

@@ -15,7 +15,7 @@ from pipelines.assets.online import (
     reference_present,
     returns_within_bounds,
 )
-from pipelines.resources import LakeResource
+from pipelines.resources import default_resources
 
 TASK = "lbf/8x8-2p-2f"
 # The network/PPO settings of tests/trainer/test_online_training.py, so a session running both
@@ -30,7 +30,7 @@ def _materialise(lake, tmp_path, instance, **config):
     return dg.materialize(
         [online_sable, *online_checks],
         partition_key=TASK,
-        resources={"lake": LakeResource(root=lake.root)},
+        resources=default_resources(lake.root),
         run_config={"ops": {"online_sable": {"config": {
             **TINY, "checkpoint_dir": str(tmp_path / "ck"), **config}}}},
         instance=instance,
@@ -90,7 +90,7 @@ def test_bad_online_config_is_refused_before_any_compute(lake, tmp_path):
     with pytest.raises(pydantic.ValidationError, match="episodes_per_checkpoint"):
         _materialise(lake, tmp_path, dg.DagsterInstance.ephemeral(), episodes_per_checkpoint=0)
     result = dg.materialize(
-        [online_sable], partition_key=TASK, resources={"lake": LakeResource(root=lake.root)},
+        [online_sable], partition_key=TASK, resources=default_resources(lake.root),
         run_config={"ops": {"online_sable": {"config": {**TINY, "num_checkpoints": 5}}}},
         instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
     )

@@ -10,7 +10,7 @@ from lake_schema.duck import connect
 from lake_schema.report import latest_evaluations, multi_vs_single, per_model
 from lake_schema.writer import write_records
 from pipelines.assets.report import report
-from pipelines.resources import LakeResource
+from pipelines.resources import default_resources
 
 TRAIN = ["8x8-2p-2f", "10x10-3p-3f", "15x15-3p-5f"]
 TEST = ["12x12-4p-5f", "14x14-3p-3f"]
@@ -55,7 +55,7 @@ def test_tables_compare_models(evaluated):
 
 
 def test_report_asset_writes_tables_plots_and_files(evaluated):
-    result = dg.materialize([report], resources={"lake": LakeResource(root=evaluated.root)})
+    result = dg.materialize([report], resources=default_resources(evaluated.root))
     meta = result.asset_materializations_for_node("report")[0].metadata
     assert meta["models"].value == 3
     assert "Multi-task over single-task" in meta["report"].value
@@ -65,6 +65,6 @@ def test_report_asset_writes_tables_plots_and_files(evaluated):
 
 
 def test_report_on_an_empty_lake_says_so(lake):
-    result = dg.materialize([report], resources={"lake": LakeResource(root=lake.root)})
+    result = dg.materialize([report], resources=default_resources(lake.root))
     meta = result.asset_materializations_for_node("report")[0].metadata
     assert meta["evaluations"].value == 0 and "no evaluations yet" in meta["report"].value

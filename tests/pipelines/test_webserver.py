@@ -14,7 +14,7 @@ import dagster as dg
 import pytest
 
 from pipelines.assets.baselines import random_rollouts
-from pipelines.resources import LakeResource
+from pipelines.resources import default_resources
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,7 +63,7 @@ def test_webserver_serves_asset_graph_and_materialization_metadata(dagster_home,
     with dg.DagsterInstance.get() as instance:
         result = dg.materialize(
             [random_rollouts], instance=instance, partition_key="lbf/8x8-2p-2f",
-            resources={"lake": LakeResource(root=lake_root)},
+            resources=default_resources(lake_root),
             run_config={"ops": {"random_rollouts": {"config": {"episodes": 2}}}},
         )
         assert result.success
