@@ -1,7 +1,8 @@
 """The one code location: `dagster dev -m pipelines.definitions` (or `make ui`).
 
-Asset groups follow the data flow: online (Sable per task, recorded into the lake) ->
-offline (models trained on the lake, evaluated on train and held-out tasks) -> reports.
+Asset groups follow the data flow: online (Sable per task, recorded into the lake) -> lake
+(random baselines, the state of every task dataset) -> offline (models trained on the lake,
+evaluated on train and held-out tasks) -> reports.
 """
 
 import dagster as dg
@@ -16,12 +17,13 @@ from pipelines.assets.offline import (
 )
 from pipelines.assets.online import online_checks, online_sable
 from pipelines.assets.report import report
+from pipelines.assets.status import dataset_status
 from pipelines.jobs import JOBS
 from pipelines.resources import default_resources
 
 defs = dg.Definitions(
-    assets=[random_rollouts, online_sable, offline_model, offline_eval_train, offline_eval_test,
-            ablation_sweep, report],
+    assets=[random_rollouts, online_sable, dataset_status, offline_model, offline_eval_train,
+            offline_eval_test, ablation_sweep, report],
     asset_checks=[*online_checks, *offline_checks],
     jobs=JOBS,
     resources=default_resources(),

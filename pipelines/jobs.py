@@ -9,6 +9,14 @@ build_datasets = dg.define_asset_job(
     description="Train online Sable on a task and record its dataset and references.",
 )
 
+# The state of every recorded task dataset (e.g. after a run died), without training anything.
+check_datasets = dg.define_asset_job(
+    "check_datasets",
+    selection=dg.AssetSelection.assets("dataset_status"),
+    description="Tabulate every recorded task dataset: finished, missing checkpoints, "
+                "references, file problems.",
+)
+
 # One offline configuration (set in the launchpad), its evaluations and the refreshed report.
 train_and_evaluate = dg.define_asset_job(
     "train_and_evaluate",
@@ -30,4 +38,4 @@ random_baselines = dg.define_asset_job(
     description="Record uniform-random-policy episodes of a task.",
 )
 
-JOBS = [build_datasets, train_and_evaluate, run_ablation_sweep, random_baselines]
+JOBS = [build_datasets, check_datasets, train_and_evaluate, run_ablation_sweep, random_baselines]

@@ -6,6 +6,7 @@ through `lake_schema.reader`.
 """
 
 import math
+from dataclasses import dataclass
 
 import dagster as dg
 import numpy as np
@@ -14,7 +15,7 @@ from pydantic import Field
 from lake_schema.catalogue import Task, get_task
 from lake_schema.reader import Selection, read_table
 from lake_schema.storage import Lake
-from lake_schema.verify import verify
+from lake_schema.verify import Problem, VerifyReport, verify
 from pipelines.partitions import task_partitions
 from pipelines.plots import learning_curve_png, png_markdown
 from pipelines.resources import ComputeResource, LakeResource
@@ -74,10 +75,21 @@ def online_sable(
     online_config = OnlineConfig.profile(config.profile, **config.overrides())
     the_lake = lake.lake()
     run = config.run_id()
+
+    def observe(record) -> None:
+        # Committed progress, in the event log as it happens: if the run dies, the checks
+        # still know its run id and K, and report which checkpoints are missing.
+        context.log_event(dg.AssetObservation(
+            asset_key=context.asset_key, partition=context.partition_key,
+            metadata={"run": run, "num_checkpoints": online_config.num_checkpoints,
+                      "checkpoint": record.checkpoint, "quality": record.quality,
+                      "env_steps": record.env_steps, "mean_return": record.mean_return},
+        ))
+
     with compute.placed():
         result = train_online(
             task, online_config, the_lake, run, checkpoint_dir=config.checkpoint_dir or None,
-            resume=config.resume, log=context.log.info,
+            resume=config.resume, log=context.log.info, on_checkpoint=observe,
         )
     png = learning_curve_png(result, f"online Sable on {task.name} (run {run})")
     curve = "\n".join(
@@ -111,30 +123,49 @@ def online_sable(
 
 
 # ----------------------------------------------------------------------------- checks
-# Each check reads the run named by the partition's latest materialisation back through
-# lake_schema.reader; the evaluations are plain functions of (lake, task, run).
+# Each check reads the partition's latest recorded run back through lake_schema.reader; the
+# evaluations are plain functions of (lake, task, run).
 
 
-def _materialised_run(context: dg.AssetCheckExecutionContext) -> tuple[str, int] | None:
-    """(run id, checkpoints) of the partition's latest materialisation, from its metadata."""
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(
-            asset_key=dg.AssetKey(ASSET), asset_partitions=[context.partition_key]
-        ),
-        limit=1,
-    ).records
-    if not records or records[0].asset_materialization is None:
+@dataclass(frozen=True)
+class RecordedRun:
+    """What the event log says the lake should hold for a partition."""
+
+    run: str
+    num_checkpoints: int
+    finished: bool  # False: the latest event is a checkpoint observation (the run died or runs)
+    last_checkpoint: int | None = None
+
+
+def recorded_run(instance: dg.DagsterInstance, partition: str) -> RecordedRun | None:
+    """The partition's latest materialisation, or a newer checkpoint observation when a run
+    started since has not finished."""
+    records_filter = dg.AssetRecordsFilter(
+        asset_key=dg.AssetKey(ASSET), asset_partitions=[partition])
+    events = [
+        (r.storage_id, r.asset_event)
+        for fetch in (instance.fetch_materializations, instance.fetch_observations)
+        for r in fetch(records_filter, limit=1).records
+    ]
+    if not events:
         return None
-    meta = records[0].asset_materialization.metadata
-    return str(meta["run"].value), int(meta["num_checkpoints"].value)
+    _, event = max(events, key=lambda e: e[0])
+    meta = event.metadata
+    finished = isinstance(event, dg.AssetMaterialization)
+    return RecordedRun(
+        run=str(meta["run"].value), num_checkpoints=int(meta["num_checkpoints"].value),
+        finished=finished, last_checkpoint=None if finished else int(meta["checkpoint"].value),
+    )
 
 
 def _selection(task: Task, run: str) -> Selection:
     return Selection(env=task.env, tasks=[task.scenario], runs=[run])
 
 
-def checkpoint_rows(lake: Lake, task: Task, run: str, num_checkpoints: int) -> dg.AssetCheckResult:
-    """Every recording checkpoint 0..K-1 has episodes, and its steps match their lengths."""
+def missing_checkpoints(lake: Lake, task: Task, run: str, num_checkpoints: int
+                        ) -> tuple[list[int], list[int]]:
+    """(checkpoints of 0..K-1 without episodes or whose step rows do not match the episodes'
+    lengths, checkpoint indices outside 0..K-1)."""
     k = num_checkpoints
     eps = read_table(lake, "episodes", _selection(task, run), ["checkpoint", "length"])
     # ("reward" too: lake_schema.reader returns zero rows when only partition columns are
@@ -145,11 +176,16 @@ def checkpoint_rows(lake: Lake, task: Task, run: str, num_checkpoints: int) -> d
     lengths = np.bincount(ck_eps, weights=eps["length"].to_numpy(), minlength=k)
     rows = np.bincount(steps["checkpoint"].to_numpy(), minlength=k)
     missing = [i for i in range(k) if episodes[i] == 0 or rows[i] != lengths[i]]
-    extra = sorted(set(ck_eps.tolist()) - set(range(k)))
+    return missing, sorted(set(ck_eps.tolist()) - set(range(k)))
+
+
+def checkpoint_rows(lake: Lake, task: Task, run: str, num_checkpoints: int) -> dg.AssetCheckResult:
+    """Every recording checkpoint 0..K-1 has episodes, and its steps match their lengths."""
+    missing, extra = missing_checkpoints(lake, task, run, num_checkpoints)
     return dg.AssetCheckResult(
         passed=not missing and not extra,
-        metadata={"run": run, "checkpoints": k, "missing_or_mismatched": str(missing),
-                  "unexpected": str(extra), "episodes": int(episodes.sum())},
+        metadata={"run": run, "checkpoints": num_checkpoints,
+                  "missing_or_mismatched": str(missing), "unexpected": str(extra)},
     )
 
 
@@ -199,13 +235,21 @@ def reference_present(lake: Lake, task: Task, run: str) -> dg.AssetCheckResult:
 def _evaluate(
     context: dg.AssetCheckExecutionContext, lake: LakeResource, evaluate
 ) -> dg.AssetCheckResult:
-    found = _materialised_run(context)
+    found = recorded_run(context.instance, context.partition_key)
     if found is None:
         return dg.AssetCheckResult(
             passed=False, metadata={"reason": f"{context.partition_key} is not materialised"}
         )
-    run, k = found
-    return evaluate(lake.lake(), get_task(context.partition_key), run, k)
+    result = evaluate(lake.lake(), get_task(context.partition_key), found.run,
+                      found.num_checkpoints)
+    if found.finished:
+        return result
+    # The checks themselves say what is missing (checkpoints, references); this says why.
+    note = (f"run {found.run} has not finished: its last committed checkpoint is "
+            f"{found.last_checkpoint} of 0..{found.num_checkpoints - 1}; materialise the "
+            "partition again to resume it")
+    return dg.AssetCheckResult(passed=result.passed,
+                               metadata={**result.metadata, "unfinished": note})
 
 
 @dg.asset_check(asset=online_sable, partitions_def=task_partitions, blocking=True)
@@ -240,12 +284,17 @@ def online_reference_present(
     return _evaluate(context, lake, lambda lk, task, run, _: reference_present(lk, task, run))
 
 
+def task_problems(report: VerifyReport, task: Task) -> list[Problem]:
+    """The verify report's problems in the task's files, plus any interrupted transaction."""
+    marker = f"/env={task.env}/task={task.scenario}/"
+    return [p for p in report.problems if marker in p.path or p.path.startswith("_journal")]
+
+
 def files_valid(lake: Lake, task: Task) -> dg.AssetCheckResult:
     """`python -m lake_schema verify` on the task's files (schema version, columns, footers,
     partition values) plus any interrupted transaction: the CLI's own code, so they agree."""
     report = verify(lake)
-    marker = f"/env={task.env}/task={task.scenario}/"
-    bad = [p for p in report.problems if marker in p.path or p.path.startswith("_journal")]
+    bad = task_problems(report, task)
     return dg.AssetCheckResult(
         passed=not bad,
         metadata={"files_checked": report.files,
