@@ -91,7 +91,8 @@ def main() -> None:
     logging.getLogger("trainer.online").propagate = False
 
     config = OnlineConfig.profile(
-        args.profile, total_env_steps=args.budget, num_checkpoints=args.checkpoints,
+        args.profile, env=args.task.split("/")[0], total_env_steps=args.budget,
+        num_checkpoints=args.checkpoints,
         episodes_per_checkpoint=args.episodes, reference_episodes=args.reference_episodes,
         progress_interval_s=30.0, **parse_overrides(args.set, OnlineConfig),
     )

@@ -5,7 +5,8 @@
     python -m lake_schema query "SELECT ..."    DuckDB over the lake's views
     python -m lake_schema verify [--deep]       every bad file named; exit 1 if any
     python -m lake_schema recover               roll interrupted writes forward
-    python -m lake_schema tasks [--env lbf]     the task catalogue and its splits
+    python -m lake_schema tasks [--env lbf] [--split demo-train] [--names]
+                                                the task catalogue and its splits
 
 Bad arguments exit with status 2 and one line on stderr.
 """
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 
 import duckdb
 
-from lake_schema.catalogue import TASKS, UnknownTaskError, split_names, splits_of
+from lake_schema.catalogue import TASKS, UnknownTaskError, split_names, split_tasks, splits_of
 from lake_schema.duck import connect
 from lake_schema.reader import open_checked, parse_partition
 from lake_schema.schema import TABLES
@@ -125,13 +126,18 @@ def cmd_recover(lake: Lake, args: argparse.Namespace) -> int:
 
 
 def cmd_tasks(lake: Lake, args: argparse.Namespace) -> int:
-    rows = [
-        (t.name, t.num_agents, t.time_limit, ",".join(splits_of(t)), t.note)
-        for t in TASKS.values()
-        if args.env is None or t.env == args.env
-    ]
-    if args.env is not None:
-        split_names(args.env)  # unknown env -> UnknownTaskError
+    if args.split is not None:
+        if args.env is None:
+            raise UsageError("--split needs --env (splits are per environment)")
+        tasks = split_tasks(args.env, args.split)  # unknown env or split -> UnknownTaskError
+    else:
+        if args.env is not None:
+            split_names(args.env)  # unknown env -> UnknownTaskError
+        tasks = [t for t in TASKS.values() if args.env is None or t.env == args.env]
+    if args.names:  # e.g. the partitions of a split's backfill
+        print(",".join(t.name for t in tasks))
+        return 0
+    rows = [(t.name, t.num_agents, t.time_limit, ",".join(splits_of(t)), t.note) for t in tasks]
     _print_rows(["task", "agents", "time_limit", "splits", "note"], rows, args.format)
     return 0
 
@@ -154,7 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--deep", action="store_true", help="also read every data page")
     add("recover", cmd_recover, "roll interrupted writes forward").add_argument(
         "--min-age", type=float, default=0.0, help="only journals older than this (s)")
-    add("tasks", cmd_tasks, "list the task catalogue").add_argument("--env")
+    tasks = add("tasks", cmd_tasks, "list the task catalogue")
+    tasks.add_argument("--env")
+    tasks.add_argument("--split", help="only this split's tasks (needs --env)")
+    tasks.add_argument("--names", action="store_true",
+                       help="comma-separated task names only (a split's partitions)")
     return parser
 
 

@@ -1,9 +1,11 @@
-"""Shared fixtures: temporary lakes (local and on a real S3 server on 127.0.0.1)."""
+"""Shared fixtures: temporary lakes (local and on a real S3 server on 127.0.0.1), and compiled
+programs dropped after each test module."""
 
 from __future__ import annotations
 
 import os
 import socket
+import sys
 import uuid
 from collections.abc import Iterator
 
@@ -12,6 +14,16 @@ import pytest
 from lake_schema.storage import Lake, S3Options
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _drop_compiled_programs() -> Iterator[None]:
+    """Compilation is shared within a module; after it, its programs go, or the suite's
+    process runs out of memory maps (see trainer.compiled). JAX-free modules stay JAX-free."""
+    yield
+    compiled = sys.modules.get("trainer.compiled")
+    if compiled is not None:
+        compiled.clear()
 
 
 @pytest.fixture

@@ -72,7 +72,7 @@ def online_sable(
     from trainer.online import OnlineConfig, train_online  # JAX only in the run process
 
     task = get_task(context.partition_key)
-    online_config = OnlineConfig.profile(config.profile, **config.overrides())
+    online_config = OnlineConfig.profile(config.profile, env=task.env, **config.overrides())
     the_lake = lake.lake()
     run = config.run_id()
 

@@ -130,6 +130,8 @@ def test_cli_ls_du_query_verify(filled, capsys):
         (["query", "select * from nowhere"], "query failed"),
         (["ls", "--format", "xml"], "invalid choice"),
         (["tasks", "--env", "lbff"], "unknown environment 'lbff'"),
+        (["tasks", "--env", "lbf", "--split", "tset"], "unknown split of lbf 'tset'"),
+        (["tasks", "--split", "test"], "--split needs --env"),
         (["--root", "ftp://x", "ls"], "bad lake root"),
     ],
 )
@@ -146,3 +148,8 @@ def test_cli_tasks_lists_the_catalogue(capsys):
     assert main(["tasks", "--env", "rware", "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 22 and any("project" in r["note"] for r in rows)
+
+
+def test_cli_tasks_names_a_splits_partitions(capsys):
+    assert main(["tasks", "--env", "lbf", "--split", "demo-train", "--names"]) == 0
+    assert capsys.readouterr().out.strip() == "lbf/8x8-2p-2f,lbf/10x10-3p-3f,lbf/15x15-3p-5f"

@@ -1,14 +1,12 @@
-"""The demo chain end to end through Dagster's Python API, at a tiny budget (slow: it compiles
-online and offline training for every demo task's agent count)."""
+"""The demo chain end to end through Dagster's Python API, at a tiny budget: the README's main
+job in miniature (about 3 minutes on 2 cores, most of it compiling online and offline programs
+for every demo task's shape)."""
 
 import dagster as dg
-import pytest
 
 from lake_schema.duck import connect
 from lake_schema.storage import Lake
 from pipelines.demo import run_demo
-
-pytestmark = pytest.mark.slow
 
 
 def test_demo_chain_materialises_end_to_end(tmp_path, monkeypatch):

@@ -189,6 +189,11 @@ def test_profiles_and_plan_spacing():
     paper = OnlineConfig.profile("paper")
     assert paper.embed_dim == 64 and paper.num_checkpoints == 50
     assert OnlineConfig.profile("demo") == OnlineConfig()
+    assert OnlineConfig.profile("demo", env="lbf") == OnlineConfig()
+    rware = OnlineConfig.profile("demo", env="rware")
+    assert (rware.rollout_length, rware.learning_rate) == (128, 2.5e-4)
+    assert OnlineConfig.profile("demo", env="rware", rollout_length=32).rollout_length == 32
+    assert OnlineConfig.profile("paper", env="rware") == paper
     p = plan(LBF, OnlineConfig(total_env_steps=10 * 4096 + 5, num_checkpoints=3))
     assert p.num_updates == 10 and p.total_env_steps == 40960
     assert p.checkpoint_updates == (3, 7, 10)  # at 1/3, 2/3 and 3/3 of the updates

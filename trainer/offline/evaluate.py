@@ -27,7 +27,6 @@ padded slots' actions are dropped.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 import logging
 import os
@@ -44,6 +43,7 @@ from lake_schema.catalogue import UnknownTaskError, get_task, split_tasks
 from lake_schema.reader import Selection, read_table
 from lake_schema.storage import Lake
 from lake_schema.writer import write_records
+from trainer.compiled import compiled_cache
 from trainer.data import ObsStats
 from trainer.envs import MultiAgentEnv, make_env
 from trainer.networks import Sable, SableConfig, SableState
@@ -142,7 +142,7 @@ def episode_runner(env: MultiAgentEnv, config: OfflineConfig, pad_to: int, num_e
                    slots, int(num_envs), bool(greedy))
 
 
-@functools.lru_cache(maxsize=32)
+@compiled_cache(maxsize=8)
 def _runner(env: MultiAgentEnv, sable_config: SableConfig, q_greedy: bool,
             support: hl_gauss.Support | None, slots: int, num_envs: int, greedy: bool):
     model = Sable(sable_config)

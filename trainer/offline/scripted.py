@@ -11,13 +11,12 @@ lbf/8x8-2p-2f it returns about 0.9 per episode against about 0.3 for the uniform
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 
 from lake_schema.catalogue import Task
 from lake_schema.writer import EpisodeBatch
+from trainer.compiled import compiled_cache
 from trainer.envs import EnvStep, make_env, random_actions, rollout
 from trainer.recording import episodes_from_rollout
 
@@ -52,7 +51,7 @@ def lbf_heuristic_actions(key: jax.Array, obs: jax.Array, legal: jax.Array,
     return jnp.where(explore, rand, action).astype(jnp.int32)
 
 
-@functools.lru_cache(maxsize=8)
+@compiled_cache(maxsize=8)
 def lbf_heuristic_policy(epsilon: float = 0.2):
     """The policy as `trainer.envs.rollout` wants it (one object per epsilon: compiled once)."""
 

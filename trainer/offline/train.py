@@ -22,7 +22,6 @@ evaluates periodically on the training tasks and keeps the best parameters apart
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
@@ -39,6 +38,7 @@ import numpy as np
 import optax
 
 from lake_schema.storage import Lake
+from trainer.compiled import compiled_cache
 from trainer.data import Batch, DataSelection, Loader, device_put_batch, make_loader
 from trainer.networks import Sable
 from trainer.offline import checkpoint as ckpt
@@ -173,7 +173,7 @@ def make_update(config: OfflineConfig, num_tasks: int,
     return _make_update(config.step_key(), num_tasks, mesh)
 
 
-@functools.lru_cache(maxsize=16)
+@compiled_cache(maxsize=4)
 def _make_update(config: OfflineConfig, num_tasks: int, mesh: jax.sharding.Mesh):
     P = jax.sharding.PartitionSpec
     replicated = jax.sharding.NamedSharding(mesh, P())

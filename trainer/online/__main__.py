@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     log.setLevel(logging.INFO)
     log.propagate = False  # orbax/absl may configure the root logger: print once
     try:
-        config = OnlineConfig.profile(args.profile, **parse_overrides(args.set, OnlineConfig))
+        config = OnlineConfig.profile(args.profile, env=args.task.split("/")[0],
+                                      **parse_overrides(args.set, OnlineConfig))
         result = train_online(
             args.task, config, Lake(args.root), args.run or f"sable-seed{config.seed}",
             checkpoint_dir=args.checkpoint_dir, resume=not args.fresh,

@@ -17,6 +17,12 @@ from lake_schema.catalogue import Task, UnknownTaskError, get_task
 from lake_schema.schema import quality_for_checkpoint
 
 PROFILES = ("demo", "paper")
+# The demo profile's per-environment settings, from benchmarks/online_sable.md: on
+# rware/tiny-2ag, 64-step rollouts at lr 5e-4 stalled (a 20M-step run fell to 0 deliveries),
+# while Mava's 128-step rollouts at lr 2.5e-4 reached 3 deliveries per episode by 8M steps.
+DEMO_ENV_SETTINGS: dict[str, dict[str, Any]] = {
+    "rware": {"rollout_length": 128, "learning_rate": 2.5e-4},
+}
 
 
 def resolve_task(task: str | Task) -> Task:
@@ -152,8 +158,10 @@ class OnlineConfig:
     # ------------------------------------------------------------------ presets
 
     @classmethod
-    def profile(cls, name: str = "demo", **overrides: Any) -> OnlineConfig:
-        """`demo` (CPU, small model) or `paper` (GPU; Mava's Sable PPO settings), overridden."""
+    def profile(cls, name: str = "demo", env: str | None = None, **overrides: Any
+                ) -> OnlineConfig:
+        """`demo` (CPU, small model; with `env`, that environment's measured settings) or
+        `paper` (GPU; Mava's Sable PPO settings), overridden."""
         if name not in PROFILES:
             raise ValueError(f"unknown profile {name!r}; profiles: {', '.join(PROFILES)}")
         unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
@@ -169,6 +177,8 @@ class OnlineConfig:
                 num_heads=1, chunk_timesteps=None, learning_rate=2.5e-4, ppo_epochs=4,
                 num_minibatches=2, max_grad_norm=0.5, progress_interval_s=30.0,
             )
+        elif env is not None:
+            base = dict(DEMO_ENV_SETTINGS.get(env, {}))
         return cls(**{**base, **overrides})
 
     def to_json(self) -> str:

@@ -26,6 +26,7 @@ import os
 import shutil
 import sys
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from lake_schema.reader import Selection, list_files, parse_partition, read_tabl
 from lake_schema.schema import validate_partition
 from lake_schema.storage import Lake
 from lake_schema.writer import delete_run, write_episodes, write_reference
+from trainer import compiled
 from trainer.envs import make_env
 from trainer.networks import Sable, param_count
 from trainer.online.config import OnlineConfig, Plan, plan, resolve_task
@@ -150,7 +152,9 @@ def _compile_key(config: OnlineConfig) -> OnlineConfig:
     )
 
 
-_PROGRAMS: dict[tuple[str, OnlineConfig, int], tuple[Any, ...]] = {}
+_PROGRAMS: OrderedDict[tuple[str, OnlineConfig, int], tuple[Any, ...]] = OrderedDict()
+_MAX_PROGRAMS = 4  # an LRU: see trainer.compiled
+compiled.on_clear(_PROGRAMS.clear)
 
 
 def _programs(task_name: str, key: OnlineConfig, record_envs: int) -> tuple[Any, ...]:
@@ -161,6 +165,7 @@ def _programs(task_name: str, key: OnlineConfig, record_envs: int) -> tuple[Any,
     policy rollout(params, key) -> Rollout of `record_envs` fresh episodes."""
     cache_key = (task_name, key, record_envs)
     if cache_key in _PROGRAMS:
+        _PROGRAMS.move_to_end(cache_key)
         return (*_PROGRAMS[cache_key][:4], 0.0)
     env = make_env(task_name)
     model = Sable(sable_config(key, env))
@@ -175,6 +180,8 @@ def _programs(task_name: str, key: OnlineConfig, record_envs: int) -> tuple[Any,
         .compile()
     )
     _PROGRAMS[cache_key] = (abstract, init, update, record, time.perf_counter() - start)
+    if len(_PROGRAMS) > _MAX_PROGRAMS:
+        _PROGRAMS.popitem(last=False)
     return _PROGRAMS[cache_key]
 
 

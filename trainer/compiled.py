@@ -1,0 +1,42 @@
+"""Caches of compiled XLA programs: small, and droppable all at once.
+
+Compiled programs are cached so that runs in one process (a sweep, the tests) share
+compilation. But every XLA:CPU executable maps its code into thousands of memory regions,
+Linux caps a process at `vm.max_map_count` (65,530 by default), and XLA aborts the process
+when a compilation cannot map more. So each cache is a small LRU, and `clear()` drops every
+compiled program (ours and JAX's), e.g. between test modules.
+"""
+
+import functools
+import gc
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import jax
+
+F = TypeVar("F", bound=Callable[..., Any])
+_CLEARERS: list[Callable[[], None]] = []
+
+
+def on_clear(clearer: Callable[[], None]) -> None:
+    """Register a cache's clear function with `clear`."""
+    _CLEARERS.append(clearer)
+
+
+def compiled_cache(maxsize: int) -> Callable[[F], F]:
+    """`functools.lru_cache(maxsize)` for functions that build compiled programs."""
+
+    def wrap(fn: F) -> F:
+        cached = functools.lru_cache(maxsize=maxsize)(fn)
+        on_clear(cached.cache_clear)
+        return cached  # type: ignore[return-value]
+
+    return wrap
+
+
+def clear() -> None:
+    """Drop every cached compiled program, so their memory maps are released."""
+    for clearer in _CLEARERS:
+        clearer()
+    jax.clear_caches()
+    gc.collect()
