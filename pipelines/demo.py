@@ -1,6 +1,7 @@
 """`make demo`: the main job, end to end, on the embedded defaults (./lake, ./.dagster, CPU).
 
-online Sable on the lbf demo split's train and test tasks -> lake -> loader cache ->
+online Sable on the lbf demo split's train and test tasks -> lake (checked by
+`dataset_status`) -> loader cache ->
 offline BC-Sable and Oryx on the train tasks -> zero-shot evaluation on the held-out tasks ->
 the report. Every step is a real materialisation in the local Dagster instance, so the whole
 run is visible in the UI afterwards (`make ui`).
@@ -55,6 +56,13 @@ def run_demo(instance=None, online: dict = ONLINE, offline: dict = OFFLINE,
         )
         if not result.success:
             return _failed(f"online_sable[{task.name}]")
+    status = defs.resolve_job_def("check_datasets").execute_in_process(
+        instance=instance, run_config=LOGS)
+    if not status.success:
+        return _failed("check_datasets")
+    meta = status.asset_materializations_for_node("dataset_status")[0].metadata
+    print(f"[{time.time() - started:5.0f}s] dataset_status: {meta['tasks'].value} task "
+          f"datasets, incomplete: {meta['incomplete'].value}", flush=True)
 
     train_eval = defs.resolve_job_def("train_and_evaluate")
     for algorithm in algorithms:

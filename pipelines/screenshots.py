@@ -1,6 +1,6 @@
 """Screenshots of the Dagster UI for the README: the asset graph and the report asset's page.
 
-    python -m pipelines.screenshots [--out docs/img] [--asset report]
+    python -m pipelines.screenshots [--out docs/img] [--asset report dataset_status]
 
 Starts the webserver on 127.0.0.1 against the project's definitions and the local instance
 ($DAGSTER_HOME, ./.dagster under make), points headless Chromium at it, and stops it.
@@ -86,14 +86,14 @@ def screenshot(url: str, out: Path, size: str = "1600,1000", wait_ms: int = 2000
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("docs/img"))
-    parser.add_argument("--asset", default="report", help="asset whose page to capture")
+    parser.add_argument("--asset", nargs="+", default=["report", "dataset_status"],
+                        help="assets whose pages to capture")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster").resolve()))
     with webserver(free_port()) as base:
-        shots = {
-            "asset-graph.png": f"{base}/asset-groups",
-            f"asset-{args.asset}.png": f"{base}/assets/{args.asset}",
+        shots = {"asset-graph.png": f"{base}/asset-groups"} | {
+            f"asset-{asset}.png": f"{base}/assets/{asset}" for asset in args.asset
         }
         for name, url in shots.items():
             print(f"{url} -> {screenshot(url, args.out / name)}")

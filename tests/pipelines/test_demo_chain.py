@@ -29,5 +29,5 @@ def test_demo_chain_materialises_end_to_end(tmp_path, monkeypatch):
     assert rows == [("bc", "test", 2), ("bc", "train", 3), ("oryx", "test", 2),
                     ("oryx", "train", 3)]
     assert (tmp_path / "lake" / "reports" / "report.md").exists()
-    runs = instance.get_runs()
-    assert len(runs) == 7 and all(r.is_success for r in runs)
+    runs = instance.get_runs()  # 5 online tasks, the dataset status, 2 train + evaluate
+    assert len(runs) == 8 and all(r.is_success for r in runs)
