@@ -92,6 +92,20 @@ def test_webserver_serves_asset_graph_and_materialization_metadata(dagster_home,
         for node in nodes.values():  # every per-task asset is partitioned by task
             if node["isPartitioned"]:
                 assert node["partitionDefinition"] is not None
+        assert {k[0]: n["groupName"] for k, n in nodes.items()} == {
+            "random_rollouts": "lake", "dataset_status": "lake", "online_sable": "online",
+            "offline_model": "offline", "offline_eval_train": "offline",
+            "offline_eval_test": "offline", "ablation_sweep": "offline", "report": "reports"}
+
+        def checks(asset: str) -> set[str]:
+            return {c["name"] for c in nodes[(asset,)]["assetChecksOrError"]["checks"]}
+
+        assert checks("online_sable") == {
+            "online_files_valid", "online_checkpoints_have_rows", "online_no_nan",
+            "online_returns_within_bounds", "online_reference_present"}
+        assert checks("offline_model") == {"offline_references_present",
+                                           "offline_dataset_non_empty"}
+        assert checks("dataset_status") == {"recorded_datasets_complete"}
 
         mats = _graphql(port, LATEST_MATERIALIZATION, {"path": ["random_rollouts"]})
         latest = mats["assetOrError"]["assetMaterializations"][0]
