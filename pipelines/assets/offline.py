@@ -59,6 +59,8 @@ class OfflineModelConfig(dg.Config):
     batch_mode: Literal["balanced", "single_task", "proportional"] = Field(
         default="balanced", description="switch: task-balanced batches or the ablation")
     agent_masking: bool = Field(default=True, description="switch: agent masking + shuffling")
+    task_weighting: Literal["equal", "agent_steps"] = Field(
+        default="equal", description="switch: tasks weigh equally (Eq. 1) or by agent-steps")
     num_updates: int | None = Field(default=None, ge=1)
     batch_size: int | None = Field(default=None, ge=1)
     seq_len: int | None = Field(default=None, ge=1, description="sequence length T")
@@ -77,7 +79,8 @@ class OfflineModelConfig(dg.Config):
         overrides = {k: getattr(self, k) for k in knobs if getattr(self, k) is not None}
         config = OfflineConfig.profile(
             self.profile, env=self.env, algorithm=self.algorithm, value_loss=self.value_loss,
-            batch_mode=self.batch_mode, agent_masking=self.agent_masking, seed=self.seed,
+            batch_mode=self.batch_mode, agent_masking=self.agent_masking,
+            task_weighting=self.task_weighting, seed=self.seed,
             **overrides)
         selection = DataSelection(
             env=self.env, tasks=tuple(self.tasks) if self.tasks else None,

@@ -38,15 +38,15 @@ def _inputs(seed=0, bins=None):
     )
 
 
-def _oryx(x, terminated, first, mask, support=None, value_t=1000.0, policy_t=0.1):
+def _oryx(x, terminated, first, mask, support=None, value_t=1000.0, policy_t=0.1, tasks=None):
     return oryx_loss(x["logits"], x["q"], x["target_q"], x["actions"], x["reward"], terminated,
                      first, mask, gamma=GAMMA, value_temperature=value_t,
-                     policy_temperature=policy_t, critic_coef=1.0, support=support)
+                     policy_temperature=policy_t, critic_coef=1.0, support=support, tasks=tasks)
 
 
-def _cql(x, terminated, first, mask, support=None, alpha=10.0):
+def _cql(x, terminated, first, mask, support=None, alpha=10.0, tasks=None):
     return cql_loss(x["q"], x["target_q"], x["actions"], x["legal"], x["reward"], terminated,
-                    first, mask, gamma=GAMMA, alpha=alpha, support=support)
+                    first, mask, gamma=GAMMA, alpha=alpha, support=support, tasks=tasks)
 
 
 def _softmax0(z):
@@ -258,3 +258,33 @@ def test_oryx_value_weights_with_a_low_temperature_follow_the_target_q():
     cold = _oryx(x, TERMINATED, FIRST, ALL, value_t=0.01)
     assert float(hot.critic) != pytest.approx(float(cold.critic), rel=1e-3)
     assert np.isfinite([float(t) for t in cold[:5]]).all()
+
+
+def test_tasks_weigh_equally_whatever_their_team_size():
+    """Eq. 1 by hand: chunk 0 is a 1-agent task, chunks 1-3 a 3-agent task. Each task's loss
+    is its own mean NLL; the batch loss is their plain average. The `agent_steps` ablation
+    (tasks=None) is one mean over all real agent-steps, dominated by the larger team."""
+    x = _inputs(4)
+    mask = np.ones((B, T, N), bool)
+    mask[0, :, 1:] = False  # task 0 has one agent, task 1 has three
+    task = np.array([0, 1, 1, 1])
+    one_hot = np.eye(2, dtype=np.float32)[task]
+    nll = -np.take_along_axis(_log_softmax(x["logits"].astype(np.float64)),
+                              x["actions"][..., None], -1)[..., 0]
+    small, large = nll[0, :, 0].mean(), nll[1:].mean()  # 6 and 54 agent-steps
+    equal = bc_loss(x["logits"], x["actions"], mask, one_hot).total
+    np.testing.assert_allclose(equal, (small + large) / 2, rtol=1e-5)
+    by_steps = bc_loss(x["logits"], x["actions"], mask).total
+    np.testing.assert_allclose(by_steps, (6 * small + 54 * large) / 60, rtol=1e-5)
+    # a task absent from the batch does not count; one task alone is its own mean
+    absent = np.eye(3, dtype=np.float32)[task]
+    np.testing.assert_allclose(bc_loss(x["logits"], x["actions"], mask, absent).total,
+                               (small + large) / 2, rtol=1e-5)
+    # CQL's terms are per agent-step, so Eq. 1 is the average of each task's loss alone
+    weighted = _cql(x, TERMINATED, FIRST, mask, tasks=one_hot)
+    alone = [_cql({k: v[sel] for k, v in x.items()}, TERMINATED[sel], FIRST[sel], mask[sel])
+             for sel in (slice(0, 1), slice(1, 4))]
+    np.testing.assert_allclose(weighted.total, (alone[0].total + alone[1].total) / 2, rtol=1e-5)
+    # Oryx's batch-wise weights span the batch; only the final averages change
+    assert not np.isclose(float(_oryx(x, TERMINATED, FIRST, mask).total),
+                          float(_oryx(x, TERMINATED, FIRST, mask, tasks=one_hot).total))

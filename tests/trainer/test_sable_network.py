@@ -20,7 +20,12 @@ from trainer.networks import (
     param_count,
     previous_action_tokens,
 )
-from trainer.networks.retention import decay_rates
+from trainer.networks.retention import (
+    GROUP_NORM_EPS,
+    MultiScaleRetention,
+    decay_rates,
+    retention_chunkwise,
+)
 
 B, T, N, F, A = 3, 6, 3, 7, 4
 ATOL = 1e-4
@@ -132,6 +137,33 @@ def take_agents(out, idx):
 
 def test_decay_rates_match_paper() -> None:
     np.testing.assert_allclose(decay_rates(4, 0.8), [0.775, 0.790, 0.796, 0.798], atol=1e-3)
+
+
+@pytest.mark.parametrize("embed_dim, num_heads", [(32, 4), (64, 4), (128, 4)])
+def test_group_norm_output_has_unit_variance_per_head_at_init(embed_dim, num_heads) -> None:
+    """At initialisation (weights ~ N(0, 1/D^2), unit-scale inputs as RMSNorm gives them) the
+    retention output per head must be large against GroupNorm's eps, so the normalised output
+    keeps unit variance per head: var / (var + eps) ~ 1. Scaling keys by d^-0.5 breaks this
+    (about 0.3 at embed 64). At embed 512 the reference initialisation itself gives about
+    0.8 (the output variance falls as D^-2), for Mava's Sable as for ours."""
+    layer = MultiScaleRetention(embed_dim, num_heads, 0.8, causal=False)
+    b, t, n = 8, 10, 3
+    x = jax.random.normal(jax.random.PRNGKey(0), (b, t, n, embed_dim))
+    first = jnp.zeros((b, t), bool).at[:, 0].set(True)
+    mask = jnp.ones((b, t, n), bool)
+    state = jnp.zeros((b, num_heads, embed_dim // num_heads, embed_dim // num_heads))
+    params = layer.init(jax.random.PRNGKey(1), x, x, state, first, mask)
+
+    def head_variance(m: MultiScaleRetention) -> jax.Array:
+        q, k, v = m._project(x, x, mask)  # (B, T, N, H, d)
+        heads_first = (0, 3, 1, 2, 4)
+        ret, _ = retention_chunkwise(q.transpose(heads_first), k.transpose(heads_first),
+                                     v.transpose(heads_first), state, first, m.kappa, False)
+        return ret.var(axis=-1)  # (B, H, T, N): GroupNorm's per-head variance
+
+    var = np.asarray(layer.apply(params, method=head_variance))
+    normed_var = var / (var + GROUP_NORM_EPS)  # the variance of GroupNorm's output per head
+    assert normed_var.mean() > 0.9, normed_var.mean()
 
 
 @pytest.mark.parametrize("fixture", ["scalar", "binned"])

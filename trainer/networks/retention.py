@@ -196,7 +196,10 @@ class MultiScaleRetention(nn.Module):
     ) -> tuple[jax.Array, jax.Array, jax.Array]:
         """(B, ..., D) inputs, (B, ...) mask -> q, k, v of shape (B, ..., H, d)."""
         q = self._heads(query_in @ self.w_q)
-        k = self._heads(kv_in @ self.w_k) * self.head_size**-0.5
+        # Keys are not scaled by d^-0.5 (as in Mava and og-marl): with weights ~ N(0, 1/D^2)
+        # the scaled retention output's per-head variance (~1e-7) falls below GroupNorm's eps
+        # (1e-6), which would shrink the normalised output to about a third at initialisation.
+        k = self._heads(kv_in @ self.w_k)
         k = k * key_mask[..., None, None]  # padded agents: no key, so no contribution
         v = self._heads(kv_in @ self.w_v)
         return q, k, v

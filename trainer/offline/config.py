@@ -28,6 +28,7 @@ from trainer.offline.hl_gauss import Support, make_support
 ALGORITHMS = ("bc", "cql", "oryx")
 VALUE_LOSSES = ("hl_gauss", "mse")
 BATCH_MODES = ("balanced", "single_task", "proportional")
+TASK_WEIGHTINGS = ("equal", "agent_steps")
 PROFILES = ("demo", "paper")
 # Fields that do not change the trained model: left out of the config id.
 _NOT_IN_ID = frozenset({"log_every", "checkpoint_every", "keep_checkpoints", "eval_every",
@@ -66,6 +67,9 @@ class OfflineConfig:
         batch_size, seq_len: B chunks of T steps per update (paper: 480, 20).
         batch_mode: the loader's task balancing: `balanced` (paper), `single_task` (the
             ablation: each batch from one random task) or `proportional`.
+        task_weighting: `equal` (the paper's Eq. 1: the loss is the mean over the batch's
+            tasks of each task's mean loss) or `agent_steps` (the ablation: one mean over every
+            real agent-step, so a task weighs in proportion to its number of agents).
         agent_masking: agent masking + per-update agent shuffling (paper). Off (the ablation):
             padded agent slots are treated as real agents by the network and the losses, and
             the agent order is fixed.
@@ -96,6 +100,7 @@ class OfflineConfig:
     batch_size: int = 32
     seq_len: int = 20
     batch_mode: str = "balanced"
+    task_weighting: str = "equal"
     agent_masking: bool = True
     pad_agents: str | int = "env"
     learning_rate: float = 1e-3
@@ -120,6 +125,7 @@ class OfflineConfig:
         _choice("algorithm", self.algorithm, ALGORITHMS)
         _choice("value_loss", self.value_loss, VALUE_LOSSES)
         _choice("batch_mode", self.batch_mode, BATCH_MODES)
+        _choice("task_weighting", self.task_weighting, TASK_WEIGHTINGS)
         for name in ("embed_dim", "num_heads", "num_blocks", "batch_size", "seq_len",
                      "num_updates", "log_every", "checkpoint_every", "keep_checkpoints",
                      "eval_episodes"):

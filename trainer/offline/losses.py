@@ -26,6 +26,12 @@ and step t has a TD target (`td_mask`) only when it is meaningful:
 So nothing crosses an episode boundary: a bootstrap never reads a step of another episode.
 The retention state itself is reset at `first` by the network.
 
+Tasks weigh equally (the paper's Eq. 1). With `tasks` (B, M), the one-hot task of each
+chunk, a loss is the mean over the batch's tasks of each task's own mean over its real
+agent-steps, so a 32-agent task weighs as much as a 2-agent one. With `tasks=None` (the
+`agent_steps` ablation) it is one mean over every real agent-step of the batch, where a task
+weighs in proportion to its team size.
+
 HL-Gauss (`support` given): Q-heads output (A, bins) logits, a Q-value is the expectation
 of its histogram, and the critic loss is the cross-entropy against the projected TD target.
 With `support=None` Q-heads output scalars and the critic loss is 0.5 (y - Q)^2.
@@ -60,6 +66,24 @@ def masked_mean(x: jax.Array, mask: jax.Array, axis: tuple[int, ...] | None = No
     """Mean of x over the entries where mask is True (0 where none is)."""
     m = jnp.broadcast_to(mask, x.shape).astype(x.dtype)
     return jnp.sum(x * m, axis=axis) / jnp.maximum(jnp.sum(m, axis=axis), 1.0)
+
+
+def task_mean(x: jax.Array, mask: jax.Array, tasks: jax.Array | None) -> jax.Array:
+    """Eq. 1: the mean over the batch's tasks of each task's masked mean of x.
+
+    x, mask (B, ...); tasks (B, M) one-hot (tasks absent from the batch do not count).
+    `tasks=None`: one masked mean over the whole batch.
+    """
+    if tasks is None:
+        return masked_mean(x, mask)
+    m = jnp.broadcast_to(mask, x.shape).astype(x.dtype)
+    axes = tuple(range(1, x.ndim))
+    tasks = tasks.astype(x.dtype)
+    sums = jnp.sum(x * m, axis=axes) @ tasks  # (M,)
+    counts = jnp.sum(m, axis=axes) @ tasks  # (M,)
+    present = counts > 0
+    per_task = jnp.where(present, sums / jnp.maximum(counts, 1.0), 0.0)
+    return jnp.sum(per_task) / jnp.maximum(jnp.sum(present), 1)
 
 
 def per_sample_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
@@ -145,10 +169,13 @@ def batch_softmax_weights(x: jax.Array, mask: jax.Array, temperature: float) -> 
 # ----------------------------------------------------------------------------- the losses
 
 
-def bc_loss(logits: jax.Array, actions: jax.Array, mask: jax.Array) -> LossTerms:
-    """BC-Sable: mean over real agent-steps of -log pi(a_i | s, a_<i) (autoregressive NLL)."""
+def bc_loss(
+    logits: jax.Array, actions: jax.Array, mask: jax.Array, tasks: jax.Array | None = None
+) -> LossTerms:
+    """BC-Sable: mean over real agent-steps of -log pi(a_i | s, a_<i) (autoregressive NLL),
+    per task then over tasks (`task_mean`)."""
     nll = -action_log_probs(logits, actions)
-    loss = masked_mean(nll, mask)
+    loss = task_mean(nll, mask, tasks)
     zero = jnp.zeros((), loss.dtype)
     return LossTerms(loss, loss, zero, zero, zero, per_sample_mean(nll, mask))
 
@@ -166,6 +193,7 @@ def cql_loss(
     gamma: float,
     alpha: float,
     support: Support | None,
+    tasks: jax.Array | None = None,
 ) -> LossTerms:
     """CQL-Sable: autoregressive Q-learning plus the conservative term (Kumar et al. 2020).
 
@@ -176,7 +204,7 @@ def cql_loss(
     every real agent-step. Loss = TD + alpha * conservative.
 
     q, target_q: (B, T, N, A) or (B, T, N, A, bins); actions (B, T, N); legal (B, T, N, A);
-    reward, terminated, first (B, T); mask (B, T, N).
+    reward, terminated, first (B, T); mask (B, T, N); tasks (B, M) one-hot or None.
     """
     qv = q_values(q, support)  # (B, T, N, A)
     q_data = take_action(qv, actions)
@@ -186,10 +214,10 @@ def cql_loss(
     y = td_targets(reward, next_max, terminated, gamma)
     valid_td = td_mask(mask, terminated, first)
     critic_el = critic_terms(take_action(q, actions), y, support)
-    critic = masked_mean(critic_el, valid_td)
+    critic = task_mean(critic_el, valid_td, tasks)
     lse = jax.nn.logsumexp(jnp.where(legal, qv, -jnp.inf), axis=-1)
     conservative_el = lse - q_data
-    conservative = masked_mean(conservative_el, mask)
+    conservative = task_mean(conservative_el, mask, tasks)
     total = critic + alpha * conservative
     per_sample = per_sample_mean(critic_el, valid_td) + alpha * per_sample_mean(
         conservative_el, mask
@@ -213,13 +241,15 @@ def oryx_loss(
     policy_temperature: float,
     critic_coef: float,
     support: Support | None,
+    tasks: jax.Array | None = None,
 ) -> LossTerms:
     """Oryx (og-marl's discrete Oryx, autoregressive ICQ), steps 1-7:
 
     1. Q = Q(s, a_data) (online), Qt = Qt(s, a_data) (target network, same sequence);
     2. w = n * softmax(Qt / value_temperature) over the batch axis (per timestep and slot);
     3. y = r + gamma (1 - terminated) (w * Qt) read at the same agent's next step; no gradient;
-    4. critic = mean over TD-valid entries of 0.5 (y - Q)^2 (or the HL-Gauss cross-entropy);
+    4. critic = mean over TD-valid entries of 0.5 (y - Q)^2 (or the HL-Gauss cross-entropy),
+       per task then over tasks (`task_mean`), as are the other means;
     5. pi = softmax(policy logits); V = sum_a pi(a) Q(a); adv = stop_grad(Q(a_data) - V);
     6. w_pi = n * softmax(adv / policy_temperature) over the batch axis;
        policy = mean over real entries of -w_pi log pi(a_data);
@@ -234,14 +264,14 @@ def oryx_loss(
     y = td_targets(reward, w_value * tq_data, terminated, gamma)
     valid_td = td_mask(mask, terminated, first)
     critic_el = critic_terms(take_action(q, actions), y, support)
-    critic = masked_mean(critic_el, valid_td)
+    critic = task_mean(critic_el, valid_td, tasks)
 
     log_pi = jax.nn.log_softmax(logits, axis=-1)
     baseline = jnp.sum(jnp.exp(log_pi) * qv, axis=-1)
     adv = jax.lax.stop_gradient(q_data - baseline)
     w_policy = batch_softmax_weights(adv, mask, policy_temperature)
     policy_el = -w_policy * take_action(log_pi, actions)
-    policy = masked_mean(policy_el, mask)
+    policy = task_mean(policy_el, mask, tasks)
 
     total = critic_coef * critic + policy
     per_sample = critic_coef * per_sample_mean(critic_el, valid_td) + per_sample_mean(

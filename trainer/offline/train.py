@@ -110,12 +110,14 @@ def effective_mask(batch: Batch, config: OfflineConfig) -> jax.Array:
 
 
 def compute_loss(params: Any, target_params: Any, model: Sable, batch: Batch,
-                 config: OfflineConfig) -> LossTerms:
+                 config: OfflineConfig, num_tasks: int) -> LossTerms:
     """The configured algorithm's loss on one batch (arrays [B, T, ...])."""
     mask = effective_mask(batch, config)
+    tasks = (jax.nn.one_hot(batch.task, num_tasks) if config.task_weighting == "equal"
+             else None)  # [B, M]
     out = model.forward_train(params, batch.obs, batch.actions, batch.legal, batch.first, mask)
     if config.algorithm == "bc":
-        return bc_loss(out.policy_logits, batch.actions, mask)
+        return bc_loss(out.policy_logits, batch.actions, mask, tasks)
     target = model.forward_train(target_params, batch.obs, batch.actions, batch.legal,
                                  batch.first, mask)
     target_q = jax.lax.stop_gradient(target.q)
@@ -123,12 +125,12 @@ def compute_loss(params: Any, target_params: Any, model: Sable, batch: Batch,
     if config.algorithm == "cql":
         return cql_loss(out.q, target_q, batch.actions, batch.legal, batch.reward,
                         batch.terminated, batch.first, mask, gamma=config.gamma,
-                        alpha=config.cql_alpha, support=support)
+                        alpha=config.cql_alpha, support=support, tasks=tasks)
     return oryx_loss(out.policy_logits, out.q, target_q, batch.actions, batch.reward,
                      batch.terminated, batch.first, mask, gamma=config.gamma,
                      value_temperature=config.value_temperature,
                      policy_temperature=config.policy_temperature,
-                     critic_coef=config.critic_coef, support=support)
+                     critic_coef=config.critic_coef, support=support, tasks=tasks)
 
 
 def update_step(state: TrainState, batch: Batch, model: Sable, config: OfflineConfig,
@@ -137,7 +139,7 @@ def update_step(state: TrainState, batch: Batch, model: Sable, config: OfflineCo
     tx = make_optimizer(config)
 
     def loss_fn(params):
-        terms = compute_loss(params, state.target_params, model, batch, config)
+        terms = compute_loss(params, state.target_params, model, batch, config, num_tasks)
         return terms.total, terms
 
     (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)

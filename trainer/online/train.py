@@ -133,7 +133,7 @@ class OnlineResult:
         return {
             "task": self.task, "run": self.run, "updates": self.num_updates,
             "env_steps": self.total_env_steps, "params": self.param_count,
-            "steps_per_s": round(self.steps_per_s, 1),
+            "steps_per_s": round(self.steps_per_s, 1), "compile_s": round(self.compile_s, 1),
             "final_return": self.reference_return, "random_return": self.random_return,
             "record_fraction": round(self.recording_fraction, 4),
             "curve": [(r.env_steps, round(r.mean_return, 4), r.quality) for r in self.curve],
