@@ -102,35 +102,46 @@ def task_bars_png(results, title: str) -> bytes:
     return figure_png(fig)
 
 
-def train_test_bars_png(per_model, title: str) -> bytes:
-    """Mean normalised return on train vs held-out tasks, one pair of bars per model."""
+def configurations_png(table, title: str) -> bytes:
+    """Mean normalised return on train vs held-out tasks per configuration, with the
+    standard error over seeds as error bars (none where n = 1)."""
     plt = pyplot()
-    rows = per_model.to_dicts()
-    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(rows) + 2), 3.8), dpi=90)
+    rows = table.to_dicts()
+    fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(rows) + 2), 4.2), dpi=90)
     xs = range(len(rows))
-    labels = [f"{r['algorithm']}\n{r['model'][:8]}" for r in rows]
-    for offset, key, colour in ((-0.2, "train_normalised", "tab:blue"),
-                                (0.2, "test_normalised", "tab:orange")):
-        ax.bar([x + offset for x in xs], [r[key] or 0.0 for r in rows], width=0.4,
-               color=colour, label=key.split("_")[0])
+    for offset, split, colour in ((-0.2, "train", "tab:blue"), (0.2, "test", "tab:orange")):
+        ax.bar([x + offset for x in xs], [r[f"{split}_mean"] or 0.0 for r in rows], width=0.4,
+               yerr=[r[f"{split}_se"] or 0.0 for r in rows], capsize=3, color=colour,
+               label=split)
     ax.axhline(1.0, color="tab:green", ls="--", lw=1, label="online Sable")
-    ax.set_xticks(list(xs), labels, fontsize=7)
-    ax.set(ylabel="mean normalised return", title=title)
+    ax.set_xticks(list(xs), [r["label"].replace(" ", "\n") for r in rows], fontsize=7)
+    ax.set(ylabel="mean normalised return (± s.e. over seeds)", title=title)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, axis="y")
     return figure_png(fig)
 
 
-def knob_lines_png(table, knob: str, title: str) -> bytes:
-    """Held-out normalised return against one knob (task count, quality...), per algorithm."""
+def comparison_png(table, knob: str, title: str) -> bytes:
+    """Held-out normalised return against one knob, a line per group of configurations that
+    differ in that knob alone, with standard-error bars over seeds."""
     plt = pyplot()
-    test = table.filter(table["split"] == "test")
-    fig, ax = plt.subplots(figsize=(6, 3.8), dpi=90)
-    for algorithm in sorted(set(test["algorithm"].to_list())):
-        part = test.filter(test["algorithm"] == algorithm)
-        ax.plot([str(v) for v in part[knob].to_list()], part["normalised"].to_list(), "o-",
-                label=algorithm)
+    fig, ax = plt.subplots(figsize=(6.5, 4), dpi=90)
+    for compared in dict.fromkeys(table["compared"].to_list()):
+        part = table.filter(table["compared"] == compared)
+        ax.errorbar([str(v) for v in part[knob].to_list()], part["test_mean"].to_list(),
+                    yerr=[e or 0.0 for e in part["test_se"].to_list()], fmt="o-", capsize=3,
+                    label=compared)
     ax.set(xlabel=knob, ylabel="held-out normalised return", title=title)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return figure_png(fig)
+
+
+def table_metadata(df, floats: int = 3) -> dg.MetadataValue:
+    """A polars DataFrame as Dagster table metadata: shown inline on the asset's page."""
+    columns = [dg.TableColumn(name, "float" if dtype.is_float() else
+                              "int" if dtype.is_integer() else "string")
+               for name, dtype in df.schema.items()]
+    records = [dg.TableRecord({k: (round(v, floats) if isinstance(v, float) else v)
+                               for k, v in row.items()}) for row in df.to_dicts()]
+    return dg.MetadataValue.table(records, dg.TableSchema(columns))

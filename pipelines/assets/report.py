@@ -1,21 +1,22 @@
-"""The report: every evaluation accumulated in the lake, compared side by side.
+"""The report: every evaluation accumulated in the lake, compared without mixing configurations.
 
-Ablations never overwrite each other (each model is its own config id in `evaluations`),
-so this asset can be rebuilt at any time from everything accumulated so far. Tables and
-plots go to the asset's metadata (the UI) and as files under `<lake>/reports/`.
+Ablations never overwrite each other (each model is its own config id in `evaluations`), so
+this asset can be rebuilt at any time from everything accumulated so far. The grouping and
+comparison rules live in `lake_schema.report`; this asset renders them: tables as Dagster
+table metadata (inline on the asset's page), plots, and files under `<lake>/reports/`.
 """
 
 import dagster as dg
 
 from lake_schema.duck import connect
 from lake_schema.report import (
-    by_knob,
+    comparisons,
+    configurations,
     latest_evaluations,
     markdown_table,
     multi_vs_single,
-    per_model,
 )
-from pipelines.plots import knob_lines_png, png_markdown, train_test_bars_png
+from pipelines.plots import comparison_png, configurations_png, png_markdown, table_metadata
 from pipelines.resources import LakeResource
 
 REPORT_DIR = "reports"
@@ -24,32 +25,34 @@ REPORT_DIR = "reports"
 @dg.asset(group_name="reports", deps=["offline_eval_train", "offline_eval_test", "ablation_sweep"],
           kinds={"duckdb"})
 def report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-    """Train vs test normalised return per model, multi- vs single-task on held-out tasks,
-    and the quality-subset and task-count comparisons."""
+    """Train vs held-out normalised return per configuration (mean, standard error and n over
+    seeds), multi- vs single-task on held-out tasks, and each one-knob comparison."""
     the_lake = lake.lake()
     latest = latest_evaluations(connect(the_lake))
-    models = per_model(latest)
-    sections = {
-        "Train vs held-out normalised return, per model": markdown_table(models),
-        "Multi-task over single-task, held-out tasks": markdown_table(multi_vs_single(latest)),
-        "By quality subset": markdown_table(by_knob(latest, "quality")),
-        "By number of training tasks": markdown_table(by_knob(latest, "num_train_tasks")),
-    }
-    text = "\n\n".join(f"## {title}\n\n{body}" for title, body in sections.items())
+    configs = configurations(latest)
+    ratio = multi_vs_single(latest)
+    compared = comparisons(latest)
+    tables = {"Configurations: train vs held-out normalised return": configs,
+              "Multi-task over single-task, held-out tasks": ratio,
+              **{title: table for title, (_, table) in compared.items()}}
+    text = "\n\n".join(f"## {title}\n\n{markdown_table(table)}" for title, table in tables.items())
     metadata: dict[str, object] = {
-        "models": len(models),
+        "configurations": len(configs),
+        "models": latest["model"].n_unique() if not latest.is_empty() else 0,
         "evaluations": len(latest),
         "report": dg.MetadataValue.md(text),
     }
+    if not configs.is_empty():
+        metadata["configurations_table"] = table_metadata(configs)
+    if not ratio.is_empty():
+        metadata["multi_over_single"] = table_metadata(ratio)
+        metadata["multi_over_single_mean"] = float(ratio["multi_over_single"].mean())
     files = {"report.md": f"# sable-lake report\n\n{text}\n".encode()}
     if not latest.is_empty():
-        plots = {
-            "train_vs_test.png": train_test_bars_png(models, "normalised return per model"),
-            "task_scaling.png": knob_lines_png(by_knob(latest, "num_train_tasks"),
-                                               "num_train_tasks", "task scaling"),
-            "quality.png": knob_lines_png(by_knob(latest, "quality"), "quality",
-                                          "quality subsets"),
-        }
+        plots = {"train_vs_test.png": configurations_png(configs, "normalised return")}
+        for title, (knob, table) in compared.items():
+            shown = "num_train_tasks" if knob == "train_tasks" else knob
+            plots[f"compare_{knob}.png"] = comparison_png(table, shown, title)
         files.update(plots)
         for name, png in plots.items():
             metadata[name.removesuffix(".png")] = png_markdown(png, name)

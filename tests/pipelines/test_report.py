@@ -1,27 +1,40 @@
-"""The report compares every accumulated evaluation: tables, ratios, plots and files."""
+"""The report groups evaluations by configuration (everything but the seed), gives mean,
+standard error and n over seeds, and compares only configurations that differ in one knob."""
 
 import datetime as dt
 import json
 
 import dagster as dg
+import numpy as np
 import pytest
 
 from lake_schema.duck import connect
-from lake_schema.report import latest_evaluations, multi_vs_single, per_model
+from lake_schema.report import (
+    comparisons,
+    configurations,
+    latest_evaluations,
+    multi_vs_single,
+)
 from lake_schema.writer import write_records
 from pipelines.assets.report import report
 from pipelines.resources import default_resources
 
 TRAIN = ["8x8-2p-2f", "10x10-3p-3f", "15x15-3p-5f"]
 TEST = ["12x12-4p-5f", "14x14-3p-3f"]
+SEEDS = (0, 1, 2)
 
 
-def add_model(lake, model, algorithm, train_tasks, quality, scores, update=100):
+def add_model(lake, model, train_tasks, scores, *, algorithm="oryx", quality="all",
+              num_updates=300, seed=0, update=100):
+    """One model's evaluations, with the `config` JSON laid out as the evaluation writes it."""
     config = json.dumps({
         "config_id": model, "train_tasks": [f"lbf/{t}" for t in train_tasks],
-        "config": {"algorithm": algorithm, "value_loss": "hl_gauss", "batch_mode": "balanced",
-                   "agent_masking": True, "embed_dim": 32},
-        "selection": {"quality": quality},
+        "config": {"env": "lbf", "algorithm": algorithm, "value_loss": "hl_gauss",
+                   "batch_mode": "balanced", "agent_masking": True, "embed_dim": 32,
+                   "num_updates": num_updates, "seed": seed, "log_every": 50},
+        "selection": {"env": "lbf", "tasks": [f"lbf/{t}" for t in train_tasks],
+                      "split": None, "first_k": None, "quality": quality, "seed": seed},
+        "evaluation": {"checkpoint": "latest", "greedy": False, "seed": 0},
     })
     for task, score in scores.items():
         write_records(lake, "evaluations", {"env": "lbf", "task": task, "model": model}, [{
@@ -31,37 +44,85 @@ def add_model(lake, model, algorithm, train_tasks, quality, scores, update=100):
             "config": config, "evaluated_at": dt.datetime.now(dt.UTC)}])
 
 
+# held-out scores (task 0, task 1) of each seed
+MULTI = {0: (0.6, 0.8), 1: (0.5, 0.7), 2: (0.7, 0.9)}
+SINGLE = {0: (0.3, 0.4), 1: (0.2, 0.4), 2: (0.4, 0.5)}
+
+
 @pytest.fixture
 def evaluated(lake):
-    add_model(lake, "multi", "oryx", TRAIN, "all",
-              {**dict.fromkeys(TRAIN, 0.9), TEST[0]: 0.6, TEST[1]: 0.8})
-    add_model(lake, "single", "oryx", TRAIN[:1], "high", {TRAIN[0]: 1.0, TEST[0]: 0.3,
-                                                          TEST[1]: 0.4})
-    # an older, worse evaluation of the same model must not count
-    add_model(lake, "stale", "oryx", TRAIN[:1], "high", {TEST[0]: 0.0}, update=1)
-    add_model(lake, "stale", "oryx", TRAIN[:1], "high", {TEST[1]: 0.2}, update=5)
+    for seed in SEEDS:
+        # an older, worse evaluation of a model must not count
+        add_model(lake, f"single-{seed}", TRAIN[:1], {TEST[0]: 0.0}, seed=seed, update=1)
+        add_model(lake, f"multi-{seed}", TRAIN, {**dict.fromkeys(TRAIN, 0.9),
+                                                 **dict(zip(TEST, MULTI[seed], strict=True))},
+                  seed=seed)
+        add_model(lake, f"single-{seed}", TRAIN[:1], {TRAIN[0]: 1.0,
+                                                      **dict(zip(TEST, SINGLE[seed],
+                                                                 strict=True))}, seed=seed)
+    # another configuration in two knobs at once (quality and length): compared with nothing
+    add_model(lake, "other", TRAIN[:1], {TRAIN[0]: 1.0, TEST[0]: 0.0, TEST[1]: 0.1},
+              quality="high", num_updates=50)
     return lake
 
 
-def test_tables_compare_models(evaluated):
+def _mean_se(per_seed):
+    means = np.array([np.mean(v) for v in per_seed.values()])
+    return means.mean(), means.std(ddof=1) / np.sqrt(len(means))
+
+
+def test_configurations_group_seeds_with_mean_se_and_n(evaluated):
     latest = latest_evaluations(connect(evaluated))
-    models = {r["model"]: r for r in per_model(latest).to_dicts()}
-    assert models["multi"]["train_normalised"] == pytest.approx(0.9)
-    assert models["multi"]["test_normalised"] == pytest.approx(0.7)
-    assert models["single"]["num_train_tasks"] == 1 and models["single"]["quality"] == "high"
-    ratio = multi_vs_single(latest).to_dicts()[0]
-    # single-task held-out mean: (0.3 + 0.4 + 0.0 + 0.2) / 4 over the two single-task models
-    assert ratio["multi_over_single"] == pytest.approx(0.7 / 0.225)
+    table = {r["label"]: r for r in configurations(latest).to_dicts()}
+    assert set(table) == {"oryx tasks=3 quality=all num_updates=300",
+                          "oryx tasks=8x8-2p-2f quality=all num_updates=300",
+                          "oryx tasks=8x8-2p-2f quality=high num_updates=50"}
+    multi = table["oryx tasks=3 quality=all num_updates=300"]
+    mean, se = _mean_se(MULTI)
+    assert multi["test_mean"] == pytest.approx(mean) and multi["test_se"] == pytest.approx(se)
+    assert multi["test_n"] == 3 and multi["train_mean"] == pytest.approx(0.9)
+    single = table["oryx tasks=8x8-2p-2f quality=all num_updates=300"]
+    assert single["test_mean"] == pytest.approx(_mean_se(SINGLE)[0])  # the stale row is out
+    lone = table["oryx tasks=8x8-2p-2f quality=high num_updates=50"]
+    assert lone["test_n"] == 1 and lone["test_se"] is None
+
+
+def test_comparisons_never_mix_configurations(evaluated):
+    latest = latest_evaluations(connect(evaluated))
+    ratio = multi_vs_single(latest).to_dicts()
+    # only the 300-update `all` pair: the 50-update `high` model differs in two more knobs
+    assert len(ratio) == 1
+    assert ratio[0]["multi_over_single"] == pytest.approx(_mean_se(MULTI)[0]
+                                                          / _mean_se(SINGLE)[0])
+    assert ratio[0]["seeds_multi"] == 3 and ratio[0]["seeds_single"] == 3
+    found = comparisons(latest)
+    assert list(found) == ["Task scaling"]  # no quality or length comparison is possible
+    knob, scaling = found["Task scaling"]
+    assert knob == "train_tasks" and scaling["num_train_tasks"].to_list() == [1, 3]
+
+
+def test_one_knob_comparison_sets_side_by_side_what_differs_in_it_alone(lake):
+    for seed in SEEDS:
+        for quality, score in (("all", 0.5), ("high", 0.7)):
+            add_model(lake, f"{quality}-{seed}", TRAIN, {TEST[0]: score + 0.01 * seed},
+                      quality=quality, seed=seed)
+    knob, table = comparisons(latest_evaluations(connect(lake)))["Quality subsets"]
+    rows = {r["quality"]: r for r in table.to_dicts()}
+    assert knob == "quality" and rows["high"]["test_mean"] == pytest.approx(0.71)
+    assert rows["all"]["test_n"] == 3
 
 
 def test_report_asset_writes_tables_plots_and_files(evaluated):
     result = dg.materialize([report], resources=default_resources(evaluated.root))
     meta = result.asset_materializations_for_node("report")[0].metadata
-    assert meta["models"].value == 3
+    assert meta["configurations"].value == 3 and meta["models"].value == 7
     assert "Multi-task over single-task" in meta["report"].value
-    assert meta["train_vs_test"].value.startswith("![train_vs_test.png](data:image/png;base64,")
+    assert isinstance(meta["configurations_table"], dg.TableMetadataValue)
+    assert len(meta["configurations_table"].records) == 3
+    assert meta["compare_train_tasks"].value.startswith(
+        "![compare_train_tasks.png](data:image/png;base64,")
     names = {p.rsplit("/", 1)[1] for p in evaluated.find("reports")}
-    assert names == {"report.md", "train_vs_test.png", "task_scaling.png", "quality.png"}
+    assert names == {"report.md", "train_vs_test.png", "compare_train_tasks.png"}
 
 
 def test_report_on_an_empty_lake_says_so(lake):
