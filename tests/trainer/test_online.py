@@ -233,3 +233,13 @@ def test_bad_run_id_and_profile_are_refused(lake, tmp_path):
     with pytest.raises(ValueError, match="unknown OnlineConfig field"):
         OnlineConfig.profile("demo", batch_size=3)
     assert not (tmp_path / "ck").exists()
+
+
+def test_progress_lines_give_an_eta():
+    from trainer.online.train import Progress, duration
+
+    assert [duration(s) for s in (5, 65, 3725, float("nan"))] == ["5s", "1m05s", "1h02m", "?"]
+    lines: list[str] = []
+    progress = Progress(total_steps=10_000, interval_s=0.0, log=lines.append)
+    progress.emit(2_000, steps_per_s=100.0)
+    assert "2,000/10,000 env steps" in lines[0] and "ETA 1m20s" in lines[0]

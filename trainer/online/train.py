@@ -249,6 +249,16 @@ class CheckpointStore:
 # ----------------------------------------------------------------------------- progress
 
 
+def duration(seconds: float) -> str:
+    """`1h02m`, `3m05s`, `42s`; `?` when unknown."""
+    if seconds != seconds or seconds == float("inf"):
+        return "?"
+    s = round(seconds)
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
 class Progress:
     """Progress at a steady rate: a bar rewritten in place on an interactive terminal, plain
     lines (to `log`, or the `trainer.online` logger) otherwise."""
@@ -280,9 +290,10 @@ class Progress:
         else:
             ret = "train return        - (0 episodes)"
         frac = steps / self.total if self.total else 1.0
+        left = max(self.total - steps, 0) / steps_per_s if steps_per_s > 0 else float("nan")
         text = (
             f"{steps:>11,}/{self.total:,} env steps ({frac:6.1%})  {steps_per_s:8,.0f} steps/s  "
-            f"{ret}{extra}"
+            f"ETA {duration(left)}  {ret}{extra}"
         )
         if self.tty:
             bar = "#" * int(24 * frac)
