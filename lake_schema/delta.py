@@ -169,13 +169,15 @@ def open_table(lake: Lake, tid: str, version: int | None = None) -> DeltaTable |
     to migrate, never an empty table.
     """
     if not is_table(lake, tid):
-        if lake.exists(tid) and any(not p.endswith("/") for p in lake.find(tid)):
-            raise LegacyLakeError(
-                tid, "Parquet files without a Delta log: a lake of the pre-Delta layout; "
-                     "convert it with `python -m lake_schema migrate`")
-        if version is not None:
-            raise LakeValueError(f"{tid}: no such table, so no version {version}")
-        return None
+        files = [p for p in lake.find(tid) if f"/{DELTA_LOG}/" not in p]
+        if not is_table(lake, tid):  # again: a concurrent writer may just have created it
+            if files:
+                raise LegacyLakeError(
+                    tid, "files without a Delta log: a lake of the pre-Delta layout (or "
+                         "foreign files); convert it with `python -m lake_schema migrate`")
+            if version is not None:
+                raise LakeValueError(f"{tid}: no such table, so no version {version}")
+            return None
     try:
         dt = DeltaTable(lake.url(tid), version=version, storage_options=lake.storage_options())
     except TableNotFoundError as e:

@@ -11,6 +11,7 @@ naming the key.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -342,6 +343,8 @@ def delete_run(lake: Lake, task: str | Task, run: str) -> list[str]:
     """
     task = get_task(task) if isinstance(task, str) else task
     validate_partition("references", {"env": task.env, "task": task.scenario, "run": run})
+    if not lake.is_s3 and not os.path.exists(lake.root):
+        return []  # a new lake: nothing to delete (a writer may start one)
     lake.check_readable()
     where = f"task = '{task.scenario}' AND run = '{run}'"
     removed = delta.delete_where(lake, "episodes", f"env = '{task.env}' AND {where}")
