@@ -203,37 +203,48 @@ def write_episodes(
     )
     last = starts + lengths - 1
     now = dt.datetime.now(dt.UTC)
-    steps_tid = delta.table_id("steps", task.env)
+    episodes = pa.table(
+        {
+            "episode": np.arange(len(lengths), dtype=np.int32),
+            "length": lengths.astype(np.int32),
+            "return": batch.episode_returns(),
+            "num_agents": np.full(len(lengths), n, np.int16),
+            "terminated": batch.terminated[last].astype(bool),
+            "truncated": batch.truncated[last].astype(bool),
+            "env_steps": np.full(len(lengths), env_steps, np.int64),
+            "steps_file": [""] * len(lengths),  # set once the steps commit names the file
+            "first_row": starts,
+            "recorded_at": pa.array([now] * len(lengths), pa.timestamp("ms", tz="UTC")),
+        }
+    )
+    files = commit_checkpoint(lake, partition, steps.cast(steps_spec.schema),
+                              episodes.cast(episodes_spec.schema))
+    return WriteResult(tuple(f.rel for f in files), s, sum(f.size for f in files))
+
+
+def commit_checkpoint(lake: Lake, partition: dict[str, object], steps: pa.Table,
+                      episodes: pa.Table) -> list[DataFile]:
+    """Commit one checkpoint's validated `steps` and its `episodes` index (their
+    `steps_file` column is filled in here); returns the files the two commits added.
+
+    Table order: steps are committed first, then the episodes index that points at them, so
+    a reader going through `episodes` never meets a missing step. The index's snapshot is
+    taken before the steps commit: a same-key writer that committed its index since then
+    makes ours conflict instead of silently pointing the index at replaced steps; the writer
+    whose steps are current retries its index, any other raises LakeConflictError.
+    """
+    env = str(partition["env"])
+    steps_spec, episodes_spec = table_spec("steps", env), table_spec("episodes")
+    steps_tid = delta.table_id("steps", env)
     key = episodes_spec.key_name(partition)
-
-    def episodes_rows(steps_file: str) -> pa.Table:
-        data = pa.table(
-            {
-                "episode": np.arange(len(lengths), dtype=np.int32),
-                "length": lengths.astype(np.int32),
-                "return": batch.episode_returns(),
-                "num_agents": np.full(len(lengths), n, np.int16),
-                "terminated": batch.terminated[last].astype(bool),
-                "truncated": batch.truncated[last].astype(bool),
-                "env_steps": np.full(len(lengths), env_steps, np.int64),
-                "steps_file": [steps_file] * len(lengths),
-                "first_row": starts,
-                "recorded_at": pa.array([now] * len(lengths), pa.timestamp("ms", tz="UTC")),
-            }
-        )
-        return _with_partition(data.cast(episodes_spec.schema), episodes_spec, partition)
-
     lake.prepare_for_writing()
-    # Table order: steps are committed first, then the episodes index that points at them,
-    # so a reader going through `episodes` never meets a missing step. The index's snapshot
-    # is taken before the steps commit: a same-key writer that committed its index since
-    # then makes ours conflict instead of silently pointing the index at replaced steps.
     index = delta.ensure_table(lake, "episodes")
-    sdt = delta.replace_key(lake, steps_tid, _with_partition(steps.cast(steps_spec.schema),
-                                                              steps_spec, partition),
+    sdt = delta.replace_key(lake, steps_tid, _with_partition(steps, steps_spec, partition),
                             partition, operation=f"write {key}")
     steps_file = _steps_file_of(sdt, steps_tid, partition)
-    rows = episodes_rows(steps_file.rel)
+    episodes = episodes.set_column(episodes.schema.get_field_index("steps_file"), "steps_file",
+                                   pa.array([steps_file.rel] * len(episodes), pa.string()))
+    rows = _with_partition(episodes, episodes_spec, partition)
     for attempt in range(delta.COMMIT_RETRIES):
         try:
             edt = delta.replace_key(lake, "episodes", rows, partition, snapshot=index,
@@ -249,9 +260,7 @@ def write_episodes(
         raise LakeConflictError(key, f"gave up after {delta.COMMIT_RETRIES} conflicting "
                                      "commits of the episodes index")
     _check_still_ours(lake, steps_tid, partition, steps_file.rel, key)
-    index_files = delta.key_files(edt, "episodes", partition)
-    files = [steps_file, *index_files]
-    return WriteResult(tuple(f.rel for f in files), s, sum(f.size for f in files))
+    return [steps_file, *delta.key_files(edt, "episodes", partition)]
 
 
 def _check_finite(table: str, data: pa.Table, partition: dict[str, object]) -> None:
