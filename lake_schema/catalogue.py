@@ -15,14 +15,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
+from lake_schema.errors import UnknownTaskError
+
 EnvName = Literal["lbf", "rware", "connector"]
 
-
-class UnknownTaskError(KeyError):
-    """A task, environment or split name that is not in the catalogue."""
-
-    def __str__(self) -> str:  # KeyError quotes its message; keep it readable.
-        return str(self.args[0])
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,17 @@
     python -m lake_schema du                    bytes per table and env
     python -m lake_schema query "SELECT ..."    DuckDB over the lake's views
     python -m lake_schema verify [--deep]       every bad file named; exit 1 if any
-    python -m lake_schema recover               roll interrupted writes forward
+    python -m lake_schema history TABLE         the table's versions (e.g. steps/lbf)
+    python -m lake_schema versions              the current version of every table
+    python -m lake_schema optimize [TABLE ...]  compact small files (while nobody writes)
+    python -m lake_schema vacuum [--retention-hours H] [--dry-run]
+                                                delete files no version needs any more
+    python -m lake_schema migrate               convert a pre-Delta lake to Delta tables
     python -m lake_schema tasks [--env lbf] [--split demo-train] [--names]
                                                 the task catalogue and its splits
 
-Bad arguments exit with status 2 and one line on stderr.
+Bad arguments exit with status 2, bad data (a missing root, a corrupted or foreign file, a
+table of another schema version) with status 1, each with one line on stderr naming it.
 """
 
 from __future__ import annotations
@@ -20,13 +26,13 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 import duckdb
+from deltalake.exceptions import DeltaError
 
+from lake_schema import delta
 from lake_schema.catalogue import TASKS, UnknownTaskError, split_names, split_tasks, splits_of
 from lake_schema.duck import connect
-from lake_schema.reader import open_checked, parse_partition
-from lake_schema.schema import TABLES
+from lake_schema.errors import LakeError, LakeRootError
 from lake_schema.storage import Lake
-from lake_schema.transaction import recover
 from lake_schema.verify import verify
 
 
@@ -68,16 +74,16 @@ def _print_rows(columns: Sequence[str], rows: Sequence[Sequence[object]], fmt: s
 
 
 def _partition_stats(lake: Lake) -> list[tuple[str, str, str, int, int, int]]:
-    """(table, env, task, files, rows, bytes) from file footers; no data pages read."""
+    """(table, env, task, files, rows, bytes) from the Delta logs; no data file opened."""
+    lake.check_readable()
     stats: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
-    for table in TABLES:
-        for rel in lake.glob(f"{table}/env=*/task=*/**/*.parquet"):
-            values = parse_partition(rel)
-            s = stats[(table, values.get("env", "?"), values.get("task", "?"))]
+    for tid in delta.existing_tables(lake):
+        table = delta.parse_table_id(tid)[0]
+        for f in delta.data_files(delta.open_table(lake, tid), tid):
+            s = stats[(table, f.partition.get("env", "?"), f.partition.get("task", "?"))]
             s[0] += 1
-            with open_checked(lake, rel) as pf:
-                s[1] += pf.metadata.num_rows
-            s[2] += lake.fs.size(lake.path(rel))
+            s[1] += f.rows
+            s[2] += f.size
     return [(*k, *v) for k, v in sorted(stats.items())]
 
 
@@ -98,14 +104,20 @@ def cmd_du(lake: Lake, args: argparse.Namespace) -> int:
     return 0
 
 
+_USER_SQL_ERRORS = (duckdb.ParserException, duckdb.CatalogException, duckdb.BinderException)
+
+
 def cmd_query(lake: Lake, args: argparse.Namespace) -> int:
     con = connect(lake)
     try:
         cur = con.execute(args.sql)
-    except duckdb.Error as e:
+        columns = [d[0] for d in cur.description or []]
+        rows = cur.fetchall()
+    except _USER_SQL_ERRORS as e:
         raise UsageError(f"query failed: {str(e).splitlines()[0]}") from e
-    columns = [d[0] for d in cur.description or []]
-    _print_rows(columns, cur.fetchall(), args.format)
+    except (duckdb.Error, OSError) as e:  # the data, not the query: exit 1
+        raise LakeError(f"query failed reading the lake: {_first_line(e)}") from e
+    _print_rows(columns, rows, args.format)
     return 0
 
 
@@ -118,10 +130,62 @@ def cmd_verify(lake: Lake, args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def cmd_recover(lake: Lake, args: argparse.Namespace) -> int:
-    for line in recover(lake, min_age_s=args.min_age):
+def _table_arg(tid: str) -> str:
+    try:
+        table, env = delta.parse_table_id(tid)
+    except LakeError as e:
+        raise UsageError(str(e)) from e
+    return delta.table_id(table, env)
+
+
+def cmd_history(lake: Lake, args: argparse.Namespace) -> int:
+    tid = _table_arg(args.table)
+    lake.check_readable()
+    rows = delta.history(lake, tid)
+    cols = ["version", "time", "operation", "predicate", "added_files", "removed_files",
+            "added_rows"]
+    _print_rows(cols, [[r[c] for c in cols] for r in rows], args.format)
+    return 0
+
+
+def cmd_versions(lake: Lake, args: argparse.Namespace) -> int:
+    lake.check_readable()
+    versions = delta.current_versions(lake, delta.existing_tables(lake))
+    _print_rows(["table", "version"], sorted(versions.items()), args.format)
+    return 0
+
+
+def _tables_arg(lake: Lake, names: Sequence[str]) -> list[str]:
+    lake.check_readable()
+    return [_table_arg(t) for t in names] if names else delta.existing_tables(lake)
+
+
+def cmd_optimize(lake: Lake, args: argparse.Namespace) -> int:
+    rows = []
+    for tid in _tables_arg(lake, args.tables):
+        m = delta.optimize(lake, tid)
+        rows.append((tid, m.get("numFilesRemoved", 0), m.get("numFilesAdded", 0)))
+    _print_rows(["table", "files_removed", "files_added"], rows, args.format)
+    return 0
+
+
+def cmd_vacuum(lake: Lake, args: argparse.Namespace) -> int:
+    if args.retention_hours < 0:
+        raise UsageError("--retention-hours must be >= 0")
+    rows = []
+    for tid in _tables_arg(lake, args.tables):
+        gone = delta.vacuum(lake, tid, args.retention_hours, dry_run=args.dry_run)
+        rows.append((tid, len(gone)))
+    _print_rows(["table", "would_delete" if args.dry_run else "deleted"], rows, args.format)
+    return 0
+
+
+def cmd_migrate(lake: Lake, args: argparse.Namespace) -> int:
+    from lake_schema.migrate import migrate
+
+    lake.check_readable()
+    for line in migrate(lake, keep_old=args.keep_old):
         print(line)
-    print("lake is consistent")
     return 0
 
 
@@ -158,8 +222,20 @@ def build_parser() -> argparse.ArgumentParser:
     add("query", cmd_query, "run SQL over the views").add_argument("sql")
     add("verify", cmd_verify, "check every file").add_argument(
         "--deep", action="store_true", help="also read every data page")
-    add("recover", cmd_recover, "roll interrupted writes forward").add_argument(
-        "--min-age", type=float, default=0.0, help="only journals older than this (s)")
+    add("history", cmd_history, "a table's versions").add_argument(
+        "table", help="episodes, references, evaluations or steps/<env>")
+    add("versions", cmd_versions, "the current version of every table")
+    add("optimize", cmd_optimize, "compact small files (run while nobody writes)").add_argument(
+        "tables", nargs="*", help="table ids (default: all)")
+    vac = add("vacuum", cmd_vacuum, "delete files that no kept version needs (while nobody "
+                                    "writes)")
+    vac.add_argument("tables", nargs="*", help="table ids (default: all)")
+    vac.add_argument("--retention-hours", type=float, default=168.0,
+                     help="keep files older versions need for this long (default 168; 0: "
+                          "only the current version stays readable)")
+    vac.add_argument("--dry-run", action="store_true", help="only count what would go")
+    add("migrate", cmd_migrate, "convert a pre-Delta lake into Delta tables").add_argument(
+        "--keep-old", action="store_true", help="keep the old files under _pre_delta/")
     tasks = add("tasks", cmd_tasks, "list the task catalogue")
     tasks.add_argument("--env")
     tasks.add_argument("--split", help="only this split's tasks (needs --env)")
@@ -168,11 +244,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _first_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; every failure is one line on stderr (2: usage, 1: the lake)."""
     try:
         args = build_parser().parse_args(argv)
         lake = Lake(args.root)
-        return args.fn(lake, args)
-    except (UsageError, UnknownTaskError, ValueError) as e:
-        print(f"sable-lake: error: {e}", file=sys.stderr)
+    except (UsageError, LakeRootError) as e:
+        print(f"sable-lake: error: {_first_line(e)}", file=sys.stderr)
         return 2
+    try:
+        return args.fn(lake, args)
+    except (UsageError, UnknownTaskError) as e:
+        print(f"sable-lake: error: {_first_line(e)}", file=sys.stderr)
+        return 2
+    except (LakeError, DeltaError, duckdb.Error, OSError, ValueError) as e:
+        print(f"sable-lake: error: {_first_line(e)}", file=sys.stderr)
+        return 1

@@ -1,48 +1,56 @@
-"""DuckDB over the lake: one view per table, local or S3, with hive partition pruning.
+"""DuckDB over the lake: one view per table, local or S3, with partition pruning.
 
-The views are plain `read_parquet(..., hive_partitioning=true)` over the table folders, so a
-query that filters on env/task/run/quality/checkpoint opens only the matching files, exactly
-as a user running DuckDB directly on the files would.
-For S3 the lake's s3fs filesystem is registered with DuckDB (its httpfs extension is fetched
-at run time, which these machines cannot do).
+Each view reads the Delta table's current snapshot (or a pinned version) through the Arrow
+dataset delta-rs builds from its log, registered with DuckDB: no DuckDB extension is
+downloaded (these machines cannot), only files the log lists are read, and a filter on
+env/task/run/quality/checkpoint opens only the matching files. Tables of another schema
+version are refused when the connection is made, naming the table.
+
+`steps` is one Delta table per env; its view is their union (by column name) with an `env`
+column, and `steps_<env>` views hold one env each.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import duckdb
 
-from lake_schema.schema import LAYOUT, TABLES, table_spec
+from lake_schema import delta
+from lake_schema.catalogue import ENVS
+from lake_schema.schema import TABLES, table_spec
 from lake_schema.storage import Lake
 
 
-def _hive_types(table: str) -> str:
-    partitions, _ = LAYOUT[table]
-    types = {p: "INTEGER" if p == "checkpoint" else "VARCHAR" for p in partitions}
-    return "{" + ", ".join(f"'{k}': '{v}'" for k, v in types.items()) + "}"
+def _version(as_of: Mapping[str, int] | None, tid: str) -> int | None:
+    return None if as_of is None else as_of.get(tid)
 
 
-def table_source(lake: Lake, table: str) -> str:
-    """The `read_parquet(...)` expression for one table: what a view is defined as."""
-    glob = lake.url(f"{table}/**/*.parquet").replace("'", "''")
-    return (
-        f"read_parquet('{glob}', hive_partitioning = true, hive_types = {_hive_types(table)})"
-    )
-
-
-def connect(lake: Lake, database: str = ":memory:") -> duckdb.DuckDBPyConnection:
+def connect(lake: Lake, database: str = ":memory:",
+            as_of: Mapping[str, int] | None = None) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with views `steps`, `episodes`, `references`, `evaluations`.
 
-    A table with no files yet gets an empty view, so queries never fail for lack of data.
-    Binding a view reads one file's footer; a filtered query opens only matching files.
+    A table with no data yet gets an empty view, so queries never fail for lack of data.
+    `as_of` pins tables to versions ({table id: version}, as `reader.table_versions` gives).
     """
+    lake.check_readable()
     con = duckdb.connect(database)
-    if lake.is_s3:
-        con.register_filesystem(lake.fs)
     for table in TABLES:
-        if lake.glob(f"{table}/**/*.parquet"):
-            source = f"SELECT * FROM {table_source(lake, table)}"
-        else:
-            source = _empty_select(table)
+        tids = [delta.table_id("steps", e) for e in ENVS] if table == "steps" else [table]
+        selects = []
+        for tid in tids:
+            dt = delta.open_table(lake, tid, _version(as_of, tid))
+            if dt is None:
+                continue
+            name = "_delta_" + tid.replace("/", "_")
+            con.register(name, dt.to_pyarrow_dataset())
+            if table == "steps":
+                env = tid.split("/", 1)[1]
+                selects.append(f"SELECT *, '{env}' AS env FROM {name}")
+                con.execute(f'CREATE OR REPLACE VIEW "steps_{env}" AS {selects[-1]}')
+            else:
+                selects.append(f"SELECT * FROM {name}")
+        source = " UNION ALL BY NAME ".join(selects) if selects else _empty_select(table)
         con.execute(f'CREATE OR REPLACE VIEW "{table}" AS {source}')
     return con
 

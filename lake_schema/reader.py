@@ -1,44 +1,44 @@
-"""Reading the lake by partition: only matching files are opened, and every file is checked.
+"""Reading the lake by partition: the Delta log says which files, only matching ones are
+opened, and every file is checked.
 
-A file with an unknown schema version, a foreign or corrupted file, is an error naming it:
-never silently skipped or half-read.
+A table of an unknown schema version, a file the log lists but that is missing, foreign,
+corrupted or of the wrong columns, a partition value the catalogue does not know: an error
+naming the table or file, never silently skipped or half-read. Reads can be pinned to table
+versions (`Selection.as_of`), and `snapshot()` says which versions a read used, so a model
+can record exactly the data it was trained on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lake_schema.catalogue import split_tasks
-from lake_schema.schema import (
-    DATA_FILE,
-    LAYOUT,
-    META_TABLE,
-    META_VERSION,
-    SCHEMA_VERSION,
+from lake_schema import delta
+from lake_schema.catalogue import ENVS, split_tasks
+from lake_schema.delta import DataFile
+from lake_schema.errors import (
+    LakeFileError,
     LakeValueError,
+    SchemaVersionError,
+    UnknownTaskError,
+)
+from lake_schema.schema import (
+    LAYOUT,
     check_table,
     table_spec,
     validate_partition,
 )
 from lake_schema.storage import Lake
 
-
-class LakeFileError(Exception):
-    """A lake file that cannot be trusted: corrupted, foreign, or of another schema."""
-
-    def __init__(self, path: str, reason: str):
-        super().__init__(f"{path}: {reason}")
-        self.path, self.reason = path, reason
-
-
-class SchemaVersionError(LakeFileError):
-    pass
+__all__ = ["LakeFileError", "SchemaVersionError", "Selection", "Snapshot", "list_files",
+           "open_checked", "parse_partition", "read_files", "read_polars", "read_table",
+           "snapshot", "table_versions"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,21 @@ class Selection:
     checkpoints: tuple[int, int] | None = None  # inclusive range
     runs: Sequence[str] | None = None
     models: Sequence[str] | None = None
+    # Pin reads to table versions: {table id: version} (ids as in `table_versions`, e.g.
+    # "episodes", "steps/lbf"), or one int for the table being read. None: current.
+    as_of: Mapping[str, int] | int | None = field(default=None, hash=False)
+
+    def version_of(self, tid: str) -> int | None:
+        if self.as_of is None:
+            return None
+        if isinstance(self.as_of, int) and not isinstance(self.as_of, bool):
+            return self.as_of
+        if isinstance(self.as_of, Mapping):
+            v = self.as_of.get(tid)
+            if v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0):
+                return v
+        raise LakeValueError(f"bad as_of {self.as_of!r}: a version number or "
+                             "{table id: version}")
 
     def values(self) -> dict[str, set[str] | None]:
         """Allowed values per partition key (as path strings), after validation."""
@@ -81,55 +96,122 @@ class Selection:
 
 
 def parse_partition(rel: str) -> dict[str, str]:
-    """`table/k=v/.../data.parquet` -> {k: v}."""
-    return dict(p.split("=", 1) for p in rel.split("/")[1:-1] if "=" in p)
+    """`table/k=v/.../file.parquet` -> {k: v}; `steps/<env>/...` gives env too."""
+    parts = rel.split("/")
+    values = {}
+    if parts[0] == "steps" and len(parts) > 2 and "=" not in parts[1]:
+        values["env"] = parts[1]
+    values.update(p.split("=", 1) for p in parts[1:-1] if "=" in p)
+    return values
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one read sees: the files of the selected partitions, and each table's version."""
+
+    files: tuple[DataFile, ...]
+    versions: dict[str, int]
+
+    @property
+    def paths(self) -> list[str]:
+        return [f.rel for f in self.files]
+
+
+def _typed(values: Mapping[str, str]) -> dict[str, object]:
+    typed: dict[str, object] = dict(values)
+    if "checkpoint" in typed:
+        with contextlib.suppress(TypeError, ValueError):  # validate_partition names a bad one
+            typed["checkpoint"] = int(values["checkpoint"])
+    return typed
+
+
+def check_partition_values(table: str, f: DataFile) -> None:
+    """A file's partition values must be ones the catalogue and tag rules allow."""
+    partitions, _ = LAYOUT[table]
+    if set(f.partition) != set(partitions) or any(v is None for v in f.partition.values()):
+        raise LakeFileError(f.rel, f"partition columns {sorted(f.partition)}, expected "
+                                   f"{list(partitions)}")
+    try:
+        validate_partition(table, _typed(f.partition))
+    except (LakeValueError, UnknownTaskError) as e:
+        raise LakeFileError(f.rel, f"bad partition value: {e}") from e
+    for p, v in parse_partition(f.rel).items():  # the path agrees with the log
+        if f.partition.get(p) != v:
+            raise LakeFileError(f.rel, f"path says {p}={v}, the Delta log "
+                                       f"{p}={f.partition.get(p)}")
+
+
+def _table_ids(table: str, selection: Selection) -> list[str]:
+    if table != "steps":
+        return [table]
+    if selection.env is not None:
+        return [delta.table_id("steps", selection.env)]
+    return [delta.table_id("steps", e) for e in ENVS]
+
+
+def snapshot(lake: Lake, table: str, selection: Selection = Selection()) -> Snapshot:
+    """The files of `table` matching `selection` (from the Delta log, at `selection.as_of`
+    or the current version) and the version of each table read; opens no data file."""
+    check_table(table)
+    lake.check_readable()
+    allowed = selection.values()
+    files: list[DataFile] = []
+    versions: dict[str, int] = {}
+    for tid in _table_ids(table, selection):
+        dt = delta.open_table(lake, tid, selection.version_of(tid))
+        if dt is None:
+            continue
+        versions[tid] = int(dt.version())
+        for f in delta.data_files(dt, tid):
+            values = f.partition
+            if any(allowed.get(p) is not None and values.get(p) not in allowed[p]
+                   for p in values):
+                continue
+            if selection.checkpoints is not None and "checkpoint" in values:
+                lo, hi = selection.checkpoints
+                try:
+                    if not lo <= int(values["checkpoint"]) <= hi:
+                        continue
+                except (TypeError, ValueError):
+                    pass  # named by the check below
+            check_partition_values(table, f)
+            files.append(f)
+    return Snapshot(tuple(files), versions)
 
 
 def list_files(lake: Lake, table: str, selection: Selection = Selection()) -> list[str]:
     """Root-relative data files of `table` matching `selection`, opening none of them."""
-    partitions, _ = LAYOUT[check_table(table)]
-    allowed = selection.values()
-    glob = [table]
-    for p in partitions:
-        only = allowed.get(p)
-        glob.append(f"{p}={next(iter(only))}" if only and len(only) == 1 else f"{p}=*")
-    files = []
-    for rel in lake.glob("/".join([*glob, DATA_FILE])):
-        values = parse_partition(rel)
-        if any(allowed.get(p) is not None and values[p] not in allowed[p] for p in values):
-            continue
-        if selection.checkpoints is not None and "checkpoint" in values:
-            lo, hi = selection.checkpoints
-            if not lo <= int(values["checkpoint"]) <= hi:
-                continue
-        files.append(rel)
-    return files
+    return snapshot(lake, table, selection).paths
+
+
+def table_versions(lake: Lake, tables: Iterable[str] | None = None) -> dict[str, int]:
+    """Current version of each table id (default: every table the lake holds), e.g.
+    {"episodes": 12, "steps/lbf": 9}: what a model records to name its data."""
+    lake.check_readable()
+    return delta.current_versions(lake, delta.existing_tables(lake) if tables is None
+                                  else tables)
 
 
 @contextmanager
 def open_checked(lake: Lake, rel: str) -> Iterator[pq.ParquetFile]:
-    """Open a lake file and check its footer: Parquet, our table, our schema version."""
-    with lake.fs.open(lake.path(rel), "rb") as handle:
+    """Open a lake file: present, Parquet, and the columns of its table."""
+    table = rel.split("/", 1)[0]
+    spec = table_spec(check_table(table), parse_partition(rel).get("env"))
+    try:
+        handle = lake.fs.open(lake.path(rel), "rb")
+    except FileNotFoundError as e:
+        raise LakeFileError(rel, "listed by the Delta log but missing") from e
+    except OSError as e:
+        raise LakeFileError(rel, f"cannot open ({e})") from e
+    with handle:
         try:
             pf = pq.ParquetFile(handle)
         except Exception as e:  # pyarrow raises several types for truncated/foreign bytes
             raise LakeFileError(rel, f"not a readable Parquet file ({e})") from e
-        _check_footer(pf, rel)
+        diff = delta.column_differences(pf.schema_arrow, spec)
+        if diff:
+            raise LakeFileError(rel, f"wrong columns for {table}: {'; '.join(diff)}")
         yield pf
-
-
-def _check_footer(pf: pq.ParquetFile, rel: str) -> None:
-    meta = pf.schema_arrow.metadata or {}
-    version = meta.get(META_VERSION)
-    if version is None:
-        raise SchemaVersionError(rel, "no sable_lake schema version in its metadata (foreign?)")
-    if version.decode() != SCHEMA_VERSION:
-        raise SchemaVersionError(
-            rel, f"schema version {version.decode()}; this sable-lake reads {SCHEMA_VERSION}"
-        )
-    table = rel.split("/", 1)[0]
-    if meta.get(META_TABLE, b"").decode() != table:
-        raise LakeFileError(rel, f"metadata says table {meta.get(META_TABLE)!r}, not {table!r}")
 
 
 def _with_partitions(table: pa.Table, rel: str) -> pa.Table:
@@ -142,20 +224,22 @@ def _with_partitions(table: pa.Table, rel: str) -> pa.Table:
 def read_files(
     lake: Lake, files: Iterable[str], table: str, env: str | None, columns: list[str] | None
 ) -> pa.Table:
+    """Rows of the given files (from `list_files`), cast to the table's Arrow schema, with
+    partition columns from their paths; a bad file is a LakeFileError naming it."""
     spec = table_spec(table, env)
     parts: list[pa.Table] = []
     for rel in files:
         with open_checked(lake, rel) as pf:
             expected = spec.schema
-            if pf.schema_arrow.remove_metadata() != expected.remove_metadata():
-                raise LakeFileError(rel, f"columns differ from the {table} schema")
             wanted = [c for c in columns if c in expected.names] if columns is not None else None
             try:
                 if wanted == []:  # partition columns only: keep the row count, read nothing
                     n = pf.metadata.num_rows
                     data = pa.table({"_": pa.nulls(n)}).drop_columns(["_"])
                 else:
-                    data = pf.read(columns=wanted).replace_schema_metadata(None)
+                    data = pf.read(columns=wanted, use_threads=False)
+                    target = pa.schema([expected.field(c) for c in data.column_names])
+                    data = data.cast(target)
             except Exception as e:
                 raise LakeFileError(rel, f"corrupted data ({e})") from e
         parts.append(_with_partitions(data, rel))

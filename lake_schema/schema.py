@@ -1,8 +1,10 @@
 """Arrow schemas, the schema version and the partition layout of every lake table.
 
-Each table is a folder under the lake root, hive-partitioned (`env=lbf/task=8x8-2p-2f/...`),
-holding one `data.parquet` per write key. Partition columns live in the path only, so any
-standard reader (DuckDB, Polars, pyarrow) recovers them with hive partitioning on.
+Each table is a Delta table under the lake root, hive-partitioned (`env=lbf/task=8x8-2p-2f/
+...`), zstd Parquet underneath. `steps` is one Delta table per environment (`steps/lbf`),
+because observation widths and dtypes differ by environment; the others are one table each.
+Partition columns live in the path and the Delta log, not in the Parquet files, so any
+standard reader (Delta or hive-partitioned Parquet) recovers them.
 """
 
 from __future__ import annotations
@@ -13,18 +15,18 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from lake_schema.catalogue import ENVS, env_spec, get_task
+from lake_schema.errors import LakeValueError
 
-SCHEMA_VERSION = "1"
-META_VERSION = b"sable_lake.schema_version"
+# 2: Delta tables (1 was plain Parquet files with a staging journal; `migrate` converts).
+SCHEMA_VERSION = "2"
+META_VERSION = b"sable_lake.schema_version"  # key in a Delta table's description (JSON)
 META_TABLE = b"sable_lake.table"
-DATA_FILE = "data.parquet"
+LEGACY_VERSION = "1"
+DATA_FILE = "data.parquet"  # the file name of the pre-Delta layout (read by `migrate` only)
+INT32_MAX = 2**31 - 1
 
 QUALITIES = ("low", "high")
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-class LakeValueError(ValueError):
-    """A partition value, record or argument the lake refuses before writing anything."""
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # matched whole (re.fullmatch)
 
 
 def quality_for_checkpoint(checkpoint: int, num_checkpoints: int) -> str:
@@ -61,18 +63,21 @@ class TableSpec:
         extra = [pa.field(p, t) for p, t in self.partition_types().items()]
         return pa.schema(list(self.schema) + extra)
 
-    def relpath(self, **values: object) -> str:
-        """`table/k1=v1/.../data.parquet` for a complete set of partition values."""
-        missing = [p for p in self.partitions if p not in values]
-        if missing:
-            raise LakeValueError(f"{self.name}: missing partition value(s) {missing}")
-        parts = [f"{p}={values[p]}" for p in self.partitions]
-        return "/".join([self.name, *parts, DATA_FILE])
+    @property
+    def delta_partitions(self) -> tuple[str, ...]:
+        """Partition columns of the Delta table: `steps` is one table per env, so no env."""
+        return tuple(p for p in self.partitions if not (self.name == "steps" and p == "env"))
 
-    def key_glob(self, **values: object) -> str:
-        """Glob of every file sharing the write key (non-key partitions wildcarded)."""
-        parts = [f"{p}={values[p]}" if p in self.key else f"{p}=*" for p in self.partitions]
-        return "/".join([self.name, *parts, DATA_FILE])
+    def key_predicate(self, values: dict[str, object]) -> str:
+        """The Delta predicate selecting one write key's rows (values already validated)."""
+        return " AND ".join(
+            f"{p} = {values[p]}" if p == "checkpoint" else f"{p} = '{values[p]}'"
+            for p in self.key if p in self.delta_partitions
+        )
+
+    def key_name(self, values: dict[str, object]) -> str:
+        """A write key as people read it: `steps env=lbf/task=.../checkpoint=3`."""
+        return f"{self.name} " + "/".join(f"{p}={values[p]}" for p in self.key)
 
 
 def obs_type(env: str) -> pa.DataType:
@@ -141,8 +146,12 @@ EVALUATIONS_SCHEMA = pa.schema(
         ("reference_return", pa.float64()),
         ("config", pa.string()),  # the model's config, JSON
         ("evaluated_at", pa.timestamp("ms", tz="UTC")),
+        # the lake table versions the model was trained on, JSON {table id: version}
+        ("data_versions", pa.string()),
     ]
 )
+# Columns a record may leave out (written as null).
+OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {"evaluations": ("data_versions",)}
 
 _STEP_PARTS = ("env", "task", "run", "quality", "checkpoint")
 _STEP_KEY = ("env", "task", "run", "checkpoint")
@@ -195,10 +204,12 @@ def validate_partition(table: str, values: dict[str, object]) -> dict[str, objec
         raise LakeValueError(f"bad quality tag {values['quality']!r}; allowed: {QUALITIES}")
     if "checkpoint" in values:
         ck = values["checkpoint"]
-        if isinstance(ck, bool) or not isinstance(ck, int) or ck < 0:
-            raise LakeValueError(f"bad checkpoint {ck!r}: a non-negative integer")
+        if isinstance(ck, bool) or not isinstance(ck, int) or not 0 <= ck <= INT32_MAX:
+            raise LakeValueError(f"bad checkpoint {ck!r}: an integer in 0..{INT32_MAX} (int32)")
     for key in ("run", "model"):
-        if key in values and not _RUN_ID.match(str(values[key])):
+        if key in values and not (
+            isinstance(values[key], str) and _RUN_ID.fullmatch(values[key])
+        ):
             raise LakeValueError(
                 f"bad {key} id {values[key]!r}: 1-128 of [A-Za-z0-9._-], starting alphanumeric"
             )

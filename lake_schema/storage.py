@@ -1,18 +1,27 @@
-"""Where the lake lives: a local directory or `s3://bucket/prefix`, behind one fsspec filesystem.
+"""Where the lake lives: a local directory or `s3://bucket/prefix`.
 
 The root defaults to `./lake`, overridden by the `SABLE_LAKE` environment variable and by
 every API and config that takes a root. S3 settings come from `S3Options` or the usual AWS
 environment variables; credentials are never printed (repr hides them) nor stored.
+Two clients see the same settings: fsspec/s3fs (file reads, listings, DuckDB) and delta-rs's
+object store (`storage_options()`: commits, which on S3 are conditional puts, If-None-Match,
+so two writers can never both create the same log entry).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import posixpath
+import uuid
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import fsspec
+
+from lake_schema.errors import LakeRootError, S3SafetyError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_ROOT = "./lake"
 ROOT_ENV = "SABLE_LAKE"
@@ -66,6 +75,29 @@ class S3Options:
         )
 
 
+    def storage_options(self) -> dict[str, str]:
+        """delta-rs object-store options for these settings (unset ones: AWS_* variables).
+
+        `conditional_put=etag` makes every commit a put-if-absent, which is what makes two
+        concurrent writers safe on S3 (no locking service needed).
+        """
+        opts = {"conditional_put": "etag"}
+        if self.endpoint_url:
+            opts["AWS_ENDPOINT_URL"] = self.endpoint_url
+            if self.endpoint_url.startswith("http://"):
+                opts["AWS_ALLOW_HTTP"] = "true"
+        if self.key:
+            opts["AWS_ACCESS_KEY_ID"] = self.key
+        if self.secret:
+            opts["AWS_SECRET_ACCESS_KEY"] = self.secret
+        if self.region:
+            opts["AWS_REGION"] = self.region
+        if self.addressing_style:
+            opts["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] = str(
+                self.addressing_style == "virtual").lower()
+        return opts
+
+
 def resolve_root(root: str | os.PathLike | None = None) -> str:
     """The lake root: the argument, else $SABLE_LAKE, else ./lake; local paths made absolute."""
     raw = os.fspath(root) if root is not None else os.environ.get(ROOT_ENV) or DEFAULT_ROOT
@@ -75,7 +107,7 @@ def resolve_root(root: str | os.PathLike | None = None) -> str:
             raise ValueError(f"bad lake root {raw!r}: expected s3://bucket[/prefix]")
         return "s3://" + bucket_and_prefix
     if "://" in raw:
-        raise ValueError(f"bad lake root {raw!r}: a local path or s3://bucket[/prefix]")
+        raise LakeRootError(f"bad lake root {raw!r}: a local path or s3://bucket[/prefix]")
     return os.path.abspath(os.path.expanduser(raw))
 
 
@@ -85,6 +117,7 @@ class Lake:
     def __init__(self, root: str | os.PathLike | None = None, s3: S3Options | None = None):
         self.root = resolve_root(root)
         self._s3 = (s3 or S3Options()).merged_over(S3Options.from_env())
+        self._write_checked = False
 
     def __repr__(self) -> str:
         return f"Lake({self.root!r})"
@@ -136,3 +169,63 @@ class Lake:
 
     def exists(self, rel: str) -> bool:
         return self.fs.exists(self.path(rel))
+
+    def storage_options(self) -> dict[str, str]:
+        """Options for delta-rs (empty for a local lake)."""
+        return self._s3.storage_options() if self.is_s3 else {}
+
+    def check_readable(self) -> None:
+        """Readers and the CLI: the root must exist and be a directory (or an S3 bucket)."""
+        if self.is_s3:
+            bucket = self.path().split("/", 1)[0]
+            try:
+                ok = self.fs.exists(bucket)
+            except Exception as e:  # unreachable endpoint, refused credentials
+                raise LakeRootError(f"lake root {self.root}: {e}") from e
+            if not ok:
+                raise LakeRootError(f"lake root {self.root}: no such bucket {bucket!r}")
+            return
+        if not os.path.exists(self.root):
+            raise LakeRootError(f"lake root {self.root} does not exist")
+        if not os.path.isdir(self.root):
+            raise LakeRootError(f"lake root {self.root} is not a directory")
+
+    def prepare_for_writing(self) -> None:
+        """Writers may create a new local lake (and say so); on S3, check the endpoint can
+        make commits safe for concurrent writers, once per Lake object."""
+        if self._write_checked:
+            return
+        if self.is_s3:
+            self._check_conditional_put()
+        elif not os.path.exists(self.root):
+            log.info("creating a new lake at %s", self.root)
+            os.makedirs(self.root, exist_ok=True)
+        elif not os.path.isdir(self.root):
+            raise LakeRootError(f"lake root {self.root} is not a directory")
+        self._write_checked = True
+
+    def _check_conditional_put(self) -> None:
+        """Two PUTs of one new key with If-None-Match: * must not both succeed; a server that
+        lets them would let two writers both commit the same Delta log version."""
+        bucket, _, prefix = self.path().partition("/")
+        key = posixpath.join(prefix, "_sable_lake", f"put-if-absent-{uuid.uuid4().hex}")
+        try:
+            self.fs.call_s3("put_object", Bucket=bucket, Key=key, Body=b"1", IfNoneMatch="*")
+        except Exception as e:
+            raise LakeRootError(f"lake root {self.root}: cannot write ({e})") from e
+        try:
+            self.fs.call_s3("put_object", Bucket=bucket, Key=key, Body=b"2", IfNoneMatch="*")
+            safe = False
+        except Exception as e:
+            safe = "precondition" in str(e).lower() or isinstance(e, FileExistsError)
+            if not safe:
+                raise S3SafetyError(
+                    f"{self.root}: the S3 endpoint answered a conditional put with {e!r}; "
+                    "the lake needs PutObject If-None-Match: * to commit safely") from e
+        finally:
+            self.fs.call_s3("delete_object", Bucket=bucket, Key=key)
+        if not safe:
+            raise S3SafetyError(
+                f"{self.root}: the S3 endpoint ignores PutObject If-None-Match: *, so two "
+                "concurrent writers could overwrite each other's commits; refusing to write. "
+                "Use a server with conditional puts (AWS S3, MinIO, recent Ceph, moto >= 5)")

@@ -1,27 +1,29 @@
-"""`verify`: every file of the lake checked and every bad one named.
+"""`verify`: every table and file of the lake checked, and every bad one named.
 
-Checks each file's place (a known table, valid partition values, the expected file name),
-its footer (Parquet, our table, our schema version), its columns, and with `deep=True` its
-data pages. Committed but unapplied transactions are reported too.
+Per table: a Delta table of our schema version. Per file the log lists: valid partition
+values (the path agreeing with the log), present, Parquet, the table's columns, the row
+count the log recorded; with `deep=True` every data page is read and cast to the table's
+Arrow schema. Files in a table's folder that the log never listed (left by a killed
+writer, a losing concurrent commit, or dropped in by hand) are named; files the log removed
+but `vacuum` has not deleted yet are history (readable `as_of` older versions), not
+problems. Across tables: every episodes row points at a steps file the steps table holds,
+for the same key and within its rows, and every steps file has its index rows.
 """
 
 from __future__ import annotations
 
-import contextlib
+from collections import defaultdict
 from dataclasses import dataclass
 
-from lake_schema.catalogue import UnknownTaskError
-from lake_schema.reader import LakeFileError, open_checked, parse_partition
-from lake_schema.schema import (
-    DATA_FILE,
-    LAYOUT,
-    TABLES,
-    LakeValueError,
-    table_spec,
-    validate_partition,
-)
+from lake_schema import delta
+from lake_schema.catalogue import ENVS
+from lake_schema.delta import DELTA_LOG, DataFile
+from lake_schema.errors import LakeError, LakeFileError
+from lake_schema.reader import check_partition_values, open_checked, read_files
+from lake_schema.schema import TABLES, table_spec
 from lake_schema.storage import Lake
-from lake_schema.transaction import pending_journals
+
+LEGACY_DIRS = ("_journal", "_staging")
 
 
 @dataclass(frozen=True)
@@ -38,62 +40,138 @@ class VerifyReport:
     files: int
     rows: int
     problems: tuple[Problem, ...]
+    versions: dict | None = None  # {table id: version} verified
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
-def _check_place(rel: str) -> None:
-    table = rel.split("/", 1)[0]
-    partitions, _ = LAYOUT[table]
-    values = parse_partition(rel)
-    if rel.rsplit("/", 1)[-1] != DATA_FILE or list(values) != list(partitions):
-        raise LakeFileError(
-            rel, f"foreign file: {table} files are {'/'.join(p + '=…' for p in partitions)}/"
-            f"{DATA_FILE}"
-        )
-    typed: dict[str, object] = dict(values)
-    if "checkpoint" in typed:
-        with contextlib.suppress(ValueError):  # validate_partition names a bad one
-            typed["checkpoint"] = int(values["checkpoint"])
-    try:
-        validate_partition(table, typed)
-    except (LakeValueError, UnknownTaskError) as e:
-        raise LakeFileError(rel, f"bad partition value: {e}") from e
-
-
-def _check_file(lake: Lake, rel: str, deep: bool) -> int:
-    _check_place(rel)
-    table = rel.split("/", 1)[0]
-    spec = table_spec(table, parse_partition(rel).get("env"))
-    with open_checked(lake, rel) as pf:
-        if pf.schema_arrow.remove_metadata() != spec.schema.remove_metadata():
-            got = {f.name: str(f.type) for f in pf.schema_arrow}
-            want = {f.name: str(f.type) for f in spec.schema}
-            diff = sorted(set(got.items()) ^ set(want.items()))
-            raise LakeFileError(rel, f"wrong columns for {table}: {diff}")
+def _check_file(lake: Lake, table: str, f: DataFile, deep: bool) -> int:
+    check_partition_values(table, f)
+    spec = table_spec(table, f.partition.get("env"))
+    with open_checked(lake, f.rel) as pf:
+        n = pf.metadata.num_rows
+        if f.rows and n != f.rows:
+            raise LakeFileError(f.rel, f"{n} rows, the Delta log recorded {f.rows}")
         if deep:
             try:
                 for i in range(pf.num_row_groups):
-                    pf.read_row_group(i)
+                    pf.read_row_group(i, use_threads=False).cast(spec.schema)
             except Exception as e:
-                raise LakeFileError(rel, f"corrupted data pages ({e})") from e
-        return pf.metadata.num_rows
+                raise LakeFileError(f.rel, f"corrupted data pages ({e})") from e
+    return n
+
+
+def _untracked(lake: Lake, tid: str, dt, live: set[str]) -> list[str]:
+    """Files under the table's folder that no version of its log lists."""
+    try:
+        removed = {f"{tid}/{p}" for p in dt.vacuum(
+            retention_hours=0, dry_run=True, enforce_retention_duration=False)}
+    except Exception:  # a log we cannot scan: every extra file is named
+        removed = set()
+    out = []
+    for rel in lake.find(tid):
+        inner = rel[len(tid) + 1:]
+        if inner.startswith(DELTA_LOG + "/") or rel in live or rel in removed:
+            continue
+        out.append(rel)
+    return out
+
+
+def _cross_check(lake: Lake, steps: dict[str, dict[str, DataFile]],
+                 index_files: list[DataFile], problems: list[Problem]) -> None:
+    """Every index row has its steps file (same key, rows in range); no unindexed steps."""
+    if not index_files:
+        rows = None
+    else:
+        rows = read_files(lake, [f.rel for f in index_files], "episodes", None,
+                          ["env", "task", "run", "quality", "checkpoint", "steps_file",
+                           "first_row", "length"]).to_pylist()
+    referenced: set[str] = set()
+    bad_keys: dict[str, str] = {}
+    for r in rows or ():
+        key = (f"episodes/env={r['env']}/task={r['task']}/run={r['run']}/"
+               f"quality={r['quality']}/checkpoint={r['checkpoint']}")
+        target = steps.get(r["env"], {}).get(r["steps_file"])
+        referenced.add(r["steps_file"])
+        if target is None:
+            bad_keys.setdefault(key, f"its episodes point at {r['steps_file']}, which the "
+                                     "steps table does not hold (replaced or deleted)")
+            continue
+        want = {"env": r["env"], "task": r["task"], "run": r["run"],
+                "quality": r["quality"], "checkpoint": str(r["checkpoint"])}
+        if target.partition != want:
+            bad_keys.setdefault(key, f"its episodes point at {r['steps_file']}, a file of "
+                                     "another key")
+        elif target.rows and r["first_row"] + r["length"] > target.rows:
+            bad_keys.setdefault(key, f"an episode runs past the {target.rows} rows of "
+                                     f"{r['steps_file']}")
+    problems.extend(Problem(k, v) for k, v in sorted(bad_keys.items()))
+    if rows is None and not any(steps.values()):
+        return
+    for env_files in steps.values():
+        for rel in sorted(set(env_files) - referenced):
+            problems.append(Problem(rel, "steps with no episodes index row (a write that "
+                                         "died between its two commits?): write the "
+                                         "checkpoint again or delete its run"))
 
 
 def verify(lake: Lake, deep: bool = False) -> VerifyReport:
+    """Check the whole lake; never raises for bad data, it names it."""
+    lake.check_readable()
     problems: list[Problem] = []
     files = rows = 0
-    for table in TABLES:
-        for rel in lake.find(table):
+    versions: dict[str, int] = {}
+    steps: dict[str, dict[str, DataFile]] = defaultdict(dict)
+    index: list[DataFile] = []
+    index_ok = True
+    for legacy in LEGACY_DIRS:
+        if lake.exists(legacy):
+            problems.append(Problem(legacy, "transaction files of the pre-Delta lake: "
+                                            "see `python -m lake_schema migrate`"))
+    known = set(delta.all_table_ids())
+    for name in TABLES:
+        if name == "steps" and lake.exists("steps"):
+            for rel in lake.glob("steps/*"):
+                if rel not in known:
+                    problems.append(Problem(rel, f"not a steps table (environments: "
+                                                 f"{', '.join(ENVS)})"))
+    for tid in delta.all_table_ids():
+        table = delta.parse_table_id(tid)[0]
+        try:
+            dt = delta.open_table(lake, tid)
+        except LakeError as e:
+            problems.append(Problem(getattr(e, "path", tid), getattr(e, "reason", str(e))))
+            index_ok = index_ok and table != "episodes"
+            continue
+        if dt is None:
+            continue
+        versions[tid] = int(dt.version())
+        live = delta.data_files(dt, tid)
+        for f in live:
             files += 1
+            if table == "steps":  # in the log, so an index row may point at it, bad or not
+                steps[f.partition["env"]][f.rel] = f
             try:
-                rows += _check_file(lake, rel, deep)
+                rows += _check_file(lake, table, f, deep)
             except LakeFileError as e:
                 problems.append(Problem(e.path, e.reason))
-    for journal in pending_journals(lake):
-        problems.append(
-            Problem(journal, "interrupted transaction: run `python -m lake_schema recover`")
-        )
-    return VerifyReport(files, rows, tuple(problems))
+                if table == "episodes":
+                    index_ok = False
+                continue
+            if table == "episodes":
+                index.append(f)
+        for rel in _untracked(lake, tid, dt, {f.rel for f in live}):
+            problems.append(Problem(rel, "not in the Delta log (left by an interrupted or "
+                                         "losing write, or foreign): `python -m lake_schema "
+                                         "vacuum` removes it"))
+    if index_ok:
+        try:
+            _cross_check(lake, steps, index, problems)
+        except LakeFileError as e:
+            problems.append(Problem(e.path, e.reason))
+    first: dict[str, Problem] = {}
+    for p in problems:  # one problem per path: the first (the file's own) says most
+        first.setdefault(p.path, p)
+    return VerifyReport(files, rows, tuple(first.values()), versions)

@@ -1,31 +1,35 @@
-"""Writing to the lake: validated, atomic, replace-by-key.
+"""Writing to the lake: validated Delta transactions that replace one key each.
 
-Everything is checked (catalogue names, tags, shapes, dtypes, episode structure) before the
-first byte is written, so bad input never leaves anything behind.
+Everything is checked (catalogue names, tags, shapes, dtypes, episode structure, finite
+numbers) before the first byte is written, so bad input never leaves anything behind. Each
+table's write is one Delta commit replacing the key's rows by predicate. A checkpoint's
+`steps` commit precedes its `episodes` commit (the index that points at the steps file);
+concurrent writers of one key: one whole write stands, the others raise LakeConflictError
+naming the key.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
+import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
+from lake_schema import delta
 from lake_schema.catalogue import Task, get_task
+from lake_schema.delta import DataFile
+from lake_schema.errors import LakeConflictError, LakeFileError, LakeValueError
 from lake_schema.schema import (
-    META_TABLE,
-    META_VERSION,
-    SCHEMA_VERSION,
-    LakeValueError,
+    OPTIONAL_COLUMNS,
     TableSpec,
     table_spec,
     validate_partition,
 )
 from lake_schema.storage import Lake
-from lake_schema.transaction import Transaction, recover, transaction
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,7 @@ class EpisodeBatch:
 
 @dataclass(frozen=True)
 class WriteResult:
-    files: tuple[str, ...]  # root-relative paths now visible
+    files: tuple[str, ...]  # root-relative paths of the key's files after the commit
     rows: int
     bytes: int
 
@@ -127,34 +131,33 @@ def _nested(flat: np.ndarray, rows: int, per_row: int, width: int) -> pa.Array:
     return pa.ListArray.from_arrays(offsets, inner)
 
 
-def _stamp(table: pa.Table, spec: TableSpec, partition: dict[str, object]) -> pa.Table:
-    meta = {
-        META_VERSION: SCHEMA_VERSION.encode(),
-        META_TABLE: spec.name.encode(),
-        b"sable_lake.partition": json.dumps(partition, sort_keys=True).encode(),
-    }
-    return table.cast(spec.schema).replace_schema_metadata(meta)
+def _with_partition(table: pa.Table, spec: TableSpec, values: dict[str, object]) -> pa.Table:
+    """`table` (the file columns) plus the Delta table's partition columns, constant."""
+    types = spec.partition_types()
+    for p in spec.delta_partitions:
+        table = table.append_column(p, pa.repeat(pa.scalar(values[p], types[p]), len(table)))
+    return table
 
 
-def _put(txn: Transaction, spec: TableSpec, partition: dict[str, object], table: pa.Table) -> str:
-    """Stage one file for `partition`, replacing every file with the same write key."""
-    rel = spec.relpath(**partition)
-    for stale in txn.location.glob(spec.key_glob(**partition)):
-        if stale != rel:
-            txn.delete(stale)
-    txn.put_table(rel, _stamp(table, spec, partition))
-    return rel
+def _steps_file_of(dt, tid: str, values: dict[str, object]) -> DataFile:
+    files = delta.key_files(dt, tid, values)
+    if len(files) != 1:  # one write of one key is one file (ONE_FILE target size)
+        raise LakeFileError(tid, f"expected one file for {values} after the commit, the log "
+                                 f"has {len(files)}")
+    return files[0]
 
 
-def _result(lake: Lake, files: Sequence[str], rows: int) -> WriteResult:
-    size = sum(lake.fs.size(lake.path(f)) for f in files)
-    return WriteResult(tuple(files), rows, int(size))
-
-
-def open_for_writing(lake: Lake) -> Lake:
-    """Roll forward transactions a crashed writer left behind (older than a minute)."""
-    recover(lake)
-    return lake
+def _check_still_ours(lake: Lake, steps_tid: str, values: dict[str, object], mine: str,
+                      key: str) -> None:
+    """The steps of `key` in the current steps table must be the file this write added;
+    otherwise a concurrent writer of the same key replaced them after us and its write is
+    the one that stands (it commits the episodes index after its steps)."""
+    dt = delta.open_table(lake, steps_tid)
+    now = [f.rel for f in delta.key_files(dt, steps_tid, values)] if dt is not None else []
+    if now != [mine]:
+        raise LakeConflictError(
+            key, "another writer replaced this key's steps concurrently; its write won "
+                 "and this one's data is not in the lake (write it again to replace it)")
 
 
 def write_episodes(
@@ -200,7 +203,6 @@ def write_episodes(
     )
     last = starts + lengths - 1
     now = dt.datetime.now(dt.UTC)
-    steps_rel = steps_spec.relpath(**partition)
     episodes = pa.table(
         {
             "episode": np.arange(len(lengths), dtype=np.int32),
@@ -210,37 +212,110 @@ def write_episodes(
             "terminated": batch.terminated[last].astype(bool),
             "truncated": batch.truncated[last].astype(bool),
             "env_steps": np.full(len(lengths), env_steps, np.int64),
-            "steps_file": [steps_rel] * len(lengths),
+            "steps_file": [""] * len(lengths),  # set once the steps commit names the file
             "first_row": starts,
             "recorded_at": pa.array([now] * len(lengths), pa.timestamp("ms", tz="UTC")),
         }
     )
-    with transaction(open_for_writing(lake)) as txn:
-        files = [_put(txn, steps_spec, partition, steps),  # the index goes in last
-                 _put(txn, episodes_spec, partition, episodes)]
-    return _result(lake, files, s)
+    files = commit_checkpoint(lake, partition, steps.cast(steps_spec.schema),
+                              episodes.cast(episodes_spec.schema))
+    return WriteResult(tuple(f.rel for f in files), s, sum(f.size for f in files))
+
+
+def commit_checkpoint(lake: Lake, partition: dict[str, object], steps: pa.Table,
+                      episodes: pa.Table) -> list[DataFile]:
+    """Commit one checkpoint's validated `steps` and its `episodes` index (their
+    `steps_file` column is filled in here); returns the files the two commits added.
+
+    Table order: steps are committed first, then the episodes index that points at them, so
+    a reader going through `episodes` never meets a missing step. The index's snapshot is
+    taken before the steps commit: a same-key writer that committed its index since then
+    makes ours conflict instead of silently pointing the index at replaced steps; the writer
+    whose steps are current retries its index, any other raises LakeConflictError.
+    """
+    env = str(partition["env"])
+    steps_spec, episodes_spec = table_spec("steps", env), table_spec("episodes")
+    steps_tid = delta.table_id("steps", env)
+    key = episodes_spec.key_name(partition)
+    lake.prepare_for_writing()
+    index = delta.ensure_table(lake, "episodes")
+    sdt = delta.replace_key(lake, steps_tid, _with_partition(steps, steps_spec, partition),
+                            partition, operation=f"write {key}")
+    steps_file = _steps_file_of(sdt, steps_tid, partition)
+    episodes = episodes.set_column(episodes.schema.get_field_index("steps_file"), "steps_file",
+                                   pa.array([steps_file.rel] * len(episodes), pa.string()))
+    rows = _with_partition(episodes, episodes_spec, partition)
+    for attempt in range(delta.COMMIT_RETRIES):
+        try:
+            edt = delta.replace_key(lake, "episodes", rows, partition, snapshot=index,
+                                    operation=f"write {key}")
+            break
+        except Exception as e:
+            if not delta.is_conflict(e):
+                raise
+            index = delta.ensure_table(lake, "episodes")  # fresh, before the check below
+            _check_still_ours(lake, steps_tid, partition, steps_file.rel, key)
+            time.sleep(0.01 * (attempt + 1))
+    else:
+        raise LakeConflictError(key, f"gave up after {delta.COMMIT_RETRIES} conflicting "
+                                     "commits of the episodes index")
+    _check_still_ours(lake, steps_tid, partition, steps_file.rel, key)
+    return [steps_file, *delta.key_files(edt, "episodes", partition)]
+
+
+def _check_finite(table: str, data: pa.Table, partition: dict[str, object]) -> None:
+    for name in data.column_names:
+        col = data[name]
+        if pa.types.is_floating(col.type):
+            bad = ~np.isfinite(col.to_numpy(zero_copy_only=False).astype(np.float64))
+            if col.null_count:
+                bad &= ~np.asarray(col.is_null().to_numpy(zero_copy_only=False))
+            if bad.any():
+                raise LakeValueError(f"{table}: {name} is NaN or inf for {partition}")
 
 
 def write_records(
-    lake: Lake, table: str, partition: dict[str, object], records: Sequence[dict]
+    lake: Lake, table: str, partition: dict[str, object], records: Sequence[dict],
+    replace_rows: dict[str, object] | None = None,
 ) -> WriteResult:
-    """Write small per-key tables (`references`, `evaluations`) from dict records."""
+    """Write small per-key tables (`references`, `evaluations`) from dict records.
+
+    By default the key's rows are replaced; `replace_rows` (column -> value) narrows that to
+    the key's rows with those values, so e.g. two evaluations of one model and task at
+    different updates, written at once, both stay (the loser of the commit race retries).
+    """
     if table == "steps" or table == "episodes":
         raise LakeValueError(f"{table} is written with write_episodes()")
     partition = validate_partition(table, partition)
     spec = table_spec(table)
+    missing_keys = [p for p in spec.partitions if p not in partition]
+    if missing_keys:
+        raise LakeValueError(f"{table}: missing partition value(s) {missing_keys}")
     if not records:
         raise LakeValueError(f"{table}: nothing to write for {partition}")
-    missing = [k for k in spec.schema.names if k not in records[0]]
+    optional = OPTIONAL_COLUMNS.get(table, ())
+    missing = [k for k in spec.schema.names if k not in records[0] and k not in optional]
     if missing:
         raise LakeValueError(f"{table}: record lacks column(s) {missing}")
     try:
         data = pa.Table.from_pylist([dict(r) for r in records], schema=spec.schema)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as e:
         raise LakeValueError(f"{table}: bad record for {partition}: {e}") from e
-    with transaction(open_for_writing(lake)) as txn:
-        rel = _put(txn, spec, partition, data)
-    return _result(lake, [rel], len(records))
+    _check_finite(table, data, partition)
+    narrow = ""
+    for col, value in (replace_rows or {}).items():
+        if col not in spec.schema.names or not isinstance(value, int | str) or isinstance(
+                value, bool):
+            raise LakeValueError(f"{table}: cannot replace rows by {col}={value!r}")
+        if any(r.get(col) != value for r in records):
+            raise LakeValueError(f"{table}: every record must have {col}={value!r}")
+        narrow += f' AND "{col}" = ' + (f"'{value}'" if isinstance(value, str) else str(value))
+    lake.prepare_for_writing()
+    key = spec.key_name(partition)
+    dt = delta.replace_key(lake, table, _with_partition(data, spec, partition), partition,
+                           operation=f"write {key}", extra_predicate=narrow)
+    files = delta.key_files(dt, table, partition)
+    return WriteResult(tuple(f.rel for f in files), len(records), sum(f.size for f in files))
 
 
 def write_reference(
@@ -270,14 +345,18 @@ def write_reference(
 
 
 def delete_run(lake: Lake, task: str | Task, run: str) -> list[str]:
-    """Remove every file of one (task, run) from every table, atomically; returns them."""
+    """Remove every row of one (task, run) from every table; returns the files that left.
+
+    The episodes index goes first, then the steps it pointed at, then the references: a
+    reader going through `episodes` never meets a missing step.
+    """
     task = get_task(task) if isinstance(task, str) else task
     validate_partition("references", {"env": task.env, "task": task.scenario, "run": run})
-    prefix = f"env={task.env}/task={task.scenario}/run={run}"
-    stale = [f for t in ("steps", "episodes", "references") for f in
-             lake.glob(f"{t}/{prefix}/**/*") if f.endswith(".parquet")]
-    if stale:
-        with transaction(open_for_writing(lake)) as txn:
-            for rel in stale:
-                txn.delete(rel)
-    return stale
+    if not lake.is_s3 and not os.path.exists(lake.root):
+        return []  # a new lake: nothing to delete (a writer may start one)
+    lake.check_readable()
+    where = f"task = '{task.scenario}' AND run = '{run}'"
+    removed = delta.delete_where(lake, "episodes", f"env = '{task.env}' AND {where}")
+    removed += delta.delete_where(lake, delta.table_id("steps", task.env), where)
+    removed += delta.delete_where(lake, "references", f"env = '{task.env}' AND {where}")
+    return removed

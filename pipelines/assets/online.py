@@ -285,14 +285,15 @@ def online_reference_present(
 
 
 def task_problems(report: VerifyReport, task: Task) -> list[Problem]:
-    """The verify report's problems in the task's files, plus any interrupted transaction."""
-    marker = f"/env={task.env}/task={task.scenario}/"
-    return [p for p in report.problems if marker in p.path or p.path.startswith("_journal")]
+    """The verify report's problems in the task's files (`steps/<env>/task=...`, the other
+    tables' `env=<env>/task=...`)."""
+    markers = (f"/env={task.env}/task={task.scenario}/", f"steps/{task.env}/task={task.scenario}/")
+    return [p for p in report.problems if any(m in p.path for m in markers)]
 
 
 def files_valid(lake: Lake, task: Task) -> dg.AssetCheckResult:
     """`python -m lake_schema verify` on the task's files (schema version, columns, footers,
-    partition values) plus any interrupted transaction: the CLI's own code, so they agree."""
+    partition values, files outside the Delta log, index vs steps): the CLI's own code."""
     report = verify(lake)
     bad = task_problems(report, task)
     return dg.AssetCheckResult(

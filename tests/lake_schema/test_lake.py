@@ -1,4 +1,5 @@
-"""The lake's rules: round trips, pruning, replace-not-duplicate, atomicity, validation."""
+"""The lake's rules: round trips, pruning, replace-not-duplicate, atomicity, validation,
+versions."""
 
 from __future__ import annotations
 
@@ -11,15 +12,20 @@ import textwrap
 import duckdb
 import numpy as np
 import polars as pl
-import pyarrow.dataset as pads
 import pytest
 
 from lake_schema.catalogue import UnknownTaskError
 from lake_schema.duck import connect
-from lake_schema.reader import LakeFileError, Selection, list_files, read_table
+from lake_schema.reader import (
+    LakeFileError,
+    Selection,
+    list_files,
+    read_table,
+    snapshot,
+    table_versions,
+)
 from lake_schema.schema import LakeValueError, quality_for_checkpoint
 from lake_schema.synthetic import synthetic_episodes
-from lake_schema.transaction import Transaction, pending_journals, recover
 from lake_schema.verify import verify
 from lake_schema.writer import (
     EpisodeBatch,
@@ -111,7 +117,9 @@ def test_rewriting_a_key_replaces_it(lake):
     assert eps.num_rows == 1 and eps["quality"].to_pylist() == ["high"]
     con = connect(lake)
     assert con.execute("select count(*) from steps").fetchone()[0] == 3
-    assert len(lake.find("steps")) == 1
+    assert len(list_files(lake, "steps", Selection(env="lbf"))) == 1
+    assert len(list_files(lake, "episodes")) == 1
+    assert verify(lake, deep=True).ok
 
 
 def test_delete_run_removes_every_table_of_the_run(lake):
@@ -119,10 +127,11 @@ def test_delete_run_removes_every_table_of_the_run(lake):
     write_reference(lake, LBF, "run0", sable_returns=[1.0], random_returns=[0.0], env_steps=1)
     fill(lake, tasks=("lbf/10x10-3p-3f",), checkpoints=1)
     removed = delete_run(lake, LBF, "run0")
-    assert len(removed) == 5
+    assert len(removed) == 5 and all("8x8-2p-2f" in f for f in removed)
     assert set(read_table(lake, "episodes")["task"].to_pylist()) == {"10x10-3p-3f"}
     assert not list_files(lake, "references")
-    assert not any("8x8" in p for p in lake.find("steps"))
+    assert not any("8x8" in p for p in list_files(lake, "steps", Selection(env="lbf")))
+    assert verify(lake).ok
 
 
 def test_selection_filters_partitions(lake):
@@ -168,21 +177,34 @@ def test_one_task_query_opens_only_that_tasks_files(lake):
 
 
 def test_standard_readers_agree_without_project_code(lake):
+    from deltalake import DeltaTable
+
+    from lake_schema.delta import vacuum
+
     fill(lake)
+    write_episodes(lake, LBF, "run0", 0, "low", synthetic_episodes(LBF, [7, 8, 9, 10], seed=0))
     root = lake.root
-    glob = f"{root}/steps/**/*.parquet"
-    n_duck = duckdb.execute(
-        f"select count(*) from read_parquet('{glob}', hive_partitioning=true)").fetchone()[0]
-    n_polars = pl.scan_parquet(glob, hive_partitioning=True).select(pl.len()).collect().item()
-    ds = pads.dataset(f"{root}/steps", format="parquet", partitioning="hive")
+    n_polars = pl.scan_delta(f"{root}/steps/lbf").select(pl.len()).collect().item()
+    ds = DeltaTable(f"{root}/steps/lbf").to_pyarrow_dataset()
+    con = duckdb.connect()
+    con.register("steps", ds)
+    n_duck = con.execute("select count(*) from steps").fetchone()[0]
     assert n_duck == n_polars == ds.count_rows() == 2 * 3 * 34
-    high = duckdb.execute(
-        f"select count(*) from read_parquet('{glob}', hive_partitioning=true) "
-        "where quality = 'high' and task = '10x10-3p-3f'").fetchone()[0]
+    high = con.execute("select count(*) from steps where quality = 'high' and "
+                       "task = '10x10-3p-3f'").fetchone()[0]
     assert high == 34
-    con = connect(lake)
-    assert con.execute("select count(*) from steps").fetchone()[0] == n_duck
-    assert con.execute("select sum(length) from episodes").fetchone()[0] == n_duck
+    ours = connect(lake)
+    assert ours.execute("select count(*) from steps").fetchone()[0] == n_duck
+    assert ours.execute("select sum(length) from episodes").fetchone()[0] == n_duck
+    # a plain Parquet glob also sees the replaced file until a vacuum removes it...
+    glob = f"{root}/steps/**/*.parquet"
+    plain = f"select count(*) from read_parquet('{glob}', hive_partitioning=true)"
+    assert duckdb.execute(plain).fetchone()[0] == n_duck + 34
+    vacuum(lake, "steps/lbf", retention_hours=0)
+    # ...after which it reads exactly the current rows
+    assert duckdb.execute(plain).fetchone()[0] == n_duck
+    n_scan = pl.scan_parquet(glob, hive_partitioning=True).select(pl.len()).collect().item()
+    assert n_scan == n_duck
 
 
 BAD_WRITES = [
@@ -190,6 +212,10 @@ BAD_WRITES = [
     ({"quality": "medium"}, LakeValueError, "quality"),
     ({"checkpoint": -1}, LakeValueError, "checkpoint"),
     ({"run": "../escape"}, LakeValueError, "run id"),
+    ({"run": "run0\n"}, LakeValueError, "run id"),
+    ({"run": "run0 "}, LakeValueError, "run id"),
+    ({"checkpoint": 2**31}, LakeValueError, "int32"),
+    ({"checkpoint": True}, LakeValueError, "checkpoint"),
 ]
 
 
@@ -198,7 +224,7 @@ def test_bad_partition_values_are_refused_before_writing(lake, change, error, ma
     args = {"task": LBF, "run": "run0", "checkpoint": 0, "quality": "low"} | change
     with pytest.raises(error, match=match):
         write_episodes(lake, batch=synthetic_episodes(LBF, [4]), **args)
-    assert lake.find("") == []
+    assert not os.path.exists(lake.root)
 
 
 def _bad(batch: EpisodeBatch, **changes) -> EpisodeBatch:
@@ -219,88 +245,144 @@ def test_bad_records_are_refused_before_writing(lake):
     for match, batch in cases.items():
         with pytest.raises(LakeValueError, match=match):
             write_episodes(lake, LBF, "run0", 0, "low", batch)
-    assert lake.find("") == []
+    assert not os.path.exists(lake.root)
 
 
-def test_exception_mid_write_leaves_nothing_visible(lake, monkeypatch):
+def test_bad_references_and_evaluations_are_refused(lake):
     fill(lake, tasks=(LBF,), checkpoints=1)
-    before = read_table(lake, "steps", Selection(env="lbf")).num_rows
-    real_put = Transaction.put_table
+    versions = table_versions(lake)
+    for bad in ([float("nan")], [float("inf")]):
+        with pytest.raises(LakeValueError, match="NaN or inf"):
+            write_reference(lake, LBF, "run0", sable_returns=bad, random_returns=[0.0],
+                            env_steps=1)
+    part = {"env": "lbf", "task": "12x12-4p-5f", "model": "m1"}
+    for value in (float("nan"), float("-inf")):
+        with pytest.raises(LakeValueError, match="normalised_return is NaN or inf"):
+            write_records(lake, "evaluations", part, [_evaluation(normalised_return=value)])
+    with pytest.raises(LakeValueError, match="model id"):
+        write_records(lake, "evaluations", part | {"model": "m1\n"}, [_evaluation()])
+    assert table_versions(lake) == versions  # nothing written
+
+
+def _evaluation(**changes) -> dict:
+    return {
+        "algorithm": "oryx", "split": "test", "update": 100, "episodes": 32,
+        "mean_return": 0.5, "std_return": 0.1, "normalised_return": 0.625,
+        "reference_return": 0.8, "config": "{}", "evaluated_at": dt.datetime.now(dt.UTC),
+    } | changes
+
+
+def test_exception_mid_write_leaves_the_old_data_whole(lake, monkeypatch):
+    """The episodes commit fails after the steps commit: readers through the index keep the
+    old checkpoint whole (its steps file stays until a vacuum), verify names the leftover."""
+    import lake_schema.delta as delta
+
+    fill(lake, tasks=(LBF,), checkpoints=1)
+    before = read_table(lake, "episodes", Selection(env="lbf")).to_pylist()
+    real = delta.replace_key
     calls = []
 
-    def failing_put(self, rel, table):
-        calls.append(rel)
-        if len(calls) == 2:  # steps staged, then the writer dies before episodes
+    def failing(lake_, tid, *a, **k):
+        calls.append(tid)
+        if tid == "episodes":
             raise RuntimeError("injected crash")
-        real_put(self, rel, table)
+        return real(lake_, tid, *a, **k)
 
-    monkeypatch.setattr(Transaction, "put_table", failing_put)
+    monkeypatch.setattr(delta, "replace_key", failing)
     with pytest.raises(RuntimeError, match="injected"):
-        write_episodes(lake, LBF, "run0", 1, "high", synthetic_episodes(LBF, [6]))
-    assert read_table(lake, "steps", Selection(env="lbf")).num_rows == before
-    assert connect(lake).execute("select count(*) from episodes").fetchone()[0] == 4
-    assert lake.find("_staging") == [] and verify(lake).ok
+        write_episodes(lake, LBF, "run0", 0, "high", synthetic_episodes(LBF, [6]))
+    monkeypatch.setattr(delta, "replace_key", real)
+    assert read_table(lake, "episodes", Selection(env="lbf")).to_pylist() == before
+    for row in before:
+        assert os.path.exists(lake.path(row["steps_file"]))
+    report = verify(lake)
+    assert not report.ok and all("8x8-2p-2f" in p.path for p in report.problems)
+    # writing the key again repairs it
+    write_episodes(lake, LBF, "run0", 0, "high", synthetic_episodes(LBF, [6]))
+    assert verify(lake).ok
 
 
-def test_killed_writer_between_file_write_and_commit_leaves_nothing_visible(lake):
-    """A real SIGKILL of a writer process after its files are written, before the commit."""
+def test_killed_writer_before_its_commit_leaves_nothing_visible(lake):
+    """A real SIGKILL of a writer process after its steps file is written, before the commit."""
     fill(lake, tasks=(LBF,), checkpoints=1)
+    versions = table_versions(lake)
     script = textwrap.dedent(f"""
         import os, signal
+        import deltalake
+        import lake_schema.delta as delta
         from lake_schema.storage import Lake
         from lake_schema.synthetic import synthetic_episodes
-        from lake_schema.transaction import Transaction
         from lake_schema.writer import write_episodes
-        Transaction.commit = lambda self: os.kill(os.getpid(), signal.SIGKILL)
+        real = delta.write_deltalake
+        def write_then_die(*a, **k):
+            os.kill(os.getpid(), signal.SIGKILL)
+        delta.write_deltalake = write_then_die
         write_episodes(Lake({lake.root!r}), {LBF!r}, "run0", 1, "high",
                        synthetic_episodes({LBF!r}, [6]))
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True)
-    assert proc.returncode == -9
-    assert lake.find("_staging")  # the files were written...
-    con = connect(lake)  # ...but nothing is visible
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True,
+                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    assert proc.returncode == -9, proc.stderr
+    assert table_versions(lake) == versions
+    con = connect(lake)
     assert con.execute("select count(*) from steps").fetchone()[0] == 34
     assert read_table(lake, "episodes", Selection(env="lbf", checkpoints=(1, 1))).num_rows == 0
-    staged_txn = "/".join(lake.find("_staging")[0].split("/")[:2])
-    assert recover(lake, min_age_s=0) == [f"removed abandoned {staged_txn}"]
-    assert lake.find("_staging") == []
+    assert verify(lake).ok
 
 
-def test_crash_after_commit_point_is_rolled_forward(lake, monkeypatch):
+def test_versions_history_and_as_of(lake):
+    write_episodes(lake, LBF, "run0", 0, "low", synthetic_episodes(LBF, [5, 5], seed=1))
+    first = table_versions(lake)
+    assert set(first) == {"steps/lbf", "episodes"}
+    write_episodes(lake, LBF, "run0", 0, "low", synthetic_episodes(LBF, [3], seed=2))
+    now = table_versions(lake)
+    assert now["episodes"] == first["episodes"] + 1
+    assert read_table(lake, "episodes", Selection(env="lbf"))["length"].to_pylist() == [3]
+    old = read_table(lake, "episodes", Selection(env="lbf", as_of=first))
+    assert old["length"].to_pylist() == [5, 5]
+    old_steps = read_table(lake, "steps", Selection(env="lbf", as_of=first))
+    assert old_steps.num_rows == 10
+    snap = snapshot(lake, "episodes", Selection(env="lbf", as_of=first["episodes"]))
+    assert snap.versions == {"episodes": first["episodes"]}
+    assert connect(lake, as_of=first).execute(
+        "select count(*) from steps").fetchone()[0] == 10
+    with pytest.raises(LakeValueError, match="version 99"):
+        read_table(lake, "episodes", Selection(as_of={"episodes": 99}))
+
+
+def test_concurrent_evaluations_of_one_model_keep_every_row(lake):
+    part = {"env": "lbf", "task": "12x12-4p-5f", "model": "m1"}
+    write_records(lake, "evaluations", part, [_evaluation(update=1)], replace_rows={"update": 1})
+    write_records(lake, "evaluations", part, [_evaluation(update=2)], replace_rows={"update": 2})
+    write_records(lake, "evaluations", part, [_evaluation(update=2, mean_return=0.7)],
+                  replace_rows={"update": 2})
+    rows = sorted(read_table(lake, "evaluations").to_pylist(), key=lambda r: r["update"])
+    assert [(r["update"], r["mean_return"]) for r in rows] == [(1, 0.5), (2, 0.7)]
+
+
+def test_unknown_schema_version_is_refused_naming_the_table(lake):
+    from deltalake import DeltaTable
+
     fill(lake, tasks=(LBF,), checkpoints=1)
-    real_mv = type(lake.fs).mv
-    moves = []
-
-    def failing_mv(self, src, dst, *a, **k):
-        if "_staging" in str(src):
-            moves.append(dst)
-            if len(moves) == 2:  # steps moved into place, episodes not yet
-                raise OSError("injected crash mid-apply")
-        return real_mv(self, src, dst, *a, **k)
-
-    monkeypatch.setattr(type(lake.fs), "mv", failing_mv)
-    with pytest.raises(OSError, match="injected"):
-        write_episodes(lake, LBF, "run0", 1, "high", synthetic_episodes(LBF, [6]))
-    monkeypatch.setattr(type(lake.fs), "mv", real_mv)
-    assert pending_journals(lake)
-    report = verify(lake)
-    assert not report.ok and "interrupted transaction" in report.problems[0].reason
-    recover(lake, min_age_s=0)
-    assert not pending_journals(lake) and verify(lake).ok
-    eps = read_table(lake, "episodes", Selection(env="lbf", checkpoints=(1, 1)))
-    steps = read_table(lake, "steps", Selection(env="lbf", checkpoints=(1, 1)))
-    assert eps["length"].to_pylist() == [6] and steps.num_rows == 6
-
-
-def test_unknown_schema_version_is_refused_naming_the_file(lake):
-    import pyarrow.parquet as pq
-
-    fill(lake, tasks=(LBF,), checkpoints=1)
-    rel = list_files(lake, "episodes")[0]
-    table = pq.read_table(lake.path(rel))
-    meta = dict(table.schema.metadata)
-    meta[b"sable_lake.schema_version"] = b"99"
-    pq.write_table(table.replace_schema_metadata(meta), lake.path(rel))
-    with pytest.raises(LakeFileError, match=r"episodes/env=lbf.*schema version 99"):
+    dt = DeltaTable(lake.path("episodes"))
+    dt.alter.set_table_description('{"sable_lake.schema_version": "99", '
+                                   '"sable_lake.table": "episodes"}')
+    with pytest.raises(LakeFileError, match=r"episodes.*schema version 99"):
         read_table(lake, "episodes")
-    assert os.path.exists(lake.path(rel))  # reported, not deleted
+    with pytest.raises(LakeFileError, match=r"episodes.*schema version 99"):
+        connect(lake)
+    assert not verify(lake).ok
+
+
+def test_a_missing_root_or_a_file_root_is_an_error_for_readers(tmp_path):
+    from lake_schema.errors import LakeRootError
+    from lake_schema.storage import Lake
+
+    with pytest.raises(LakeRootError, match="does not exist"):
+        read_table(Lake(tmp_path / "nowhere"), "episodes")
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(LakeRootError, match="not a directory"):
+        connect(Lake(tmp_path / "afile"))
+    with pytest.raises(LakeRootError, match="not a directory"):
+        write_episodes(Lake(tmp_path / "afile"), LBF, "r", 0, "low",
+                       synthetic_episodes(LBF, [3]))

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lake_schema.cli import main
-from lake_schema.reader import list_files
+from lake_schema.reader import LakeFileError, Selection, list_files, read_table
 from lake_schema.synthetic import synthetic_episodes
 from lake_schema.verify import verify
 from lake_schema.writer import write_episodes, write_reference
@@ -33,7 +33,7 @@ def filled(lake):
 def test_verify_names_every_bad_file(filled):
     lake = filled
     assert verify(lake, deep=True).ok
-    steps = list_files(lake, "steps")
+    steps = list_files(lake, "steps", Selection(env="lbf"))
     episodes = list_files(lake, "episodes")
     # truncated
     with open(lake.path(steps[0]), "r+b") as f:
@@ -41,36 +41,59 @@ def test_verify_names_every_bad_file(filled):
     # not Parquet at all
     with open(lake.path(steps[1]), "wb") as f:
         f.write(b"this is not a parquet file")
-    # wrong schema version
-    t = pq.read_table(lake.path(episodes[0]))
-    meta = dict(t.schema.metadata) | {b"sable_lake.schema_version": b"7"}
-    pq.write_table(t.replace_schema_metadata(meta), lake.path(episodes[0]))
-    # wrong columns (right metadata)
+    # wrong columns
     t = pq.read_table(lake.path(episodes[1]))
-    pq.write_table(t.drop_columns(["length"]).replace_schema_metadata(t.schema.metadata),
-                   lake.path(episodes[1]))
-    # a foreign file dropped into a table, and a partition value the catalogue rejects
-    os.makedirs(lake.path("steps/env=lbf/task=8x8-2p-2f/run=run0/notes"), exist_ok=True)
-    pq.write_table(pa.table({"x": [1]}),
-                   lake.path("steps/env=lbf/task=8x8-2p-2f/run=run0/notes/x.parquet"))
-    bogus = lake.path("references/env=lbf/task=9x9-1p-1f/run=run0/data.parquet")
-    os.makedirs(os.path.dirname(bogus))
-    pq.write_table(pa.table({"x": [1]}), bogus)
+    pq.write_table(t.drop_columns(["length"]), lake.path(episodes[1]))
+    # gone
+    os.remove(lake.path(episodes[2]))
+    # a foreign file dropped into a table, and a partition folder the catalogue rejects
+    stray = "steps/lbf/task=8x8-2p-2f/run=run0/notes/x.parquet"
+    os.makedirs(os.path.dirname(lake.path(stray)), exist_ok=True)
+    pq.write_table(pa.table({"x": [1]}), lake.path(stray))
+    bogus = "references/env=lbf/task=9x9-1p-1f/run=run0/part-0.parquet"
+    os.makedirs(os.path.dirname(lake.path(bogus)))
+    pq.write_table(pa.table({"x": [1]}), lake.path(bogus))
+    os.makedirs(lake.path("steps/env=lbf"))  # the layout before Delta: not a table now
 
     report = verify(lake)
     reasons = {p.path: p.reason for p in report.problems}
-    assert len(reasons) == 6, reasons
     assert "not a readable Parquet" in reasons[steps[0]]
     assert "not a readable Parquet" in reasons[steps[1]]
-    assert "schema version 7" in reasons[episodes[0]]
     assert "wrong columns" in reasons[episodes[1]] and "length" in reasons[episodes[1]]
-    assert "foreign file" in reasons["steps/env=lbf/task=8x8-2p-2f/run=run0/notes/x.parquet"]
-    assert "unknown task" in reasons["references/env=lbf/task=9x9-1p-1f/run=run0/data.parquet"]
+    assert "missing" in reasons[episodes[2]]
+    assert "not in the Delta log" in reasons[stray]
+    assert "not in the Delta log" in reasons[bogus]
+    assert "not a steps table" in reasons["steps/env=lbf"]
+    assert len(reasons) == 7, reasons
+
+
+def test_verify_names_unknown_partition_values_and_cross_table_orphans(filled):
+    from deltalake import write_deltalake
+
+    from lake_schema.delta import delta_schema, spec_of
+
+    lake = filled
+    # a writer that bypasses lake_schema puts an unknown quality tag into the steps table
+    rel = list_files(lake, "steps", Selection(env="lbf", tasks=["8x8-2p-2f"]))[0]
+    t = pq.read_table(lake.path(rel))
+    for k, v in {"task": "8x8-2p-2f", "run": "run0", "quality": "medium"}.items():
+        t = t.append_column(k, pa.array([v] * len(t)))
+    t = t.append_column("checkpoint", pa.array([7] * len(t), pa.int32()))
+    write_deltalake(lake.path("steps/lbf"), t.cast(delta_schema(spec_of("steps/lbf"))),
+                    mode="append")
+    report = verify(lake)
+    reasons = {p.path: p.reason for p in report.problems}
+    medium = [p for p in reasons if "quality=medium" in p]
+    assert len(medium) == 1 and "bad quality tag 'medium'" in reasons[medium[0]]
+    with pytest.raises(LakeFileError, match="quality=medium"):
+        read_table(lake, "steps", Selection(env="lbf"))
+    # the valid part of the lake is still readable
+    assert read_table(lake, "steps", Selection(env="lbf", quality="low")).num_rows == 44
 
 
 def test_deep_verify_reads_data_pages(filled):
     lake = filled
-    rel = list_files(lake, "steps")[0]
+    rel = list_files(lake, "steps", Selection(env="lbf"))[0]
     path = lake.path(rel)
     data = bytearray(Path(path).read_bytes())
     meta = pq.ParquetFile(path).metadata
@@ -83,6 +106,8 @@ def test_deep_verify_reads_data_pages(filled):
     deep = verify(lake, deep=True)
     assert [p.path for p in deep.problems] == [rel]
     assert "corrupted data pages" in deep.problems[0].reason
+    with pytest.raises(LakeFileError, match=rel.replace("/", ".")):
+        read_table(lake, "steps", Selection(env="lbf"))
 
 
 def run_cli(lake, *args: str) -> subprocess.CompletedProcess:
@@ -116,10 +141,61 @@ def test_cli_ls_du_query_verify(filled, capsys):
 
     proc = run_cli(lake, "verify")
     assert proc.returncode == 0 and "verified 9 files" in proc.stdout
+
+    proc = run_cli(lake, "history", "episodes")
+    assert proc.returncode == 0 and "WRITE" in proc.stdout, proc.stderr
+    assert main(["--root", lake.root, "versions", "--format", "json"]) == 0
+    versions = dict((r["table"], r["version"]) for r in json.loads(capsys.readouterr().out))
+    assert versions == {"steps/lbf": 4, "episodes": 4, "references": 1}
+
     bad = list_files(lake, "episodes")[0]
     Path(lake.path(bad)).write_bytes(b"junk")
     proc = run_cli(lake, "verify")
     assert proc.returncode == 1 and f"BAD {bad}" in proc.stdout
+    for args in (["ls"], ["du"], ["query", "select count(*) from episodes"]):
+        proc = run_cli(lake, *args)
+        if args[0] != "query":
+            assert proc.returncode == 0, proc.stderr  # ls and du read only the Delta log
+            continue
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_cli_maintenance_optimize_vacuum(filled, capsys):
+    from lake_schema.writer import write_records
+
+    lake = filled
+    part = {"env": "lbf", "task": "12x12-4p-5f", "model": "m1"}
+    for update in range(3):
+        write_records(lake, "evaluations", part, [{
+            "algorithm": "bc", "split": "test", "update": update, "episodes": 2,
+            "mean_return": 0.1, "std_return": 0.0, "normalised_return": 0.1,
+            "reference_return": 1.0, "config": "{}", "evaluated_at": None}],
+            replace_rows={"update": update})
+    assert len(list_files(lake, "evaluations")) == 3
+    assert main(["--root", lake.root, "optimize", "evaluations"]) == 0
+    assert len(list_files(lake, "evaluations")) == 1
+    assert main(["--root", lake.root, "vacuum", "--retention-hours", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "evaluations" in out
+    assert verify(lake, deep=True).ok
+    assert read_table(lake, "evaluations").num_rows == 3
+    assert sum(1 for p in Path(lake.path("evaluations")).rglob("*.parquet")) == 1
+
+
+def test_cli_bad_data_and_bad_roots_exit_1_with_one_line(tmp_path, filled):
+    (tmp_path / "afile").write_text("x")
+    cases = [
+        ([str(tmp_path / "nowhere"), "ls"], "does not exist"),
+        ([str(tmp_path / "afile"), "verify"], "not a directory"),
+        ([str(tmp_path / "nowhere"), "query", "select 1"], "does not exist"),
+        ([filled.root, "history", "evaluations"], "no table evaluations"),
+    ]
+    for (root, *args), message in cases:
+        proc = subprocess.run([sys.executable, "-m", "lake_schema", "--root", root, *args],
+                              capture_output=True, text=True)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 1 and len(lines) == 1 and message in lines[0], proc.stderr
 
 
 @pytest.mark.parametrize(
@@ -133,9 +209,13 @@ def test_cli_ls_du_query_verify(filled, capsys):
         (["tasks", "--env", "lbf", "--split", "tset"], "unknown split of lbf 'tset'"),
         (["tasks", "--split", "test"], "--split needs --env"),
         (["--root", "ftp://x", "ls"], "bad lake root"),
+        (["history", "steps"], "one table per env"),
+        (["history", "stepz"], "unknown table"),
+        (["vacuum", "--retention-hours", "-1"], "retention"),
     ],
 )
 def test_cli_bad_arguments_exit_2_with_one_line(lake, args, message):
+    os.makedirs(lake.root, exist_ok=True)
     proc = subprocess.run([sys.executable, "-m", "lake_schema", "--root", lake.root, *args]
                           if args[0] != "--root" else [sys.executable, "-m", "lake_schema", *args],
                           capture_output=True, text=True)

@@ -78,8 +78,10 @@ def test_killed_run_is_reported_and_resumed(home):
         assert found is not None and not found.finished and found.num_checkpoints == K
         missing, _ = missing_checkpoints(lake, task, found.run, K)
         assert {2, 3} <= set(missing) and 0 not in missing  # only whole checkpoints
-        problems = [p for p in verify(lake).problems if not p.path.startswith("_journal")]
-        assert problems == []  # every visible file is whole and valid
+        # every file the log lists is whole and valid (a write the kill cut short may leave
+        # files outside the log, named, for `vacuum`)
+        problems = [p for p in verify(lake).problems if "not in the Delta log" not in p.reason]
+        assert problems == []
 
         # The lake-wide status (the `check_datasets` job) names the task and what it lacks.
         status = defs.resolve_job_def("check_datasets").execute_in_process(instance=instance)

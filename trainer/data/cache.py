@@ -18,8 +18,8 @@ So `.npy`: the arrays come back as ndarrays of the right shape and dtype with no
 conversion, booleans are bytes, and the loader's gather is one numpy call per array.
 
 Layout of `<cache_dir>/<env>-<selection hash>-<data hash>/`:
-    manifest.json        key, lake root, selection, tasks, lake files (size + mtime/ETag),
-                         standardisation stats: written last
+    manifest.json        key, lake root, selection, tasks, lake table versions, lake files
+                         (path + size), standardisation stats: written last
     episodes.json        which episodes, per task, in stream order (run, quality,
                          checkpoint, episode, length, steps_file, first_row)
     NN-<scenario>/       per task, S = its selected steps (canonical episode order):
@@ -28,9 +28,15 @@ Layout of `<cache_dir>/<env>-<selection hash>-<data hash>/`:
         terminated.npy / truncated.npy / first.npy [S] bool (first: an episode starts)
 
 The key: the selection hash covers the cache version, the lake root and the selection; the
-data hash covers every lake file read (path, size, mtime or ETag) and the resolved episode
-list. Unchanged lake -> the same directory, reused; a changed lake -> a new data hash, a
-rebuild, and the same selection's stale directories removed. A build writes into
+data hash covers the Delta table versions read (`episodes`, `steps/<env>`), every lake file
+read (path and size: Delta never changes a file in place, a new write is a new file name)
+and the resolved episode list. Unchanged lake -> the same directory, reused; a changed lake
+-> a new data hash, a rebuild, and the same selection's stale directories removed. The
+selection is read pinned to the episodes version (or the selection's own `as_of`), and the
+manifest records the versions (`TrainingCache.versions`) so a model can name its data.
+An existing cache is opened only after every array file is checked against its expected
+shape, dtype and byte size (a truncated memory-mapped file would kill the reader with
+SIGBUS): a damaged cache is removed and rebuilt, never returned. A build writes into
 `.tmp-*` and renames the finished directory into place (atomic: a reader sees all or
 nothing), reading the lake file by file and row group by row group, so memory stays
 bounded by one record batch. S3 lakes are cached to local disk the same way.
@@ -43,10 +49,12 @@ place anyway).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import itertools
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -58,13 +66,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lake_schema.catalogue import ENVS
-from lake_schema.reader import LakeFileError, open_checked
-from lake_schema.schema import table_spec
+from lake_schema.reader import LakeFileError, open_checked, table_versions
 from lake_schema.storage import Lake
 from trainer.data.selection import DataSelection, ResolvedSelection, TaskEpisodes, resolve_selection
 from trainer.data.stats import Moments, ObsStats, combine, moments
 
-CACHE_VERSION = 1
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 2
 CACHE_ENV = "SABLE_LAKE_CACHE"
 MANIFEST = "manifest.json"
 EPISODES = "episodes.json"
@@ -85,24 +94,51 @@ def _sha(obj: object) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
-def file_stamps(lake: Lake, rels: list[str]) -> dict[str, str]:
-    """`size:mtime-or-etag` of each root-relative file, one listing per table and env."""
-    wanted = set(rels)
-    prefixes = sorted({"/".join(r.split("/")[:2]) for r in rels})  # table/env=...
-    stamps: dict[str, str] = {}
-    if lake.is_s3:
-        lake.fs.invalidate_cache()
-    for prefix in prefixes:
-        for path, info in lake.fs.find(lake.path(prefix), detail=True).items():
-            rel = lake.relative(path)
-            if rel in wanted:
-                version = info.get("ETag") or info.get("mtime") or info.get("LastModified")
-                stamps[rel] = f"{info['size']}:{version}"
-    missing = sorted(wanted - set(stamps))
-    if missing:
-        raise LakeFileError(missing[0], f"listed by the episodes table but not found "
-                                        f"({len(missing)} missing)")
+class CacheDamagedError(ValueError):
+    """A cache directory whose files do not match its manifest (truncated, replaced)."""
+
+
+def file_stamps(lake: Lake, rels: list[str]) -> dict[str, int]:
+    """Size of each root-relative lake file; a file the index names but the lake lacks (a
+    vacuum removed a version the selection is pinned to) is a LakeFileError naming it."""
+    stamps: dict[str, int] = {}
+    for rel in sorted(set(rels)):
+        try:
+            stamps[rel] = int(lake.fs.size(lake.path(rel)))
+        except FileNotFoundError as e:
+            raise LakeFileError(rel, "listed by the episodes table but not found (vacuumed?)"
+                                ) from e
     return stamps
+
+
+def _expected_arrays(env: str, task: CacheTask) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    spec = ENVS[env]
+    s, n = task.num_steps, task.num_agents
+    return {"obs": ((s, n, spec.obs_width), np.dtype(spec.obs_dtype)),
+            "action": ((s, n), np.dtype(np.int8)),
+            "legal": ((s, n, spec.num_actions), np.dtype(np.bool_)),
+            "reward": ((s,), np.dtype(np.float32)), "terminated": ((s,), np.dtype(np.bool_)),
+            "truncated": ((s,), np.dtype(np.bool_)), "first": ((s,), np.dtype(np.bool_))}
+
+
+def _check_npy(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """The .npy header says `shape`/`dtype` and the file holds every byte of it."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                      else np.lib.format.read_array_header_2_0)
+            got_shape, fortran, got_dtype = header(f)
+            offset = f.tell()
+    except (OSError, ValueError) as e:
+        raise CacheDamagedError(f"{path}: unreadable array header ({e})") from e
+    if tuple(got_shape) != tuple(shape) or got_dtype != dtype or fortran:
+        raise CacheDamagedError(f"{path}: {got_dtype}{list(got_shape)}, the manifest says "
+                                f"{dtype}{list(shape)}")
+    need = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    size = path.stat().st_size
+    if size != need:
+        raise CacheDamagedError(f"{path}: {size} bytes, expected {need} (truncated?)")
 
 
 @dataclass(frozen=True)
@@ -124,6 +160,7 @@ class TrainingCache:
         self.env: str = manifest["env"]
         self.tasks = tuple(CacheTask(**t) for t in manifest["tasks"])
         self.stats = ObsStats.from_json(manifest["stats"])
+        self._checked: set[int] = set()
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> TrainingCache:
@@ -132,6 +169,8 @@ class TrainingCache:
             manifest = json.loads((path / MANIFEST).read_text())
         except FileNotFoundError as e:
             raise FileNotFoundError(f"{path}: not a training cache (no {MANIFEST})") from e
+        except ValueError as e:
+            raise CacheDamagedError(f"{path}: unreadable {MANIFEST} ({e})") from e
         if manifest.get("version") != CACHE_VERSION:
             raise ValueError(f"{path}: cache version {manifest.get('version')}, "
                              f"this sable-lake reads {CACHE_VERSION}: rebuild it")
@@ -148,8 +187,28 @@ class TrainingCache:
     def selection(self) -> dict:
         return self.manifest["selection"]
 
+    @property
+    def versions(self) -> dict[str, int]:
+        """The lake table versions this cache holds ({"episodes": 7, "steps/lbf": 7})."""
+        return dict(self.manifest.get("versions") or {})
+
+    def check(self) -> None:
+        """Every task's array files match the manifest; CacheDamagedError names one that
+        does not. `arrays` runs it before memory-mapping anything."""
+        for i in range(len(self.tasks)):
+            self._check_task(i)
+
+    def _check_task(self, task: int) -> None:
+        if task in self._checked:
+            return
+        d = self.path / self.tasks[task].dir
+        for name, (shape, dtype) in _expected_arrays(self.env, self.tasks[task]).items():
+            _check_npy(d / f"{name}.npy", shape, dtype)
+        self._checked.add(task)
+
     def arrays(self, task: int, mmap: bool = True) -> dict[str, np.ndarray]:
-        """One task's arrays: memory-mapped (read-only) or, with mmap=False, loaded."""
+        """One task's arrays, checked: memory-mapped (read-only) or, with mmap=False, loaded."""
+        self._check_task(task)
         d = self.path / self.tasks[task].dir
         return {a: np.load(d / f"{a}.npy", mmap_mode="r" if mmap else None) for a in ARRAYS}
 
@@ -222,9 +281,7 @@ def _copy_file(pf: pq.ParquetFile, rel: str, want: dict[str, np.ndarray],
     """Copy rows want["src"] of one steps file to out[dst0:], reading only the row groups
     that hold them, one record batch at a time."""
     spec = ENVS[env]
-    f, a = spec.obs_width, spec.num_actions
-    if pf.schema_arrow.remove_metadata() != table_spec("steps", env).schema.remove_metadata():
-        raise LakeFileError(rel, "columns differ from the steps schema")
+    f, a = spec.obs_width, spec.num_actions  # columns checked by open_checked
     src = want["src"]
     if src.max() >= pf.metadata.num_rows:
         raise LakeFileError(rel, f"the episodes index points at row {src.max()}, the file "
@@ -259,37 +316,65 @@ def _copy_file(pf: pq.ParquetFile, rel: str, want: dict[str, np.ndarray],
     return stats
 
 
-def _key(lake: Lake, resolved: ResolvedSelection, stamps: dict[str, str]) -> tuple[str, str]:
+def _key(lake: Lake, selection: DataSelection, resolved: ResolvedSelection,
+         versions: dict[str, int], stamps: dict[str, int]) -> tuple[str, str]:
     sel = _sha({"version": CACHE_VERSION, "root": lake.root,
-                "selection": resolved.selection.to_json()})
-    data = _sha({"files": stamps,
+                "selection": selection.to_json()})
+    data = _sha({"versions": versions, "files": stamps,
                  "episodes": {t.task: t.to_json() for t in resolved.tasks}})
     return sel[:16], data[:16]
 
 
+def _pinned(lake: Lake, selection: DataSelection) -> tuple[DataSelection, dict[str, int]]:
+    """The selection pinned to table versions: its own `as_of`, else the current ones."""
+    env = selection.env_name
+    tables = ["episodes", f"steps/{env}"]
+    versions = table_versions(lake, tables)
+    versions.update({t: v for t, v in (selection.as_of or {}).items() if t in tables})
+    return dataclasses.replace(selection, as_of=versions), versions
+
+
 def cache_path_for(lake: Lake, selection: DataSelection,
                    cache_dir: str | os.PathLike | None = None) -> tuple[Path, ResolvedSelection,
-                                                                   dict[str, str]]:
+                                                                   dict[str, int]]:
     """Where the cache of `selection` on the lake as it is now lives (built or not)."""
-    resolved = resolve_selection(lake, selection)
+    pinned, versions = _pinned(lake, selection)
+    resolved = resolve_selection(lake, pinned)
     stamps = file_stamps(lake, [*resolved.episode_files, *resolved.steps_files])
-    sel_key, data_key = _key(lake, resolved, stamps)
+    sel_key, data_key = _key(lake, selection, resolved, versions, stamps)
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    return root / f"{selection.env_name}-{sel_key}-{data_key}", resolved, stamps
+    return root / f"{selection.env_name}-{sel_key}-{data_key}", resolved, versions
+
+
+def _open_checked(final: Path) -> TrainingCache | None:
+    """The finished cache at `final`, every array checked; None (after removing it) when it
+    is damaged, so the caller rebuilds it."""
+    if not (final / MANIFEST).exists():
+        return None
+    try:
+        cache = TrainingCache.open(final)
+        cache.check()
+        return cache
+    except (CacheDamagedError, FileNotFoundError, KeyError, TypeError) as e:
+        log.warning("training cache %s is damaged (%s): rebuilding it", final, e)
+        shutil.rmtree(final, ignore_errors=True)
+        return None
 
 
 def build_cache(lake: Lake, selection: DataSelection,
                 cache_dir: str | os.PathLike | None = None,
                 prune_stale: bool = True) -> TrainingCache:
-    """The cache of `selection`: reused when the lake files it read are unchanged, else built.
+    """The cache of `selection`: reused when the lake tables it read are unchanged, else built.
 
     After a rebuild, `prune_stale` removes the same selection's caches of older lake states
     (a process already reading one keeps its open maps; one opening it later gets a clear
     error). Raises SelectionError for a bad or empty selection, LakeFileError for a bad file.
     """
-    final, resolved, stamps = cache_path_for(lake, selection, cache_dir)
-    if (final / MANIFEST).exists():
-        return TrainingCache.open(final)
+    final, resolved, versions = cache_path_for(lake, selection, cache_dir)
+    existing = _open_checked(final)
+    if existing is not None:
+        return existing
+    stamps = file_stamps(lake, [*resolved.episode_files, *resolved.steps_files])
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
     env = selection.env_name
@@ -301,13 +386,11 @@ def build_cache(lake: Lake, selection: DataSelection,
             d = f"{i:02d}-{te.task.split('/', 1)[1]}"
             total = combine(total, _build_task(lake, te, tmp / d, env))
             tasks.append(CacheTask(te.task, te.num_agents, te.num_steps, te.num_episodes, d))
-        if file_stamps(lake, list(stamps)) != stamps:
-            raise RuntimeError(f"the lake {lake.root} changed while the cache was being built; "
-                               "build again")
         (tmp / EPISODES).write_text(json.dumps({t.task: t.to_json() for t in resolved.tasks}))
         manifest = {
             "version": CACHE_VERSION, "key": final.name, "env": env, "lake": lake.root,
-            "selection": selection.to_json(), "tasks": [t.__dict__ for t in tasks],
+            "selection": selection.to_json(), "versions": versions,
+            "tasks": [t.__dict__ for t in tasks],
             "files": stamps, "stats": ObsStats.from_moments(total).to_json(),
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
@@ -323,7 +406,9 @@ def build_cache(lake: Lake, selection: DataSelection,
         raise
     if prune_stale:
         _prune_stale(final)
-    return TrainingCache.open(final)
+    cache = TrainingCache.open(final)
+    cache.check()
+    return cache
 
 
 def _prune_stale(final: Path) -> None:

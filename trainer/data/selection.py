@@ -68,6 +68,9 @@ class DataSelection:
     fraction: float | None = None  # of each task's episodes (after the quality filter)
     runs: tuple[str, ...] | None = None
     seed: int = 0
+    # Pin the lake tables read to versions ({table id: version}, lake_schema's
+    # `table_versions`), so a model can be retrained on exactly its data. None: current.
+    as_of: dict[str, int] | None = field(default=None, compare=False, hash=False)
     _names: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -161,7 +164,8 @@ class DataSelection:
         """Inverse of `to_json` (a split selection stays a split selection)."""
         kw = {k: d.get(k) for k in ("low_fraction", "episodes_per_task", "fraction")}
         kw.update(quality=d.get("quality") or "all", seed=d.get("seed") or 0,
-                  runs=tuple(d["runs"]) if d.get("runs") is not None else None)
+                  runs=tuple(d["runs"]) if d.get("runs") is not None else None,
+                  as_of=d.get("as_of"))
         if d.get("split") is not None:
             return cls(env=d["env"], split=d["split"], first_k=d.get("first_k"), **kw)
         return cls(env=d.get("env"), tasks=tuple(d["tasks"]), **kw)
@@ -172,7 +176,7 @@ class DataSelection:
             "first_k": self.first_k, "quality": self.quality, "low_fraction": self.low_fraction,
             "episodes_per_task": self.episodes_per_task, "fraction": self.fraction,
             "runs": list(self.runs) if self.runs is not None else None, "seed": self.seed,
-        }
+        } | ({"as_of": dict(self.as_of)} if self.as_of is not None else {})
 
 
 @dataclass(frozen=True, eq=False)
@@ -238,7 +242,7 @@ def resolve_selection(lake: Lake, sel: DataSelection) -> ResolvedSelection:
     scenarios = [n.split("/", 1)[1] for n in sel.task_names]
     quality = {"high": "high", "low": "low"}.get(sel.quality)
     files = list_files(lake, "episodes", Selection(env=env, tasks=scenarios, runs=sel.runs,
-                                                   quality=quality))
+                                                   quality=quality, as_of=sel.as_of))
     cols = ["task", *EPISODE_COLUMNS]
     table = read_files(lake, files, "episodes", env, cols)
     table = table.sort_by([("task", "ascending"), ("run", "ascending"),

@@ -282,15 +282,12 @@ def load_params(run_dir: str | os.PathLike, info: dict,
 
 
 def _merge_write(lake: Lake, env: str, task: str, model_id: str, record: dict) -> None:
-    """Write `record` into the (env, task, model) partition, keeping rows of other
-    (update, episodes) already there."""
+    """Write `record` into the (env, task, model) partition, replacing only the row of the
+    same (update, episodes) in one commit: concurrent evaluations keep every row."""
     scenario = task.split("/", 1)[1]
-    old = read_table(lake, "evaluations", Selection(env=env, tasks=[scenario],
-                                                    models=[model_id])).to_pylist()
-    keep = [{k: v for k, v in r.items() if k not in ("env", "task", "model")} for r in old
-            if (r["update"], r["episodes"]) != (record["update"], record["episodes"])]
     write_records(lake, "evaluations", {"env": env, "task": scenario, "model": model_id},
-                  [*keep, record])
+                  [record], replace_rows={"update": record["update"],
+                                          "episodes": record["episodes"]})
 
 
 def evaluate(
@@ -338,6 +335,7 @@ def evaluate(
             record = {"algorithm": info["algorithm"], **{k: getattr(res, k) for k in (
                 "split", "update", "episodes", "mean_return", "std_return",
                 "normalised_return", "reference_return")}, "config": config_json,
-                "evaluated_at": now}
+                "evaluated_at": now,
+                "data_versions": json.dumps(info.get("data_versions"), sort_keys=True)}
             _merge_write(lake, env, name, info["config_id"], record)
     return results

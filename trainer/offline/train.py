@@ -212,6 +212,7 @@ def _model_info(config: OfflineConfig, selection: DataSelection, loader: Loader,
         "pad_to": config.pad_to(),
         "obs_stats": loader.stats.to_json(),
         "cache": loader.cache.key,
+        "data_versions": loader.cache.versions,  # lake table versions trained on (as_of)
         "sable": dict(vars(config.sable_config())),
     }
 

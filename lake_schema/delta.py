@@ -1,0 +1,368 @@
+"""The lake's tables as Delta tables (delta-rs): addressing, schema checks, commits, versions.
+
+A table id is the table's folder relative to the lake root: `episodes`, `references`,
+`evaluations`, and one `steps/<env>` per environment (observation widths and dtypes differ
+by env, and a Delta table has one schema; the folder is not named `env=<env>` because hive
+readers such as Polars' `scan_delta` would then expect an `env` column). The Delta log is
+the single source of truth: a file is part of a table when the log says so, never because
+it sits in the folder.
+
+Delta has no fixed-size lists and stores timestamps in microseconds, so files hold
+`list<list<int8>>` and `timestamp[us]`; readers cast back to the lake's Arrow schemas
+(`lake_schema.schema`), which also checks every row's widths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import urllib.parse
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+
+from lake_schema.catalogue import ENVS
+from lake_schema.errors import (
+    LakeFileError,
+    LakeValueError,
+    LegacyLakeError,
+    SchemaVersionError,
+)
+from lake_schema.schema import (
+    META_TABLE,
+    META_VERSION,
+    SCHEMA_VERSION,
+    TableSpec,
+    check_table,
+    table_spec,
+)
+from lake_schema.storage import Lake
+
+DELTA_LOG = "_delta_log"
+WRITER_PROPERTIES = WriterProperties(
+    compression="ZSTD", compression_level=3, max_row_group_size=64 * 1024)
+ONE_FILE = 1 << 40  # target file size: one write of one key is one Parquet file
+COMMIT_RETRIES = 8  # our own retries of a commit that delta-rs reports as a conflict
+
+
+# ---------------------------------------------------------------- addressing
+
+
+def table_id(table: str, env: str | None = None) -> str:
+    """`steps/<env>` for steps (env required), else the table's name."""
+    check_table(table)
+    if table == "steps":
+        if env is None:
+            raise LakeValueError("the steps table is one Delta table per env: pass env=")
+        if env not in ENVS:
+            raise LakeValueError(f"unknown environment {env!r}; environments: {', '.join(ENVS)}")
+        return f"steps/{env}"
+    return table
+
+
+def parse_table_id(tid: str) -> tuple[str, str | None]:
+    """Inverse of `table_id`; accepts `steps/env=lbf` and `steps:lbf` too."""
+    tid = tid.strip("/")
+    for sep in ("/env=", "/", ":"):
+        if tid.startswith("steps" + sep):
+            env = tid[len("steps" + sep):]
+            table_id("steps", env)  # an unknown env is a LakeValueError
+            return "steps", env
+    if tid == "steps":
+        raise LakeValueError("steps is one table per env: name it steps/<env>")
+    return check_table(tid), None
+
+
+def spec_of(tid: str) -> TableSpec:
+    table, env = parse_table_id(tid)
+    return table_spec(table, env)
+
+
+def all_table_ids() -> list[str]:
+    """Every table id the lake may hold, in commit order (steps before their index)."""
+    return [*(f"steps/{e}" for e in ENVS), "episodes", "references", "evaluations"]
+
+
+# ---------------------------------------------------------------- types
+
+
+def _delta_type(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t):
+        return pa.list_(_delta_type(t.value_type))
+    if pa.types.is_timestamp(t):
+        return pa.timestamp("us", tz="UTC")
+    return t
+
+
+def file_schema(spec: TableSpec) -> pa.Schema:
+    """The columns of the table's Parquet files, in Delta's types."""
+    return pa.schema([pa.field(f.name, _delta_type(f.type)) for f in spec.schema])
+
+
+def delta_schema(spec: TableSpec) -> pa.Schema:
+    """The Delta table's schema: file columns, then its partition columns."""
+    types = spec.partition_types()
+    return pa.schema(list(file_schema(spec)) + [
+        pa.field(p, types[p]) for p in spec.delta_partitions])
+
+
+def _shape(t: pa.DataType) -> str:
+    """A type with list kinds and child names erased: what must match between a file and the
+    table (delta-rs names list children `element`, pyarrow `item`)."""
+    if pa.types.is_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t):
+        return f"list<{_shape(t.value_type)}>"
+    if pa.types.is_timestamp(t):
+        return f"timestamp[{t.tz}]"
+    return str(t)
+
+
+def column_differences(got: pa.Schema, spec: TableSpec) -> list[str]:
+    """How a file's columns differ from the table's (empty when they match)."""
+    have = {f.name: _shape(f.type) for f in got}
+    want = {f.name: _shape(f.type) for f in spec.schema}
+    diff = [f"missing {n}" for n in want if n not in have]
+    diff += [f"unexpected {n}" for n in have if n not in want]
+    diff += [f"{n} is {have[n]}, expected {want[n]}" for n in want
+             if n in have and have[n] != want[n]]
+    return diff
+
+
+# ---------------------------------------------------------------- opening
+
+
+def _description(spec: TableSpec) -> str:
+    return json.dumps({META_VERSION.decode(): SCHEMA_VERSION, META_TABLE.decode(): spec.name},
+                      sort_keys=True)
+
+
+def check_metadata(dt: DeltaTable, tid: str) -> None:
+    """The table's description names our table and schema version, or it is refused."""
+    try:
+        meta = json.loads(dt.metadata().description or "")
+    except (ValueError, TypeError):
+        meta = None
+    if not isinstance(meta, dict) or META_VERSION.decode() not in meta:
+        raise SchemaVersionError(tid, "a Delta table without a sable_lake schema version "
+                                      "(foreign?)")
+    version = str(meta[META_VERSION.decode()])
+    if version != SCHEMA_VERSION:
+        raise SchemaVersionError(
+            tid, f"schema version {version}; this sable-lake reads {SCHEMA_VERSION}")
+    table = parse_table_id(tid)[0]
+    if meta.get(META_TABLE.decode()) != table:
+        raise LakeFileError(tid, f"metadata says table {meta.get(META_TABLE.decode())!r}, "
+                                 f"not {table!r}")
+
+
+def is_table(lake: Lake, tid: str) -> bool:
+    return lake.exists(f"{tid}/{DELTA_LOG}")
+
+
+def open_table(lake: Lake, tid: str, version: int | None = None) -> DeltaTable | None:
+    """The Delta table `tid` (at `version`), checked; None when the lake has no such table.
+
+    A folder with files but no log is the pre-Delta layout (or foreign): an error saying how
+    to migrate, never an empty table.
+    """
+    if not is_table(lake, tid):
+        files = [p for p in lake.find(tid) if f"/{DELTA_LOG}/" not in p]
+        if not is_table(lake, tid):  # again: a concurrent writer may just have created it
+            if files:
+                raise LegacyLakeError(
+                    tid, "files without a Delta log: a lake of the pre-Delta layout (or "
+                         "foreign files); convert it with `python -m lake_schema migrate`")
+            if version is not None:
+                raise LakeValueError(f"{tid}: no such table, so no version {version}")
+            return None
+    try:
+        dt = DeltaTable(lake.url(tid), version=version, storage_options=lake.storage_options())
+    except TableNotFoundError as e:
+        raise LakeFileError(tid, f"unreadable Delta log ({_one_line(e)})") from e
+    except DeltaError as e:
+        if version is not None:
+            raise LakeValueError(f"{tid}: cannot load version {version} "
+                                 f"({_one_line(e)})") from e
+        raise LakeFileError(tid, f"unreadable Delta log ({_one_line(e)})") from e
+    check_metadata(dt, tid)
+    return dt
+
+
+def ensure_table(lake: Lake, tid: str) -> DeltaTable:
+    """Open `tid`, creating it (empty, version 0) if the lake has none; concurrent creators
+    are fine: the loser of the version-0 commit opens the winner's table."""
+    dt = open_table(lake, tid)
+    if dt is not None:
+        return dt
+    lake.prepare_for_writing()
+    spec = spec_of(tid)
+    with contextlib.suppress(DeltaError):  # another writer created it first: open theirs
+        DeltaTable.create(
+            lake.url(tid), delta_schema(spec), mode="ignore",
+            partition_by=list(spec.delta_partitions), name=tid.replace("/", "_"),
+            description=_description(spec), storage_options=lake.storage_options())
+    dt = open_table(lake, tid)
+    if dt is None:
+        raise LakeFileError(tid, "could not create the Delta table")
+    return dt
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())[:300]
+
+
+# ---------------------------------------------------------------- files and partitions
+
+
+@dataclass(frozen=True)
+class DataFile:
+    rel: str  # root-relative path
+    size: int
+    rows: int
+    partition: dict[str, str]  # partition values as strings, env included for steps
+
+
+def data_files(dt: DeltaTable, tid: str) -> list[DataFile]:
+    """Every file of the table's snapshot, from the log, with its partition values."""
+    actions = pa.table(dt.get_add_actions(flatten=True)).to_pylist()
+    _, env = parse_table_id(tid)
+    out = []
+    for a in actions:
+        values = {k[len("partition."):]: (None if v is None else str(v))
+                  for k, v in a.items() if k.startswith("partition.")}
+        if env is not None:
+            values = {"env": env, **values}
+        rel = f"{tid}/{urllib.parse.unquote(a['path'])}"
+        out.append(DataFile(rel, int(a["size_bytes"]), int(a.get("num_records") or 0), values))
+    return sorted(out, key=lambda f: f.rel)
+
+
+def key_files(dt: DeltaTable, tid: str, values: dict[str, object]) -> list[DataFile]:
+    """The files of one write key in the table's snapshot."""
+    spec = spec_of(tid)
+    want = {p: str(values[p]) for p in spec.key}
+    return [f for f in data_files(dt, tid)
+            if all(f.partition.get(p) == v for p, v in want.items())]
+
+
+# ---------------------------------------------------------------- commits
+
+
+def is_conflict(e: BaseException) -> bool:
+    return isinstance(e, CommitFailedError) or "concurrent" in str(e).lower()
+
+
+def replace_key(
+    lake: Lake, tid: str, data: pa.Table, values: dict[str, object],
+    snapshot: DeltaTable | None = None, operation: str = "write", extra_predicate: str = "",
+) -> DeltaTable:
+    """Replace one write key's rows with `data` in one commit; returns the table at that
+    commit. With `snapshot`, the commit is checked against every commit since it was loaded
+    (CommitFailedError if one touched the same key); without, a conflicting commit is
+    retried on a fresh snapshot (the last writer wins, whole)."""
+    spec = spec_of(tid)
+    data = data.select(delta_schema(spec).names).cast(delta_schema(spec))
+    attempts = 1 if snapshot is not None else COMMIT_RETRIES
+    for attempt in range(attempts):
+        dt = snapshot if snapshot is not None else ensure_table(lake, tid)
+        try:
+            write_deltalake(
+                dt, data, mode="overwrite", predicate=spec.key_predicate(values) + extra_predicate,
+                partition_by=list(spec.delta_partitions), target_file_size=ONE_FILE,
+                writer_properties=WRITER_PROPERTIES, storage_options=lake.storage_options(),
+                commit_properties=CommitProperties(
+                    custom_metadata={"sable_lake.operation": operation}),
+            )
+            return dt
+        except (CommitFailedError, DeltaError) as e:
+            if snapshot is not None or not is_conflict(e) or attempt == attempts - 1:
+                raise
+            time.sleep(0.01 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def delete_where(lake: Lake, tid: str, predicate: str) -> list[str]:
+    """Delete the rows matching `predicate` in one commit (retried on conflict); returns the
+    files that left the table."""
+    for attempt in range(COMMIT_RETRIES):
+        dt = open_table(lake, tid)
+        if dt is None:
+            return []
+        before = {f.rel for f in data_files(dt, tid)}
+        try:
+            dt.delete(predicate)
+        except (CommitFailedError, DeltaError) as e:
+            if not is_conflict(e) or attempt == COMMIT_RETRIES - 1:
+                raise
+            time.sleep(0.01 * (attempt + 1))
+            continue
+        return sorted(before - {f.rel for f in data_files(dt, tid)})
+    return []
+
+
+# ---------------------------------------------------------------- versions
+
+
+def existing_tables(lake: Lake) -> list[str]:
+    """Ids of the tables this lake holds (Delta tables only), in `all_table_ids` order."""
+    return [t for t in all_table_ids() if is_table(lake, t)]
+
+
+def current_versions(lake: Lake, tids: Iterable[str]) -> dict[str, int]:
+    """The current version of each table (tables not in the lake are left out)."""
+    out = {}
+    for tid in tids:
+        dt = open_table(lake, tid)
+        if dt is not None:
+            out[tid] = int(dt.version())
+    return out
+
+
+def history(lake: Lake, tid: str) -> list[dict]:
+    """The table's commits, newest first: version, time, operation, rows/files changed."""
+    dt = open_table(lake, tid)
+    if dt is None:
+        raise LakeValueError(f"the lake {lake.root} has no table {tid}")
+    rows = []
+    for h in dt.history():
+        params, metrics = h.get("operationParameters") or {}, h.get("operationMetrics") or {}
+        rows.append({
+            "version": h.get("version"),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                  time.gmtime((h.get("timestamp") or 0) / 1000)),
+            "operation": h.get("operation"),
+            "predicate": params.get("predicate", ""),
+            "added_files": metrics.get("num_added_files", ""),
+            "removed_files": metrics.get("num_removed_files", ""),
+            "added_rows": metrics.get("num_added_rows", ""),
+        })
+    return rows
+
+
+# ---------------------------------------------------------------- maintenance
+
+
+def optimize(lake: Lake, tid: str, target_size: int = 256 << 20) -> dict:
+    """Compact each partition's small files into one (a new version; the old files stay for
+    `as_of` reads until `vacuum`). Steps tables are left alone: each key is already one
+    file, and the episodes index names it. Run while nobody writes."""
+    if tid.startswith("steps/"):
+        return {"numFilesRemoved": 0, "numFilesAdded": 0, "skipped": "steps"}
+    dt = open_table(lake, tid)
+    if dt is None:
+        raise LakeValueError(f"the lake {lake.root} has no table {tid}")
+    return dt.optimize.compact(target_size=target_size, writer_properties=WRITER_PROPERTIES)
+
+
+def vacuum(lake: Lake, tid: str, retention_hours: float, dry_run: bool = False) -> list[str]:
+    """Delete files that no version within `retention_hours` needs, and files no commit
+    ever listed (full vacuum: a killed or losing writer's leftovers). Run while nobody
+    writes: a write in flight has files its commit does not list yet. Returns them."""
+    dt = open_table(lake, tid)
+    if dt is None:
+        raise LakeValueError(f"the lake {lake.root} has no table {tid}")
+    return dt.vacuum(retention_hours=int(retention_hours), dry_run=dry_run,
+                     enforce_retention_duration=False, full=True)
