@@ -44,7 +44,7 @@ from lake_schema.storage import Lake
 
 DELTA_LOG = "_delta_log"
 WRITER_PROPERTIES = WriterProperties(
-    compression="ZSTD", compression_level=3, max_row_group_size=64 * 1024)
+    compression="ZSTD", compression_level=6, max_row_group_size=64 * 1024)
 ONE_FILE = 1 << 40  # target file size: one write of one key is one Parquet file
 COMMIT_RETRIES = 8  # our own retries of a commit that delta-rs reports as a conflict
 
