@@ -13,8 +13,15 @@ DuckDB views of `connect(lake)` and through DuckDB directly on the files.
 An existing lake at --root holding exactly the planned data is reused (query timings can be
 re-run without rewriting) unless --rewrite. Prints a markdown section; --out also writes it.
 
+`--parallel N` also writes the same plan again into a second lake with N processes at once
+(one task per process at a time) against one after another, both timed with generation
+included. `--compare-with REV` first runs the benchmark of git revision REV (its own
+`lake_schema` and `benchmarks/lake_io.py`, extracted to a temporary folder, on its own lake)
+with the same arguments, then this one, and prints both reports' figures side by side.
+
     python benchmarks/lake_io.py                          # 20M agent-steps (minutes)
     python benchmarks/lake_io.py --scale 0.025            # smoke run, 500k agent-steps
+    python benchmarks/lake_io.py --scale 0.05 --rewrite --parallel 2 --compare-with d8796ae
 """
 
 from __future__ import annotations
@@ -50,7 +57,7 @@ ENV = "rware"
 RUN = "bench"
 MANIFEST = "_benchmark/lake_io.json"  # outside every table folder: readers never see it
 LAKE_DIRS = {"steps", "episodes", "references", "evaluations", "_staging", "_journal",
-             "_benchmark"}
+             "_benchmark", "_sable_lake"}
 MANIFEST_VERSION = 1
 
 # Targets (DESIGN.md, "The lake"; the project's benchmark targets).
@@ -126,9 +133,9 @@ def plan_digest(plan: list[Chunk]) -> str:
     return h.hexdigest()
 
 
-def steps_rel(c: Chunk) -> str:
-    return table_spec("steps", ENV).relpath(env=ENV, task=c.task.scenario, run=RUN,
-                                            quality=c.quality, checkpoint=c.checkpoint)
+def steps_files(lake: Lake, task: Task) -> list[str]:
+    """The task's steps files, from the Delta log (their names are chosen by delta-rs)."""
+    return list_files(lake, "steps", Selection(env=ENV, tasks=[task.scenario], runs=[RUN]))
 
 
 # ---------------------------------------------------------------- lake housekeeping
@@ -149,18 +156,17 @@ def reusable(lake: Lake, plan: list[Chunk], digest: str) -> dict | None:
         manifest.get("plan_digest") != digest
     ):
         return None
-    expected = {steps_rel(c): c for c in plan}
-    if set(list_files(lake, "steps")) != set(expected):
+    try:
+        eps = read_table(lake, "episodes", Selection(env=ENV, runs=[RUN]),
+                         ["task", "checkpoint", "length"])
+    except Exception:  # not a lake of this version: rewrite it
         return None
-    if len(list_files(lake, "episodes")) != len(expected):
-        return None
-    glob = lake.path("episodes/**/*.parquet").replace("'", "''")
-    rows = duckdb.connect().execute(
-        f"SELECT steps_file, count(*), sum(length)::BIGINT FROM read_parquet('{glob}') "
-        "GROUP BY steps_file"
-    ).fetchall()
-    found = {f: (int(e), int(s)) for f, e, s in rows}
-    if found != {f: (len(c.lengths), c.steps) for f, c in expected.items()}:
+    found: dict[tuple[str, int], tuple[int, int]] = {}
+    for t, ck, n in zip(*(eps[c].to_pylist() for c in ("task", "checkpoint", "length")),
+                        strict=True):
+        e, s = found.get((t, ck), (0, 0))
+        found[(t, ck)] = (e + 1, s + n)
+    if found != {(c.task.scenario, c.checkpoint): (len(c.lengths), c.steps) for c in plan}:
         return None
     return manifest
 
@@ -219,8 +225,11 @@ def write_lake(lake: Lake, plan: list[Chunk], checkpoints: int, verbose: bool) -
 
 
 def disk_usage(lake: Lake) -> dict[str, int]:
-    """Bytes of the steps and episodes files, and of the steps obs column chunks alone."""
-    out = {"steps": 0, "episodes": 0, "steps_obs": 0, "steps_files": 0}
+    """Bytes of the steps and episodes files, of the steps obs column chunks alone, and of
+    the whole lake folder (Delta logs included)."""
+    out = {"steps": 0, "episodes": 0, "steps_obs": 0, "steps_files": 0,
+           "lake": sum(f.stat().st_size for f in Path(lake.path()).rglob("*")
+                       if f.is_file() and "_benchmark" not in f.parts)}
     for rel in list_files(lake, "steps"):
         out["steps"] += os.path.getsize(lake.path(rel))
         out["steps_files"] += 1
@@ -270,7 +279,7 @@ def to_arrays(table: pa.Table, n: int) -> dict[str, np.ndarray]:
 def measure_reads(lake: Lake, plan: list[Chunk]) -> dict:
     """read_table per task -> numpy; and plain pyarrow on the same files, for reference."""
     tasks = list(dict.fromkeys(c.task for c in plan))
-    files = {t: [lake.path(steps_rel(c)) for c in plan if c.task == t] for t in tasks}
+    files = {t: [lake.path(rel) for rel in steps_files(lake, t)] for t in tasks}
     warm_cache([p for ps in files.values() for p in ps])
     lake_s = plain_s = 0.0
     agent_steps = 0
@@ -307,7 +316,10 @@ def measure_queries(lake: Lake, reps: int) -> dict:
     out = {}
     for name, sql, table in (("episodes", EPISODES_SQL, "episodes"),
                              ("steps", STEPS_SQL, "steps")):
-        glob = lake.path(f"{table}/**/*.parquet").replace("'", "''")
+        # data files only: delta-rs also writes Parquet checkpoints into _delta_log/
+        pattern = ("steps/*/task=*/**/*.parquet" if table == "steps"
+                   else f"{table}/env=*/**/*.parquet")
+        glob = lake.path(pattern).replace("'", "''")
         res_v, t_v = timed(view, sql.format(src=table), reps)
         res_d, t_d = timed(
             direct,
@@ -391,6 +403,8 @@ def report(args, plan, manifest, reused, disk, reads, queries, wall_s) -> str:
          f"{per(disk['steps_obs'])} = {100 * disk['steps_obs'] / obs_elems:.1f}% of int8, "
          f"{100 * disk['steps_obs'] / (4 * obs_elems):.2f}% of int32 (Jumanji's dtype)"),
         ("Episodes table on disk", f"{disk['episodes'] / 2**10:.1f} KiB"),
+        ("Whole lake folder on disk (logs included)",
+         f"{disk['lake'] / 2**20:.1f} MiB = {100 * disk['lake'] / raw_total:.1f}% of raw"),
         ("Episodes aggregate, `connect(lake)` view", fmt_times(q_e["view"])),
         ("Episodes aggregate, DuckDB on the files", fmt_times(q_e["direct"])),
         ("Steps scan (sum reward, count by task/quality), view", fmt_times(q_s["view"])),
@@ -398,6 +412,7 @@ def report(args, plan, manifest, reused, disk, reads, queries, wall_s) -> str:
         ("Peak RSS: after writing / overall",
          f"{w['peak_rss_mib']:.0f} MiB / {peak_rss_mib():.0f} MiB"
          + (" (write peak from the manifest)" if reused else "")),
+        *parallel_rows(getattr(args, "parallel_result", None)),
         ("Benchmark wall time (this run)", f"{wall_s:.0f} s"),
     ]
     targets = [
@@ -436,6 +451,99 @@ def report(args, plan, manifest, reused, disk, reads, queries, wall_s) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------- parallel writers
+
+
+def _task_chunks(plan: list[Chunk], checkpoints: int) -> dict[str, list[tuple]]:
+    out: dict[str, list[tuple]] = {}
+    for c in plan:
+        out.setdefault(c.task.name, []).append(
+            (c.checkpoint, c.quality, list(c.lengths), c.seed,
+             (c.checkpoint + 1) * 20_000_000 // checkpoints))
+    return out
+
+
+def measure_parallel(root: Path, plan: list[Chunk], checkpoints: int, workers: int) -> dict:
+    """Write the plan into fresh lakes: tasks one after another, then `workers` processes at
+    once (a task each at a time); wall seconds, generation included in both."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from lake_schema import stress
+
+    chunks = _task_chunks(plan, checkpoints)
+    out = {"workers": workers, "agent_steps": sum(c.agent_steps for c in plan)}
+    for mode in ("sequential", "parallel"):
+        lake_dir = root / f"parallel-{mode}"
+        shutil.rmtree(lake_dir, ignore_errors=True)
+        t0 = time.perf_counter()
+        if mode == "sequential":
+            for task, cs in chunks.items():
+                stress.write_synthetic(str(lake_dir), task, RUN, cs)
+        else:
+            with ProcessPoolExecutor(workers, mp_context=stress.context()) as pool:
+                list(pool.map(stress.write_synthetic, [str(lake_dir)] * len(chunks),
+                              list(chunks), [RUN] * len(chunks), list(chunks.values())))
+        out[mode] = time.perf_counter() - t0
+        rows = read_table(Lake(lake_dir), "episodes", Selection(env=ENV), ["length"])
+        assert rows.num_rows == sum(len(c.lengths) for c in plan), (mode, rows.num_rows)
+        shutil.rmtree(lake_dir, ignore_errors=True)
+    return out
+
+
+def parallel_rows(p: dict | None) -> list[tuple[str, str]]:
+    if not p:
+        return []
+    return [
+        ("Write, tasks one after another (wall, generation included)",
+         fmt_rate(p["agent_steps"], p["sequential"])),
+        (f"Write, {p['workers']} processes at once, a task each (wall, generation included)",
+         fmt_rate(p["agent_steps"], p["parallel"])
+         + f", x{p['sequential'] / p['parallel']:.2f}"),
+    ]
+
+
+# ---------------------------------------------------------------- before vs after
+
+
+def run_revision(rev: str, args, tmp: Path) -> str:
+    """Run revision `rev`'s own benchmark (its lake_schema, its lake_io.py) on its own lake
+    with this run's data plan; returns its markdown report."""
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    tree = tmp / "tree"
+    tree.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(repo), "archive", rev, "lake_schema",
+                              "benchmarks/lake_io.py"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    out = tmp / "before.md"
+    cmd = [sys.executable, str(tree / "benchmarks" / "lake_io.py"), "--root",
+           str(tmp / "lake"), "--agent-steps", str(args.agent_steps), "--scale",
+           str(args.scale), "--checkpoints", str(args.checkpoints), "--p-short",
+           str(args.p_short), "--reps", str(args.reps), "--seed", str(args.seed),
+           "--rewrite", "-q", "--out", str(out)]
+    subprocess.run(cmd, check=True, cwd=tree, stdout=subprocess.DEVNULL,
+                   env={**os.environ, "PYTHONPATH": str(tree)})
+    return out.read_text()
+
+
+def _figures(markdown: str) -> dict[str, str]:
+    rows = {}
+    for line in markdown.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 2 and cells[0] not in ("Figure", "---"):
+            rows[cells[0]] = cells[1]
+    return rows
+
+
+def side_by_side(before: str, after: str, rev: str) -> str:
+    b, a = _figures(before), _figures(after)
+    lines = ["", f"### Before ({rev}, plain Parquet + journal) and after (Delta), one run", "",
+             f"| Figure | before ({rev}) | after (Delta) |", "|---|---|---|"]
+    lines += [f"| {k} | {b.get(k, '–')} | {v} |" for k, v in a.items()]
+    return "\n".join(lines) + "\n"
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -454,9 +562,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rewrite", action="store_true", help="rewrite even a reusable lake")
     p.add_argument("--out", type=Path, help="also write the markdown section to this file")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--parallel", type=int, default=0,
+                   help="also time N writer processes against one after another")
+    p.add_argument("--compare-with", metavar="REV",
+                   help="first run git revision REV's benchmark, then print both side by side")
     args = p.parse_args(argv)
 
     started = time.perf_counter()
+    before = None
+    if args.compare_with:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(dir=Path(args.root).parent) as tmp:
+            print(f"running the benchmark of {args.compare_with}", file=sys.stderr)
+            before = run_revision(args.compare_with, args, Path(tmp))
     lake = Lake(args.root)
     if lake.is_s3:
         sys.exit("this benchmark measures a local lake; --root must be a local path")
@@ -486,6 +605,10 @@ def main(argv: list[str] | None = None) -> int:
     reads = measure_reads(lake, plan)
     log("querying")
     queries = measure_queries(lake, args.reps)
+    if args.parallel:
+        log(f"writing again: one after another, then {args.parallel} processes at once")
+        args.parallel_result = measure_parallel(Path(lake.path()).parent, plan,
+                                                args.checkpoints, args.parallel)
     total_rows = sum(r[2] for r in queries["steps"]["result"])
     if total_rows != sum(c.steps for c in plan):
         raise AssertionError(f"steps scan counted {total_rows} rows, expected "
@@ -493,6 +616,8 @@ def main(argv: list[str] | None = None) -> int:
 
     text = report(args, plan, manifest, reused, disk, reads, queries,
                   time.perf_counter() - started)
+    if before is not None:
+        text += side_by_side(before, text, args.compare_with)
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

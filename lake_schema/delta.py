@@ -44,7 +44,7 @@ from lake_schema.storage import Lake
 
 DELTA_LOG = "_delta_log"
 WRITER_PROPERTIES = WriterProperties(
-    compression="ZSTD", compression_level=3, max_row_group_size=64 * 1024)
+    compression="ZSTD", compression_level=6, max_row_group_size=64 * 1024)
 ONE_FILE = 1 << 40  # target file size: one write of one key is one Parquet file
 COMMIT_RETRIES = 8  # our own retries of a commit that delta-rs reports as a conflict
 
@@ -178,6 +178,15 @@ def open_table(lake: Lake, tid: str, version: int | None = None) -> DeltaTable |
             if version is not None:
                 raise LakeValueError(f"{tid}: no such table, so no version {version}")
             return None
+    cache = lake.__dict__.setdefault("_delta_tables", {})
+    if version is None and tid in cache:
+        dt = cache[tid]
+        try:  # only the commits since: a full load replays the log (tens of ms)
+            dt.update_incremental()
+        except DeltaError as e:
+            raise LakeFileError(tid, f"unreadable Delta log ({_one_line(e)})") from e
+        check_metadata(dt, tid)
+        return dt
     try:
         dt = DeltaTable(lake.url(tid), version=version, storage_options=lake.storage_options())
     except TableNotFoundError as e:
@@ -188,6 +197,8 @@ def open_table(lake: Lake, tid: str, version: int | None = None) -> DeltaTable |
                                  f"({_one_line(e)})") from e
         raise LakeFileError(tid, f"unreadable Delta log ({_one_line(e)})") from e
     check_metadata(dt, tid)
+    if version is None:
+        cache[tid] = dt  # kept up to date by update_incremental on the next open
     return dt
 
 
@@ -227,7 +238,13 @@ class DataFile:
 
 def data_files(dt: DeltaTable, tid: str) -> list[DataFile]:
     """Every file of the table's snapshot, from the log, with its partition values."""
-    actions = pa.table(dt.get_add_actions(flatten=True)).to_pylist()
+    return _to_files(pa.table(dt.get_add_actions(flatten=True)), tid)
+
+
+def _to_files(table: pa.Table, tid: str) -> list[DataFile]:
+    keep = [c for c in table.column_names
+            if c.startswith("partition.") or c in ("path", "size_bytes", "num_records")]
+    actions = table.select(keep).to_pylist()
     _, env = parse_table_id(tid)
     out = []
     for a in actions:
@@ -242,10 +259,20 @@ def data_files(dt: DeltaTable, tid: str) -> list[DataFile]:
 
 def key_files(dt: DeltaTable, tid: str, values: dict[str, object]) -> list[DataFile]:
     """The files of one write key in the table's snapshot."""
+    import pyarrow.compute as pc
+
     spec = spec_of(tid)
-    want = {p: str(values[p]) for p in spec.key}
-    return [f for f in data_files(dt, tid)
-            if all(f.partition.get(p) == v for p, v in want.items())]
+    table = pa.table(dt.get_add_actions(flatten=True))
+    mask = None
+    for p in spec.key:
+        if p not in spec.delta_partitions:
+            continue
+        col = pc.cast(table[f"partition.{p}"], pa.string())
+        m = pc.equal(col, str(values[p]))
+        mask = m if mask is None else pc.and_(mask, m)
+    if mask is not None:
+        table = table.filter(mask)
+    return _to_files(table, tid)
 
 
 # ---------------------------------------------------------------- commits

@@ -1,10 +1,13 @@
 """DuckDB over the lake: one view per table, local or S3, with partition pruning.
 
-Each view reads the Delta table's current snapshot (or a pinned version) through the Arrow
-dataset delta-rs builds from its log, registered with DuckDB: no DuckDB extension is
-downloaded (these machines cannot), only files the log lists are read, and a filter on
-env/task/run/quality/checkpoint opens only the matching files. Tables of another schema
-version are refused when the connection is made, naming the table.
+Each view is DuckDB's own `read_parquet([...], hive_partitioning = true)` over exactly the
+files the Delta log lists for the table's current snapshot (or a pinned version): no DuckDB
+extension is downloaded (these machines cannot; on S3 the lake's s3fs filesystem is
+registered with DuckDB), files outside the log are never read, and a filter on
+env/task/run/quality/checkpoint opens only the matching files. (A view over
+`DeltaTable.to_pyarrow_dataset()` works too, but measured 2-3x slower: DuckDB's own Parquet
+reader is parallel.) Tables of another schema version and partition values the catalogue
+does not know are refused when the connection is made, naming the table or file.
 
 `steps` is one Delta table per env; its view is their union (by column name) with an `env`
 column, and `steps_<env>` views hold one env each.
@@ -18,6 +21,7 @@ import duckdb
 
 from lake_schema import delta
 from lake_schema.catalogue import ENVS
+from lake_schema.reader import check_partition_values
 from lake_schema.schema import TABLES, table_spec
 from lake_schema.storage import Lake
 
@@ -35,6 +39,8 @@ def connect(lake: Lake, database: str = ":memory:",
     """
     lake.check_readable()
     con = duckdb.connect(database)
+    if lake.is_s3:
+        con.register_filesystem(lake.fs)
     for table in TABLES:
         tids = [delta.table_id("steps", e) for e in ENVS] if table == "steps" else [table]
         selects = []
@@ -42,17 +48,29 @@ def connect(lake: Lake, database: str = ":memory:",
             dt = delta.open_table(lake, tid, _version(as_of, tid))
             if dt is None:
                 continue
-            name = "_delta_" + tid.replace("/", "_")
-            con.register(name, dt.to_pyarrow_dataset())
+            files = delta.data_files(dt, tid)
+            for f in files:
+                check_partition_values(table, f)
+            if not files:
+                continue
+            src = _read_parquet(lake, table, [f.rel for f in files])
             if table == "steps":
                 env = tid.split("/", 1)[1]
-                selects.append(f"SELECT *, '{env}' AS env FROM {name}")
+                selects.append(f"SELECT *, '{env}' AS env FROM {src}")
                 con.execute(f'CREATE OR REPLACE VIEW "steps_{env}" AS {selects[-1]}')
             else:
-                selects.append(f"SELECT * FROM {name}")
+                selects.append(f"SELECT * FROM {src}")
         source = " UNION ALL BY NAME ".join(selects) if selects else _empty_select(table)
         con.execute(f'CREATE OR REPLACE VIEW "{table}" AS {source}')
     return con
+
+
+def _read_parquet(lake: Lake, table: str, rels: list[str]) -> str:
+    spec = table_spec(table, "lbf" if table == "steps" else None)
+    types = {p: "INTEGER" if p == "checkpoint" else "VARCHAR" for p in spec.delta_partitions}
+    hive = "{" + ", ".join(f"'{k}': '{v}'" for k, v in types.items()) + "}"
+    paths = ", ".join("'" + lake.url(r).replace("'", "''") + "'" for r in rels)
+    return f"read_parquet([{paths}], hive_partitioning = true, hive_types = {hive})"
 
 
 def _empty_select(table: str) -> str:

@@ -124,3 +124,14 @@ def steps_seed_candidates(lake: Lake, task: str, run: str, checkpoint: int,
         if want.size == obs.size and (want.reshape(-1) == obs).all():
             out.append(s)
     return out
+
+
+def write_synthetic(root: str, task: str, run: str, chunks: list[tuple]) -> int:
+    """Generate and write `(checkpoint, quality, lengths, seed, env_steps)` chunks of one
+    task (the benchmark's parallel writers); returns the agent-steps written."""
+    lake, total = Lake(root), 0
+    for checkpoint, quality, lengths, seed, env_steps in chunks:
+        batch = synthetic_episodes(task, lengths, seed=seed)
+        total += write_episodes(lake, task, run, checkpoint, quality, batch,
+                                env_steps=env_steps).rows * batch.obs.shape[1]
+    return total

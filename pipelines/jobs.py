@@ -2,6 +2,8 @@
 
 import dagster as dg
 
+from pipelines.resources import LakeResource
+
 # Online Sable + recording for one task per run; backfill a split's partitions in the UI.
 build_datasets = dg.define_asset_job(
     "build_datasets",
@@ -38,4 +40,31 @@ random_baselines = dg.define_asset_job(
     description="Record uniform-random-policy episodes of a task.",
 )
 
-JOBS = [build_datasets, check_datasets, train_and_evaluate, run_ablation_sweep, random_baselines]
+
+
+class MaintenanceConfig(dg.Config):
+    retention_hours: float = 168.0  # older versions stay readable (as_of) this long
+
+
+@dg.op(description="Compact small files (optimize) and delete files no kept version needs "
+                   "(vacuum) in every lake table. Run while nobody writes.")
+def compact_and_vacuum(context: dg.OpExecutionContext, lake: LakeResource,
+                       config: MaintenanceConfig) -> None:
+    from lake_schema import delta
+
+    the_lake = lake.lake()
+    the_lake.check_readable()
+    for tid in delta.existing_tables(the_lake):
+        compacted = delta.optimize(the_lake, tid)
+        gone = delta.vacuum(the_lake, tid, config.retention_hours)
+        context.log.info(f"{tid}: {compacted.get('numFilesRemoved', 0)} files compacted, "
+                         f"{len(gone)} deleted")
+
+
+@dg.job(description="Lake maintenance: optimize + vacuum every table (while nobody writes).")
+def maintain_lake():
+    compact_and_vacuum()
+
+
+JOBS = [build_datasets, check_datasets, train_and_evaluate, run_ablation_sweep, random_baselines,
+        maintain_lake]

@@ -1,6 +1,7 @@
 """The offline assets materialise through Dagster: a model keyed by its config id, and its
 evaluations on train and test tasks written to the lake with tables and plots."""
 
+import os
 import re
 import subprocess
 import sys
@@ -69,6 +70,7 @@ def test_model_and_evaluations_materialise(lake, tmp_path, monkeypatch):
 
 
 def test_bad_model_configs_are_refused_before_any_compute(lake, tmp_path, monkeypatch):
+    os.makedirs(lake.root)  # an empty lake (a root that does not exist is an error of its own)
     monkeypatch.setenv("SABLE_LAKE_CACHE", str(tmp_path / "cache"))
     with pytest.raises(dg.DagsterInvalidConfigError, match="algorithm"):
         _run(lake, tmp_path / "models", {**MODEL, "algorithm": "dqn"}, assets=[offline_model])

@@ -3,6 +3,7 @@ standard error and n over seeds, and compares only configurations that differ in
 
 import datetime as dt
 import json
+import os
 
 import dagster as dg
 import numpy as np
@@ -126,6 +127,7 @@ def test_report_asset_writes_tables_plots_and_files(evaluated):
 
 
 def test_report_on_an_empty_lake_says_so(lake):
+    os.makedirs(lake.root)  # an empty lake (a root that does not exist is an error)
     result = dg.materialize([report], resources=default_resources(lake.root))
     meta = result.asset_materializations_for_node("report")[0].metadata
     assert meta["evaluations"].value == 0 and "no evaluations yet" in meta["report"].value
