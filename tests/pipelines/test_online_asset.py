@@ -6,15 +6,14 @@ import pydantic
 import pytest
 
 from lake_schema.catalogue import get_task
-from lake_schema.reader import Selection, read_table
-from pipelines.assets.online import (
+from lake_schema.checks import (
     checkpoint_rows,
     files_valid,
-    online_checks,
-    online_sable,
     reference_present,
     returns_within_bounds,
 )
+from lake_schema.reader import Selection, read_table
+from pipelines.assets.online import online_checks, online_sable
 from pipelines.resources import default_resources
 
 TASK = "lbf/8x8-2p-2f"
@@ -71,7 +70,7 @@ def test_online_checks_fail_on_missing_rows_and_references(lake, tmp_path):
     for rel in lake.glob("steps/env=lbf/task=8x8-2p-2f/run=sable-seed1/*/checkpoint=0/*"):
         lake.fs.rm(lake.path(rel))
     result = checkpoint_rows(lake, task, "sable-seed1", 2)
-    assert not result.passed and result.metadata["missing_or_mismatched"].value == "[0]"
+    assert not result.passed and result.metadata["missing_or_mismatched"] == "[0]"
     assert reference_present(lake, task, "sable-seed1").passed
     for rel in lake.glob("references/env=lbf/task=8x8-2p-2f/run=sable-seed1/*"):
         lake.fs.rm(lake.path(rel))
@@ -82,7 +81,7 @@ def test_online_checks_fail_on_missing_rows_and_references(lake, tmp_path):
     bad = lake.glob("episodes/env=lbf/task=8x8-2p-2f/run=sable-seed1/*/checkpoint=1/*")[0]
     lake.fs.pipe_file(lake.path(bad), b"not parquet")
     result = files_valid(lake, task)
-    assert not result.passed and bad in result.metadata["problems"].value
+    assert not result.passed and bad in result.metadata["problems"]
     assert files_valid(lake, get_task("lbf/10x10-3p-3f")).passed  # another task's check
 
 

@@ -17,6 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+if __name__ == "__main__":  # this checkout's packages, not the venv's editable install
+    sys.path.insert(0, str(Path(__file__).parents[2]))
+
 from lake_schema.reader import Selection, read_table
 from lake_schema.storage import Lake
 from lake_schema.writer import write_reference
@@ -53,9 +56,9 @@ def _offline(root: Path) -> dict:
     from trainer.offline import EvalConfig, OfflineConfig, evaluate, train
 
     try:
-        from tests.helpers import fill_lake
+        from tests.helpers.lake import fill_lake
     except ImportError:
-        from trainer.data.testing import fill_lake
+        from tests.helpers.lake import fill_lake
 
     lake = Lake(root / "lake-offline")
     fill_lake(lake, TASKS, checkpoints=1, episodes=4, lengths=(8, 30), seed=9)
