@@ -22,11 +22,10 @@ from pipelines.definitions import defs
 
 ENV = "lbf"
 ALGORITHMS = ("bc", "oryx")
-ONLINE = {  # small budgets: the whole chain in minutes on 2 CPU cores
-    "total_env_steps": 300_000, "num_checkpoints": 6, "episodes_per_checkpoint": 16,
-    "reference_episodes": 32,
-}
-OFFLINE = {"env": ENV, "split": "demo-train", "num_updates": 300, "profile": "demo"}
+# The `demo` profiles (trainer.online.config.PROFILES, trainer.offline.config.PROFILES): small
+# budgets, the whole chain in minutes on 2 CPU cores.
+ONLINE = {"profile": "demo"}
+OFFLINE = {"env": ENV, "split": "demo-train", "profile": "demo"}
 EVAL = {"episodes": 16}
 LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 SUMMARY_SQL = (

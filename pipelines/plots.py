@@ -9,6 +9,8 @@ import math
 
 import dagster as dg
 
+from lake_schema.checks import scenario
+
 
 def pyplot():
     """matplotlib.pyplot on the non-interactive Agg backend (no display on servers)."""
@@ -76,7 +78,7 @@ def training_curves_png(history: list[dict], title: str) -> bytes:
     for t in tasks:
         pts = [(r["update"], r["task_loss"][t]) for r in history if r["task_loss"][t] is not None]
         if pts:
-            axes[1].plot(*zip(*pts, strict=True), lw=1, label=t.split("/", 1)[1])
+            axes[1].plot(*zip(*pts, strict=True), lw=1, label=scenario(t))
     axes[1].set(xlabel="update", ylabel="per-task loss")
     axes[1].legend(fontsize=7)
     if evals:
@@ -92,7 +94,7 @@ def task_bars_png(results, title: str) -> bytes:
     """Normalised return per task (1 = online Sable)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(results) + 2), 3.6), dpi=90)
-    names = [r.task.split("/", 1)[1] for r in results]
+    names = [scenario(r.task) for r in results]
     ax.bar(names, [r.normalised_return for r in results], color="tab:blue")
     ax.axhline(1.0, color="tab:green", ls="--", label="online Sable")
     ax.set(ylabel="normalised return", title=title)

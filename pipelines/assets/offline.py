@@ -1,7 +1,7 @@
 """Offline multi-task models (BC-Sable, CQL-Sable, Oryx) trained on the lake, and their
 zero-shot evaluations on the train and test tasks.
 
-Wiring only: training is `trainer.offline.train`, evaluation `trainer.offline.evaluate`.
+Wiring only: training is `trainer.offline.training`, evaluation `trainer.offline.evaluation`.
 Every model lives in `<models_dir>/<config id>`, the config id a hash of the model's config
 and dataset selection, so models of different configs (ablations, seeds, sizes) coexist and
 never overwrite each other; materialising the same config again resumes (or finds finished)
@@ -9,8 +9,8 @@ its run. Evaluations are rows of the lake's `evaluations` table keyed by the con
 any two models can be compared with a query.
 """
 
-import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -18,12 +18,17 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
+from lake_schema import checks
 from lake_schema.catalogue import split_tasks
-from lake_schema.reader import Selection, read_table
 from lake_schema.report import markdown_table
 from lake_schema.storage import Lake
+from pipelines.checks import check_result
+from pipelines.configs import derive, knob_values, plain_fields
 from pipelines.plots import png_markdown, task_bars_png, training_curves_png
 from pipelines.resources import ComputeResource, LakeResource
+from trainer.data.selection import DataSelection
+from trainer.offline.config import PROFILES as OFFLINE_PROFILES
+from trainer.offline.config import EvalConfig, OfflineConfig
 
 MODELS_ENV = "SABLE_LAKE_MODELS"
 TEST_SPLIT_OF = {"train": "test", "demo-train": "demo-test"}
@@ -34,62 +39,49 @@ def models_root(models_dir: str) -> Path:
     return Path(models_dir or os.environ.get(MODELS_ENV) or "models")
 
 
-class OfflineModelConfig(dg.Config):
-    """One offline model: environment, algorithm, data, size, the three switches, budget.
-    Unset (null) fields take the profile's value."""
+class _OfflineModel(dg.Config):
+    """One offline model: every knob of `trainer.offline.OfflineConfig` (environment,
+    algorithm, size, the three switches, budget) and of its `DataSelection`; unset (null)
+    fields take the profile's value."""
 
-    env: Literal["lbf", "rware", "connector"] = "lbf"
-    algorithm: Literal["bc", "cql", "oryx"] = "oryx"
+    profile: Literal[tuple(OFFLINE_PROFILES)] = Field(
+        default="demo", description="'demo' (CPU; what `make demo` trains) or 'paper'")
     split: str | None = Field(default="demo-train", description="training split of the env")
-    tasks: list[str] | None = Field(default=None, description="explicit tasks instead of split")
-    first_k: int | None = Field(default=None, ge=1, description="the first k tasks of split")
-    quality: Literal["all", "high", "low", "high+low"] = "all"
-    low_fraction: float | None = Field(default=None, gt=0, le=1,
-                                       description="share of low episodes with high+low")
-    episodes_per_task: int | None = Field(default=None, ge=1, description="dataset size")
-    fraction: float | None = Field(default=None, gt=0, le=1,
-                                   description="dataset size as a fraction of each task's")
-    runs: list[str] | None = Field(default=None, description="lake runs to train on (all)")
-    profile: Literal["demo", "paper"] = "demo"
-    embed_dim: int | None = Field(default=None, ge=1, description="model size")
-    num_heads: int | None = Field(default=None, ge=1)
-    num_blocks: int | None = Field(default=None, ge=1)
-    value_loss: Literal["hl_gauss", "mse"] = Field(default="hl_gauss",
-                                                   description="switch: HL-Gauss or MSE")
-    batch_mode: Literal["balanced", "single_task", "proportional"] = Field(
-        default="balanced", description="switch: task-balanced batches or the ablation")
-    agent_masking: bool = Field(default=True, description="switch: agent masking + shuffling")
-    task_weighting: Literal["equal", "agent_steps"] = Field(
-        default="equal", description="switch: tasks weigh equally (Eq. 1) or by agent-steps")
-    num_updates: int | None = Field(default=None, ge=1)
-    batch_size: int | None = Field(default=None, ge=1)
-    seq_len: int | None = Field(default=None, ge=1, description="sequence length T")
-    eval_every: int | None = Field(default=None, ge=0,
-                                   description="periodic evaluation on the train tasks (0 off)")
-    seed: int = Field(default=0, ge=0)
     models_dir: str = Field(default="", description=f"default ${MODELS_ENV} or ./models")
 
-    def build(self):
+    def build(self) -> tuple[OfflineConfig, DataSelection]:
         """(OfflineConfig, DataSelection), validated (ValueError) before any compute."""
-        from trainer.data import DataSelection  # JAX only in the run process
-        from trainer.offline import OfflineConfig
-
-        knobs = ("embed_dim", "num_heads", "num_blocks", "num_updates", "batch_size", "seq_len",
-                 "eval_every")
-        overrides = {k: getattr(self, k) for k in knobs if getattr(self, k) is not None}
-        config = OfflineConfig.profile(
-            self.profile, env=self.env, algorithm=self.algorithm, value_loss=self.value_loss,
-            batch_mode=self.batch_mode, agent_masking=self.agent_masking,
-            task_weighting=self.task_weighting, seed=self.seed,
-            **overrides)
-        selection = DataSelection(
-            env=self.env, tasks=tuple(self.tasks) if self.tasks else None,
-            split=None if self.tasks else self.split, first_k=self.first_k,
-            quality=self.quality, low_fraction=self.low_fraction,
-            episodes_per_task=self.episodes_per_task, fraction=self.fraction,
-            runs=tuple(self.runs) if self.runs else None, seed=self.seed)
+        config = OfflineConfig.profile(self.profile, **knob_values(self, OfflineConfig))
+        chosen = {name: getattr(self, name) for name in SELECTION_FIELDS}
+        chosen = {k: tuple(v) if isinstance(v, list) else v for k, v in chosen.items()}
+        if chosen["tasks"]:
+            chosen["split"] = None
+        selection = DataSelection(env=config.env, seed=config.seed, **chosen)
         config.check_selection(selection)
         return config, selection
+
+
+SELECTION_FIELDS = tuple(plain_fields(DataSelection, exclude=("env", "seed")))
+OfflineModelConfig = derive("OfflineModelConfig", _OfflineModel, OfflineConfig,
+                            extra=plain_fields(DataSelection, exclude=("env", "seed")))
+
+
+def train_model(lake: Lake, config: OfflineModelConfig, offline_config, selection,
+                devices: list | None, log: Callable[[str], None]):
+    """Train (or resume) the model of (offline_config, selection) in its run directory,
+    `<models_dir>/<config id>`; returns (a reference to it, the TrainResult, offline_config,
+    selection). The asset and the sweep both train through this."""
+    from trainer.offline import config_id, train  # JAX only in the run process
+
+    cid = config_id(offline_config, selection)
+    run_dir = models_root(config.models_dir) / cid
+    log(f"model {cid} ({offline_config.algorithm}) on {', '.join(selection.task_names)} -> "
+        f"{run_dir}")
+    result = train(lake, selection, offline_config, run_dir, devices=devices)
+    ref = {"config_id": cid, "run_dir": str(run_dir.absolute()), "env": offline_config.env,
+           "algorithm": offline_config.algorithm, "train_tasks": list(selection.task_names),
+           "split": selection.split, "update": result.update}
+    return ref, result, offline_config, selection
 
 
 @dg.asset(group_name="offline", kinds={"jax"}, deps=["online_sable"])
@@ -97,21 +89,13 @@ def offline_model(context: dg.AssetExecutionContext, config: OfflineModelConfig,
                   lake: LakeResource, compute: ComputeResource) -> dg.Output[dict]:
     """Train (or resume) one offline model on the lake's datasets; the value is a reference
     to its run directory (`<models_dir>/<config id>`)."""
-    from trainer.offline import config_id, train
-
-    offline_config, selection = config.build()
-    cid = config_id(offline_config, selection)
-    run_dir = models_root(config.models_dir) / cid
-    context.log.info(f"model {cid} ({offline_config.algorithm}) on "
-                     f"{', '.join(selection.task_names)} -> {run_dir}")
+    built = config.build()  # validated before any compute
     with compute.placed() as devices:
-        result = train(lake.lake(), selection, offline_config, run_dir, devices=devices)
-    history = result.history
+        ref, result, offline_config, selection = train_model(
+            lake.lake(), config, *built, devices, context.log.info)
+    cid, history = ref["config_id"], result.history
     rates = [r["updates_per_s"] for r in history if "updates_per_s" in r]
     last = history[-1] if history else {}
-    ref = {"config_id": cid, "run_dir": str(run_dir.absolute()), "env": offline_config.env,
-           "algorithm": offline_config.algorithm, "train_tasks": list(selection.task_names),
-           "split": selection.split, "update": result.update}
     metadata = {
         "config_id": cid,
         "algorithm": offline_config.algorithm,
@@ -132,24 +116,20 @@ def offline_model(context: dg.AssetExecutionContext, config: OfflineModelConfig,
     return dg.Output(ref, metadata=metadata)
 
 
-class OfflineEvalConfig(dg.Config):
-    """How to evaluate; by default the model `offline_model` last materialised."""
+class _OfflineEval(dg.Config):
+    """How to evaluate (every knob of `trainer.offline.EvalConfig`); by default the model
+    `offline_model` last materialised."""
 
-    episodes: int = Field(default=32, ge=1, description="episodes per task (final: 320)")
-    checkpoint: str = Field(default="latest", description="'latest', 'best' or an update")
-    greedy: bool = Field(default=False, description="argmax actions (BC/Oryx; CQL always is)")
-    seed: int = Field(default=0, ge=0)
     split: str | None = Field(default=None, description="tasks to evaluate: a split of the env")
     tasks: list[str] | None = Field(default=None, description="... or explicit tasks")
     model: str = Field(default="", description="evaluate this config id instead")
     models_dir: str = Field(default="", description=f"default ${MODELS_ENV} or ./models")
 
-    def eval_config(self):
-        from trainer.offline import EvalConfig
+    def eval_config(self) -> EvalConfig:
+        return EvalConfig(**knob_values(self, EvalConfig))
 
-        ck = int(self.checkpoint) if self.checkpoint.isdigit() else self.checkpoint
-        return EvalConfig(episodes=self.episodes, seed=self.seed, greedy=self.greedy,
-                          checkpoint=ck)
+
+OfflineEvalConfig = derive("OfflineEvalConfig", _OfflineEval, EvalConfig)
 
 
 def eval_targets(info: dict, config: OfflineEvalConfig, role: str
@@ -168,19 +148,30 @@ def eval_targets(info: dict, config: OfflineEvalConfig, role: str
     return tasks or None, split
 
 
-def _evaluate(context: dg.AssetExecutionContext, config: OfflineEvalConfig, lake: LakeResource,
-              compute: ComputeResource, model: dict, role: str) -> dg.MaterializeResult:
+def evaluate_model(lake: Lake, run_dir: Path, config: OfflineEvalConfig, role: str):
+    """(model info, TaskResults) of the model in `run_dir` on its `role` tasks (`eval_targets`),
+    written to `evaluations`. The assets and the sweep both evaluate through this."""
     from trainer.offline import evaluate
     from trainer.offline.checkpoint import read_model_info
 
-    run_dir = (models_root(config.models_dir) / config.model) if config.model else Path(
-        model["run_dir"])
     info = read_model_info(run_dir)
     tasks, split = eval_targets(info, config, role)
+    return info, evaluate(lake, run_dir, tasks=tasks, split=split,
+                          eval_config=config.eval_config())
+
+
+def mean_normalised(results) -> float:
+    """Mean normalised return over the evaluated tasks."""
+    return sum(r.normalised_return for r in results) / len(results)
+
+
+def _evaluate(context: dg.AssetExecutionContext, config: OfflineEvalConfig, lake: LakeResource,
+              compute: ComputeResource, model: dict, role: str) -> dg.MaterializeResult:
+    run_dir = (models_root(config.models_dir) / config.model) if config.model else Path(
+        model["run_dir"])
     with compute.placed():
-        results = evaluate(lake.lake(), run_dir, tasks=tasks, split=split,
-                           eval_config=config.eval_config())
-    mean_norm = sum(r.normalised_return for r in results) / len(results)
+        info, results = evaluate_model(lake.lake(), run_dir, config, role)
+    mean_norm = mean_normalised(results)
     table = dg.MetadataValue.table(
         records=[dg.TableRecord({"task": r.task, "split": r.split, "episodes": r.episodes,
                                  "mean_return": round(r.mean_return, 4),
@@ -199,7 +190,7 @@ def _evaluate(context: dg.AssetExecutionContext, config: OfflineEvalConfig, lake
         "config_id": info["config_id"],
         "algorithm": info["algorithm"],
         "update": results[0].update,
-        "episodes": config.episodes,
+        "episodes": results[0].episodes,
         "mean_normalised_return": float(mean_norm),
         "per_task": table,
         "per_task_plot": png_markdown(task_bars_png(results, title), "per-task normalised return"),
@@ -250,53 +241,21 @@ class AblationSweepConfig(dg.Config):
 def ablation_sweep(context: dg.AssetExecutionContext, config: AblationSweepConfig,
                    lake: LakeResource, compute: ComputeResource) -> dg.MaterializeResult:
     """Train and evaluate every model of the sweep's grid (validated before any compute)."""
-    from trainer.offline import config_id, evaluate, train
-    from trainer.offline.checkpoint import read_model_info
-
     models = [(m, *m.build()) for m in config.grid()]  # every config checked up front
     rows = []
     with compute.placed() as devices:
         for model_config, offline_config, selection in models:
-            cid = config_id(offline_config, selection)
-            run_dir = models_root(model_config.models_dir) / cid
-            context.log.info(f"sweep: {offline_config.algorithm} {cid} on "
-                             f"{', '.join(selection.task_names)}")
-            train(lake.lake(), selection, offline_config, run_dir, devices=devices)
-            info = read_model_info(run_dir)
-            row = {"model": cid, "algorithm": offline_config.algorithm,
+            ref, *_ = train_model(lake.lake(), model_config, offline_config, selection, devices,
+                                  lambda line: context.log.info(f"sweep: {line}"))
+            row = {"model": ref["config_id"], "algorithm": offline_config.algorithm,
                    "train_tasks": len(selection.task_names), "quality": selection.quality}
             for role in ("train", "test"):
-                tasks, split = eval_targets(info, config.evaluation, role)
-                results = evaluate(lake.lake(), run_dir, tasks=tasks, split=split,
-                                   eval_config=config.evaluation.eval_config())
-                row[f"{role}_normalised"] = round(
-                    sum(r.normalised_return for r in results) / len(results), 4)
+                _, results = evaluate_model(lake.lake(), Path(ref["run_dir"]), config.evaluation,
+                                            role)
+                row[f"{role}_normalised"] = round(mean_normalised(results), 4)
             rows.append(row)
     return dg.MaterializeResult(metadata={
         "models": len(rows), "results": dg.MetadataValue.md(markdown_table(pl.DataFrame(rows)))})
-
-
-def _scenarios(names: list[str]) -> list[str]:
-    return [n.split("/", 1)[1] for n in names]
-
-
-def references_cover(lake: Lake, env: str, task_names: list[str]) -> dg.AssetCheckResult:
-    """Every task an evaluation needs has a finite, non-zero online Sable reference."""
-    refs = read_table(lake, "references", Selection(env=env, tasks=_scenarios(task_names)),
-                      ["task", "sable_return"]).to_pylist()
-    good = {r["task"] for r in refs if r["sable_return"] and math.isfinite(r["sable_return"])}
-    missing = [n for n in task_names if n.split("/", 1)[1] not in good]
-    return dg.AssetCheckResult(passed=not missing,
-                               metadata={"tasks": len(task_names), "missing": str(missing)})
-
-
-def selection_non_empty(lake: Lake, env: str, task_names: list[str]) -> dg.AssetCheckResult:
-    """Every training task of the model has episodes in the lake."""
-    eps = read_table(lake, "episodes", Selection(env=env, tasks=_scenarios(task_names)),
-                     ["task"])["task"].to_pylist()
-    empty = [n for n in task_names if n.split("/", 1)[1] not in set(eps)]
-    return dg.AssetCheckResult(passed=not empty,
-                               metadata={"episodes": len(eps), "empty_tasks": str(empty)})
 
 
 @dg.asset_check(asset=offline_model, blocking=True)
@@ -308,14 +267,7 @@ def offline_references_present(lake: LakeResource, offline_model: dict) -> dg.As
     test_split = TEST_SPLIT_OF.get(offline_model.get("split") or "")
     if test_split:
         names += [t.name for t in split_tasks(env, test_split)]
-    return references_cover(lake.lake(), env, names)
+    return check_result(checks.references_cover(lake.lake(), env, names))
 
 
-@dg.asset_check(asset=offline_model, blocking=True)
-def offline_dataset_non_empty(lake: LakeResource, offline_model: dict) -> dg.AssetCheckResult:
-    """The model's dataset selection found episodes for every training task."""
-    return selection_non_empty(lake.lake(), offline_model["env"],
-                               list(offline_model["train_tasks"]))
-
-
-offline_checks = [offline_references_present, offline_dataset_non_empty]
+offline_checks = [offline_references_present]

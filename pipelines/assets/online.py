@@ -1,63 +1,50 @@
 """Online Sable per task: PPO training whose rollouts at K checkpoints become the task's
 dataset in the lake (`steps`, `episodes`, quality low/high) plus its `references` row.
 
-Wiring only: the algorithm is `trainer.online.train_online`; the checks read the lake back
-through `lake_schema.reader`.
+Wiring only: the algorithm is `trainer.online.train_online`; the checks are the rules of
+`lake_schema.checks`.
 """
 
-import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import dagster as dg
-import numpy as np
 from pydantic import Field
 
+from lake_schema import checks
 from lake_schema.catalogue import Task, get_task
-from lake_schema.reader import Selection, read_table
 from lake_schema.storage import Lake
-from lake_schema.verify import Problem, VerifyReport, verify
+from pipelines.checks import check_result
+from pipelines.configs import derive, knob_values
 from pipelines.partitions import task_partitions
 from pipelines.plots import learning_curve_png, png_markdown
 from pipelines.resources import ComputeResource, LakeResource
+from trainer.online.config import PROFILES as ONLINE_PROFILES
+from trainer.online.config import OnlineConfig
 
 ASSET = "online_sable"
 
 
-class OnlineSableConfig(dg.Config):
-    """The knobs of one online run; unset (null) fields take the profile's value."""
+class _OnlineRun(dg.Config):
+    """The knobs of one online run (every field of `trainer.online.OnlineConfig`); unset
+    (null) fields take the profile's value."""
 
-    profile: str = Field(default="demo", description="'demo' (CPU, small model) or 'paper' (GPU)")
-    total_env_steps: int | None = Field(default=None, ge=1, description="training budget")
-    num_checkpoints: int | None = Field(default=None, ge=1, description="K recording checkpoints")
-    episodes_per_checkpoint: int | None = Field(
-        default=None, ge=1, description="E episodes recorded at each checkpoint"
-    )
-    reference_episodes: int | None = Field(
-        default=None, ge=1, description="episodes for the final and random reference returns"
-    )
-    embed_dim: int | None = Field(default=None, ge=1, description="Sable embedding size")
-    num_heads: int | None = Field(default=None, ge=1)
-    num_envs: int | None = Field(default=None, ge=1, description="vmapped environments")
-    rollout_length: int | None = Field(default=None, ge=1, description="steps per update")
-    learning_rate: float | None = Field(default=None, gt=0)
-    anneal_lr: bool | None = None
-    seed: int = Field(default=0, ge=0)
+    profile: Literal[tuple(ONLINE_PROFILES)] = Field(
+        default="demo", description="'demo' (CPU, small model; what `make demo` runs) or "
+        "'paper' (GPU)")
     run: str = Field(default="", description="run id of the rows; default sable-seed<seed>")
     resume: bool = Field(default=True, description="continue an interrupted run of this config")
     checkpoint_dir: str = Field(
         default="", description="orbax checkpoints; default $SABLE_CHECKPOINTS or ./checkpoints"
     )
 
-    def run_id(self) -> str:
-        return self.run or f"sable-seed{self.seed}"
+    def online_config(self, env: str) -> OnlineConfig:
+        """The validated trainer config of this run on a task of `env`."""
+        return OnlineConfig.profile(self.profile, env=env, **knob_values(self, OnlineConfig))
 
-    def overrides(self) -> dict:
-        knobs = (
-            "total_env_steps", "num_checkpoints", "episodes_per_checkpoint", "reference_episodes",
-            "embed_dim", "num_heads", "num_envs", "rollout_length", "learning_rate", "anneal_lr",
-        )
-        out = {k: getattr(self, k) for k in knobs if getattr(self, k) is not None}
-        return {**out, "seed": self.seed}
+
+OnlineSableConfig = derive("OnlineSableConfig", _OnlineRun, OnlineConfig)
 
 
 @dg.asset(group_name="online", partitions_def=task_partitions, kinds={"jax", "parquet"})
@@ -69,12 +56,12 @@ def online_sable(
     (E episodes each, quality `low` then `high`) and the final/random reference returns are
     written to the lake as run `sable-seed<seed>`. Materialising again replaces that run's rows;
     an interrupted materialisation resumes from its last checkpoint."""
-    from trainer.online import OnlineConfig, train_online  # JAX only in the run process
+    from trainer.online import train_online  # JAX only in the run process
 
     task = get_task(context.partition_key)
-    online_config = OnlineConfig.profile(config.profile, env=task.env, **config.overrides())
+    online_config = config.online_config(task.env)
     the_lake = lake.lake()
-    run = config.run_id()
+    run = config.run or f"sable-seed{online_config.seed}"
 
     def observe(record) -> None:
         # Committed progress, in the event log as it happens: if the run dies, the checks
@@ -123,8 +110,7 @@ def online_sable(
 
 
 # ----------------------------------------------------------------------------- checks
-# Each check reads the partition's latest recorded run back through lake_schema.reader; the
-# evaluations are plain functions of (lake, task, run).
+# Each check applies a rule of `lake_schema.checks` to the partition's latest recorded run.
 
 
 @dataclass(frozen=True)
@@ -158,90 +144,22 @@ def recorded_run(instance: dg.DagsterInstance, partition: str) -> RecordedRun | 
     )
 
 
-def _selection(task: Task, run: str) -> Selection:
-    return Selection(env=task.env, tasks=[task.scenario], runs=[run])
+def _of_run(rule: Callable[[Lake, Task, str], checks.Outcome]
+            ) -> Callable[[Lake, Task, RecordedRun], checks.Outcome]:
+    return lambda lk, task, found: rule(lk, task, found.run)
 
 
-def missing_checkpoints(lake: Lake, task: Task, run: str, num_checkpoints: int
-                        ) -> tuple[list[int], list[int]]:
-    """(checkpoints of 0..K-1 without episodes or whose step rows do not match the episodes'
-    lengths, checkpoint indices outside 0..K-1)."""
-    k = num_checkpoints
-    eps = read_table(lake, "episodes", _selection(task, run), ["checkpoint", "length"])
-    # ("reward" too: lake_schema.reader returns zero rows when only partition columns are
-    # asked for.)
-    steps = read_table(lake, "steps", _selection(task, run), ["checkpoint", "reward"])
-    ck_eps = eps["checkpoint"].to_numpy()
-    episodes = np.bincount(ck_eps, minlength=k)
-    lengths = np.bincount(ck_eps, weights=eps["length"].to_numpy(), minlength=k)
-    rows = np.bincount(steps["checkpoint"].to_numpy(), minlength=k)
-    missing = [i for i in range(k) if episodes[i] == 0 or rows[i] != lengths[i]]
-    return missing, sorted(set(ck_eps.tolist()) - set(range(k)))
-
-
-def checkpoint_rows(lake: Lake, task: Task, run: str, num_checkpoints: int) -> dg.AssetCheckResult:
-    """Every recording checkpoint 0..K-1 has episodes, and its steps match their lengths."""
-    missing, extra = missing_checkpoints(lake, task, run, num_checkpoints)
-    return dg.AssetCheckResult(
-        passed=not missing and not extra,
-        metadata={"run": run, "checkpoints": num_checkpoints,
-                  "missing_or_mismatched": str(missing), "unexpected": str(extra)},
-    )
-
-
-def no_nan(lake: Lake, task: Task, run: str) -> dg.AssetCheckResult:
-    """No NaN or inf in episode returns, step rewards or (float) observations."""
-    columns = ["reward", "obs"] if task.spec.obs_dtype.startswith("float") else ["reward"]
-    steps = read_table(lake, "steps", _selection(task, run), columns)
-    eps = read_table(lake, "episodes", _selection(task, run), ["return"])
-    bad = {
-        "return": int((~np.isfinite(eps["return"].to_numpy())).sum()),
-        "reward": int((~np.isfinite(steps["reward"].to_numpy())).sum()),
-    }
-    if "obs" in columns:
-        values = steps["obs"].combine_chunks().flatten().flatten().to_numpy()
-        bad["obs"] = int((~np.isfinite(values)).sum())
-    return dg.AssetCheckResult(
-        passed=eps.num_rows > 0 and not any(bad.values()),
-        metadata={"non_finite": str(bad), "episodes": eps.num_rows},
-    )
-
-
-def returns_within_bounds(lake: Lake, task: Task, run: str) -> dg.AssetCheckResult:
-    """Every recorded episode return lies within the task's return bounds."""
-    lo, hi = task.return_bounds()
-    r = read_table(lake, "episodes", _selection(task, run), ["return"])["return"].to_numpy()
-    outside = int(((r < lo - 1e-6) | (r > hi + 1e-6)).sum())
-    return dg.AssetCheckResult(
-        passed=outside == 0 and r.size > 0,
-        metadata={"bounds": f"[{lo}, {hi}]", "outside": outside,
-                  "min": float(r.min()) if r.size else math.nan,
-                  "max": float(r.max()) if r.size else math.nan},
-    )
-
-
-def reference_present(lake: Lake, task: Task, run: str) -> dg.AssetCheckResult:
-    """The task's `references` row of this run exists, once, with finite returns."""
-    rows = read_table(lake, "references", _selection(task, run)).to_pylist()
-    finite = all(
-        math.isfinite(r["sable_return"]) and math.isfinite(r["random_return"]) for r in rows
-    )
-    meta = {"rows": len(rows)}
-    if rows:
-        meta |= {"sable_return": rows[0]["sable_return"], "random_return": rows[0]["random_return"]}
-    return dg.AssetCheckResult(passed=len(rows) == 1 and finite, metadata=meta)
-
-
-def _evaluate(
-    context: dg.AssetCheckExecutionContext, lake: LakeResource, evaluate
+def _check_run(
+    context: dg.AssetCheckExecutionContext, lake: LakeResource,
+    rule: Callable[[Lake, Task, RecordedRun], checks.Outcome],
 ) -> dg.AssetCheckResult:
+    """`rule` on the partition's latest recorded run, noting an unfinished one."""
     found = recorded_run(context.instance, context.partition_key)
     if found is None:
         return dg.AssetCheckResult(
             passed=False, metadata={"reason": f"{context.partition_key} is not materialised"}
         )
-    result = evaluate(lake.lake(), get_task(context.partition_key), found.run,
-                      found.num_checkpoints)
+    result = check_result(rule(lake.lake(), get_task(context.partition_key), found))
     if found.finished:
         return result
     # The checks themselves say what is missing (checkpoints, references); this says why.
@@ -257,7 +175,8 @@ def online_checkpoints_have_rows(
     context: dg.AssetCheckExecutionContext, lake: LakeResource
 ) -> dg.AssetCheckResult:
     """Every recording checkpoint 0..K-1 has episodes, and its steps match their lengths."""
-    return _evaluate(context, lake, checkpoint_rows)
+    return _check_run(context, lake, lambda lk, task, run: checks.checkpoint_rows(
+        lk, task, run.run, run.num_checkpoints))
 
 
 @dg.asset_check(asset=online_sable, partitions_def=task_partitions)
@@ -265,7 +184,7 @@ def online_no_nan(
     context: dg.AssetCheckExecutionContext, lake: LakeResource
 ) -> dg.AssetCheckResult:
     """No NaN or inf in episode returns, step rewards or (float) observations."""
-    return _evaluate(context, lake, lambda lk, task, run, _: no_nan(lk, task, run))
+    return _check_run(context, lake, _of_run(checks.no_nan))
 
 
 @dg.asset_check(asset=online_sable, partitions_def=task_partitions)
@@ -273,7 +192,7 @@ def online_returns_within_bounds(
     context: dg.AssetCheckExecutionContext, lake: LakeResource
 ) -> dg.AssetCheckResult:
     """Every recorded episode return lies within the task's return bounds."""
-    return _evaluate(context, lake, lambda lk, task, run, _: returns_within_bounds(lk, task, run))
+    return _check_run(context, lake, _of_run(checks.returns_within_bounds))
 
 
 @dg.asset_check(asset=online_sable, partitions_def=task_partitions)
@@ -281,26 +200,7 @@ def online_reference_present(
     context: dg.AssetCheckExecutionContext, lake: LakeResource
 ) -> dg.AssetCheckResult:
     """The task's `references` row of this run exists, once, with finite returns."""
-    return _evaluate(context, lake, lambda lk, task, run, _: reference_present(lk, task, run))
-
-
-def task_problems(report: VerifyReport, task: Task) -> list[Problem]:
-    """The verify report's problems in the task's files (`steps/<env>/task=...`, the other
-    tables' `env=<env>/task=...`)."""
-    markers = (f"/env={task.env}/task={task.scenario}/", f"steps/{task.env}/task={task.scenario}/")
-    return [p for p in report.problems if any(m in p.path for m in markers)]
-
-
-def files_valid(lake: Lake, task: Task) -> dg.AssetCheckResult:
-    """`python -m lake_schema verify` on the task's files (schema version, columns, footers,
-    partition values, files outside the Delta log, index vs steps): the CLI's own code."""
-    report = verify(lake)
-    bad = task_problems(report, task)
-    return dg.AssetCheckResult(
-        passed=not bad,
-        metadata={"files_checked": report.files,
-                  "problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in bad) or "none")},
-    )
+    return _check_run(context, lake, _of_run(checks.reference_present))
 
 
 @dg.asset_check(asset=online_sable, partitions_def=task_partitions, blocking=True)
@@ -308,7 +208,8 @@ def online_files_valid(
     context: dg.AssetCheckExecutionContext, lake: LakeResource
 ) -> dg.AssetCheckResult:
     """Every lake file of the task passes `verify` (blocking: nothing trains on bad files)."""
-    return files_valid(lake.lake(), get_task(context.partition_key))
+    outcome = checks.files_valid(lake.lake(), get_task(context.partition_key))
+    return check_result(outcome, markdown=("problems",))
 
 
 online_checks = [

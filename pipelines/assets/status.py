@@ -1,22 +1,18 @@
 """The state of every recorded task dataset in one table: what a researcher looks at after a
 run died, or before training on a split, without re-running anything.
 
-It evaluates the online checks' own functions for every task partition the instance has
-recorded (finished or not), so the table and the per-partition checks always agree.
+It applies the online checks' own rules (`lake_schema.checks`) to every task partition the
+instance has recorded (finished or not), so the table and the per-partition checks agree.
 """
 
 import dagster as dg
 import polars as pl
 
 from lake_schema.catalogue import get_task
+from lake_schema.checks import missing_checkpoints, reference_present, task_problems
 from lake_schema.report import markdown_table
 from lake_schema.verify import verify
-from pipelines.assets.online import (
-    missing_checkpoints,
-    recorded_run,
-    reference_present,
-    task_problems,
-)
+from pipelines.assets.online import recorded_run
 from pipelines.partitions import task_partitions
 from pipelines.resources import LakeResource
 

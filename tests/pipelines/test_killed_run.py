@@ -14,9 +14,10 @@ import dagster as dg
 import pytest
 
 from lake_schema.catalogue import get_task
+from lake_schema.checks import missing_checkpoints
 from lake_schema.reader import Selection, read_table
 from lake_schema.verify import verify
-from pipelines.assets.online import ASSET, missing_checkpoints, recorded_run
+from pipelines.assets.online import ASSET, recorded_run
 from pipelines.definitions import defs
 
 ROOT = Path(__file__).resolve().parents[2]

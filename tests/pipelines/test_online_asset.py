@@ -6,16 +6,15 @@ import pydantic
 import pytest
 
 from lake_schema.catalogue import get_task
-from lake_schema.delta import delete_where
-from lake_schema.reader import Selection, list_files, read_table
-from pipelines.assets.online import (
+from lake_schema.checks import (
     checkpoint_rows,
     files_valid,
-    online_checks,
-    online_sable,
     reference_present,
     returns_within_bounds,
 )
+from lake_schema.delta import delete_where
+from lake_schema.reader import Selection, list_files, read_table
+from pipelines.assets.online import online_checks, online_sable
 from pipelines.resources import default_resources
 
 TASK = "lbf/8x8-2p-2f"
@@ -73,7 +72,7 @@ def test_online_checks_fail_on_missing_rows_and_references(lake, tmp_path):
     delete_where(lake, "episodes", f"{lost} AND checkpoint = 0")
     delete_where(lake, "steps/lbf", f"{lost} AND checkpoint = 0")
     result = checkpoint_rows(lake, task, "sable-seed1", 2)
-    assert not result.passed and result.metadata["missing_or_mismatched"].value == "[0]"
+    assert not result.passed and result.metadata["missing_or_mismatched"] == "[0]"
     assert reference_present(lake, task, "sable-seed1").passed
     delete_where(lake, "references", lost)
     assert not reference_present(lake, task, "sable-seed1").passed
@@ -84,7 +83,7 @@ def test_online_checks_fail_on_missing_rows_and_references(lake, tmp_path):
                                                  runs=["sable-seed1"], checkpoints=(1, 1)))[0]
     lake.fs.pipe_file(lake.path(bad), b"not parquet")
     result = files_valid(lake, task)
-    assert not result.passed and bad in result.metadata["problems"].value
+    assert not result.passed and bad in result.metadata["problems"]
     assert files_valid(lake, get_task("lbf/10x10-3p-3f")).passed  # another task's check
 
 

@@ -10,6 +10,7 @@ import pytest
 from lake_schema.reader import LakeFileError, Selection, read_table, table_versions
 from lake_schema.synthetic import synthetic_episodes
 from lake_schema.writer import write_episodes
+from tests.helpers.lake import fill_lake
 from trainer.data.cache import (
     CACHE_ENV,
     CacheDamagedError,
@@ -20,7 +21,6 @@ from trainer.data.cache import (
 from trainer.data.loader import Loader, LoaderConfig
 from trainer.data.selection import DataSelection, resolve_selection
 from trainer.data.source import ChunkSource
-from trainer.data.testing import fill_lake
 
 TASKS = ("lbf/8x8-2p-2f", "lbf/10x10-3p-3f")
 

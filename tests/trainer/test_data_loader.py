@@ -15,6 +15,7 @@ import pytest
 from lake_schema.storage import Lake
 from lake_schema.synthetic import synthetic_episodes
 from lake_schema.writer import write_episodes
+from tests.helpers.lake import fill_lake
 from trainer.data import (
     PAD_LEGAL_ACTION,
     ChunkSource,
@@ -27,7 +28,6 @@ from trainer.data import (
     device_put_batch,
     make_loader,
 )
-from trainer.data.testing import fill_lake
 
 TASKS = ("lbf/8x8-2p-2f", "lbf/10x10-3p-3f", "lbf/15x15-4p-5f")
 AGENTS = (2, 3, 4)
@@ -200,13 +200,13 @@ def test_process_shards_split_the_global_batch(cache):
 
 
 def test_config_errors_name_the_bad_value(lake, cache):
-    with pytest.raises(ValueError, match="batch_size=0"):
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
         LoaderConfig(batch_size=0)
     with pytest.raises(ValueError, match="unknown mode 'mixed'"):
         LoaderConfig(mode="mixed")
-    with pytest.raises(ValueError, match="pad_agents='max'"):
+    with pytest.raises(ValueError, match="unknown pad_agents 'max'"):
         LoaderConfig(pad_agents="max")
-    with pytest.raises(ValueError, match="obs_dtype='float16'"):
+    with pytest.raises(ValueError, match="unknown obs_dtype 'float16'"):
         LoaderConfig(obs_dtype="float16")
     too_long = max(t.num_steps for t in cache.tasks) + 1
     with pytest.raises(ValueError, match=f"seq_len={too_long} is longer than the selected"):

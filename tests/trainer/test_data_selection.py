@@ -5,13 +5,13 @@ import pytest
 
 from lake_schema.duck import connect
 from lake_schema.storage import Lake
+from tests.helpers.lake import fill_lake
 from trainer.data.selection import (
     DataSelection,
     SelectionError,
     fraction_count,
     resolve_selection,
 )
-from trainer.data.testing import fill_lake
 
 TASKS = ["lbf/8x8-2p-2f", "lbf/10x10-3p-3f", "lbf/15x15-3p-5f"]
 

@@ -8,11 +8,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from lake_schema.duck import connect
 from lake_schema.reader import Selection, read_table
+from lake_schema.report import latest_evaluations
 from lake_schema.storage import Lake
 from lake_schema.writer import write_episodes, write_reference
+from tests.helpers.lake import fill_lake
+from tests.helpers.scripted import collect_lbf_heuristic_episodes
 from trainer.data import DataSelection
-from trainer.data.testing import fill_lake
 from trainer.networks import Sable, SableConfig
 from trainer.offline import (
     EvalConfig,
@@ -23,8 +26,7 @@ from trainer.offline import (
     make_support,
     train,
 )
-from trainer.offline.evaluate import q_greedy_act
-from trainer.offline.scripted import collect_lbf_heuristic_episodes
+from trainer.offline.evaluation import q_values_fn
 from trainer.recording import collect_random_episodes
 
 TASKS = ("lbf/8x8-2p-2f", "lbf/10x10-3p-3f")
@@ -88,6 +90,14 @@ def test_results_go_to_the_evaluations_table_and_accumulate(trained):
     config = json.loads(rows[0]["config"])
     assert config["config_id"] == result.config_id and config["train_tasks"] == list(TASKS)
     assert config["config"]["algorithm"] == "bc" and config["selection"]["env"] == "lbf"
+    # the contract with lake_schema.report: every knob it reads out of the JSON is there
+    latest = latest_evaluations(connect(lake))
+    assert latest.height == 2 and latest.null_count().sum_horizontal().item() == 0, latest
+    knobs = latest.row(0, named=True)
+    assert (knobs["algorithm"], knobs["quality"], knobs["num_train_tasks"]) == ("bc", "all", "2")
+    for name in ("value_loss", "batch_mode", "agent_masking", "task_weighting", "embed_dim",
+                 "num_updates", "seed", "eval_checkpoint"):
+        assert knobs[name] not in ("", "null"), name
     # an earlier checkpoint adds a row; evaluating the same one again replaces it
     for _ in range(2):
         evaluate(lake, result.run_dir, tasks=["8x8-2p-2f"],
@@ -100,7 +110,7 @@ def test_results_go_to_the_evaluations_table_and_accumulate(trained):
     assert again[0].mean_return == out[0].mean_return
 
 
-def test_q_greedy_act_takes_the_argmax_of_the_q_head_autoregressively():
+def test_q_greedy_acting_takes_the_argmax_of_the_q_head_autoregressively():
     support = make_support(-1.0, 1.0, 11)
     config = SableConfig(obs_width=5, num_actions=4, embed_dim=16, num_heads=2,
                          value_head=False, q_head=True, value_bins=11)
@@ -118,8 +128,11 @@ def test_q_greedy_act_takes_the_argmax_of_the_q_head_autoregressively():
     first = np.zeros((b, t), bool)
     first[:, 0] = first[0, 2] = True
 
+    q_values = q_values_fn(config, support)
+
     def step(state, xs):
-        return q_greedy_act(model, params, state, *xs, support)
+        res = model.act(params, state, *xs, jax.random.PRNGKey(0), q_values=q_values)
+        return res.state, res.actions
 
     xs = tuple(jnp.swapaxes(jnp.asarray(x), 0, 1) for x in (obs, legal, first, mask))
     _, chosen = jax.jit(lambda s, x: jax.lax.scan(step, s, x))(model.init_state(b), xs)

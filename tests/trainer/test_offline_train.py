@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from lake_schema.storage import Lake
+from tests.helpers.lake import fill_lake
 from trainer.data import DataSelection
-from trainer.data.testing import fill_lake
 from trainer.offline import NonFiniteLossError, OfflineConfig, config_id, train
 from trainer.offline import checkpoint as ckpt
 
@@ -147,11 +147,11 @@ def test_target_network_is_a_polyak_average(data, tmp_path):
     import optax
 
     from trainer.networks import Sable
-    from trainer.offline.train import init_train_state
+    from trainer.offline.state import init_train_state
 
     config = OfflineConfig(**{**TINY, "num_updates": 1, "algorithm": "oryx"})
     result = train(data[0], SELECTION, config, tmp_path / "run", cache_dir=data[1])
-    from trainer.offline.evaluate import load_params
+    from trainer.offline.checkpoint import load_params
 
     info = ckpt.read_model_info(result.run_dir)
     mngr = ckpt.manager(result.run_dir)
@@ -179,7 +179,7 @@ def test_resume_continues_exactly(data, tmp_path):
     keys = ("loss", "grad_norm", "policy_loss", "critic_loss")
     assert [[r[k] for k in keys] for r in resumed.history] == [
         [r[k] for k in keys] for r in straight.history]
-    from trainer.offline.evaluate import load_params
+    from trainer.offline.checkpoint import load_params
 
     info = ckpt.read_model_info(straight.run_dir)
     a, _ = load_params(straight.run_dir, info)
@@ -212,7 +212,7 @@ def test_nan_loss_stops_training_naming_the_update_and_keeps_the_last_good_check
         train(lake, SELECTION, config, tmp_path / "run", cache_dir=cache, batches=poison)
     assert info.value.update == 5 and info.value.last_good == 4
     assert ckpt.latest_step(tmp_path / "run") == 4
-    from trainer.offline.evaluate import load_params
+    from trainer.offline.checkpoint import load_params
 
     params, update = load_params(tmp_path / "run", ckpt.read_model_info(tmp_path / "run"))
     assert update == 4 and all(np.isfinite(x).all() for x in _leaves(params))

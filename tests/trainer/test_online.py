@@ -1,6 +1,7 @@
 """Online Sable, the pure pieces: GAE, PPO losses, agent permutation, chunked forward from a
 stored state, and config validation (errors before any compute)."""
 
+import dataclasses
 import math
 
 import jax
@@ -11,10 +12,9 @@ import pytest
 from trainer.networks import Sable, SableConfig
 from trainer.online import OnlineConfig, plan, train_online
 from trainer.online.ppo import (
-    Batch,
+    PPOBatch,
     action_log_probs,
     entropy,
-    forward_from,
     gae,
     masked_mean,
     normalise,
@@ -134,7 +134,7 @@ def test_normalise_and_masked_mean():
 def test_permute_agents_moves_every_per_agent_leaf_and_nothing_else():
     b, t, n, f, a = 2, 3, 4, 5, 6
     per = np.arange(b * t * n, dtype=np.float32).reshape(b, t, n)
-    batch = Batch(
+    batch = PPOBatch(
         obs=jnp.asarray(np.repeat(per[..., None], f, -1)),
         legal=jnp.asarray(np.repeat(per[..., None] % 2 == 0, a, -1)),
         first=jnp.zeros((b, t), bool).at[:, 0].set(True),
@@ -154,10 +154,12 @@ def test_permute_agents_moves_every_per_agent_leaf_and_nothing_else():
 
 
 def test_chunked_forward_from_a_stored_state_matches_one_chunk():
-    """The update's chunked forward continues from the rollout-start state exactly as the
-    single-chunk form does (chunks carry the state; episode starts inside chunks reset it)."""
+    """The update's chunked forward (`forward_train` from a state) continues from the
+    rollout-start state exactly as the single-chunk form does (chunks carry the state;
+    episode starts inside chunks reset it)."""
     b, t, n, f, a = 2, 8, 3, 5, 4
-    model = Sable(SableConfig(f, a, embed_dim=16, num_heads=2))
+    config = SableConfig(f, a, embed_dim=16, num_heads=2)
+    model = Sable(config)
     params = jax.jit(model.init_params)(jax.random.PRNGKey(0))  # eager flax is slow on CPU
     rng = np.random.default_rng(1)
     obs = jnp.asarray(rng.normal(size=(b, t, n, f)).astype(np.float32))
@@ -170,10 +172,13 @@ def test_chunked_forward_from_a_stored_state_matches_one_chunk():
         params, model.init_state(b), prev, actions[:, :4], legal[:, :4],
         jnp.zeros((b, 4), bool), jnp.ones((b, 4, n), bool),
     )
-    run = jax.jit(
-        lambda s, chunk: forward_from(model, params, s, obs, actions, legal, first, chunk),
-        static_argnums=1,
-    )
+    mask = jnp.ones((b, t, n), bool)
+
+    def forward(s, chunk):
+        chunked = Sable(dataclasses.replace(config, chunk_timesteps=chunk))
+        return chunked.forward_train(params, obs, actions, legal, first, mask, state=s)
+
+    run = jax.jit(forward, static_argnums=1)
     whole, chunked, zero = run(state, None), run(state, 2), run(model.init_state(b), None)
     np.testing.assert_allclose(chunked.policy_logits, whole.policy_logits, atol=1e-4)
     np.testing.assert_allclose(chunked.value, whole.value, atol=1e-4)
@@ -209,12 +214,12 @@ def test_profiles_and_plan_spacing():
         ("nope/x", {}, "unknown environment 'nope'"),
         (LBF, {"total_env_steps": 4095}, "smaller than one rollout"),
         (LBF, {"total_env_steps": 3 * 4096, "num_checkpoints": 4}, "more than the 3 update"),
-        (LBF, {"episodes_per_checkpoint": 0}, "episodes_per_checkpoint must be >= 1"),
+        (LBF, {"episodes_per_checkpoint": 0}, "episodes_per_checkpoint must be an int >= 1"),
         (LBF, {"num_envs": 10, "num_minibatches": 3}, "not divisible by num_minibatches"),
         (LBF, {"rollout_length": 50}, "not a multiple of chunk_timesteps"),
         (LBF, {"gamma": 1.5}, "gamma must lie in"),
         (LBF, {"learning_rate": 0}, "learning_rate must lie in"),
-        (LBF, {"seed": -1}, "seed must be a non-negative int"),
+        (LBF, {"seed": -1}, "seed must be an int >= 0"),
     ],
 )
 def test_bad_input_is_a_clear_error_before_any_compute(lake, tmp_path, task, kwargs, message):

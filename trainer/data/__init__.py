@@ -1,46 +1,24 @@
 """The Grain loader: dataset selection, training cache, task-balanced batches.
 
-    from trainer.data import DataSelection, LoaderConfig, make_loader
-    loader = make_loader(lake, DataSelection(env="lbf", split="demo-train"), LoaderConfig())
-    for batch in loader.iterator(): ...
+from trainer.data import DataSelection, LoaderConfig, make_loader
+loader = make_loader(lake, DataSelection(env="lbf", split="demo-train"), LoaderConfig())
+for batch in loader.iterator(): ...
 """
 
-from trainer.data.balancing import BatchPlan, Planner, balanced_counts, valid_starts
-from trainer.data.batches import PAD_LEGAL_ACTION, Batch, assemble_batch
-from trainer.data.cache import TrainingCache, build_cache, default_cache_dir
-from trainer.data.loader import (
-    BatchIterator,
-    Loader,
-    LoaderConfig,
-    batch_sharding,
-    device_put_batch,
-    make_loader,
-)
-from trainer.data.selection import DataSelection, SelectionError, resolve_selection
-from trainer.data.source import Chunk, ChunkSource
-from trainer.data.stats import ObsStats
+from trainer import lazy_exports
 
-__all__ = [
-    "PAD_LEGAL_ACTION",
-    "Batch",
-    "BatchIterator",
-    "BatchPlan",
-    "Chunk",
-    "ChunkSource",
-    "DataSelection",
-    "Loader",
-    "LoaderConfig",
-    "ObsStats",
-    "Planner",
-    "SelectionError",
-    "TrainingCache",
-    "assemble_batch",
-    "balanced_counts",
-    "batch_sharding",
-    "build_cache",
-    "default_cache_dir",
-    "device_put_batch",
-    "make_loader",
-    "resolve_selection",
-    "valid_starts",
-]
+_MODULES = {
+    "trainer.data.balancing": ("BatchPlan", "Planner", "balanced_counts", "valid_starts"),
+    "trainer.data.batches": ("Batch", "PAD_LEGAL_ACTION", "assemble_batch"),
+    "trainer.data.cache": ("TrainingCache", "build_cache", "default_cache_dir"),
+    "trainer.data.config": ("LoaderConfig",),
+    "trainer.data.loader": (
+        "BatchIterator", "Loader", "batch_sharding", "device_put_batch", "make_loader",
+    ),
+    "trainer.data.selection": ("DataSelection", "SelectionError", "resolve_selection"),
+    "trainer.data.source": ("Chunk", "ChunkSource"),
+    "trainer.data.stats": ("ObsStats",),
+}
+__all__ = sorted(name for names in _MODULES.values() for name in names)
+
+__getattr__ = lazy_exports(__name__, _MODULES)

@@ -26,88 +26,21 @@ its devices, split along the batch axis when there are several.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 import grain
 import jax
 import numpy as np
 
-from lake_schema.catalogue import ENVS
 from lake_schema.storage import Lake
-from trainer.data.balancing import MODES, BatchPlan, Planner
+from trainer.data.balancing import BatchPlan, Planner
 from trainer.data.batches import Batch, assemble_batch
 from trainer.data.cache import TrainingCache, build_cache
+from trainer.data.config import LoaderConfig
 from trainer.data.selection import DataSelection
 from trainer.data.source import ChunkSource
 
-PAD_MODES = ("env", "selection", "batch")
-OBS_DTYPES = ("float32", "bfloat16")
 STATE_VERSION = 1
 _ENDLESS = 2**62
-
-
-def _positive_int(name: str, value: object, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name}={value!r} must be an integer >= {minimum}")
-
-
-@dataclass(frozen=True)
-class LoaderConfig:
-    """How batches are sampled and shaped; validated on construction."""
-
-    batch_size: int = 480  # B, the global batch (all processes together)
-    seq_len: int = 20  # T
-    mode: str = "balanced"  # balanced | single_task | proportional
-    seed: int = 0
-    shuffle_agents: bool = True  # per-sample agent order, every batch
-    pad_agents: str | int = "env"  # env max | selection max | batch max | a fixed count
-    obs_dtype: str = "float32"  # or bfloat16
-    num_workers: int = 0  # Grain worker processes (0: batches made in the calling thread)
-    worker_buffer_size: int = 2  # batches each worker prepares ahead
-    read_threads: int = 0  # Grain prefetch threads when num_workers == 0
-
-    def __post_init__(self):
-        _positive_int("batch_size", self.batch_size)
-        _positive_int("seq_len", self.seq_len)
-        _positive_int("seed", self.seed, 0)
-        _positive_int("num_workers", self.num_workers, 0)
-        _positive_int("worker_buffer_size", self.worker_buffer_size)
-        _positive_int("read_threads", self.read_threads, 0)
-        if self.mode not in MODES:
-            raise ValueError(f"unknown mode {self.mode!r}; modes: {', '.join(MODES)}")
-        if isinstance(self.pad_agents, str):
-            if self.pad_agents not in PAD_MODES:
-                raise ValueError(f"pad_agents={self.pad_agents!r}: one of {PAD_MODES} or a "
-                                 "positive agent count")
-        else:
-            _positive_int("pad_agents", self.pad_agents)
-        if self.obs_dtype not in OBS_DTYPES:
-            raise ValueError(f"obs_dtype={self.obs_dtype!r}: one of {OBS_DTYPES}")
-
-    def check_tasks(self, num_tasks: int) -> None:
-        """B < M is an error for task-balanced batches."""
-        if self.mode == "balanced" and self.batch_size < num_tasks:
-            raise ValueError(
-                f"batch_size={self.batch_size} is smaller than the {num_tasks} selected tasks: "
-                "task-balanced batches need batch_size >= number of tasks")
-
-    def pad_to(self, env: str, num_agents: tuple[int, ...]) -> int | None:
-        """The fixed agent-slot count, or None for the batch's maximum."""
-        if self.pad_agents == "batch":
-            return None
-        if self.pad_agents == "env":
-            return ENVS[env].max_agents
-        if self.pad_agents == "selection":
-            return max(num_agents)
-        if self.pad_agents < max(num_agents):
-            raise ValueError(f"pad_agents={self.pad_agents} is fewer than the {max(num_agents)} "
-                             "agents of the largest selected task")
-        return int(self.pad_agents)
-
-    def numpy_obs_dtype(self) -> np.dtype:
-        if self.obs_dtype == "bfloat16":
-            return np.dtype(jax.numpy.bfloat16)
-        return np.dtype(np.float32)
 
 
 def _shard_of(shard: grain.sharding.ShardOptions | None) -> tuple[int, int]:
@@ -153,8 +86,9 @@ class _SharedMemoryBatches(grain.IterDataset):
 class Loader:
     """Batches of one training cache under one LoaderConfig, for one JAX process."""
 
-    def __init__(self, cache: TrainingCache, config: LoaderConfig = LoaderConfig(),
+    def __init__(self, cache: TrainingCache, config: LoaderConfig | None = None,
                  shard: grain.sharding.ShardOptions | None = None):
+        config = config or LoaderConfig()
         config.check_tasks(len(cache.tasks))
         self.cache, self.config = cache, config
         self.source = ChunkSource(cache, config.seq_len)
@@ -189,7 +123,8 @@ class Loader:
 
     def dataset(self, start: int = 0) -> grain.IterDataset:
         """The Grain pipeline of batches start, start+1, ... (endless)."""
-        _positive_int("start", start, 0)
+        if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+            raise ValueError(f"start={start!r} must be an integer >= 0")
         cfg = self.config
         transform = BatchTransform(self)
         ds = grain.MapDataset.range(start, _ENDLESS).map(transform)
@@ -232,10 +167,6 @@ class BatchIterator:
         self._next += 1
         return batch
 
-    @property
-    def next_batch_index(self) -> int:
-        return self._next
-
     def get_state(self) -> dict:
         return {"version": STATE_VERSION, "next_batch": self._next,
                 **self.loader.fingerprint()}
@@ -260,10 +191,11 @@ class BatchIterator:
             close()
 
 
-def make_loader(lake: Lake, selection: DataSelection, config: LoaderConfig = LoaderConfig(),
+def make_loader(lake: Lake, selection: DataSelection, config: LoaderConfig | None = None,
                 cache_dir: str | os.PathLike | None = None,
                 shard: grain.sharding.ShardOptions | None = None) -> Loader:
     """Validate, build (or reuse) the selection's cache, and return its Loader."""
+    config = config or LoaderConfig()
     config.check_tasks(len(selection.task_names))  # before any lake I/O
     return Loader(build_cache(lake, selection, cache_dir), config, shard)
 

@@ -22,17 +22,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from lake_schema.catalogue import UnknownTaskError, env_spec, get_task, split_tasks
+from lake_schema.catalogue import get_task
+from lake_schema.checks import scenario
 from lake_schema.reader import Selection, list_files, read_files
 from lake_schema.storage import Lake
+from trainer.errors import SelectionError
+from trainer.tasks import resolve_tasks
 
 QUALITY_SUBSETS = ("all", "high", "low", "high+low")
 EPISODE_COLUMNS = ("run", "quality", "checkpoint", "episode", "length", "steps_file",
                    "first_row")
-
-
-class SelectionError(ValueError):
-    """A selection that names unknown things, mixes environments, or selects nothing."""
 
 
 def fraction_count(n: int, fraction: float) -> int:
@@ -105,46 +104,7 @@ class DataSelection:
             raise SelectionError(f"seed={self.seed!r} must be a non-negative integer")
 
     def _resolve_names(self) -> tuple[str, ...]:
-        if (self.tasks is None) == (self.split is None):
-            raise SelectionError("give exactly one of tasks= or split=")
-        if self.env is not None:
-            try:
-                env_spec(self.env)
-            except UnknownTaskError as e:
-                raise SelectionError(str(e)) from e
-        if self.split is not None:
-            if self.env is None:
-                raise SelectionError(f"split={self.split!r} needs env=")
-            try:
-                names = [t.name for t in split_tasks(self.env, self.split)]
-            except UnknownTaskError as e:
-                raise SelectionError(str(e)) from e
-            if self.first_k is not None:
-                if not isinstance(self.first_k, int) or not 1 <= self.first_k <= len(names):
-                    raise SelectionError(
-                        f"first_k={self.first_k!r} is outside 1..{len(names)} "
-                        f"(the {self.env} split {self.split!r} has {len(names)} tasks)")
-                names = names[: self.first_k]
-            return tuple(names)
-        if self.first_k is not None:
-            raise SelectionError("first_k needs split= (the first k tasks of a split)")
-        if not self.tasks:
-            raise SelectionError("tasks=() selects nothing")
-        names = []
-        for t in self.tasks:
-            full = t if "/" in t else f"{self.env}/{t}" if self.env else None
-            if full is None:
-                raise SelectionError(f"task {t!r} has no environment: write env/scenario "
-                                     "or give env=")
-            try:
-                names.append(get_task(full).name)
-            except UnknownTaskError as e:
-                raise SelectionError(str(e)) from e
-        envs = sorted({n.split("/", 1)[0] for n in names} | ({self.env} if self.env else set()))
-        if len(envs) > 1:
-            raise SelectionError(
-                f"tasks from {len(envs)} environments ({', '.join(envs)}): {list(names)}; "
-                "one selection (and one model's observation space) is one environment")
+        names = [t.name for t in resolve_tasks(self.env, self.tasks, self.split, self.first_k)]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise SelectionError(f"task(s) selected twice: {dup}")
@@ -152,7 +112,7 @@ class DataSelection:
 
     @property
     def env_name(self) -> str:
-        return self._names[0].split("/", 1)[0]
+        return get_task(self._names[0]).env
 
     @property
     def task_names(self) -> tuple[str, ...]:
@@ -239,7 +199,7 @@ def _subset(table: pa.Table, sel: DataSelection, task: str) -> np.ndarray:
 def resolve_selection(lake: Lake, sel: DataSelection) -> ResolvedSelection:
     """The episodes `sel` chooses, per task, from the lake's `episodes` table only."""
     env = sel.env_name
-    scenarios = [n.split("/", 1)[1] for n in sel.task_names]
+    scenarios = [scenario(n) for n in sel.task_names]
     quality = {"high": "high", "low": "low"}.get(sel.quality)
     files = list_files(lake, "episodes", Selection(env=env, tasks=scenarios, runs=sel.runs,
                                                    quality=quality, as_of=sel.as_of))
@@ -249,8 +209,8 @@ def resolve_selection(lake: Lake, sel: DataSelection) -> ResolvedSelection:
                            ("checkpoint", "ascending"), ("episode", "ascending")])
     task_col = np.asarray(table["task"].to_pylist(), dtype=object)
     out, empty = [], []
-    for name, scenario in zip(sel.task_names, scenarios, strict=True):
-        part = table.filter(pa.array(task_col == scenario))
+    for name, scen in zip(sel.task_names, scenarios, strict=True):
+        part = table.filter(pa.array(task_col == scen))
         part = part.take(pa.array(_subset(part, sel, name), pa.int64()))
         if part.num_rows == 0:
             empty.append(name)

@@ -95,10 +95,6 @@ class ChunkSource:
         task = np.searchsorted(self.offsets, index, side="right") - 1
         return task, index - self.offsets[task]
 
-    def item_index(self, task: np.ndarray | int, start: np.ndarray | int) -> np.ndarray:
-        """Inverse of `locate`."""
-        return self.offsets[np.asarray(task)] + np.asarray(start)
-
     def __getitem__(self, index: int) -> Chunk:
         task, start = (int(v) for v in self.locate(index))
         window = slice(start, start + self.seq_len)

@@ -1,17 +1,25 @@
-"""Batched rollouts (lax.scan over steps, vmap over environments), random policy included.
+"""The one rollout loop (lax.scan over steps, vmap over environments) for every policy.
 
-Why: random baselines, data-collection smoke tests and environment tests all need the same
-loop; keeping it here makes the time layout one convention:
-steps[0] comes from reset, steps[t + 1] follows actions[t] (so its reward / terminated /
-truncated belong to actions[t], and its obs is the next decision's input, a new episode's
-first observation when `first` is set).
+Why one: PPO's training rollout, the recording of checkpoints, the reference and random
+baselines and the offline evaluation all step environments with a policy and count episode
+returns; with one loop the time layout is one convention and shapes that agree share one
+program. The layout:
+steps[0] is the step the rollout starts from (a reset's, or the last step of the previous
+rollout), steps[t + 1] follows actions[t] (so its reward / terminated / truncated belong to
+actions[t], and its obs is the next decision's input, a new episode's first observation when
+`first` is set).
+
+A policy is an `Actor`: `act(carry, key, step [B, ...]) -> (carry, actions [B, N] int32,
+extras)`. The carry is the policy's own state across steps (Sable's retention state; None for
+stateless policies); extras are per-step outputs kept in the rollout (PPO's log-probs and
+values; None otherwise).
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -19,16 +27,21 @@ import numpy as np
 
 from trainer.envs.core import EnvState, EnvStep, MultiAgentEnv
 
-# policy(key, step [B, ...]) -> actions [B, N] int32
+# policy(key, step [B, ...]) -> actions [B, N] int32: a stateless policy
 Policy = Callable[[jax.Array, EnvStep], jax.Array]
+# act(carry, key, step [B, ...]) -> (carry, actions [B, N] int32, extras [B, ...] or None)
+Actor = Callable[[Any, jax.Array, EnvStep], tuple[Any, jax.Array, Any]]
 
 
 class Rollout(NamedTuple):
-    steps: EnvStep  # [T + 1, B, ...]: steps[0] from reset, steps[t + 1] after actions[t]
+    steps: EnvStep  # [T + 1, B, ...]: steps[0] the start, steps[t + 1] after actions[t]
     actions: jax.Array  # [T, B, N] int32
     episode_return: jax.Array  # [T, B] float32: team return of the episode ending at t + 1
     episode_done: jax.Array  # [T, B] bool: an episode ended at t + 1 (return is valid)
     final_state: EnvState  # [B, ...] to continue from
+    extras: Any = None  # [T, B, ...] the actor's per-step extras (None for plain policies)
+    carry: Any = None  # the actor's carry after the last step
+    running_return: Any = None  # [B] return so far of each environment's unfinished episode
 
 
 def random_actions(key: jax.Array, legal: jax.Array) -> jax.Array:
@@ -46,34 +59,80 @@ def random_policy(key: jax.Array, step: EnvStep) -> jax.Array:
     return random_actions(key, step.legal)
 
 
+def stateless(policy: Policy) -> Actor:
+    """A stateless policy as an `Actor` (carry None, no extras)."""
+
+    def act(carry: Any, key: jax.Array, step: EnvStep) -> tuple[Any, jax.Array, None]:
+        return carry, policy(key, step), None
+
+    return act
+
+
+def continue_rollout(
+    env: MultiAgentEnv,
+    act: Actor,
+    env_state: EnvState,
+    step: EnvStep,
+    carry: Any,
+    running_return: jax.Array,
+    keys: jax.Array,
+) -> Rollout:
+    """Roll `act` on from (env_state, step [B, ...]) for len(keys) steps (pure: call it under
+    jit). `running_return` [B] is each environment's return so far of its current episode."""
+
+    def body(c, step_key):
+        state, step, carry, running = c
+        carry, actions, extras = act(carry, step_key, step)  # actions [B, N]
+        state, nxt = env.step_batch(state, actions)
+        running = running + nxt.reward
+        done = nxt.terminated | nxt.truncated
+        out = (nxt, actions, jnp.where(done, running, 0.0), done, extras)
+        return (state, nxt, carry, jnp.where(done, 0.0, running)), out
+
+    init = (env_state, step, carry, running_return)
+    (env_state, _, carry, running), (steps, actions, ret, done, extras) = jax.lax.scan(
+        body, init, keys
+    )
+    steps = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), step, steps)
+    return Rollout(steps, actions, ret, done, env_state, extras, carry, running)
+
+
+def fresh_rollout(
+    env: MultiAgentEnv, act: Actor, carry: Any, key: jax.Array, num_envs: int, num_steps: int
+) -> Rollout:
+    """Roll `act` (starting from `carry`) in `num_envs` freshly reset environments for
+    `num_steps` steps (pure: call it under jit). With `num_steps` = the time limit, every
+    environment's first episode is whole."""
+    reset_key, key = jax.random.split(key)
+    state, first_step = env.reset_batch(reset_key, num_envs)
+    running = jnp.zeros((num_envs,), jnp.float32)
+    return continue_rollout(
+        env, act, state, first_step, carry, running, jax.random.split(key, num_steps)
+    )
+
+
+def first_episode_returns(result: Rollout) -> tuple[jax.Array, jax.Array]:
+    """(return [B] of each environment's first episode, whether it finished [B]) of a fresh
+    rollout (0 where none finished)."""
+    done = result.episode_done  # [T, B]
+    first_end = jnp.argmax(done, axis=0)  # [B]
+    ret = jnp.take_along_axis(result.episode_return, first_end[None], axis=0)[0]
+    finished = jnp.any(done, axis=0)
+    return jnp.where(finished, ret, 0.0), finished
+
+
 @functools.partial(jax.jit, static_argnums=(0, 2, 3, 4))
 def _rollout(
     env: MultiAgentEnv, key: jax.Array, num_envs: int, num_steps: int, policy: Policy
 ) -> Rollout:
-    reset_key, key = jax.random.split(key)
-    state, first_step = env.reset_batch(reset_key, num_envs)
-
-    def body(carry, step_key):
-        state, step, running = carry
-        actions = policy(step_key, step)  # [B, N]
-        state, nxt = env.step_batch(state, actions)
-        running = running + nxt.reward
-        done = nxt.terminated | nxt.truncated
-        out = (nxt, actions, jnp.where(done, running, 0.0), done)
-        return (state, nxt, jnp.where(done, 0.0, running)), out
-
-    init = (state, first_step, jnp.zeros((num_envs,), jnp.float32))
-    (state, _, _), (steps, actions, ret, done) = jax.lax.scan(
-        body, init, jax.random.split(key, num_steps)
-    )
-    steps = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first_step, steps)
-    return Rollout(steps, actions, ret, done, state)
+    return fresh_rollout(env, stateless(policy), None, key, num_envs, num_steps)
 
 
 def rollout(
     env: MultiAgentEnv, key: jax.Array, num_envs: int, num_steps: int, policy: Policy
 ) -> Rollout:
-    """Run `policy` on `num_envs` fresh environments for `num_steps` steps (jitted).
+    """Run the stateless `policy` on `num_envs` fresh environments for `num_steps` steps
+    (jitted).
 
     `policy` must be hashable (a module-level function, not a fresh lambda per call) for the
     compiled rollout to be reused.

@@ -1,23 +1,15 @@
-"""Sable network: multi-scale retention (`retention`) and the encoder-decoder (`sable`)."""
+"""Sable network: multi-scale retention (`retention`) and the encoder-decoder (`sable`).
+"""
 
-from trainer.networks.config import SableConfig
-from trainer.networks.sable import (
-    ActResult,
-    Sable,
-    SableOutput,
-    SableState,
-    init_state,
-    param_count,
-    previous_action_tokens,
-)
+from trainer import lazy_exports
 
-__all__ = [
-    "ActResult",
-    "Sable",
-    "SableConfig",
-    "SableOutput",
-    "SableState",
-    "init_state",
-    "param_count",
-    "previous_action_tokens",
-]
+_MODULES = {
+    "trainer.networks.config": ("SableConfig",),
+    "trainer.networks.sable": (
+        "ActResult", "Sable", "SableOutput", "SableState", "init_state", "param_count",
+        "previous_action_tokens",
+    ),
+}
+__all__ = sorted(name for names in _MODULES.values() for name in names)
+
+__getattr__ = lazy_exports(__name__, _MODULES)

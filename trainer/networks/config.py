@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
-
-def _check_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"SableConfig.{name} must be a positive int, got {value!r}")
+from trainer.knobs import check_divides, check_knobs, knob
 
 
 @dataclass(frozen=True)
@@ -31,48 +29,43 @@ class SableConfig:
         max_agents: if set, inputs with more agents are refused.
     """
 
-    obs_width: int
-    num_actions: int
-    embed_dim: int = 64
-    num_heads: int = 4
-    num_blocks: int = 1
-    decay_scaling: float = 0.8
-    value_head: bool = True
-    q_head: bool = False
-    value_bins: int | None = None
-    chunk_timesteps: int | None = None
-    max_agents: int | None = None
+    obs_width: int = knob(dataclasses.MISSING, ge=1, doc="per-agent observation features F")
+    num_actions: int = knob(dataclasses.MISSING, ge=1, doc="discrete actions A per agent")
+    embed_dim: int = knob(64, ge=1, doc="model width D")
+    num_heads: int = knob(4, ge=1, doc="retention heads H")
+    num_blocks: int = knob(1, ge=1, doc="encoder and decoder blocks (each)")
+    decay_scaling: float = knob(0.8, gt=0.0, le=1.0, doc="factor on the per-head decays")
+    value_head: bool = knob(True, doc="the encoder's per-agent value head")
+    q_head: bool = knob(False, doc="a per-action Q head on the decoder")
+    value_bins: int | None = knob(None, ge=2, doc="HL-Gauss bins of the value and Q heads")
+    chunk_timesteps: int | None = knob(None, ge=1, doc="timesteps per chunk in training")
+    max_agents: int | None = knob(None, ge=1, doc="inputs with more agents are refused")
 
     def __post_init__(self) -> None:
-        for name in ("obs_width", "num_actions", "embed_dim", "num_heads", "num_blocks"):
-            _check_positive_int(name, getattr(self, name))
-        if self.embed_dim % self.num_heads != 0:
-            raise ValueError(
-                f"SableConfig.embed_dim={self.embed_dim} is not divisible by "
-                f"num_heads={self.num_heads}"
-            )
-        if isinstance(self.decay_scaling, bool) or not isinstance(self.decay_scaling, int | float):
-            raise ValueError(
-                f"SableConfig.decay_scaling must be a number, got {self.decay_scaling!r}"
-            )
-        if not 0.0 < self.decay_scaling <= 1.0:
-            raise ValueError(
-                f"SableConfig.decay_scaling must lie in (0, 1], got {self.decay_scaling!r}"
-            )
-        for name in ("value_head", "q_head"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"SableConfig.{name} must be a bool, got {getattr(self, name)!r}")
-        if self.value_bins is not None:
-            _check_positive_int("value_bins", self.value_bins)
-            if self.value_bins < 2:
-                raise ValueError(
-                    f"SableConfig.value_bins must be None or >= 2, got {self.value_bins!r}"
-                )
-        if self.chunk_timesteps is not None:
-            _check_positive_int("chunk_timesteps", self.chunk_timesteps)
-        if self.max_agents is not None:
-            _check_positive_int("max_agents", self.max_agents)
+        check_knobs(self)
+        check_divides(self, "embed_dim", "num_heads")
+
+    @classmethod
+    def sized_as(cls, config: object, obs_width: int, num_actions: int, **heads: object
+                 ) -> SableConfig:
+        """The network of a training config (its embed_dim, num_heads, num_blocks,
+        decay_scaling and chunk_timesteps) for F observation features and A actions, with the
+        `heads` settings (value_head, q_head, value_bins)."""
+        sizes = ("embed_dim", "num_heads", "num_blocks", "decay_scaling", "chunk_timesteps")
+        return cls(obs_width=obs_width, num_actions=num_actions,
+                   **{k: getattr(config, k) for k in sizes}, **heads)
 
     @property
     def head_size(self) -> int:
         return self.embed_dim // self.num_heads
+
+
+@dataclass(frozen=True)
+class NetworkKnobs:
+    """The Sable size knobs of a training configuration (online and offline share them:
+    declared once). Its subclasses run `check_knobs` and add `chunk_timesteps`."""
+
+    embed_dim: int = knob(32, ge=1, doc="Sable model width D (paper: 512; Mava: 64)")
+    num_heads: int = knob(4, ge=1, doc="retention heads; embed_dim must be divisible by it")
+    num_blocks: int = knob(1, ge=1, doc="encoder and decoder blocks (each)")
+    decay_scaling: float = knob(0.8, gt=0.0, le=1.0, doc="factor on the per-head decays")

@@ -23,11 +23,13 @@ Usage (all pure; `model` is an unbound flax module, params are passed explicitly
     out = model.forward_train(params, obs, actions, legal, first, agent_mask)
     state = model.init_state(batch)
     step = model.act(params, state, obs_t, legal_t, first_t, mask_t, key, greedy=False)
+    q_step = model.act(..., q_values=lambda q: q)  # argmax of the Q head instead
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import flax.linen as nn
@@ -39,6 +41,10 @@ from trainer.networks.config import SableConfig
 from trainer.networks.retention import MultiScaleRetention, decay_rates, decay_state
 
 NEG_INF = float(jnp.finfo(jnp.float32).min)  # logit given to illegal actions
+
+
+# Maps the Q head's raw output of one agent, (B, A) or (B, A*bins) logits, to Q values (B, A).
+QValues = Callable[[jax.Array], jax.Array]
 
 
 class SableOutput(NamedTuple):
@@ -432,17 +438,21 @@ class Sable(nn.Module):
         legal: jax.Array,
         first: jax.Array,
         agent_mask: jax.Array,
+        state: SableState | None = None,
     ) -> SableOutput:
-        """Chunkwise form over a training sequence from a zero state (shapes as `forward_chunk`).
+        """Chunkwise form over a training sequence (shapes as `forward_chunk`), from `state`
+        (B, ...) or a zero state. Offline training starts from zero; PPO continues from the
+        retention state stored at its rollout's start.
 
         With `config.chunk_timesteps` the T timesteps are processed in chunks of that many,
-        carrying the state between them (same result, less memory).
+        carrying the state between them: the same outputs with (chunk * N)^2 instead of
+        (T * N)^2 score memory.
         """
         obs, actions, legal, first, agent_mask = self._check_sequence(
             obs, actions, legal, first, agent_mask
         )
         b, t = first.shape
-        state = init_state(b, self.config)
+        state = init_state(b, self.config) if state is None else state
         chunk = self.config.chunk_timesteps
         if chunk is None or chunk >= t:
             return self.forward_chunk(params, state, obs, actions, legal, first, agent_mask)[0]
@@ -500,11 +510,17 @@ class Sable(nn.Module):
         agent_mask: jax.Array,
         key: jax.Array,
         greedy: bool = False,
+        q_values: QValues | None = None,
     ) -> ActResult:
         """Choose a joint action for one timestep of B environments, agent by agent.
 
         obs (B, N, F); legal (B, N, A) bool; first (B,) bool; agent_mask (B, N) bool; `greedy`
         must be static under jit. Only legal actions are chosen (for agents with at least one).
+
+        The policy head samples (or, `greedy`, takes its argmax); with `q_values` (which maps
+        the Q head's raw output (B, A or A*bins) to Q values (B, A)) each agent takes the
+        argmax of its legal Q values instead: CQL-Sable's policy. Either way the chosen
+        action is the next agent's input token, so both heads act through this one function.
         """
         c = self.config
         obs = jnp.asarray(obs, jnp.float32)
@@ -526,6 +542,7 @@ class Sable(nn.Module):
             jnp.asarray(agent_mask, bool),
             key=key,
             greedy=greedy,
+            q_values=q_values,
         )
         return ActResult(state, actions, log_probs, out.value)
 
@@ -542,9 +559,11 @@ class Sable(nn.Module):
         forced: jax.Array | None = None,
         key: jax.Array | None = None,
         greedy: bool = False,
+        q_values: QValues | None = None,
     ) -> tuple[SableState, SableOutput, jax.Array, jax.Array]:
         """One recurrent timestep. obs (B, N, F); legal (B, N, A); first (B,); mask (B, N);
-        forced (B, N) actions to teacher-force, else sampled with `key` (or greedy).
+        forced (B, N) actions to teacher-force, else the argmax of `q_values(q)` over legal
+        actions when given, else sampled with `key` (or greedy) from the policy head.
         Returns state, SableOutput of (B, N, ...) arrays, actions (B, N), log-probs (B, N)."""
         c = self.config
         n = obs.shape[1]
@@ -564,6 +583,8 @@ class Sable(nn.Module):
             masked = jnp.where(legal_i, logits, NEG_INF)  # (B, A)
             if forced_i is not None:
                 action = forced_i
+            elif q_values is not None:
+                action = jnp.argmax(jnp.where(legal_i, q_values(q), -jnp.inf), axis=-1)
             elif greedy:
                 action = jnp.argmax(masked, axis=-1)
             else:
@@ -654,3 +675,37 @@ def _check_state(state: SableState, config: SableConfig, batch: int) -> None:
     expected = (batch, config.num_blocks, config.num_heads, config.head_size, config.head_size)
     for name, s in zip(SableState._fields, state, strict=True):
         _check_shape(f"state.{name}", s, expected)
+
+
+# --------------------------------------------------------------------------------------------
+# The network as a rollout actor
+# --------------------------------------------------------------------------------------------
+
+
+def sable_actor(
+    model: Sable,
+    params: dict,
+    agent_mask: jax.Array,
+    *,
+    greedy: bool = False,
+    q_values: QValues | None = None,
+    prepare: Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]] | None = None,
+    num_agents: int | None = None,
+) -> Callable:
+    """Sable as a `trainer.envs.rollout.Actor`: the carry is the retention state (B, ...),
+    the extras (log-probs (B, N), values (B, N) or None).
+
+    `prepare(obs (B, N, F), legal (B, N, A)) -> (obs, legal)` turns the environment's step into
+    the network's inputs (evaluation: standardisation and padded agent slots); `num_agents`
+    keeps the first agents' actions only (the real ones when slots were padded).
+    Acting settings as `Sable.act`.
+    """
+
+    def act(state: SableState, key: jax.Array, step) -> tuple[SableState, jax.Array, tuple]:
+        obs, legal = (step.obs, step.legal) if prepare is None else prepare(step.obs, step.legal)
+        res = model.act(params, state, obs, legal, step.first, agent_mask, key, greedy=greedy,
+                        q_values=q_values)
+        actions = res.actions if num_agents is None else res.actions[:, :num_agents]
+        return res.state, actions, (res.log_probs, res.values)
+
+    return act

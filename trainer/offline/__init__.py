@@ -8,46 +8,22 @@
     evaluate(lake, result.run_dir, split="demo-test", eval_config=EvalConfig(episodes=32))
 
 Modules: `hl_gauss` (value classification), `losses` (BC, CQL, Oryx; pure), `config`
-(OfflineConfig, config ids), `train` (jitted update, loop, checkpoints), `evaluate`
-(environment rollouts, normalised returns, the `evaluations` table), `checkpoint` (the run
-directory).
+(OfflineConfig, config ids), `state` (what the update carries), `training` (jitted update,
+loop, checkpoints), `evaluation` (environment rollouts, normalised returns, the `evaluations`
+table), `checkpoint` (the run directory, restoring parameters).
 """
 
-from trainer.offline.config import ALGORITHMS, OfflineConfig, config_id
-from trainer.offline.evaluate import (
-    EvalConfig,
-    MissingReferenceError,
-    TaskResult,
-    evaluate,
-    evaluate_params,
-    reference_returns,
-)
-from trainer.offline.hl_gauss import Support, make_support
-from trainer.offline.train import (
-    NonFiniteLossError,
-    TrainResult,
-    TrainState,
-    UpdateMetrics,
-    make_update,
-    train,
-)
+from trainer import lazy_exports
 
-__all__ = [
-    "ALGORITHMS",
-    "EvalConfig",
-    "MissingReferenceError",
-    "NonFiniteLossError",
-    "OfflineConfig",
-    "Support",
-    "TaskResult",
-    "TrainResult",
-    "TrainState",
-    "UpdateMetrics",
-    "config_id",
-    "evaluate",
-    "evaluate_params",
-    "make_support",
-    "make_update",
-    "reference_returns",
-    "train",
-]
+_MODULES = {
+    "lake_schema.checks": ("MissingReferenceError", "reference_returns"),
+    "trainer.errors": ("NonFiniteLossError",),
+    "trainer.offline.config": ("ALGORITHMS", "EvalConfig", "OfflineConfig", "config_id"),
+    "trainer.offline.evaluation": ("TaskResult", "evaluate", "evaluate_params"),
+    "trainer.offline.hl_gauss": ("Support", "make_support"),
+    "trainer.offline.state": ("TrainState",),
+    "trainer.offline.training": ("TrainResult", "UpdateMetrics", "make_update", "train"),
+}
+__all__ = sorted(name for names in _MODULES.values() for name in names)
+
+__getattr__ = lazy_exports(__name__, _MODULES)

@@ -23,6 +23,10 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from trainer.networks import Sable
+from trainer.offline.config import OfflineConfig
+from trainer.offline.state import init_train_state
+
 MODEL_JSON = "model.json"
 CHECKPOINTS = "checkpoints"
 BEST = "best"
@@ -110,3 +114,28 @@ def restore_best(run_dir: str | os.PathLike, abstract_params: Any) -> Any:
 def abstract(tree: Any) -> Any:
     """ShapeDtypeStructs of a pytree (what orbax restores into)."""
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree)
+
+
+def load_params(run_dir: str | os.PathLike, info: dict,
+                which: str | int = "latest") -> tuple[Any, int]:
+    """Parameters of checkpoint `which` (`latest`, `best`, or an update) and its update."""
+    config = OfflineConfig.from_json(info["config"])
+    model = Sable(config.sable_config())
+    shapes = jax.eval_shape(lambda k: init_train_state(model, config, k), jax.random.PRNGKey(0))
+    if which == "best":
+        best = read_best(run_dir)
+        if best is None:
+            raise FileNotFoundError(f"{run_dir}: no best checkpoint (periodic evaluation off?)")
+        return restore_best(run_dir, shapes.params), int(best["update"])
+    mngr = manager(run_dir)
+    try:
+        steps = mngr.all_steps()
+        if not steps:
+            raise FileNotFoundError(f"{run_dir}: no checkpoint to evaluate")
+        step = max(steps) if which == "latest" else int(which)
+        if step not in steps:
+            raise FileNotFoundError(f"{run_dir}: no checkpoint at update {step}; have {steps}")
+        state, _, _ = restore(mngr, step, shapes, with_extras=False)
+    finally:
+        mngr.close()
+    return state.params, step

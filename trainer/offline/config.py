@@ -1,8 +1,9 @@
 """Typed, validated configuration of an offline training run (BC-Sable, CQL-Sable, Oryx).
 
-`OfflineConfig` holds every knob of one model: its environment, algorithm, network size,
-value learning (HL-Gauss or MSE), the batch shape and the three design-choice switches
-(task-balancing mode, HL-Gauss vs MSE, agent masking + shuffling), the optimiser and the loop.
+`OfflineConfig` declares every knob of one model (`trainer.knobs`: default, bounds, help; the
+Dagster config is derived from it): its environment, algorithm, network size, value learning
+(HL-Gauss or MSE), the batch shape and the three design-choice switches (task-balancing mode,
+HL-Gauss vs MSE, agent masking + shuffling), the optimiser and the loop.
 `OfflineConfig.profile("demo" | "paper", **overrides)` gives the two presets. Every check runs
 on construction, before any I/O or compilation, and every error is a `ValueError` naming the
 bad value.
@@ -18,165 +19,111 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lake_schema.catalogue import ENVS
-from trainer.data import DataSelection, LoaderConfig
-from trainer.networks import SableConfig
-from trainer.offline.hl_gauss import Support, make_support
+from trainer.data.config import LoaderConfig
+from trainer.data.selection import DataSelection
+from trainer.knobs import check_divides, check_knobs, knob
+from trainer.networks.config import NetworkKnobs, SableConfig
+
+if TYPE_CHECKING:
+    from trainer.offline.hl_gauss import Support
 
 ALGORITHMS = ("bc", "cql", "oryx")
 VALUE_LOSSES = ("hl_gauss", "mse")
 BATCH_MODES = ("balanced", "single_task", "proportional")
 TASK_WEIGHTINGS = ("equal", "agent_steps")
-PROFILES = ("demo", "paper")
+# Every profile, defined here once: `demo` is the defaults (what `make demo` trains), `paper`
+# the seed paper's settings (appendix K).
+PROFILES: dict[str, dict[str, Any]] = {
+    "demo": {},
+    "paper": {"embed_dim": 512, "batch_size": 480, "seq_len": 20, "num_updates": 60_000,
+              "log_every": 100, "checkpoint_every": 1000, "eval_every": 100},
+}
 # Fields that do not change the trained model: left out of the config id.
 _NOT_IN_ID = frozenset({"log_every", "checkpoint_every", "keep_checkpoints", "eval_every",
                         "eval_episodes", "num_workers"})
 
 
-def _positive_int(name: str, value: object, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"OfflineConfig.{name} must be an int >= {minimum}, got {value!r}")
-
-
-def _number(name: str, value: object, low: float, high: float, low_open: bool = True) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"OfflineConfig.{name} must be a number, got {value!r}")
-    if not ((low < value if low_open else low <= value) and value <= high):
-        raise ValueError(f"OfflineConfig.{name} must lie in {'(' if low_open else '['}{low}, "
-                         f"{high}], got {value!r}")
-
-
-def _choice(name: str, value: object, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; choose from {', '.join(choices)}")
-
-
 @dataclass(frozen=True)
-class OfflineConfig:
-    """One offline model. Defaults are the CPU `demo` profile.
+class OfflineConfig(NetworkKnobs):
+    """One offline model. Defaults are the CPU `demo` profile, what `make demo` trains; each
+    field's meaning, bounds and default are its `knob`. The three design-choice switches of
+    the paper's ablations: `batch_mode`, `value_loss`, `agent_masking`."""
 
-    Attributes:
-        env: the environment (`lbf`, `rware`, `connector`): one model, one observation space.
-        algorithm: `bc` (BC-Sable), `cql` (CQL-Sable) or `oryx` (autoregressive ICQ).
-        embed_dim, num_heads, num_blocks, decay_scaling, chunk_timesteps: the Sable network
-            (paper: 512, 4, 1, 0.8).
-        value_loss: `hl_gauss` (classification over `num_bins` bins, sigma = smoothing_ratio x
-            bin width, on `value_support` or the environment's) or `mse` (the ablation).
-        batch_size, seq_len: B chunks of T steps per update (paper: 480, 20).
-        batch_mode: the loader's task balancing: `balanced` (paper), `single_task` (the
-            ablation: each batch from one random task) or `proportional`.
-        task_weighting: `equal` (the paper's Eq. 1: the loss is the mean over the batch's
-            tasks of each task's mean loss) or `agent_steps` (the ablation: one mean over every
-            real agent-step, so a task weighs in proportion to its number of agents).
-        agent_masking: agent masking + per-update agent shuffling (paper). Off (the ablation):
-            padded agent slots are treated as real agents by the network and the losses, and
-            the agent order is fixed.
-        pad_agents: agent slots per batch (`env`: the environment's maximum, or a count).
-        learning_rate, max_grad_norm, gamma, tau: Adam with global-norm clipping, discount,
-            Polyak rate of the target network (updated after every step).
-        cql_alpha: CQL's conservative coefficient.
-        value_temperature, policy_temperature, critic_coef: Oryx's ICQ settings.
-        num_updates, seed: training length and the seed of everything random.
-        log_every: updates between progress lines (and NaN checks).
-        checkpoint_every, keep_checkpoints: orbax checkpoint spacing and how many to keep.
-        eval_every, eval_episodes: periodic evaluation on the training tasks (0 = off): the
-            best checkpoint by mean normalised return is kept apart (`best/`).
-        num_workers: Grain worker processes for the loader.
-    """
-
-    env: str = "lbf"
-    algorithm: str = "oryx"
-    embed_dim: int = 32
-    num_heads: int = 4
-    num_blocks: int = 1
-    decay_scaling: float = 0.8
-    chunk_timesteps: int | None = None
-    value_loss: str = "hl_gauss"
-    num_bins: int = 51
-    smoothing_ratio: float = 0.75
-    value_support: tuple[float, float] | None = None
-    batch_size: int = 32
-    seq_len: int = 20
-    batch_mode: str = "balanced"
-    task_weighting: str = "equal"
-    agent_masking: bool = True
-    pad_agents: str | int = "env"
-    learning_rate: float = 1e-3
-    max_grad_norm: float = 10.0
-    gamma: float = 0.99
-    tau: float = 0.005
-    cql_alpha: float = 10.0
-    value_temperature: float = 1000.0
-    policy_temperature: float = 0.1
-    critic_coef: float = 1.0
-    num_updates: int = 2000
-    seed: int = 0
-    log_every: int = 50
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 2
-    eval_every: int = 0
-    eval_episodes: int = 32
-    num_workers: int = 0
+    env: str = knob("lbf", choices=tuple(ENVS), doc=(
+        "the environment: one model, one observation space"))
+    algorithm: str = knob("oryx", choices=ALGORITHMS, doc=(
+        "`bc` (BC-Sable), `cql` (CQL-Sable) or `oryx` (autoregressive ICQ)"))
+    chunk_timesteps: int | None = knob(None, ge=1, doc=(
+        "timesteps per chunk of the chunkwise form (seq_len must be a multiple); null = one "
+        "chunk"))
+    value_loss: str = knob("hl_gauss", choices=VALUE_LOSSES, doc=(
+        "switch: `hl_gauss` (classification over num_bins bins, sigma = smoothing_ratio x bin "
+        "width, on value_support or the environment's) or `mse` (the ablation)"))
+    num_bins: int = knob(51, ge=2, doc="HL-Gauss bins")
+    smoothing_ratio: float = knob(0.75, gt=0.0, le=100.0, doc="HL-Gauss sigma / bin width")
+    value_support: tuple[float, float] | None = knob(None, doc=(
+        "HL-Gauss (v_min, v_max); null = the environment's"))
+    batch_size: int = knob(32, ge=1, doc="B chunks per update (paper: 480)")
+    seq_len: int = knob(20, ge=1, doc="T steps per chunk (paper: 20)")
+    batch_mode: str = knob("balanced", choices=BATCH_MODES, doc=(
+        "switch: the loader's task balancing: `balanced` (paper), `single_task` (the ablation: "
+        "each batch from one random task) or `proportional`"))
+    task_weighting: str = knob("equal", choices=TASK_WEIGHTINGS, doc=(
+        "switch: `equal` (the paper's Eq. 1: the loss is the mean over the batch's tasks of "
+        "each task's mean loss) or `agent_steps` (the ablation: one mean over every real "
+        "agent-step, so a task weighs in proportion to its number of agents)"))
+    agent_masking: bool = knob(True, doc=(
+        "switch: agent masking + per-update agent shuffling (paper). Off (the ablation): padded "
+        "agent slots are treated as real agents and the agent order is fixed"))
+    pad_agents: str | int = knob("env", choices=("env",), ge=1, doc=(
+        "agent slots per batch: `env` (the environment's maximum) or a count"))
+    learning_rate: float = knob(1e-3, gt=0.0, le=10.0, doc="Adam step size")
+    max_grad_norm: float = knob(10.0, gt=0.0, doc="global-norm gradient clipping")
+    gamma: float = knob(0.99, ge=0.0, le=1.0, doc="discount")
+    tau: float = knob(0.005, gt=0.0, le=1.0, doc=(
+        "Polyak rate of the target network (updated after every step)"))
+    cql_alpha: float = knob(10.0, ge=0.0, doc="CQL's conservative coefficient")
+    value_temperature: float = knob(1000.0, gt=0.0, doc="Oryx's ICQ value temperature")
+    policy_temperature: float = knob(0.1, gt=0.0, doc="Oryx's ICQ policy temperature")
+    critic_coef: float = knob(1.0, ge=0.0, doc="Oryx's critic loss coefficient")
+    num_updates: int = knob(300, ge=1, doc="training length (paper: 60k)")
+    seed: int = knob(0, ge=0, doc="the seed of everything random")
+    log_every: int = knob(50, ge=1, doc="updates between progress lines (and NaN checks)")
+    checkpoint_every: int = knob(500, ge=1, doc="updates between orbax checkpoints")
+    keep_checkpoints: int = knob(2, ge=1, doc="orbax checkpoints kept")
+    eval_every: int = knob(0, ge=0, doc=(
+        "periodic evaluation on the training tasks (0 = off): the best checkpoint by mean "
+        "normalised return is kept apart (`best/`)"))
+    eval_episodes: int = knob(32, ge=1, doc="episodes per task of a periodic evaluation")
+    num_workers: int = knob(0, ge=0, doc="Grain worker processes for the loader")
 
     def __post_init__(self) -> None:
-        _choice("environment", self.env, tuple(ENVS))
-        _choice("algorithm", self.algorithm, ALGORITHMS)
-        _choice("value_loss", self.value_loss, VALUE_LOSSES)
-        _choice("batch_mode", self.batch_mode, BATCH_MODES)
-        _choice("task_weighting", self.task_weighting, TASK_WEIGHTINGS)
-        for name in ("embed_dim", "num_heads", "num_blocks", "batch_size", "seq_len",
-                     "num_updates", "log_every", "checkpoint_every", "keep_checkpoints",
-                     "eval_episodes"):
-            _positive_int(name, getattr(self, name))
-        for name in ("seed", "eval_every", "num_workers"):
-            _positive_int(name, getattr(self, name), 0)
-        if self.embed_dim % self.num_heads:
-            raise ValueError(f"OfflineConfig.embed_dim={self.embed_dim} is not divisible by "
-                             f"num_heads={self.num_heads}")
-        if self.chunk_timesteps is not None:
-            _positive_int("chunk_timesteps", self.chunk_timesteps)
-            if self.seq_len % self.chunk_timesteps:
-                raise ValueError(f"OfflineConfig.seq_len={self.seq_len} is not a multiple of "
-                                 f"chunk_timesteps={self.chunk_timesteps}")
-        _number("decay_scaling", self.decay_scaling, 0.0, 1.0)
-        _positive_int("num_bins", self.num_bins, 2)
-        _number("smoothing_ratio", self.smoothing_ratio, 0.0, 100.0)
+        if isinstance(self.value_support, list):
+            object.__setattr__(self, "value_support", tuple(self.value_support))
+        check_knobs(self)
+        check_divides(self, "embed_dim", "num_heads")
+        check_divides(self, "seq_len", "chunk_timesteps", "is not a multiple of")
         if self.value_support is not None:
             support = tuple(self.value_support)
             if len(support) != 2 or not all(isinstance(v, int | float) for v in support):
                 raise ValueError(f"OfflineConfig.value_support must be (v_min, v_max), got "
                                  f"{self.value_support!r}")
             object.__setattr__(self, "value_support", (float(support[0]), float(support[1])))
+            from trainer.offline.hl_gauss import make_support  # its own checks of the support
+
             make_support(*self.value_support, self.num_bins, self.smoothing_ratio)
-        if not isinstance(self.agent_masking, bool):
-            raise ValueError(f"OfflineConfig.agent_masking must be a bool, got "
-                             f"{self.agent_masking!r}")
-        if isinstance(self.pad_agents, str):
-            _choice("pad_agents", self.pad_agents, ("env",))
-        else:
-            _positive_int("pad_agents", self.pad_agents)
-        _number("learning_rate", self.learning_rate, 0.0, 10.0)
-        _number("max_grad_norm", self.max_grad_norm, 0.0, float("inf"))
-        _number("gamma", self.gamma, 0.0, 1.0, low_open=False)
-        _number("tau", self.tau, 0.0, 1.0)
-        _number("cql_alpha", self.cql_alpha, 0.0, float("inf"), low_open=False)
-        _number("value_temperature", self.value_temperature, 0.0, float("inf"))
-        _number("policy_temperature", self.policy_temperature, 0.0, float("inf"))
-        _number("critic_coef", self.critic_coef, 0.0, float("inf"), low_open=False)
 
     # ------------------------------------------------------------------ presets, JSON
 
     @classmethod
     def profile(cls, name: str, **overrides: Any) -> OfflineConfig:
         """`demo` (CPU: small model, small batches) or `paper` (appendix K), with overrides."""
-        _choice("profile", name, PROFILES)
-        base: dict[str, Any] = {}
-        if name == "paper":
-            base = {"embed_dim": 512, "batch_size": 480, "seq_len": 20, "num_updates": 60_000,
-                    "log_every": 100, "checkpoint_every": 1000, "eval_every": 100}
-        return cls(**{**base, **overrides})
+        if name not in PROFILES:
+            raise ValueError(f"unknown profile {name!r}; choose from {', '.join(PROFILES)}")
+        return cls(**{**PROFILES[name], **overrides})
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -209,24 +156,17 @@ class OfflineConfig:
         """The HL-Gauss support (None with MSE or for BC, which learns no values)."""
         if not (self.hl_gauss and self.uses_critic):
             return None
+        from trainer.offline.hl_gauss import make_support  # JAX: only when a model is built
+
         v_min, v_max = self.value_support or ENVS[self.env].value_support
         return make_support(v_min, v_max, self.num_bins, self.smoothing_ratio)
 
     def sable_config(self) -> SableConfig:
         """The network: a per-action Q head on the decoder for CQL and Oryx (no value head)."""
         spec = ENVS[self.env]
-        return SableConfig(
-            obs_width=spec.obs_width,
-            num_actions=spec.num_actions,
-            embed_dim=self.embed_dim,
-            num_heads=self.num_heads,
-            num_blocks=self.num_blocks,
-            decay_scaling=float(self.decay_scaling),
-            value_head=False,
-            q_head=self.uses_critic,
-            value_bins=self.num_bins if self.support() is not None else None,
-            chunk_timesteps=self.chunk_timesteps,
-        )
+        return SableConfig.sized_as(
+            self, spec.obs_width, spec.num_actions, value_head=False, q_head=self.uses_critic,
+            value_bins=self.num_bins if self.support() is not None else None)
 
     def loader_config(self) -> LoaderConfig:
         return LoaderConfig(
@@ -265,3 +205,19 @@ def config_id(config: OfflineConfig, selection: DataSelection) -> str:
     model = {k: v for k, v in config.to_json().items() if k not in _NOT_IN_ID}
     blob = json.dumps({"config": model, "selection": selection.to_json()}, sort_keys=True)
     return f"{config.env}-{config.algorithm}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How a model is evaluated; each field's meaning, bounds and default are its `knob`."""
+
+    episodes: int = knob(32, ge=1, doc="E episodes per task (paper: 32 periodic, 320 final)")
+    seed: int = knob(0, ge=0, doc="the evaluation seed")
+    greedy: bool = knob(False, doc="argmax actions for BC/Oryx (CQL is always greedy in Q)")
+    checkpoint: str | int = knob("latest", choices=("latest", "best"), ge=0, doc=(
+        "which parameters: `latest`, `best` or an update number"))
+    reference_run: str | None = knob(None, doc=(
+        "which `references` run normalises (null: the most recent per task)"))
+
+    def __post_init__(self) -> None:
+        check_knobs(self)

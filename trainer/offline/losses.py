@@ -46,6 +46,7 @@ import jax.numpy as jnp
 
 from trainer.offline import hl_gauss
 from trainer.offline.hl_gauss import Support
+from trainer.ops import masked_mean
 
 
 class LossTerms(NamedTuple):
@@ -60,12 +61,6 @@ class LossTerms(NamedTuple):
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def masked_mean(x: jax.Array, mask: jax.Array, axis: tuple[int, ...] | None = None) -> jax.Array:
-    """Mean of x over the entries where mask is True (0 where none is)."""
-    m = jnp.broadcast_to(mask, x.shape).astype(x.dtype)
-    return jnp.sum(x * m, axis=axis) / jnp.maximum(jnp.sum(m, axis=axis), 1.0)
 
 
 def task_mean(x: jax.Array, mask: jax.Array, tasks: jax.Array | None) -> jax.Array:

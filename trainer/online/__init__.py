@@ -8,24 +8,15 @@ rollout + update step), `train` (the Python loop: checkpoints, recording, progre
 CLI: `python -m trainer.online --help`.
 """
 
-from trainer.online.config import PROFILES, OnlineConfig, Plan, plan, resolve_task
-from trainer.online.train import (
-    CheckpointRecord,
-    CheckpointStore,
-    OnlineResult,
-    default_checkpoint_dir,
-    train_online,
-)
+from trainer import lazy_exports
 
-__all__ = [
-    "PROFILES",
-    "CheckpointRecord",
-    "CheckpointStore",
-    "OnlineConfig",
-    "OnlineResult",
-    "Plan",
-    "default_checkpoint_dir",
-    "plan",
-    "resolve_task",
-    "train_online",
-]
+_MODULES = {
+    "trainer.online.config": ("OnlineConfig", "PROFILES", "Plan", "plan", "resolve_task"),
+    "trainer.online.train": (
+        "CheckpointRecord", "CheckpointStore", "OnlineResult", "default_checkpoint_dir",
+        "train_online",
+    ),
+}
+__all__ = sorted(name for names in _MODULES.values() for name in names)
+
+__getattr__ = lazy_exports(__name__, _MODULES)

@@ -14,6 +14,7 @@ from lake_schema.storage import Lake
 from trainer.cli_overrides import parse_overrides
 from trainer.online.config import PROFILES, OnlineConfig
 from trainer.online.train import train_online
+from trainer.tasks import resolve_task
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     log.setLevel(logging.INFO)
     log.propagate = False  # orbax/absl may configure the root logger: print once
     try:
-        config = OnlineConfig.profile(args.profile, env=args.task.split("/")[0],
+        config = OnlineConfig.profile(args.profile, env=resolve_task(args.task).env,
                                       **parse_overrides(args.set, OnlineConfig))
         result = train_online(
             args.task, config, Lake(args.root), args.run or f"sable-seed{config.seed}",

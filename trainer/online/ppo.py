@@ -1,9 +1,10 @@
 """PPO for Sable (as Mava's recurrent Sable): one jitted rollout + update step.
 
-`make_update(env, model, config)` returns a pure `update(state) -> (state, metrics)`:
+`make_ppo_update(env, model, config)` returns a pure `update(state) -> (state, metrics)`:
 
-1. rollout: `rollout_length` steps of `num_envs` vmapped environments (lax.scan), actions from
-   Sable's recurrent `act`; the retention state at the rollout start is kept;
+1. rollout: `rollout_length` steps of `num_envs` vmapped environments continuing from the last
+   update's (`trainer.envs.rollout.continue_rollout`), actions from Sable's recurrent `act`;
+   the retention state at the rollout start is kept;
 2. GAE over the rollout (team reward, one value per agent);
 3. `ppo_epochs` epochs (lax.scan), each: shuffle environments, draw one random agent order
    for the whole batch, then `num_minibatches` Adam steps (lax.scan) on the clipped PPO loss,
@@ -36,24 +37,14 @@ import jax.numpy as jnp
 import optax
 
 from trainer.envs import EnvState, EnvStep, MultiAgentEnv, Rollout
+from trainer.envs.rollout import continue_rollout, fresh_rollout
 from trainer.networks import Sable, SableConfig, SableOutput, SableState
+from trainer.networks.sable import sable_actor
 from trainer.online.config import OnlineConfig
+from trainer.ops import masked_mean
 
 
-class Transition(NamedTuple):
-    """One rollout, time-major: every leaf is [T, B, ...]."""
-
-    obs: jax.Array  # [T, B, N, F] catalogue dtype: the input of decision t
-    legal: jax.Array  # [T, B, N, A] bool
-    first: jax.Array  # [T, B] bool: obs[t] starts an episode
-    action: jax.Array  # [T, B, N] int32
-    log_prob: jax.Array  # [T, B, N] log pi_old(action[t]) when acting
-    value: jax.Array  # [T, B, N] V_old(obs[t]) when acting
-    reward: jax.Array  # [T, B] team reward of the step action[t] caused
-    done: jax.Array  # [T, B] bool: that step ended the episode (terminated or truncated)
-
-
-class TrainState(NamedTuple):
+class PPOState(NamedTuple):
     """Everything the jitted step carries (and the orbax checkpoint holds)."""
 
     params: Any
@@ -67,7 +58,7 @@ class TrainState(NamedTuple):
     total_updates: jax.Array  # [] int32: the budget's updates (the learning-rate schedule)
 
 
-class UpdateMetrics(NamedTuple):
+class PPOMetrics(NamedTuple):
     """Scalars of one update (losses averaged over epochs and minibatches)."""
 
     episodes: jax.Array  # episodes completed in the rollout
@@ -119,13 +110,6 @@ def gae(
     init = (jnp.zeros_like(last_value), last_value)
     _, adv = jax.lax.scan(body, init, (reward, value, live), reverse=True)
     return adv, adv + value
-
-
-def masked_mean(x: jax.Array, mask: jax.Array | None) -> jax.Array:
-    if mask is None:
-        return jnp.mean(x)
-    m = jnp.broadcast_to(mask, x.shape).astype(x.dtype)
-    return jnp.sum(x * m) / jnp.maximum(jnp.sum(m), 1.0)
 
 
 def normalise(x: jax.Array, mask: jax.Array | None = None, eps: float = 1e-8) -> jax.Array:
@@ -185,14 +169,7 @@ def value_loss(
 
 def sable_config(config: OnlineConfig, env: MultiAgentEnv) -> SableConfig:
     """The network for one task's environment (scalar value head, no Q head)."""
-    return SableConfig(
-        obs_width=env.obs_width,
-        num_actions=env.num_actions,
-        embed_dim=config.embed_dim,
-        num_heads=config.num_heads,
-        num_blocks=config.num_blocks,
-        decay_scaling=config.decay_scaling,
-    )
+    return SableConfig.sized_as(config, env.obs_width, env.num_actions)
 
 
 def make_optimizer(config: OnlineConfig) -> optax.GradientTransformation:
@@ -212,40 +189,7 @@ def learning_rate(config: OnlineConfig, update: jax.Array, total_updates: jax.Ar
     return config.learning_rate * frac
 
 
-def forward_from(
-    model: Sable,
-    params: Any,
-    state: SableState,
-    obs: jax.Array,
-    actions: jax.Array,
-    legal: jax.Array,
-    first: jax.Array,
-    chunk: int | None,
-) -> SableOutput:
-    """Chunkwise form over [B, T, ...] sequences continuing from `state` (not from zero).
-
-    With `chunk`, the T timesteps go through `forward_chunk` `chunk` at a time (lax.scan),
-    carrying the retention state: the same outputs, with (chunk * N)^2 instead of (T * N)^2
-    score memory.
-    """
-    b, t = first.shape
-    mask = jnp.ones(actions.shape, bool)
-    if chunk is None or chunk >= t:
-        return model.forward_chunk(params, state, obs, actions, legal, first, mask)[0]
-
-    def split(x: jax.Array) -> jax.Array:  # [B, T, ...] -> [T / c, B, c, ...]
-        return jnp.swapaxes(x.reshape(b, t // chunk, chunk, *x.shape[2:]), 0, 1)
-
-    def body(carry: SableState, xs: tuple) -> tuple[SableState, SableOutput]:
-        out, carry = model.forward_chunk(params, carry, *xs)
-        return carry, out
-
-    inputs = tuple(split(x) for x in (obs, actions, legal, first, mask))
-    _, outs = jax.lax.scan(body, state, inputs)
-    return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1).reshape(b, t, *x.shape[3:]), outs)
-
-
-class Batch(NamedTuple):
+class PPOBatch(NamedTuple):
     """Training data of one update, environment-major ([B, T, ...]) with targets."""
 
     obs: jax.Array  # [B, T, N, F]
@@ -259,20 +203,26 @@ class Batch(NamedTuple):
     hstate: SableState  # [B, ...] retention state at the rollout start
 
 
-def permute_agents(batch: Batch, order: jax.Array) -> Batch:
+def permute_agents(batch: PPOBatch, order: jax.Array) -> PPOBatch:
     """Reorder the agent axis (axis 2 of every per-agent leaf) by `order` [N]."""
     per_agent = ("obs", "legal", "action", "old_log_prob", "old_value", "advantage", "target")
     return batch._replace(**{f: jnp.take(getattr(batch, f), order, axis=2) for f in per_agent})
 
 
+def forward(model: Sable, params: Any, batch: PPOBatch) -> SableOutput:
+    """The chunkwise form over the batch's whole rollouts [B, T, ...], continuing from the
+    retention state stored at the rollout start (every slot is a real agent online)."""
+    mask = jnp.ones(batch.action.shape, bool)
+    return model.forward_train(
+        params, batch.obs, batch.action, batch.legal, batch.first, mask, state=batch.hstate
+    )
+
+
 def ppo_loss(
-    params: Any, model: Sable, batch: Batch, config: OnlineConfig
+    params: Any, model: Sable, batch: PPOBatch, config: OnlineConfig
 ) -> tuple[jax.Array, tuple[jax.Array, ...]]:
     """The PPO loss of a minibatch; returns (total, (policy, value, entropy, kl, clipfrac))."""
-    out = forward_from(
-        model, params, batch.hstate, batch.obs, batch.action, batch.legal, batch.first,
-        config.chunk_timesteps,
-    )
+    out = forward(model, params, batch)
     log_prob = action_log_probs(out.policy_logits, batch.action)
     adv = normalise(batch.advantage)
     pi_loss, (kl, clip_frac) = policy_loss(log_prob, batch.old_log_prob, adv, config.clip_eps)
@@ -285,15 +235,15 @@ def ppo_loss(
 # ----------------------------------------------------------------------------- the step
 
 
-def init_train_state(
+def init_ppo_state(
     env: MultiAgentEnv, model: Sable, config: OnlineConfig, key: jax.Array, total_updates: int
-) -> TrainState:
+) -> PPOState:
     """Fresh parameters, optimiser state and `num_envs` fresh environments."""
     k_params, k_env, k_run = jax.random.split(key, 3)
     params = model.init_params(k_params)
     opt_state = make_optimizer(config).init(params)
     env_state, first_step = env.reset_batch(k_env, config.num_envs)
-    return TrainState(
+    return PPOState(
         params=params,
         opt_state=opt_state,
         env_state=env_state,
@@ -306,30 +256,57 @@ def init_train_state(
     )
 
 
-def make_update(
+def collect(
+    env: MultiAgentEnv, model: Sable, config: OnlineConfig, state: PPOState, k_roll: jax.Array,
+    k_last: jax.Array,
+) -> tuple[PPOBatch, Rollout]:
+    """One update's data: `rollout_length` steps continuing from the state's environments
+    (the one rollout loop, Sable acting), GAE targets, laid out environment-major [B, T, ...]
+    with the retention state at the rollout start; and the rollout itself (time-major)."""
+    act_mask = jnp.ones((config.num_envs, env.num_agents), bool)
+    h0 = state.hstate
+    roll = continue_rollout(
+        env, sable_actor(model, state.params, act_mask), state.env_state, state.last_step,
+        h0, state.running_return, jax.random.split(k_roll, config.rollout_length),
+    )
+    log_prob, value = roll.extras
+    last_step = jax.tree.map(lambda x: x[-1], roll.steps)
+    # V(obs after the last step), from the recurrent form (its action is discarded).
+    last = model.act(
+        state.params, roll.carry, last_step.obs, last_step.legal, last_step.first,
+        act_mask, k_last,
+    )
+    adv, target = gae(
+        roll.steps.reward[1:], value, roll.episode_done, last.values, config.gamma,
+        config.gae_lambda,
+    )
+
+    def env_major(x: jax.Array) -> jax.Array:
+        return jnp.swapaxes(x, 0, 1)
+
+    batch = PPOBatch(
+        obs=env_major(roll.steps.obs[:-1]),
+        legal=env_major(roll.steps.legal[:-1]),
+        first=env_major(roll.steps.first[:-1]),
+        action=env_major(roll.actions),
+        old_log_prob=env_major(log_prob),
+        old_value=env_major(value),
+        advantage=env_major(adv),
+        target=env_major(target),
+        hstate=h0,
+    )
+    return batch, roll
+
+
+def make_ppo_update(
     env: MultiAgentEnv, model: Sable, config: OnlineConfig
-) -> Callable[[TrainState], tuple[TrainState, UpdateMetrics]]:
+) -> Callable[[PPOState], tuple[PPOState, PPOMetrics]]:
     """The jitted rollout + PPO update step (one call = one update = B * T env steps)."""
     num_envs, num_agents = config.num_envs, env.num_agents
     mb_size = num_envs // config.num_minibatches
     tx = make_optimizer(config)
-    act_mask = jnp.ones((num_envs, num_agents), bool)
 
-    def env_step(carry, key):
-        params, env_state, step, hstate, running = carry
-        res = model.act(params, hstate, step.obs, step.legal, step.first, act_mask, key)
-        env_state, nxt = env.step_batch(env_state, res.actions)
-        done = nxt.terminated | nxt.truncated
-        running = running + nxt.reward
-        tr = Transition(
-            step.obs, step.legal, step.first, res.actions, res.log_probs, res.values,
-            nxt.reward, done,
-        )
-        ended = (jnp.sum(done), jnp.sum(jnp.where(done, running, 0.0)))
-        carry = (params, env_state, nxt, res.state, jnp.where(done, 0.0, running))
-        return carry, (tr, ended)
-
-    def minibatch_step(carry, mb: Batch, lr: jax.Array):
+    def minibatch_step(carry, mb: PPOBatch, lr: jax.Array):
         params, opt_state = carry
         grad_fn = jax.value_and_grad(ppo_loss, has_aux=True)
         (total, aux), grads = grad_fn(params, model, mb, config)
@@ -337,7 +314,7 @@ def make_update(
         params = optax.apply_updates(params, jax.tree.map(lambda u: -lr * u, updates))
         return (params, opt_state), (total, *aux, optax.global_norm(grads))
 
-    def epoch(carry, key, batch: Batch, old_params, lr):
+    def epoch(carry, key, batch: PPOBatch, old_params, lr):
         params, opt_state = carry
         k_env, k_agent = jax.random.split(key)
         env_order = jax.random.permutation(k_env, num_envs)
@@ -350,10 +327,7 @@ def make_update(
         if config.shuffle_agents and config.recompute_old_log_probs:
             # pi_old under this order, with the rollout's parameters and the same stored
             # state: the ratio compares the same conditional and starts at exactly 1.
-            old = forward_from(
-                model, old_params, data.hstate, data.obs, data.action, data.legal,
-                data.first, config.chunk_timesteps,
-            )
+            old = forward(model, old_params, data)
             data = data._replace(old_log_prob=action_log_probs(old.policy_logits, data.action))
         mbs = jax.tree.map(
             lambda x: x.reshape(config.num_minibatches, mb_size, *x.shape[1:]), data
@@ -363,37 +337,10 @@ def make_update(
         )
         return (params, opt_state), stats
 
-    def update(state: TrainState) -> tuple[TrainState, UpdateMetrics]:
+    def update(state: PPOState) -> tuple[PPOState, PPOMetrics]:
         key, k_roll, k_last, k_epochs = jax.random.split(state.key, 4)
-        h0 = state.hstate
-        carry = (state.params, state.env_state, state.last_step, h0, state.running_return)
-        carry, (traj, (n_done, ret_sum)) = jax.lax.scan(
-            env_step, carry, jax.random.split(k_roll, config.rollout_length)
-        )
-        _, env_state, last_step, hstate, running = carry
-        # V(obs after the last step), from the recurrent form (its action is discarded).
-        last = model.act(
-            state.params, hstate, last_step.obs, last_step.legal, last_step.first, act_mask,
-            k_last,
-        )
-        adv, target = gae(
-            traj.reward, traj.value, traj.done, last.values, config.gamma, config.gae_lambda
-        )
-
-        def env_major(x: jax.Array) -> jax.Array:
-            return jnp.swapaxes(x, 0, 1)
-
-        batch = Batch(
-            obs=env_major(traj.obs),
-            legal=env_major(traj.legal),
-            first=env_major(traj.first),
-            action=env_major(traj.action),
-            old_log_prob=env_major(traj.log_prob),
-            old_value=env_major(traj.value),
-            advantage=env_major(adv),
-            target=env_major(target),
-            hstate=h0,
-        )
+        batch, roll = collect(env, model, config, state, k_roll, k_last)
+        last_step = jax.tree.map(lambda x: x[-1], roll.steps)
         lr = learning_rate(config, state.update, state.total_updates)
         (params, opt_state), stats = jax.lax.scan(
             lambda c, k: epoch(c, k, batch, state.params, lr),
@@ -401,10 +348,10 @@ def make_update(
             jax.random.split(k_epochs, config.ppo_epochs),
         )
         total, pi_l, v_l, ent, kl, clip_frac, gnorm = (jnp.mean(s) for s in stats)
-        metrics = UpdateMetrics(
-            episodes=jnp.sum(n_done),
-            return_sum=jnp.sum(ret_sum),
-            reward_mean=jnp.mean(traj.reward),
+        metrics = PPOMetrics(
+            episodes=jnp.sum(jnp.sum(roll.episode_done, axis=1)),
+            return_sum=jnp.sum(jnp.sum(roll.episode_return, axis=1)),
+            reward_mean=jnp.mean(roll.steps.reward[1:]),
             total_loss=total,
             policy_loss=pi_l,
             value_loss=v_l,
@@ -414,8 +361,9 @@ def make_update(
             grad_norm=gnorm,
         )
         new_state = state._replace(
-            params=params, opt_state=opt_state, env_state=env_state, last_step=last_step,
-            hstate=hstate, running_return=running, key=key, update=state.update + 1,
+            params=params, opt_state=opt_state, env_state=roll.final_state,
+            last_step=last_step, hstate=roll.carry, running_return=roll.running_return, key=key,
+            update=state.update + 1,
         )
         return new_state, metrics
 
@@ -428,32 +376,14 @@ def make_update(
 def make_policy_rollout(
     env: MultiAgentEnv, model: Sable, num_envs: int, num_steps: int
 ) -> Callable[[Any, jax.Array], Rollout]:
-    """Jitted `(params, key) -> Rollout` of the stochastic Sable policy in fresh environments.
-
-    Same layout as `trainer.envs.rollout` (steps [T + 1, B], actions [T, B, N], ...), so
-    `trainer.recording.episodes_from_rollout` turns it into lake episodes. With `num_steps`
-    = the time limit, every environment's first episode is whole.
-    """
+    """Jitted `(params, key) -> Rollout` of the stochastic Sable policy in fresh environments
+    (`trainer.envs.rollout.fresh_rollout`), so `trainer.recording.episodes_from_rollout` turns
+    it into lake episodes. With `num_steps` = the time limit, every environment's first episode
+    is whole."""
     mask = jnp.ones((num_envs, env.num_agents), bool)
 
     def run(params: Any, key: jax.Array) -> Rollout:
-        k_reset, k_steps = jax.random.split(key)
-        env_state, first_step = env.reset_batch(k_reset, num_envs)
-
-        def body(carry, k):
-            env_state, step, hstate, running = carry
-            res = model.act(params, hstate, step.obs, step.legal, step.first, mask, k)
-            env_state, nxt = env.step_batch(env_state, res.actions)
-            running = running + nxt.reward
-            done = nxt.terminated | nxt.truncated
-            out = (nxt, res.actions, jnp.where(done, running, 0.0), done)
-            return (env_state, nxt, res.state, jnp.where(done, 0.0, running)), out
-
-        init = (env_state, first_step, model.init_state(num_envs), jnp.zeros((num_envs,)))
-        (env_state, _, _, _), (steps, actions, ret, done) = jax.lax.scan(
-            body, init, jax.random.split(k_steps, num_steps)
-        )
-        steps = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first_step, steps)
-        return Rollout(steps, actions, ret, done, env_state)
+        actor = sable_actor(model, params, mask)
+        return fresh_rollout(env, actor, model.init_state(num_envs), key, num_envs, num_steps)
 
     return jax.jit(run)

@@ -47,11 +47,11 @@ from trainer.envs import make_env
 from trainer.networks import Sable, param_count
 from trainer.online.config import OnlineConfig, Plan, plan, resolve_task
 from trainer.online.ppo import (
-    TrainState,
-    UpdateMetrics,
-    init_train_state,
+    PPOMetrics,
+    PPOState,
+    init_ppo_state,
     make_policy_rollout,
-    make_update,
+    make_ppo_update,
     sable_config,
 )
 from trainer.recording import collect_random_episodes, episodes_from_rollout
@@ -161,7 +161,7 @@ def _programs(task_name: str, key: OnlineConfig, record_envs: int) -> tuple[Any,
     """(abstract state, init, update, policy rollout, compile seconds), compiled once per
     process for each (task, network/PPO settings, recording batch); 0 s when cached.
 
-    init(key, total_updates) -> TrainState; update(state) -> (state, metrics);
+    init(key, total_updates) -> PPOState; update(state) -> (state, metrics);
     policy rollout(params, key) -> Rollout of `record_envs` fresh episodes."""
     cache_key = (task_name, key, record_envs)
     if cache_key in _PROGRAMS:
@@ -170,10 +170,10 @@ def _programs(task_name: str, key: OnlineConfig, record_envs: int) -> tuple[Any,
     env = make_env(task_name)
     model = Sable(sable_config(key, env))
     start = time.perf_counter()
-    init = jax.jit(lambda k, total: init_train_state(env, model, key, k, total))
+    init = jax.jit(lambda k, total: init_ppo_state(env, model, key, k, total))
     abstract = jax.eval_shape(init, jax.random.PRNGKey(0), 1)
     init = init.lower(jax.random.PRNGKey(0), 1).compile()
-    update = make_update(env, model, key).lower(abstract).compile()
+    update = make_ppo_update(env, model, key).lower(abstract).compile()
     record = (
         make_policy_rollout(env, model, record_envs, env.time_limit)
         .lower(abstract.params, jax.random.PRNGKey(0))
@@ -194,7 +194,7 @@ def default_checkpoint_dir(task: Task, run: str) -> Path:
 
 
 class CheckpointStore:
-    """Orbax checkpoints of the TrainState, one per recording checkpoint, plus `run.json`
+    """Orbax checkpoints of the PPOState, one per recording checkpoint, plus `run.json`
     (task, run, config, completed) that decides whether a later call may resume."""
 
     def __init__(self, directory: str | os.PathLike) -> None:
@@ -233,11 +233,11 @@ class CheckpointStore:
             return None
         return self.manager.latest_step()
 
-    def save(self, checkpoint: int, state: TrainState) -> None:
+    def save(self, checkpoint: int, state: PPOState) -> None:
         self.manager.save(checkpoint, args=ocp.args.StandardSave(state))
         self.manager.wait_until_finished()
 
-    def restore(self, checkpoint: int, abstract: TrainState) -> TrainState:
+    def restore(self, checkpoint: int, abstract: PPOState) -> PPOState:
         return self.manager.restore(checkpoint, args=ocp.args.StandardRestore(abstract))
 
     def close(self) -> None:
@@ -275,7 +275,7 @@ class Progress:
         self.return_sum = 0.0
         self.curve: list[tuple[int, float]] = []
 
-    def add(self, metrics: UpdateMetrics) -> None:
+    def add(self, metrics: PPOMetrics) -> None:
         self.episodes += int(metrics.episodes)
         self.return_sum += float(metrics.return_sum)
 
@@ -334,6 +334,89 @@ def _policy_returns(
     return batches, np.concatenate(returns)[:count]
 
 
+def _resume_or_start(store: CheckpointStore, lake: Lake, meta: dict[str, Any], layout: Plan,
+                     abstract: PPOState, init: Any, seed_key: jax.Array, resume: bool,
+                     progress: Progress, result: OnlineResult) -> tuple[PPOState, int]:
+    """(training state, first checkpoint to record): an interrupted run with the same task,
+    run id and config continues after its last orbax checkpoint; any other start is fresh,
+    after deleting the run's old lake rows and checkpoints."""
+    task, run = layout.task, meta["run"]
+    old = store.meta()
+    latest = store.latest() if old is not None else None
+    if (
+        resume and old is not None and not old.get("completed")
+        and {k: old.get(k) for k in meta} == meta and latest is not None
+    ):
+        result.resumed_from = latest
+        result.curve = _curve_from_lake(lake, task, run, layout, latest)
+        progress.say(f"{task.name} run {run}: resuming after checkpoint {latest}")
+        return store.restore(latest, abstract), latest + 1
+    if resume and old is not None and not old.get("completed"):
+        progress.say(f"{task.name} run {run}: an interrupted run with another config (or "
+                     "no checkpoint yet) exists; starting over")
+    store.clear()
+    delete_run(lake, task, run)
+    store.write_meta({**meta, "completed": False})
+    return init(seed_key, layout.num_updates), 0
+
+
+def _train_until(update: Any, state: PPOState, done: int, target: int, layout: Plan,
+                 progress: Progress) -> tuple[PPOState, int]:
+    """Jitted updates from `done` to `target` updates; returns the state and the env steps
+    trained. Each update's metrics are fetched (which also waits for it) for the progress."""
+    t_train = time.perf_counter()
+    steps = 0
+    while done < target:
+        state, metrics = update(state)
+        metrics = jax.device_get(metrics)  # also waits for the update
+        done += 1
+        steps += layout.steps_per_update
+        progress.add(metrics)
+        if progress.due():
+            progress.emit(done * layout.steps_per_update,
+                          steps / (time.perf_counter() - t_train))
+    return state, steps
+
+
+def _record_checkpoint(record: Any, params: Any, config: OnlineConfig, layout: Plan, k: int,
+                       update: int) -> tuple[Any, dict[str, Any]]:
+    """Checkpoint k's E fresh episodes of the current stochastic policy (one rollout program
+    call) and its record so far (returns, timing)."""
+    t_rec = time.perf_counter()
+    batches, returns = _policy_returns(
+        record, params, config.seed, k, config.episodes_per_checkpoint,
+        config.episodes_per_checkpoint,
+    )
+    rec = dict(
+        checkpoint=k, update=update, env_steps=layout.env_steps_at(k),
+        quality=layout.quality(k), episodes=len(returns),
+        mean_return=float(returns.mean()), std_return=float(returns.std()),
+        record_s=time.perf_counter() - t_rec,
+    )
+    return batches[0], rec
+
+
+def _write_references(lake: Lake, layout: Plan, run: str, record: Any, params: Any,
+                      config: OnlineConfig, result: OnlineResult) -> None:
+    """The task's `references` row: the final policy's mean return (through the recording
+    program) and the random policy's (through the same rollout loop)."""
+    t_ref = time.perf_counter()
+    _, final = _policy_returns(
+        record, params, config.seed, layout.num_checkpoints + 1,
+        config.reference_episodes, config.episodes_per_checkpoint,
+    )
+    rand = collect_random_episodes(layout.task, config.reference_episodes, config.seed + 1)
+    rand_returns = rand.episode_returns()
+    write_reference(
+        lake, layout.task, run, sable_returns=final, random_returns=rand_returns,
+        env_steps=layout.total_env_steps,
+    )
+    result.reference_s = time.perf_counter() - t_ref
+    result.reference_return, result.reference_std = float(final.mean()), float(final.std())
+    result.random_return = float(rand_returns.mean())
+    result.random_std = float(rand_returns.std())
+
+
 def train_online(
     task: str | Task,
     config: OnlineConfig,
@@ -382,26 +465,8 @@ def train_online(
     )
 
     meta = {"task": task.name, "run": run, "config": json.loads(config.to_json())}
-    old = store.meta()
-    latest = store.latest() if old is not None else None
-    if (
-        resume and old is not None and not old.get("completed")
-        and {k: old.get(k) for k in meta} == meta and latest is not None
-    ):
-        state = store.restore(latest, abstract)
-        result.resumed_from = latest
-        result.curve = _curve_from_lake(lake, task, run, layout, latest)
-        progress.say(f"{task.name} run {run}: resuming after checkpoint {latest}")
-        start = latest + 1
-    else:
-        if resume and old is not None and not old.get("completed"):
-            progress.say(f"{task.name} run {run}: an interrupted run with another config (or "
-                         "no checkpoint yet) exists; starting over")
-        store.clear()
-        delete_run(lake, task, run)
-        store.write_meta({**meta, "completed": False})
-        state = init(seed_key, layout.num_updates)
-        start = 0
+    state, start = _resume_or_start(store, lake, meta, layout, abstract, init, seed_key, resume,
+                                    progress, result)
     progress.say(
         f"{task.name} run {run}: {layout.num_updates} updates x {layout.steps_per_update:,} "
         f"env steps, {layout.num_checkpoints} checkpoints x {config.episodes_per_checkpoint} "
@@ -424,7 +489,7 @@ def train_online(
         if on_checkpoint is not None:
             on_checkpoint(record_k)
 
-    def write_checkpoint(k: int, batch: Any, host_state: TrainState, rec: dict) -> CheckpointRecord:
+    def write_checkpoint(k: int, batch: Any, host_state: PPOState, rec: dict) -> CheckpointRecord:
         t0 = time.perf_counter()
         written = write_episodes(
             lake, task, run, k, layout.quality(k), batch, env_steps=layout.env_steps_at(k)
@@ -437,38 +502,21 @@ def train_online(
 
     try:
         for k in range(start, layout.num_checkpoints):
-            target = layout.checkpoint_updates[k]
             t_train = time.perf_counter()
-            steps_since = 0
-            while done_updates < target:
-                state, metrics = update(state)
-                metrics = jax.device_get(metrics)  # also waits for the update
-                done_updates += 1
-                steps_since += layout.steps_per_update
-                progress.add(metrics)
-                if progress.due():
-                    elapsed = time.perf_counter() - t_train
-                    progress.emit(done_updates * layout.steps_per_update, steps_since / elapsed)
+            state, steps_since = _train_until(
+                update, state, done_updates, layout.checkpoint_updates[k], layout, progress)
+            done_updates = max(done_updates, layout.checkpoint_updates[k])
             train_k = time.perf_counter() - t_train
             result.train_s += train_k
             result.trained_env_steps += steps_since
 
             # Record: E fresh episodes of the current stochastic policy (blocking part).
-            t_rec = time.perf_counter()
             host_state = jax.device_get(state)  # the next update donates `state`'s buffers
-            batches, returns = _policy_returns(
-                record, state.params, config.seed, k, config.episodes_per_checkpoint,
-                config.episodes_per_checkpoint,
-            )
-            rec = dict(
-                checkpoint=k, update=done_updates, env_steps=layout.env_steps_at(k),
-                quality=layout.quality(k), episodes=len(returns),
-                mean_return=float(returns.mean()), std_return=float(returns.std()),
-                record_s=time.perf_counter() - t_rec,
-            )
+            batch, rec = _record_checkpoint(record, state.params, config, layout, k,
+                                            done_updates)
             result.record_s += rec["record_s"]
             finish_pending()  # one write in flight at a time, in checkpoint order
-            pending = pool.submit(write_checkpoint, k, batches[0], host_state, rec)
+            pending = pool.submit(write_checkpoint, k, batch, host_state, rec)
             rate = steps_since / train_k if train_k > 0 else math.nan
             progress.emit(
                 layout.env_steps_at(k), rate,
@@ -477,22 +525,7 @@ def train_online(
             )
         finish_pending()
 
-        # References: the final policy's mean return and the random policy's.
-        t_ref = time.perf_counter()
-        _, final = _policy_returns(
-            record, state.params, config.seed, layout.num_checkpoints + 1,
-            config.reference_episodes, config.episodes_per_checkpoint,
-        )
-        rand = collect_random_episodes(task, config.reference_episodes, config.seed + 1)
-        rand_returns = rand.episode_returns()
-        write_reference(
-            lake, task, run, sable_returns=final, random_returns=rand_returns,
-            env_steps=layout.total_env_steps,
-        )
-        result.reference_s = time.perf_counter() - t_ref
-        result.reference_return, result.reference_std = float(final.mean()), float(final.std())
-        result.random_return = float(rand_returns.mean())
-        result.random_std = float(rand_returns.std())
+        _write_references(lake, layout, run, record, state.params, config, result)
         store.write_meta({**meta, "completed": True})
     finally:
         if pending is not None:  # an error or interruption: let the write in flight land

@@ -40,21 +40,15 @@ import optax
 from lake_schema.storage import Lake
 from trainer.compiled import compiled_cache
 from trainer.data import Batch, DataSelection, Loader, device_put_batch, make_loader
+from trainer.errors import NonFiniteLossError
 from trainer.networks import Sable
 from trainer.offline import checkpoint as ckpt
 from trainer.offline.config import OfflineConfig, config_id
+from trainer.offline.evaluation import evaluate_params, reference_returns
 from trainer.offline.losses import LossTerms, bc_loss, cql_loss, oryx_loss
+from trainer.offline.state import TrainState, init_train_state, make_optimizer
 
 log = logging.getLogger("trainer.offline")
-
-
-class TrainState(NamedTuple):
-    """What the jitted update carries and the checkpoint holds."""
-
-    params: Any
-    target_params: Any  # Polyak average of params (unused by BC, kept for a uniform state)
-    opt_state: Any
-    update: jax.Array  # [] int32: updates done
 
 
 class UpdateMetrics(NamedTuple):
@@ -68,18 +62,6 @@ class UpdateMetrics(NamedTuple):
     task_count: jax.Array  # [M] chunks of each task in the batch
 
 
-class NonFiniteLossError(FloatingPointError):
-    """A loss or gradient became NaN/inf; names the update and the last good checkpoint."""
-
-    def __init__(self, update: int, values: dict, last_good: int | None, run_dir: Path):
-        self.update, self.values, self.last_good, self.run_dir = update, values, last_good, run_dir
-        where = (f"the last good checkpoint is update {last_good} in {run_dir}"
-                 if last_good is not None else "no checkpoint had been written yet")
-        super().__init__(f"non-finite loss at update {update} "
-                         f"({', '.join(f'{k}={v}' for k, v in values.items())}); training "
-                         f"stopped; {where}")
-
-
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -90,18 +72,6 @@ class TrainResult:
 
 
 # ----------------------------------------------------------------------------- pure pieces
-
-
-def make_optimizer(config: OfflineConfig) -> optax.GradientTransformation:
-    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
-                       optax.adam(config.learning_rate))
-
-
-def init_train_state(model: Sable, config: OfflineConfig, key: jax.Array) -> TrainState:
-    params = model.init_params(key)
-    target = jax.tree.map(jnp.copy, params)  # own buffers: the update donates the state
-    return TrainState(params, target, make_optimizer(config).init(params),
-                      jnp.zeros((), jnp.int32))
 
 
 def effective_mask(batch: Batch, config: OfflineConfig) -> jax.Array:
@@ -192,6 +162,28 @@ def _make_update(config: OfflineConfig, num_tasks: int, mesh: jax.sharding.Mesh)
 # ----------------------------------------------------------------------------- the loop
 
 
+def _check_run(lake: Lake, selection: DataSelection, config: OfflineConfig, run_dir: Path,
+               devices: list | None, stop_at: int | None
+               ) -> tuple[jax.sharding.Mesh, str, dict[str, float] | None]:
+    """Every check of a run before any I/O or compilation: (the data mesh, the config id,
+    the training tasks' references when periodic evaluation needs them)."""
+    config.check_selection(selection)
+    mesh = make_mesh(devices)
+    _check_devices(config, mesh)
+    if stop_at is not None and (not isinstance(stop_at, int) or stop_at < 1):
+        raise ValueError(f"stop_at={stop_at!r} must be a positive int")
+    cid = config_id(config, selection)
+    if (run_dir / ckpt.MODEL_JSON).exists():
+        held = ckpt.read_model_info(run_dir)["config_id"]
+        if held != cid:
+            raise ValueError(f"{run_dir} holds model {held}, not {cid}: use another run "
+                             "directory (models of different configs never share one)")
+    references = None
+    if config.eval_every:
+        references = reference_returns(lake, config.env, selection.task_names)
+    return mesh, cid, references
+
+
 def _check_devices(config: OfflineConfig, mesh: jax.sharding.Mesh) -> None:
     n = mesh.devices.size
     if config.batch_size % n:
@@ -266,23 +258,8 @@ def train(
     loss turns NaN/inf.
     """
     # -- validation: nothing read, nothing compiled yet
-    config.check_selection(selection)
-    mesh = make_mesh(devices)
-    _check_devices(config, mesh)
-    if stop_at is not None and (not isinstance(stop_at, int) or stop_at < 1):
-        raise ValueError(f"stop_at={stop_at!r} must be a positive int")
     run_dir = Path(run_dir)
-    cid = config_id(config, selection)
-    if (run_dir / ckpt.MODEL_JSON).exists():
-        held = ckpt.read_model_info(run_dir)["config_id"]
-        if held != cid:
-            raise ValueError(f"{run_dir} holds model {held}, not {cid}: use another run "
-                             "directory (models of different configs never share one)")
-    references = None
-    if config.eval_every:
-        from trainer.offline.evaluate import reference_returns
-
-        references = reference_returns(lake, config.env, selection.task_names)
+    mesh, cid, references = _check_run(lake, selection, config, run_dir, devices, stop_at)
 
     # -- data, model, state
     loader = make_loader(lake, selection, config.loader_config(), cache_dir)
@@ -369,8 +346,6 @@ def _periodic_eval(run_dir: Path, info: dict, params: Any, update: int,
                    references: dict[str, float] | None, config: OfflineConfig,
                    row: dict, best: dict | None) -> dict | None:
     """Evaluate on the training tasks; keep the parameters apart when they are the best."""
-    from trainer.offline.evaluate import evaluate_params
-
     returns = evaluate_params(info, params, info["tasks"], config.eval_episodes,
                               seed=config.seed + update)
     norm = {t: float(np.mean(r)) / references[t] for t, r in returns.items()}

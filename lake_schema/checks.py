@@ -1,0 +1,186 @@
+"""Data-quality rules on the lake, as plain functions of (lake, task, run): what the Dagster
+asset checks report and what evaluation relies on.
+
+Why here: the rules are about the lake's tables, not about Dagster; keeping them beside the
+reader lets `pipelines/` only wire them (a check is one call) and lets evaluation and the
+asset checks share one reading of the `references` table, so they cannot disagree.
+
+No JAX here (see `lake_schema.catalogue`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lake_schema.catalogue import Task
+from lake_schema.reader import Selection, read_table
+from lake_schema.storage import Lake
+from lake_schema.verify import Problem, VerifyReport, verify
+
+
+class MissingReferenceError(LookupError):
+    """A task has no usable online Sable reference return to normalise by."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A rule's verdict and what it found (plain values, for a check's metadata)."""
+
+    passed: bool
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def scenario(task_name: str) -> str:
+    """`env/scenario` -> `scenario` (the lake's `task` partition value)."""
+    return task_name.split("/", 1)[1]
+
+
+def _selection(task: Task, run: str) -> Selection:
+    return Selection(env=task.env, tasks=[task.scenario], runs=[run])
+
+
+# ----------------------------------------------------------------------------- references
+
+
+def latest_references(lake: Lake, env: str, tasks: Sequence[str],
+                      run: str | None = None) -> tuple[dict[str, float], dict[str, str]]:
+    """The most recent reference row of each task (of `run`, or of any run).
+
+    tasks: `env/scenario` names. Returns (usable references by task, the problem of every
+    task without a usable one: `missing`, `not finite` or `zero`; normalised returns divide
+    by the reference, so each of these makes them meaningless)."""
+    sel = Selection(env=env, tasks=[scenario(t) for t in tasks],
+                    runs=[run] if run is not None else None)
+    table = read_table(lake, "references", sel, ["task", "run", "sable_return", "recorded_at"])
+    rows = sorted(table.to_pylist(), key=lambda r: r["recorded_at"])
+    latest = {f"{env}/{r['task']}": r["sable_return"] for r in rows}
+    good, problems = {}, {}
+    for t in tasks:
+        value = latest.get(t)
+        if value is None:
+            problems[t] = "missing"
+        elif not math.isfinite(value):
+            problems[t] = "not finite"
+        elif value == 0:
+            problems[t] = "zero"
+        else:
+            good[t] = float(value)
+    return good, problems
+
+
+def reference_returns(lake: Lake, env: str, tasks: Sequence[str],
+                      run: str | None = None) -> dict[str, float]:
+    """The online Sable reference return of every task (`latest_references`); a task without
+    a usable one is a MissingReferenceError naming it."""
+    good, problems = latest_references(lake, env, tasks, run)
+    missing = [t for t, p in problems.items() if p == "missing"]
+    if missing:
+        raise MissingReferenceError(
+            f"no online Sable reference return for {', '.join(missing)} in {lake.root}"
+            + (f" (run {run!r})" if run else "")
+            + ": run online Sable on them first (normalised returns need it)")
+    if problems:
+        raise MissingReferenceError(
+            "reference return is " + ", ".join(f"{p} for {t}" for t, p in problems.items())
+            + ": normalised returns are undefined")
+    return good
+
+
+def references_cover(lake: Lake, env: str, tasks: Sequence[str]) -> Outcome:
+    """Every task an evaluation needs has a usable reference (what `reference_returns`
+    accepts)."""
+    _, problems = latest_references(lake, env, tasks)
+    return Outcome(not problems, {"tasks": len(tasks), "missing": str(sorted(problems)),
+                                  "problems": str(problems)})
+
+
+def reference_present(lake: Lake, task: Task, run: str) -> Outcome:
+    """The task's `references` row of this run exists, once, with finite returns."""
+    rows = read_table(lake, "references", _selection(task, run)).to_pylist()
+    finite = all(
+        math.isfinite(r["sable_return"]) and math.isfinite(r["random_return"]) for r in rows
+    )
+    meta: dict[str, Any] = {"rows": len(rows)}
+    if rows:
+        meta |= {"sable_return": rows[0]["sable_return"], "random_return": rows[0]["random_return"]}
+    return Outcome(len(rows) == 1 and finite, meta)
+
+
+# ----------------------------------------------------------------------------- recorded runs
+
+
+def missing_checkpoints(lake: Lake, task: Task, run: str, num_checkpoints: int
+                        ) -> tuple[list[int], list[int]]:
+    """(checkpoints of 0..K-1 without episodes or whose step rows do not match the episodes'
+    lengths, checkpoint indices outside 0..K-1)."""
+    k = num_checkpoints
+    eps = read_table(lake, "episodes", _selection(task, run), ["checkpoint", "length"])
+    # ("reward" too: lake_schema.reader returns zero rows when only partition columns are
+    # asked for.)
+    steps = read_table(lake, "steps", _selection(task, run), ["checkpoint", "reward"])
+    ck_eps = eps["checkpoint"].to_numpy()
+    episodes = np.bincount(ck_eps, minlength=k)
+    lengths = np.bincount(ck_eps, weights=eps["length"].to_numpy(), minlength=k)
+    rows = np.bincount(steps["checkpoint"].to_numpy(), minlength=k)
+    missing = [i for i in range(k) if episodes[i] == 0 or rows[i] != lengths[i]]
+    return missing, sorted(set(ck_eps.tolist()) - set(range(k)))
+
+
+def checkpoint_rows(lake: Lake, task: Task, run: str, num_checkpoints: int) -> Outcome:
+    """Every recording checkpoint 0..K-1 has episodes, and its steps match their lengths."""
+    missing, extra = missing_checkpoints(lake, task, run, num_checkpoints)
+    return Outcome(not missing and not extra,
+                   {"run": run, "checkpoints": num_checkpoints,
+                    "missing_or_mismatched": str(missing), "unexpected": str(extra)})
+
+
+def no_nan(lake: Lake, task: Task, run: str) -> Outcome:
+    """No NaN or inf in episode returns, step rewards or (float) observations."""
+    columns = ["reward", "obs"] if task.spec.obs_dtype.startswith("float") else ["reward"]
+    steps = read_table(lake, "steps", _selection(task, run), columns)
+    eps = read_table(lake, "episodes", _selection(task, run), ["return"])
+    bad = {
+        "return": int((~np.isfinite(eps["return"].to_numpy())).sum()),
+        "reward": int((~np.isfinite(steps["reward"].to_numpy())).sum()),
+    }
+    if "obs" in columns:
+        values = steps["obs"].combine_chunks().flatten().flatten().to_numpy()
+        bad["obs"] = int((~np.isfinite(values)).sum())
+    return Outcome(eps.num_rows > 0 and not any(bad.values()),
+                   {"non_finite": str(bad), "episodes": eps.num_rows})
+
+
+def returns_within_bounds(lake: Lake, task: Task, run: str) -> Outcome:
+    """Every recorded episode return lies within the task's return bounds."""
+    lo, hi = task.return_bounds()
+    r = read_table(lake, "episodes", _selection(task, run), ["return"])["return"].to_numpy()
+    outside = int(((r < lo - 1e-6) | (r > hi + 1e-6)).sum())
+    return Outcome(outside == 0 and r.size > 0,
+                   {"bounds": f"[{lo}, {hi}]", "outside": outside,
+                    "min": float(r.min()) if r.size else math.nan,
+                    "max": float(r.max()) if r.size else math.nan})
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def task_problems(report: VerifyReport, task: Task) -> list[Problem]:
+    """The verify report's problems in the task's files (`steps/<env>/task=...`, the other
+    tables' `env=<env>/task=...`)."""
+    markers = (f"/env={task.env}/task={task.scenario}/", f"steps/{task.env}/task={task.scenario}/")
+    return [p for p in report.problems if any(m in p.path for m in markers)]
+
+
+def files_valid(lake: Lake, task: Task) -> Outcome:
+    """`python -m lake_schema verify` on the task's files (schema version, columns, footers,
+    partition values, files outside the Delta log, index vs steps): the CLI's own code, so
+    they agree."""
+    report = verify(lake)
+    bad = task_problems(report, task)
+    return Outcome(not bad, {"files_checked": report.files,
+                             "problems": "\n".join(f"- {p}" for p in bad) or "none"})

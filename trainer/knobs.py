@@ -1,0 +1,112 @@
+"""Knobs: the one declaration of a configuration field (default, bounds, choices, help) and
+the one validator every configuration class runs.
+
+Why: each knob used to be declared in a trainer dataclass, validated by per-module helpers,
+mirrored in a Dagster Config class and listed again in hand-kept knob lists. Now a field is
+declared once, `name: int = knob(32, ge=1, doc="...")`; `check_knobs(self)` in
+`__post_init__` validates it, and `pipelines/configs.py` derives the Dagster fields (type,
+bounds, description) from the same declaration. Adding a knob is one edit plus its test.
+Checks between fields (divisibility, one knob needing another) stay in the class.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import types
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+
+def knob(default: Any, *, doc: str, ge: float | None = None, gt: float | None = None,
+         le: float | None = None, choices: Sequence[str] | None = None) -> Any:
+    """A dataclass field with its bounds (ge/gt/le), choices (for strings) and help text;
+    `default` may be `dataclasses.MISSING` (a required field)."""
+    meta = {"doc": doc, "ge": ge, "gt": gt, "le": le,
+            "choices": tuple(choices) if choices is not None else None}
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@functools.cache
+def field_types(cls: type) -> dict[str, tuple[type, ...]]:
+    """Each field's allowed value types (NoneType among them when the field is optional)."""
+    out = {}
+    for name, hint in typing.get_type_hints(cls).items():
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):
+            args = typing.get_args(hint)
+        else:
+            args = (hint,)
+        out[name] = tuple(typing.get_origin(a) or a for a in args)
+    return out
+
+
+def _kind(allowed: tuple[type, ...]) -> str:
+    names = {int: "an int", float: "a number", bool: "a bool", str: "a string",
+             tuple: "a pair", type(None): "null"}
+    return " or ".join(names.get(t, t.__name__) for t in allowed)
+
+
+def _bounds(meta: dict) -> str:
+    lo = (f"[{meta['ge']}" if meta["ge"] is not None
+          else f"({meta['gt']}" if meta["gt"] is not None else "(-inf")
+    hi = f"{meta['le']}]" if meta["le"] is not None else "inf)"
+    return f"{lo}, {hi}"
+
+
+def check_value(owner: str, name: str, value: Any, allowed: tuple[type, ...], meta: dict
+                ) -> None:
+    """ValueError naming `owner.name` unless `value` has an allowed type, lies within the
+    bounds and is one of the choices."""
+    if value is None and type(None) in allowed:
+        return
+    is_bool = isinstance(value, bool)
+    if is_bool:
+        ok = bool in allowed
+    elif isinstance(value, int):
+        ok = int in allowed or float in allowed
+    elif isinstance(value, float):
+        ok = float in allowed
+    else:
+        ok = isinstance(value, tuple(t for t in allowed if t is not type(None)))
+    if not ok:
+        raise ValueError(f"{owner}.{name} must be {_kind(allowed)}, got {value!r}")
+    if isinstance(value, str):
+        if meta["choices"] is not None and value not in meta["choices"]:
+            raise ValueError(f"unknown {name} {value!r}; choose from "
+                             f"{', '.join(meta['choices'])}")
+        return
+    if is_bool or not isinstance(value, int | float):
+        return
+    low_ok = ((meta["ge"] is None or value >= meta["ge"])
+              and (meta["gt"] is None or value > meta["gt"]))
+    if low_ok and (meta["le"] is None or value <= meta["le"]):
+        return
+    integer_floor = meta["le"] is None and meta["gt"] is None
+    if isinstance(value, int) and float not in allowed and integer_floor:
+        raise ValueError(f"{owner}.{name} must be an int >= {meta['ge']}, got {value!r}")
+    raise ValueError(f"{owner}.{name} must lie in {_bounds(meta)}, got {value!r}")
+
+
+def check_knobs(config: Any) -> None:
+    """Validate every `knob` field of the dataclass instance `config`."""
+    cls = type(config)
+    allowed = field_types(cls)
+    for f in dataclasses.fields(cls):
+        if "doc" in f.metadata:
+            check_value(cls.__name__, f.name, getattr(config, f.name), allowed[f.name],
+                        dict(f.metadata))
+
+
+def knob_fields(cls: type) -> list[dataclasses.Field]:
+    """The `knob` fields of a configuration class, in declaration order."""
+    return [f for f in dataclasses.fields(cls) if "doc" in f.metadata]
+
+
+def check_divides(config: Any, name: str, by: str, wording: str = "is not divisible by",
+                  why: str = "") -> None:
+    """ValueError unless knob `name` of `config` is a multiple of knob `by` (None: no check)."""
+    value, divisor = getattr(config, name), getattr(config, by)
+    if divisor is not None and value % divisor:
+        raise ValueError(f"{type(config).__name__}.{name}={value} {wording} {by}={divisor}"
+                         + (f" ({why})" if why else ""))

@@ -1,0 +1,220 @@
+"""Zero-shot evaluation of an offline model in the real Jumanji environments.
+
+    from trainer.offline import EvalConfig, evaluate
+    results = evaluate(lake, "models/<config id>", split="demo-test",
+                       eval_config=EvalConfig(episodes=320, checkpoint="best"))
+
+For each task, E environments are vmapped and stepped for one time limit (lax.scan) with the
+recurrent policy, through the one rollout loop (`trainer.envs.rollout`): BC-Sable and Oryx
+act through Sable's `act` (autoregressive over agents, legal actions only; sampled, or greedy
+with `EvalConfig.greedy`), CQL-Sable takes the autoregressive greedy action of its Q head
+(`act` with `q_values`). Observations are standardised with the training data's statistics.
+Each environment's first episode counts (every episode ends within the time limit), so E
+episodes give E returns.
+
+Normalised return = mean episode return / the task's online Sable reference (the lake's
+`references` table). A task without a reference is an error, not a silent 1.0. Results go to
+the `evaluations` table, partition (env, task, model = config id), with the model's full
+config and dataset selection in the `config` column; rows of other updates or episode counts
+already there are kept, so periodic and final figures accumulate.
+
+Agent slots: with agent masking (the default) the model sees each environment's real agents,
+all marked real. Without it (the ablation), the model was trained on padded slots it could
+not tell apart from agents, so evaluation pads the same way: real agents first, then zero
+observations with only action 0 legal up to the training slot count, all marked real; the
+padded slots' actions are dropped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lake_schema.catalogue import get_task
+from lake_schema.checks import reference_returns, scenario
+from lake_schema.storage import Lake
+from lake_schema.writer import write_records
+from trainer.compiled import compiled_cache
+from trainer.data import ObsStats
+from trainer.envs import MultiAgentEnv, make_env
+from trainer.envs.rollout import first_episode_returns, fresh_rollout
+from trainer.errors import SelectionError
+from trainer.networks import Sable, SableConfig
+from trainer.networks.sable import QValues, sable_actor
+from trainer.offline import checkpoint as ckpt
+from trainer.offline import hl_gauss
+from trainer.offline.config import EvalConfig, OfflineConfig
+from trainer.tasks import resolve_tasks
+
+log = logging.getLogger("trainer.offline")
+
+
+class TaskResult(NamedTuple):
+    task: str
+    split: str  # train or test: the task's role for this model
+    update: int
+    episodes: int
+    mean_return: float
+    std_return: float
+    normalised_return: float
+    reference_return: float
+
+
+# ----------------------------------------------------------------------------- acting
+
+
+def q_values_fn(config: SableConfig, support: hl_gauss.Support | None) -> QValues:
+    """Q values (B, A) from the Q head's raw output of one agent: (B, A) with MSE, (B, A*bins)
+    logits with HL-Gauss (their expectation over the support)."""
+    if support is None:
+        return lambda q: q
+    return lambda q: hl_gauss.expectation(
+        q.reshape(q.shape[0], config.num_actions, config.value_bins), support)
+
+
+def episode_runner(env: MultiAgentEnv, config: OfflineConfig, pad_to: int, num_envs: int,
+                   greedy: bool = False):
+    """Jitted (params, obs mean, obs std, key) -> (returns [E], finished [E]) of one task's
+    first episodes in `num_envs` environments (cached per network and acting settings)."""
+    slots = env.num_agents if config.agent_masking else max(pad_to, env.num_agents)
+    return _runner(env, config.sable_config(), config.algorithm == "cql", config.support(),
+                   slots, int(num_envs), bool(greedy))
+
+
+@compiled_cache(maxsize=8)
+def _runner(env: MultiAgentEnv, sable_config: SableConfig, q_greedy: bool,
+            support: hl_gauss.Support | None, slots: int, num_envs: int, greedy: bool):
+    model = Sable(sable_config)
+    n, a = env.num_agents, env.num_actions
+    mask = jnp.ones((num_envs, slots), bool)
+    q_values = q_values_fn(sable_config, support) if q_greedy else None
+
+    def run(params, mean, std, key):
+        def prepare(obs, legal):  # (E, N, F), (E, N, A) -> standardised, padded to the slots
+            x = (obs.astype(jnp.float32) - mean) / std
+            if slots == n:
+                return x, legal
+            x = jnp.concatenate([x, jnp.zeros((num_envs, slots - n, x.shape[-1]))], axis=1)
+            pad_legal = jnp.broadcast_to(jnp.arange(a) == 0, (num_envs, slots - n, a))
+            return x, jnp.concatenate([legal, pad_legal], axis=1)
+
+        actor = sable_actor(model, params, mask, greedy=greedy, q_values=q_values,
+                            prepare=prepare, num_agents=n)
+        result = fresh_rollout(env, actor, model.init_state(num_envs), key, num_envs,
+                               env.time_limit)
+        return first_episode_returns(result)
+
+    return jax.jit(run)
+
+
+def evaluate_params(info: dict, params: Any, tasks: Sequence[str], episodes: int,
+                    seed: int = 0, greedy: bool = False) -> dict[str, np.ndarray]:
+    """Episode returns per task ([episodes] each) of a model described by `info`
+    (the run's model.json) with `params`; no lake involved."""
+    config = OfflineConfig.from_json(info["config"])
+    stats = ObsStats.from_json(info["obs_stats"])
+    mean, std = jnp.asarray(stats.mean), jnp.asarray(stats.std)
+    out = {}
+    for i, name in enumerate(tasks):
+        env = make_env(name)
+        run = episode_runner(env, config, int(info["pad_to"]), episodes, greedy)
+        key = jax.random.fold_in(jax.random.PRNGKey(seed), i)
+        ret, finished = jax.device_get(run(params, mean, std, key))
+        if not finished.all():  # every episode ends by the time limit; a bug otherwise
+            raise RuntimeError(f"{name}: {int((~finished).sum())} episodes did not finish")
+        out[name] = np.asarray(ret, np.float64)
+    return out
+
+
+# ----------------------------------------------------------------------------- the lake
+
+
+def evaluation_tasks(env: str, tasks: Sequence[str] | None = None,
+                     split: str | None = None) -> list[str]:
+    """`env/scenario` names of `tasks` or of `split`; tasks of another env are an error."""
+    if tasks is not None:  # bare scenarios are the model's env's; others are checked below
+        tasks = [t if "/" in t else f"{env}/{t}" for t in tasks]
+    names = [t.name for t in resolve_tasks(None if tasks is not None else env, tasks, split)]
+    other = [n for n in names if get_task(n).env != env]
+    if other:
+        raise SelectionError(f"evaluation task {other[0]} is from "
+                             f"{get_task(other[0]).env!r}, the model is for {env!r}")
+    return names
+
+
+def _merge_write(lake: Lake, env: str, task: str, model_id: str, record: dict) -> None:
+    """Write `record` into the (env, task, model) partition, replacing only the row of the
+    same (update, episodes) in one commit: concurrent evaluations keep every row."""
+    write_records(lake, "evaluations", {"env": env, "task": scenario(task), "model": model_id},
+                  [record], replace_rows={"update": record["update"],
+                                          "episodes": record["episodes"]})
+
+
+def evaluation_config_json(info: dict, eval_config: EvalConfig) -> str:
+    """The `config` column of an evaluation row: the model's config id, OfflineConfig,
+    dataset selection and training tasks, and the evaluation settings.
+
+    A contract: `lake_schema.report.knobs_of` reads `config`, `selection`, `train_tasks` and
+    `evaluation` out of it (tested in test_offline_evaluate)."""
+    return json.dumps({
+        "config_id": info["config_id"], "config": info["config"],
+        "selection": info["selection"], "train_tasks": info["tasks"],
+        "evaluation": {"checkpoint": str(eval_config.checkpoint), "seed": eval_config.seed,
+                       "greedy": eval_config.greedy,
+                       "reference_run": eval_config.reference_run},
+    }, sort_keys=True)
+
+
+def evaluate(
+    lake: Lake,
+    run_dir: str | os.PathLike,
+    *,
+    tasks: Sequence[str] | None = None,
+    split: str | None = None,
+    eval_config: EvalConfig | None = None,
+    write: bool = True,
+) -> list[TaskResult]:
+    """Evaluate the model in `run_dir` on `tasks` (or a `split` of its env); write results to
+    the lake's `evaluations` table (unless write=False) and return them.
+
+    Errors before any compute: tasks of another environment, a task without reference.
+    """
+    eval_config = eval_config or EvalConfig()
+    run_dir = Path(run_dir)
+    info = ckpt.read_model_info(run_dir)
+    env = info["env"]
+    names = evaluation_tasks(env, tasks, split)
+    refs = reference_returns(lake, env, names, eval_config.reference_run)
+    params, update = ckpt.load_params(run_dir, info, eval_config.checkpoint)
+    returns = evaluate_params(info, params, names, eval_config.episodes, eval_config.seed,
+                              eval_config.greedy)
+    trained_on = set(info["tasks"])
+    config_json = evaluation_config_json(info, eval_config)
+    now = dt.datetime.now(dt.UTC)
+    results = []
+    for name in names:
+        r = returns[name]
+        res = TaskResult(
+            task=name, split="train" if name in trained_on else "test", update=update,
+            episodes=len(r), mean_return=float(r.mean()), std_return=float(r.std()),
+            normalised_return=float(r.mean()) / refs[name], reference_return=refs[name])
+        results.append(res)
+        log.info("%s (%s): return %.3f +- %.3f, normalised %.3f", name, res.split,
+                 res.mean_return, res.std_return, res.normalised_return)
+        if write:
+            record = {"algorithm": info["algorithm"], **{k: getattr(res, k) for k in (
+                "split", "update", "episodes", "mean_return", "std_return",
+                "normalised_return", "reference_return")}, "config": config_json,
+                "evaluated_at": now,
+                "data_versions": json.dumps(info.get("data_versions"), sort_keys=True)}
+            _merge_write(lake, env, name, info["config_id"], record)
+    return results
