@@ -324,8 +324,8 @@ def peak():  # VmHWM, bytes: this process's own peak (ru_maxrss keeps the forkin
     with open("/proc/self/status") as f:
         return next(int(x.split()[1]) for x in f if x.startswith("VmHWM")) * 1024
 
-# The baseline: the peak of importing about one part's worth of steps with the same budget:
-# every fixed cost (libraries, thread pools, delta-rs' writer on a full part), no more.
+# The baseline: the peak of importing a few parts' worth of steps with the same budget:
+# every fixed cost (libraries, thread pools, delta-rs' writer on full parts), no more.
 import_vault(Lake(lake), small, task, run="warm", memory_bytes=int(budget))
 base = peak()
 (r,) = import_vault(Lake(lake), big, task, memory_bytes=int(budget))
@@ -340,13 +340,13 @@ print(json.dumps({"bounded": bounded, "control": peak() - base, "base": base,
 
 def test_a_vault_larger_than_the_memory_cap_imports_under_it(tmp_path):
     """A 96 MiB Vault (decoded) imports with a 16 MiB budget in a fresh process whose
-    peak RSS ends less than 48 MiB (half the Vault) above the peak of importing one part's
-    worth of it (12,000 steps) the same way: memory does not grow with the Vault (the
-    growth there is, 20-30 MiB, is the lake's commits warming up; it stops). The same
+    peak RSS ends less than 48 MiB (half the Vault) above the peak of importing a few
+    parts' worth (24,000 steps) the same way: memory does not grow with the Vault (the
+    growth there is, 20-35 MiB, is the lake's commits warming up; it levels off). The same
     process then imports it with a budget larger than the Vault (one window, one part):
     the measure must see that one go over the Vault's size, or it measures nothing."""
     task = LBF
-    small = og_marl_steps(task, [[100] * 120], tail=0)
+    small = og_marl_steps(task, [[100] * 240], tail=0)
     write_raw_vault(tmp_path / "small.vlt", "Good", small)
     # the big Vault, written window by window so this process stays small too
     flat_shapes = {"observations": ((2, 75), "float32"), "actions": ((2,), "int32"),
@@ -374,7 +374,7 @@ def test_a_vault_larger_than_the_memory_cap_imports_under_it(tmp_path):
     assert m["steps"] == w.steps and m["parts"] > 1 and m["control_parts"] == 1
     # what the importer held at once: a window of the Vault, a part for the writer
     budget = 16 << 20
-    assert m["window_steps"] * step_bytes <= budget // 8
-    assert m["part_steps"] <= budget // 8 // 186 + m["window_steps"] + get_task(task).time_limit
+    assert m["window_steps"] * step_bytes <= budget // 16
+    assert m["part_steps"] <= budget // 16 // 186 + m["window_steps"] + get_task(task).time_limit
     assert m["bounded"] < cap, f"peak RSS grew {m['bounded'] / 2**20:.1f} MiB"
     assert m["control"] > decoded, f"control grew only {m['control'] / 2**20:.1f} MiB"
