@@ -322,13 +322,14 @@ class Budget:
     def for_memory(cls, memory_bytes: int, src_step_bytes: int, lake_step_bytes: int,
                    task: Task) -> Budget:
         """Split a budget: the tensorstore chunk cache 1/8; a window's raw arrays 1/16
-        (mapping them makes short-lived copies, ~3x); a part's arrays 1/16 of it as the
-        lake's bytes (held twice while it is gathered, then ~5x inside `write_episodes`:
-        Arrow, the Delta cast, Parquet pages; measured on rware and lbf). Peak is then
-        about 2/3 of the budget above the fixed cost of the libraries and the lake's
-        writer. A part holds at least one whole episode (the task's time limit)."""
+        (mapping them makes short-lived copies, ~3x); a part's arrays 1/32 of it as the
+        lake's bytes (held twice while it is gathered, then ~10-14x inside
+        `write_episodes`: Arrow, the Delta cast to nested lists, Parquet pages and levels
+        of the whole file; measured on rware-4ag). The peak is then about the budget above
+        the fixed cost of the libraries and the lake's writer (~200-250 MiB). A part holds
+        at least one whole episode (the task's time limit)."""
         window = max(1, memory_bytes // 16 // max(1, src_step_bytes))
-        part = max(task.time_limit, memory_bytes // 16 // max(1, lake_step_bytes))
+        part = max(task.time_limit, memory_bytes // 32 // max(1, lake_step_bytes))
         return cls(window, part, memory_bytes // 8)
 
 
