@@ -43,8 +43,7 @@ _CHILD = """
 import json, sys, time
 from lake_schema.catalogue import get_task
 from lake_schema.storage import Lake
-from lake_schema.vault import (Budget, _READ, _lake_step_bytes, import_vault, iter_parts,
-                               open_vault, plan_fields)
+from lake_schema.vault import budget_for, import_vault, iter_parts, open_vault, plan_fields
 mode, vault, lake, task, memory = sys.argv[1:6]
 task, memory = get_task(task), int(memory)
 
@@ -56,7 +55,7 @@ t0 = time.perf_counter()
 if mode == "read":
     src = open_vault(vault + "/Good")
     fm = plan_fields(src, task)
-    b = Budget.for_memory(memory, src.per_step_bytes(_READ), _lake_step_bytes(task), task)
+    b = budget_for(src, task, memory)
     src = open_vault(vault + "/Good", cache_bytes=b.cache_bytes)
     steps = parts = 0
     for batch in iter_parts(src, fm, b):
@@ -133,12 +132,17 @@ def main() -> None:
         made = time.perf_counter() - t0
         disk = sum(p.stat().st_size for p in vault.rglob("*") if p.is_file())
         memory = args.memory_mb << 20
-        runs: dict[str, list[dict]] = {"read": [], "import": []}
+        tiny = work / "tiny.vlt"  # one part's worth at most: the fixed cost of an import
+        shutil.rmtree(tiny, ignore_errors=True)
+        tiny_steps, _ = make_vault(tiny, args.task, task.time_limit, seed=1)
+        runs: dict[str, list[dict]] = {"read": [], "import": [], "tiny": []}
         for _ in range(args.repeats):
             for mode in runs:
                 lake = work / "lake"
                 shutil.rmtree(lake, ignore_errors=True)
-                runs[mode].append(child(mode, vault, lake, args.task, memory))
+                runs[mode].append(child("import" if mode == "tiny" else mode,
+                                        tiny if mode == "tiny" else vault, lake, args.task,
+                                        memory))
         best = {m: min(r, key=lambda x: x["seconds"]) for m, r in runs.items()}
     finally:
         if not args.dir:
@@ -172,6 +176,9 @@ def main() -> None:
         lines.append(f"| {label} | {s:.2f} | {steps / s:,.0f} | {steps * n / s:,.0f} | "
                      f"{decoded / 2**20 / s:.0f} | {r['parts']} | "
                      f"{r['peak_rss'] / 2**20:.0f} MiB |")
+    t = best["tiny"]
+    lines += ["", f"Fixed cost: importing a {tiny_steps}-step Vault the same way peaks at "
+                  f"{t['peak_rss'] / 2**20:.0f} MiB ({t['seconds']:.2f} s)."]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

@@ -30,6 +30,7 @@ and og-marl's loaders read.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -99,6 +100,14 @@ class VaultSource:
         """Decoded bytes of one time step of one batch row, over the named leaves."""
         return sum(math.prod(self.leaves[n].shape[2:]) * self.leaves[n].dtype.numpy_dtype
                    .itemsize for n in names if n in self.leaves)
+
+    def chunk_bytes(self, names: Sequence[str]) -> int:
+        """Decoded bytes of one storage chunk of each named leaf, summed: tensorstore
+        decodes whole chunks, so a cache smaller than this decodes a chunk again for every
+        window that touches it (flashbax's chunks are about 4 MiB per leaf)."""
+        return sum(math.prod(self.leaves[n].chunk_layout.read_chunk.shape)
+                   * self.leaves[n].dtype.numpy_dtype.itemsize
+                   for n in names if n in self.leaves)
 
 
 def _flatten_structure(tree: object, prefix: str = "") -> list[str]:
@@ -333,6 +342,15 @@ class Budget:
         return cls(window, part, memory_bytes // 8)
 
 
+def budget_for(src: VaultSource, task: Task, memory_bytes: int) -> Budget:
+    """`Budget.for_memory` for this Vault and task, with a chunk cache that holds one chunk
+    of every leaf read, whatever the budget (see `VaultSource.chunk_bytes`)."""
+    b = Budget.for_memory(memory_bytes, src.per_step_bytes(_READ), _lake_step_bytes(task),
+                          task)
+    return dataclasses.replace(b, cache_bytes=max(b.cache_bytes,
+                                                  src.chunk_bytes(_READ) + (1 << 20)))
+
+
 def _lake_step_bytes(task: Task) -> int:
     spec, n = task.spec, task.num_agents
     return (n * spec.obs_width * np.dtype(spec.obs_dtype).itemsize + n * spec.num_actions
@@ -512,8 +530,7 @@ def import_vault(
     for uid, q, r, src, fm in plans:
         if replace:
             delete_run(lake, task, r)
-        b = budget or Budget.for_memory(memory_bytes, src.per_step_bytes(_READ),
-                                        _lake_step_bytes(task), task)
+        b = budget or budget_for(src, task, memory_bytes)
         src = open_vault(src.path, cache_bytes=b.cache_bytes)
         stats: dict = {}
         parts = episodes = steps = 0
@@ -760,5 +777,5 @@ def cli_export(lake: Lake, args) -> int:
 
 
 __all__ = ["Budget", "ExportResult", "FieldMap", "ImportResult", "VaultSource", "VaultWriter",
-           "export_vault", "import_vault", "iter_parts", "open_vault", "plan_fields",
+           "budget_for", "export_vault", "import_vault", "iter_parts", "open_vault", "plan_fields",
            "quality_of_uid", "run_of_uid", "vault_uids"]
