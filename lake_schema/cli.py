@@ -210,17 +210,20 @@ def cmd_tasks(lake: Lake, args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_vault_commands(add) -> None:
+def _add_vault_commands(sub) -> None:
     """`import-vault` / `export-vault` (lake_schema.vault; tensorstore loads on use)."""
 
-    def run(name: str):
+    def add(name: str, fn_name: str, help_: str) -> argparse.ArgumentParser:
         def fn(lake: Lake, args: argparse.Namespace) -> int:
             from lake_schema import vault
 
-            return getattr(vault, name)(lake, args)
-        return fn
+            return getattr(vault, fn_name)(lake, args)
 
-    imp = add("import-vault", run("cli_import"), "convert an og-marl / flashbax Vault")
+        p = sub.add_parser(name, help=help_)
+        p.set_defaults(fn=fn)
+        return p
+
+    imp = add("import-vault", "cli_import", "convert an og-marl / flashbax Vault")
     imp.add_argument("path", help="<rel_dir>/<vault_name> (its uids) or one <uid> folder")
     imp.add_argument("--task", required=True, help="env/scenario, e.g. rware/tiny-2ag")
     imp.add_argument("--uid", action="append", help="uid to import (repeatable; default all)")
@@ -231,7 +234,7 @@ def _add_vault_commands(add) -> None:
     imp.add_argument("--team-reward", choices=["sum", "shared"],
                      help="per-agent rewards -> team reward (default: the env's rule)")
     imp.add_argument("--memory-mb", type=int, default=256, help="memory budget (default 256)")
-    exp = add("export-vault", run("cli_export"), "write a lake selection as a Vault")
+    exp = add("export-vault", "cli_export", "write a lake selection as a Vault")
     exp.add_argument("dest", help="<rel_dir>/<vault_name>; the Vault is DEST/<uid>")
     exp.add_argument("--task", required=True, help="env/scenario")
     exp.add_argument("--uid", required=True, help="the Vault uid, e.g. Good")
@@ -270,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     vac.add_argument("--dry-run", action="store_true", help="only count what would go")
     add("migrate", cmd_migrate, "convert a pre-Delta lake into Delta tables").add_argument(
         "--keep-old", action="store_true", help="keep the old files under _pre_delta/")
-    _add_vault_commands(add)
+    _add_vault_commands(sub)
     tasks = add("tasks", cmd_tasks, "list the task catalogue")
     tasks.add_argument("--env")
     tasks.add_argument("--split", help="only this split's tasks (needs --env)")

@@ -498,6 +498,7 @@ def import_vault(
     memory_bytes: int = DEFAULT_MEMORY_MB << 20,
     budget: Budget | None = None,
     progress: Callable[[str], None] | None = None,
+    on_done: Callable[[ImportResult], None] | None = None,
 ) -> list[ImportResult]:
     """Import Vault uids (default: every uid under `path`) into the lake, one run each.
 
@@ -553,6 +554,8 @@ def import_vault(
         results.append(ImportResult(uid, r, q, parts, episodes, steps, stats["dropped_steps"],
                                     fm.ignored, fm.team_reward, stats["max_window_steps"],
                                     stats["max_part_steps"]))
+        if on_done:
+            on_done(results[-1])
     return results
 
 
@@ -759,11 +762,14 @@ def _checkpoint_range(text: str | None) -> tuple[int, int] | None:
 
 
 def cli_import(lake: Lake, args) -> int:
-    """`import-vault`: one line per imported uid."""
-    for r in import_vault(lake, args.path, args.task, args.uid or None, args.quality,
-                          args.run, replace=args.replace, team_reward=args.team_reward,
-                          memory_bytes=args.memory_mb << 20):
-        print(r.line())
+    """`import-vault`: one line per uid as it is imported (so a later uid's failure does
+    not hide the runs already in the lake)."""
+    if args.memory_mb < 1:
+        raise LakeValueError("--memory-mb must be at least 1")
+    import_vault(lake, args.path, args.task, args.uid or None, args.quality, args.run,
+                 replace=args.replace, team_reward=args.team_reward,
+                 memory_bytes=args.memory_mb << 20, on_done=lambda r: print(r.line(),
+                                                                            flush=True))
     return 0
 
 

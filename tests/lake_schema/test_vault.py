@@ -20,6 +20,7 @@ import pytest
 
 from lake_schema.catalogue import get_task
 from lake_schema.cli import main
+from lake_schema.errors import LakeValueError
 from lake_schema.reader import Selection, read_table
 from lake_schema.storage import Lake
 from lake_schema.synthetic import synthetic_episodes
@@ -378,3 +379,39 @@ def test_a_vault_larger_than_the_memory_cap_imports_under_it(tmp_path):
     assert m["part_steps"] <= budget // 32 // 186 + m["window_steps"] + get_task(task).time_limit
     assert m["bounded"] < cap, f"peak RSS grew {m['bounded'] / 2**20:.1f} MiB"
     assert m["control"] > decoded, f"control grew only {m['control'] / 2**20:.1f} MiB"
+
+
+def test_a_failure_while_streaming_removes_the_parts_already_written(tmp_path):
+    exp = og_marl_steps(LBF, [[40, 30, 50, 60]], tail=0)
+    exp["actions"][0, 150, 1] = 9  # lbf has 6 actions: found in the last window
+    write_raw_vault(tmp_path / "v.vlt", "Good", exp)
+    lake = Lake(tmp_path / "lake")
+    write_episodes(lake, LBF, "other", 0, "low", synthetic_episodes(LBF, [10]))
+    small = Budget(window_steps=50, part_steps=60, cache_bytes=1 << 20)
+    written = []
+    with pytest.raises(LakeValueError, match=r"^actions: actions must be in \[0, 6\)"):
+        import_vault(lake, tmp_path / "v.vlt", LBF, budget=small,
+                     progress=written.append)
+    assert written  # parts were committed before the bad value was met...
+    runs = read_table(lake, "episodes", Selection(env="lbf"), columns=["run"])
+    assert set(runs["run"].to_pylist()) == {"other"}  # ...and removed again
+
+
+def test_an_episode_over_the_time_limit_is_refused_and_replace_reimports(tmp_path, capsys):
+    exp = og_marl_steps(LBF, [[40, 30]], tail=0)
+    write_raw_vault(tmp_path / "ok.vlt", "Good", exp)
+    root = str(tmp_path / "lake")
+    for _ in range(2):
+        assert main(["--root", root, "import-vault", str(tmp_path / "ok.vlt"), "--task", LBF,
+                     "--replace"]) == 0
+    eps = read_table(Lake(root), "episodes", Selection(env="lbf"))
+    assert eps.num_rows == 2  # replaced, not doubled
+    never = og_marl_steps(LBF, [[100, 100, 50]], tail=0)
+    never["truncations"][:] = 0
+    never["terminals"][:] = 0
+    write_raw_vault(tmp_path / "never.vlt", "Good", never)
+    capsys.readouterr()
+    rc, err = _cli(["--root", root, "import-vault", str(tmp_path / "never.vlt"), "--task",
+                    LBF, "--run", "never"], capsys)
+    assert rc == 1 and err.startswith("sable-lake: error: terminals: no terminal or "
+                                      "truncation flag within the time limit 100")
