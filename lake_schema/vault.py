@@ -180,8 +180,9 @@ def vault_uids(path: str | os.PathLike) -> list[str]:
         return [os.path.basename(os.path.normpath(path))]
     if not os.path.isdir(path):
         raise VaultFormatError(f"{path}: no such Vault folder")
-    uids = sorted(d for d in os.listdir(path)
-                  if os.path.isfile(os.path.join(path, d, METADATA_FILE)))
+    uids = sorted(d for d in os.listdir(path)  # hidden: a VaultWriter's unfinished folder
+                  if not d.startswith(".") and os.path.isfile(os.path.join(path, d,
+                                                                          METADATA_FILE)))
     if not uids:
         raise VaultFormatError(f"{path}: no Vault here (no <uid>/{METADATA_FILE})")
     return uids
