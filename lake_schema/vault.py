@@ -51,6 +51,8 @@ from lake_schema.storage import Lake
 from lake_schema.writer import EpisodeBatch, delete_run, write_episodes
 
 if TYPE_CHECKING:
+    import argparse
+
     import tensorstore as ts
 
 METADATA_FILE = "metadata.json"
@@ -75,7 +77,7 @@ TERMINALS, TRUNCATIONS, LEGALS, STATE = "terminals", "truncations", "infos.legal
 _READ = (OBS, ACTIONS, REWARDS, TERMINALS, TRUNCATIONS, LEGALS)
 
 
-def _ts():
+def _ts():  # -> the tensorstore module
     """tensorstore, imported on first use: the CLI's other commands do not pay for it."""
     import tensorstore
 
@@ -762,7 +764,7 @@ def _checkpoint_range(text: str | None) -> tuple[int, int] | None:
         raise LakeValueError(f"bad --checkpoints {text!r}: K or LO:HI") from e
 
 
-def cli_import(lake: Lake, args) -> int:
+def cli_import(lake: Lake, args: argparse.Namespace) -> int:
     """`import-vault`: one line per uid as it is imported (so a later uid's failure does
     not hide the runs already in the lake)."""
     if args.memory_mb < 1:
@@ -774,7 +776,7 @@ def cli_import(lake: Lake, args) -> int:
     return 0
 
 
-def cli_export(lake: Lake, args) -> int:
+def cli_export(lake: Lake, args: argparse.Namespace) -> int:
     """`export-vault`: one line naming the Vault written."""
     lake.check_readable()
     r = export_vault(lake, args.dest, args.task, args.uid, args.quality,

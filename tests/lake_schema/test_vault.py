@@ -25,6 +25,7 @@ from lake_schema.reader import Selection, read_table
 from lake_schema.storage import Lake
 from lake_schema.synthetic import synthetic_episodes
 from lake_schema.vault import Budget, VaultWriter, import_vault
+from lake_schema.verify import verify
 from lake_schema.writer import write_episodes
 
 LBF = "lbf/8x8-2p-2f"
@@ -165,6 +166,7 @@ def test_flashbax_vault_imports_with_every_value_equal(tmp_path):
     assert r.parts > 1 and r.episodes == 8
     want = expected_episodes(exp, "sum")
     assert_same(lake_episodes(lake, LBF, "vault-Good"), want)
+    assert verify(lake, deep=True).ok  # written through the lake's writer: a lake like any
     eps = read_table(lake, "episodes", Selection(env="lbf", runs=["vault-Good"]))
     assert set(eps["quality"].to_pylist()) == {"high"}
     np.testing.assert_allclose(
