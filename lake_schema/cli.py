@@ -12,6 +12,10 @@
     python -m lake_schema migrate               convert a pre-Delta lake to Delta tables
     python -m lake_schema tasks [--env lbf] [--split demo-train] [--names]
                                                 the task catalogue and its splits
+    python -m lake_schema import-vault PATH --task ENV/SCENARIO [--uid U] [--quality Q]
+                                                an og-marl / flashbax Vault into the lake
+    python -m lake_schema export-vault DEST --task ENV/SCENARIO --uid U [--quality Q]
+                                                a lake selection as a Vault (og-marl reads it)
 
 Bad arguments exit with status 2, bad data (a missing root, a corrupted or foreign file, a
 table of another schema version) with status 1, each with one line on stderr naming it.
@@ -206,6 +210,39 @@ def cmd_tasks(lake: Lake, args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_vault_commands(sub) -> None:
+    """`import-vault` / `export-vault` (lake_schema.vault; tensorstore loads on use)."""
+
+    def add(name: str, fn_name: str, help_: str) -> argparse.ArgumentParser:
+        def fn(lake: Lake, args: argparse.Namespace) -> int:
+            from lake_schema import vault
+
+            return getattr(vault, fn_name)(lake, args)
+
+        p = sub.add_parser(name, help=help_)
+        p.set_defaults(fn=fn)
+        return p
+
+    imp = add("import-vault", "cli_import", "convert an og-marl / flashbax Vault")
+    imp.add_argument("path", help="<rel_dir>/<vault_name> (its uids) or one <uid> folder")
+    imp.add_argument("--task", required=True, help="env/scenario, e.g. rware/tiny-2ag")
+    imp.add_argument("--uid", action="append", help="uid to import (repeatable; default all)")
+    imp.add_argument("--quality", choices=["low", "high"],
+                     help="default from the uid: Good -> high, Medium / Poor -> low")
+    imp.add_argument("--run", help="run id (default vault-<uid>; a prefix for several uids)")
+    imp.add_argument("--replace", action="store_true", help="replace a run already imported")
+    imp.add_argument("--team-reward", choices=["sum", "shared"],
+                     help="per-agent rewards -> team reward (default: the env's rule)")
+    imp.add_argument("--memory-mb", type=int, default=256, help="memory budget (default 256)")
+    exp = add("export-vault", "cli_export", "write a lake selection as a Vault")
+    exp.add_argument("dest", help="<rel_dir>/<vault_name>; the Vault is DEST/<uid>")
+    exp.add_argument("--task", required=True, help="env/scenario")
+    exp.add_argument("--uid", required=True, help="the Vault uid, e.g. Good")
+    exp.add_argument("--quality", choices=["low", "high"])
+    exp.add_argument("--checkpoints", help="K or LO:HI (inclusive)")
+    exp.add_argument("--run", action="append", help="run id (repeatable; default all)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m lake_schema", description=__doc__.split("\n")[0])
     parser.add_argument("--root", help="lake root (default: $SABLE_LAKE or ./lake)")
@@ -236,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     vac.add_argument("--dry-run", action="store_true", help="only count what would go")
     add("migrate", cmd_migrate, "convert a pre-Delta lake into Delta tables").add_argument(
         "--keep-old", action="store_true", help="keep the old files under _pre_delta/")
+    _add_vault_commands(sub)
     tasks = add("tasks", cmd_tasks, "list the task catalogue")
     tasks.add_argument("--env")
     tasks.add_argument("--split", help="only this split's tasks (needs --env)")

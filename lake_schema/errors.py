@@ -54,3 +54,7 @@ class LakeConflictError(LakeError):
 
 class S3SafetyError(LakeError):
     """An S3 endpoint that cannot make concurrent commits safe (no conditional put)."""
+
+
+class VaultFormatError(LakeValueError):
+    """An og-marl / flashbax Vault the import refuses: names the field (leaf) or file."""
