@@ -4,7 +4,6 @@ standard error and n over seeds, and compares only configurations that differ in
 import datetime as dt
 import json
 import os
-import os
 
 import dagster as dg
 import numpy as np
