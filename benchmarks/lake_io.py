@@ -573,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare_with:
         import tempfile
 
-        with tempfile.TemporaryDirectory(dir=Path(args.root).parent) as tmp:
+        with tempfile.TemporaryDirectory(dir=Path(args.root).resolve().parent) as tmp:
             print(f"running the benchmark of {args.compare_with}", file=sys.stderr)
             before = run_revision(args.compare_with, args, Path(tmp))
     lake = Lake(args.root)
