@@ -33,7 +33,8 @@ def enable_persistent_cache() -> Path | None:
     Every program is cached, however small or quick to compile: on a 2-core CPU the many
     small programs (initialisation, evaluation steps) add up to tens of seconds per run.
     Before JAX is imported this sets the environment variables JAX reads its defaults from
-    (explicit settings win); after, it updates JAX's config.
+    (so child processes inherit them); after, it updates JAX's config. `SABLE_JAX_CACHE` is
+    the one switch: it overrides JAX's own cache variables.
     """
     directory = persistent_cache_dir()
     settings: dict[str, object] = {"jax_enable_compilation_cache": directory is not None}
@@ -47,6 +48,5 @@ def enable_persistent_cache() -> Path | None:
         if jax is not None:
             jax.config.update(name, value)
         else:
-            os.environ.setdefault(name.upper(), str(value).lower() if isinstance(value, bool)
-                                  else str(value))
+            os.environ[name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
     return directory

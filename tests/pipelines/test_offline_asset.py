@@ -10,6 +10,7 @@ import dagster as dg
 import pydantic
 import pytest
 
+from lake_schema.errors import LakeValueError
 from lake_schema.reader import Selection, read_table
 from lake_schema.writer import write_reference
 from pipelines.assets.offline import offline_eval_test, offline_eval_train, offline_model
@@ -139,8 +140,13 @@ def test_offline_checks_catch_missing_and_unusable_references(lake):
     assert references_cover(lake, "lbf", TASKS[:1]).passed
     result = references_cover(lake, "lbf", TASKS)
     assert not result.passed and "10x10-3p-3f" in result.metadata["missing"]
-    # the latest reference counts, and a NaN one is no reference (as evaluation says)
-    write_reference(lake, TASKS[0], "online2", sable_returns=[float("nan")],
-                    random_returns=[0.1], env_steps=1)
+    # a NaN reference never reaches the lake (refused at the write, naming the field) ...
+    with pytest.raises(LakeValueError, match="sable_return"):
+        write_reference(lake, TASKS[0], "online2", sable_returns=[float("nan")],
+                        random_returns=[0.1], env_steps=1)
+    assert references_cover(lake, "lbf", TASKS[:1]).passed
+    # ... and the latest reference counts: a zero one is no reference (as evaluation says)
+    write_reference(lake, TASKS[0], "online2", sable_returns=[0.0], random_returns=[0.1],
+                    env_steps=1)
     result = references_cover(lake, "lbf", TASKS[:1])
-    assert not result.passed and "not finite" in result.metadata["problems"]
+    assert not result.passed and "zero" in result.metadata["problems"]
