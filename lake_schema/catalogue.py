@@ -13,12 +13,8 @@ import difflib
 import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
 
 from lake_schema.errors import UnknownTaskError
-
-EnvName = Literal["lbf", "rware", "connector"]
-
 
 
 @dataclass(frozen=True)
@@ -209,6 +205,11 @@ def env_spec(env: str) -> EnvSpec:
     if env not in ENVS:
         raise _unknown("environment", env, list(ENVS))
     return ENVS[env]
+
+
+def scenario(task_name: str) -> str:
+    """`env/scenario` -> `scenario` (the lake's `task` partition value)."""
+    return task_name.split("/", 1)[1]
 
 
 def get_task(name: str) -> Task:

@@ -17,14 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from lake_schema.catalogue import Task
+from lake_schema.catalogue import Task, scenario
+from lake_schema.errors import MissingReferenceError
 from lake_schema.reader import Selection, read_table
 from lake_schema.storage import Lake
 from lake_schema.verify import Problem, VerifyReport, verify
-
-
-class MissingReferenceError(LookupError):
-    """A task has no usable online Sable reference return to normalise by."""
 
 
 @dataclass(frozen=True)
@@ -33,11 +30,6 @@ class Outcome:
 
     passed: bool
     metadata: dict[str, Any] = field(default_factory=dict)
-
-
-def scenario(task_name: str) -> str:
-    """`env/scenario` -> `scenario` (the lake's `task` partition value)."""
-    return task_name.split("/", 1)[1]
 
 
 def _selection(task: Task, run: str) -> Selection:

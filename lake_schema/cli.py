@@ -111,6 +111,13 @@ def cmd_du(lake: Lake, args: argparse.Namespace) -> int:
 _USER_SQL_ERRORS = (duckdb.ParserException, duckdb.CatalogException, duckdb.BinderException)
 
 
+def _duckdb_message(e: duckdb.Error) -> str:
+    """DuckDB's whole message on one line, hints included (`Candidate bindings: ...`), less
+    the caret line that points into the query."""
+    lines = [line.strip() for line in str(e).splitlines()]
+    return " ".join(line for line in lines if line and set(line) != {"^"})
+
+
 def cmd_query(lake: Lake, args: argparse.Namespace) -> int:
     con = connect(lake)
     try:
@@ -118,7 +125,7 @@ def cmd_query(lake: Lake, args: argparse.Namespace) -> int:
         columns = [d[0] for d in cur.description or []]
         rows = cur.fetchall()
     except _USER_SQL_ERRORS as e:
-        raise UsageError(f"query failed: {str(e).splitlines()[0]}") from e
+        raise UsageError(f"query failed: {_duckdb_message(e)}") from e
     except (duckdb.Error, OSError) as e:  # the data, not the query: exit 1
         raise LakeError(f"query failed reading the lake: {_first_line(e)}") from e
     _print_rows(columns, rows, args.format)

@@ -2,8 +2,7 @@
 catch `LakeError` and print one line instead of a traceback.
 
 Each error names what it is about: a file (root-relative path), a table, a partition key or a
-value. `UnknownTaskError` is also a KeyError and `LakeValueError` also a ValueError, so code
-written against the earlier lake keeps working.
+value. `UnknownTaskError` and `LakeValueError` are also ValueErrors (a bad name or value).
 """
 
 from __future__ import annotations
@@ -13,15 +12,16 @@ class LakeError(Exception):
     """Base of every lake error: one line, naming the file, table, key or value."""
 
 
-class UnknownTaskError(LakeError, KeyError):
-    """A task, environment or split name that is not in the catalogue."""
-
-    def __str__(self) -> str:  # KeyError quotes its message; keep it readable.
-        return str(self.args[0])
-
-
 class LakeValueError(LakeError, ValueError):
     """A partition value, record or argument the lake refuses before writing anything."""
+
+
+class UnknownTaskError(LakeValueError):
+    """A task, environment or split name that is not in the catalogue."""
+
+
+class MissingReferenceError(LakeError, LookupError):
+    """A task has no usable online Sable reference return to normalise by."""
 
 
 class LakeRootError(LakeError, ValueError):

@@ -15,7 +15,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -37,7 +36,7 @@ from lake_schema.schema import (
 from lake_schema.storage import Lake
 
 __all__ = ["LakeFileError", "SchemaVersionError", "Selection", "Snapshot", "list_files",
-           "open_checked", "parse_partition", "read_files", "read_polars", "read_table",
+           "open_checked", "parse_partition", "read_files", "read_table",
            "snapshot", "table_versions"]
 
 
@@ -263,8 +262,3 @@ def read_table(
         raise LakeValueError("reading steps needs env= (observation widths differ by env)")
     return read_files(lake, list_files(lake, table, selection), table, selection.env, columns)
 
-
-def read_polars(
-    lake: Lake, table: str, selection: Selection = Selection(), columns: list[str] | None = None
-) -> pl.DataFrame:
-    return pl.from_arrow(read_table(lake, table, selection, columns))

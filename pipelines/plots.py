@@ -9,7 +9,7 @@ import math
 
 import dagster as dg
 
-from lake_schema.checks import scenario
+from lake_schema.catalogue import scenario
 
 
 def pyplot():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lake_schema.checks import MissingReferenceError
+from lake_schema.errors import MissingReferenceError
 
 
 class SelectionError(ValueError):

@@ -138,6 +138,10 @@ def test_cli_ls_du_query_verify(filled, capsys):
     assert json.loads(capsys.readouterr().out) == [{"sable_return": 0.9}]
     assert main(["--root", lake.root, "query", "select count(*) as n from steps"]) == 0
     assert "44" in capsys.readouterr().out
+    # a typo: DuckDB's whole message on one line, its hint included
+    assert main(["--root", lake.root, "query", "select retrun from episodes"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "retrun" in err[0] and 'Candidate bindings: "return"' in err[0], err
 
     proc = run_cli(lake, "verify")
     assert proc.returncode == 0 and "verified 9 files" in proc.stdout

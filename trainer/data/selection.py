@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from lake_schema.catalogue import get_task
-from lake_schema.checks import scenario
+from lake_schema.catalogue import get_task, scenario
 from lake_schema.reader import Selection, list_files, read_files
 from lake_schema.storage import Lake
 from trainer.errors import SelectionError

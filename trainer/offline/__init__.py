@@ -16,7 +16,8 @@ table), `checkpoint` (the run directory, restoring parameters).
 from trainer import lazy_exports
 
 _MODULES = {
-    "lake_schema.checks": ("MissingReferenceError", "reference_returns"),
+    "lake_schema.checks": ("reference_returns",),
+    "lake_schema.errors": ("MissingReferenceError",),
     "trainer.errors": ("NonFiniteLossError",),
     "trainer.offline.config": ("ALGORITHMS", "EvalConfig", "OfflineConfig", "config_id"),
     "trainer.offline.evaluation": ("TaskResult", "evaluate", "evaluate_params"),

@@ -39,8 +39,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lake_schema.catalogue import get_task
-from lake_schema.checks import reference_returns, scenario
+from lake_schema.catalogue import get_task, scenario
+from lake_schema.checks import reference_returns
 from lake_schema.storage import Lake
 from lake_schema.writer import write_records
 from trainer.compiled import compiled_cache
