@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 import urllib.parse
 from collections.abc import Iterable
@@ -46,6 +47,7 @@ DELTA_LOG = "_delta_log"
 WRITER_PROPERTIES = WriterProperties(
     compression="ZSTD", compression_level=6, max_row_group_size=64 * 1024)
 ONE_FILE = 1 << 40  # target file size: one write of one key is one Parquet file
+STAGING_FILE = re.compile(r"#\d+$")  # object_store's in-progress local writes
 COMMIT_RETRIES = 8  # our own retries of a commit that delta-rs reports as a conflict
 
 
@@ -391,5 +393,14 @@ def vacuum(lake: Lake, tid: str, retention_hours: float, dry_run: bool = False) 
     dt = open_table(lake, tid)
     if dt is None:
         raise LakeValueError(f"the lake {lake.root} has no table {tid}")
-    return dt.vacuum(retention_hours=int(retention_hours), dry_run=dry_run,
+    gone = dt.vacuum(retention_hours=int(retention_hours), dry_run=dry_run,
                      enforce_retention_duration=False, full=True)
+    # A writer killed while writing a data file leaves the object store's staging file
+    # (`<name>#<n>` on a local disk) beside the table: never a data file, and not one that
+    # delta-rs's vacuum lists, so it goes here.
+    staging = [rel for rel in lake.find(tid)
+               if STAGING_FILE.search(rel) and f"/{DELTA_LOG}/" not in f"/{rel}"]
+    if not dry_run:
+        for rel in staging:
+            lake.fs.rm(lake.path(rel))
+    return [*gone, *(rel[len(tid) + 1:] for rel in staging)]

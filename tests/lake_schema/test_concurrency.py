@@ -111,9 +111,6 @@ def test_four_writers_of_one_key_one_whole_write_wins(ctx, any_lake):
 
 
 def _vacuum_all(lake):
-    # vacuum keeps a file its table removed less than `retention_hours` ago; with 0 hours a
-    # removal in the same millisecond as vacuum's cutoff would stay (and verify name it)
-    time.sleep(1.0)
     for tid in existing_tables(lake):
         vacuum(lake, tid, retention_hours=0)
 

@@ -177,6 +177,11 @@ def test_cli_maintenance_optimize_vacuum(filled, capsys):
             "reference_return": 1.0, "config": "{}", "evaluated_at": None}],
             replace_rows={"update": update})
     assert len(list_files(lake, "evaluations")) == 3
+    # a writer killed mid-file leaves the object store's staging file beside the table
+    live = lake.path(list_files(lake, "evaluations")[0])
+    staging = Path(live).with_name(Path(live).name + "#1")
+    staging.write_bytes(b"half a file")
+    assert any("#1" in p.path for p in verify(lake).problems)
     assert main(["--root", lake.root, "optimize", "evaluations"]) == 0
     assert len(list_files(lake, "evaluations")) == 1
     assert main(["--root", lake.root, "vacuum", "--retention-hours", "0"]) == 0
@@ -185,6 +190,7 @@ def test_cli_maintenance_optimize_vacuum(filled, capsys):
     assert verify(lake, deep=True).ok
     assert read_table(lake, "evaluations").num_rows == 3
     assert sum(1 for p in Path(lake.path("evaluations")).rglob("*.parquet")) == 1
+    assert not staging.exists()
 
 
 def test_cli_bad_data_and_bad_roots_exit_1_with_one_line(tmp_path, filled):
