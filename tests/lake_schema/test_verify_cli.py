@@ -17,6 +17,7 @@ from lake_schema.reader import LakeFileError, Selection, list_files, read_table
 from lake_schema.synthetic import synthetic_episodes
 from lake_schema.verify import verify
 from lake_schema.writer import write_episodes, write_reference
+from tests.helpers.lake import add_evaluation_updates
 
 LBF = "lbf/8x8-2p-2f"
 
@@ -166,16 +167,8 @@ def test_cli_ls_du_query_verify(filled, capsys):
 
 
 def test_cli_maintenance_optimize_vacuum(filled, capsys):
-    from lake_schema.writer import write_records
-
     lake = filled
-    part = {"env": "lbf", "task": "12x12-4p-5f", "model": "m1"}
-    for update in range(3):
-        write_records(lake, "evaluations", part, [{
-            "algorithm": "bc", "split": "test", "update": update, "episodes": 2,
-            "mean_return": 0.1, "std_return": 0.0, "normalised_return": 0.1,
-            "reference_return": 1.0, "config": "{}", "evaluated_at": None}],
-            replace_rows={"update": update})
+    add_evaluation_updates(lake, "m1")
     assert len(list_files(lake, "evaluations")) == 3
     # a writer killed mid-file leaves the object store's staging file beside the table
     live = lake.path(list_files(lake, "evaluations")[0])
