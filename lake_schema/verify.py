@@ -30,6 +30,9 @@ LEGACY_DIRS = ("_journal", "_staging")
 class Problem:
     path: str
     reason: str
+    # A file outside the Delta log (an interrupted or losing write's): no reader sees it, so
+    # it blocks nothing; `vacuum` removes it.
+    leftover: bool = False
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
@@ -165,7 +168,7 @@ def verify(lake: Lake, deep: bool = False) -> VerifyReport:
         for rel in _untracked(lake, tid, dt, {f.rel for f in live}):
             problems.append(Problem(rel, "not in the Delta log (left by an interrupted or "
                                          "losing write, or foreign): `python -m lake_schema "
-                                         "vacuum` removes it"))
+                                         "vacuum` removes it", leftover=True))
     if index_ok:
         try:
             _cross_check(lake, steps, index, problems)

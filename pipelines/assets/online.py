@@ -209,7 +209,7 @@ def online_files_valid(
 ) -> dg.AssetCheckResult:
     """Every lake file of the task passes `verify` (blocking: nothing trains on bad files)."""
     outcome = checks.files_valid(lake.lake(), get_task(context.partition_key))
-    return check_result(outcome, markdown=("problems",))
+    return check_result(outcome, markdown=("problems", "leftover_files"))
 
 
 online_checks = [

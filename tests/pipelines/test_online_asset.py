@@ -79,6 +79,11 @@ def test_online_checks_fail_on_missing_rows_and_references(lake, tmp_path):
     assert not returns_within_bounds(lake, task, "no-such-run").passed
 
     assert files_valid(lake, task).passed
+    # A file outside the Delta log (a killed write's) is listed, never read: it blocks nothing.
+    stray = "steps/lbf/task=8x8-2p-2f/run=sable-seed1/quality=low/checkpoint=0/stray.parquet"
+    lake.fs.pipe_file(lake.path(stray), b"half a file")
+    result = files_valid(lake, task)
+    assert result.passed and stray in result.metadata["leftover_files"]
     bad = list_files(lake, "episodes", Selection(env="lbf", tasks=["8x8-2p-2f"],
                                                  runs=["sable-seed1"], checkpoints=(1, 1)))[0]
     lake.fs.pipe_file(lake.path(bad), b"not parquet")
