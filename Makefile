@@ -8,7 +8,11 @@ STAMP := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export JAX_PLATFORMS ?= cpu
 
-.PHONY: demo test test-slow ui bench screenshots clean
+.PHONY: demo test test-slow ui bench screenshots clean system-packages
+
+# Debian packages some tests need (servers, a headless browser): installed by `make test`
+# when missing (as root, or through sudo).
+DEBIAN_PACKAGES :=
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "sable-lake needs Python >= 3.11"'
@@ -23,11 +27,20 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml  ## the main job: the demo pipeline, end to end
 	$(PY) -m pipelines.demo
 
-test: $(STAMP) $(DAGSTER_HOME)/dagster.yaml  ## lint + the test suite (CPU, minutes)
+system-packages:  ## the Debian packages the tests need, installed when missing
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		echo "installing Debian packages: $$missing"; \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			$$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+test: $(STAMP) $(DAGSTER_HOME)/dagster.yaml system-packages  ## lint + the test suite (CPU, minutes)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -m "not slow"
 
-test-slow: $(STAMP) $(DAGSTER_HOME)/dagster.yaml  ## the tests marked slow
+test-slow: $(STAMP) $(DAGSTER_HOME)/dagster.yaml system-packages  ## the tests marked slow
 	$(PY) -m pytest -m slow
 
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml  ## the Dagster UI on http://127.0.0.1:3000
