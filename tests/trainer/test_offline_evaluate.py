@@ -200,3 +200,14 @@ def test_periodic_evaluation_keeps_the_best_parameters(trained, tmp_path):
     out = evaluate(lake, result.run_dir, tasks=TASKS[:1],
                    eval_config=EvalConfig(episodes=4, checkpoint="best"), write=False)
     assert out[0].update == result.best["update"]
+
+
+def test_best_falls_back_to_latest_without_periodic_evaluation(trained):
+    lake, result = trained  # 2 updates, fewer than eval_every: no periodic evaluation ran
+    assert result.best is None
+    out = evaluate(lake, result.run_dir, tasks=["lbf/8x8-2p-2f"],
+                   eval_config=EvalConfig(episodes=5), write=True)  # default: best
+    assert out[0].update == 2  # the latest
+    (row,) = [r for r in _rows(lake, "8x8-2p-2f") if r["episodes"] == 5]
+    assert json.loads(row["config"])["evaluation"]["checkpoint"] == "latest"  # what was used
+    assert EvalConfig().episodes == 320 and EvalConfig().checkpoint == "best"

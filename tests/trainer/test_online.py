@@ -20,7 +20,9 @@ from trainer.online.ppo import (
     normalise,
     permute_agents,
     policy_loss,
+    sable_config,
     value_loss,
+    with_agent_ids,
 )
 
 LBF = "lbf/8x8-2p-2f"
@@ -151,6 +153,36 @@ def test_permute_agents_moves_every_per_agent_leaf_and_nothing_else():
         )
     np.testing.assert_array_equal(out.first, batch.first)
     np.testing.assert_array_equal(out.hstate, batch.hstate)
+
+
+def test_agent_ids_are_appended_and_travel_with_their_agents():
+    b, t, n, f = 2, 3, 4, 5
+    obs = np.random.default_rng(0).integers(0, 9, (b, t, n, f)).astype(np.int8)
+    with_ids = np.asarray(with_agent_ids(jnp.asarray(obs)))
+    assert with_ids.shape == (b, t, n, f + n) and with_ids.dtype == np.int8
+    for i in range(n):  # by hand: agent i's features, then e_i
+        np.testing.assert_array_equal(with_ids[:, :, i, :f], obs[:, :, i])
+        e_i = np.broadcast_to(np.eye(n)[i], (b, t, n))
+        np.testing.assert_array_equal(with_ids[:, :, i, f:], e_i)
+    zeros = jnp.zeros((b, t, n))
+    batch = PPOBatch(
+        obs=jnp.asarray(with_ids), legal=jnp.ones((b, t, n, 2), bool),
+        first=jnp.zeros((b, t), bool), action=zeros.astype(jnp.int32), old_log_prob=zeros,
+        old_value=zeros, advantage=zeros, target=zeros, hstate=jnp.ones((b, 7)),
+    )
+    order = [2, 0, 3, 1]
+    out = np.asarray(permute_agents(batch, jnp.array(order)).obs)
+    for slot, agent in enumerate(order):  # the slot holds the agent's features and its own id
+        np.testing.assert_array_equal(out[:, :, slot, :f], obs[:, :, agent])
+        assert (out[:, :, slot, f:].argmax(-1) == agent).all()
+
+
+def test_agent_ids_widen_the_network_input_only():
+    from trainer.envs import make_env
+
+    env = make_env(LBF)
+    assert sable_config(OnlineConfig(), env).obs_width == env.obs_width + env.num_agents
+    assert sable_config(OnlineConfig(agent_ids=False), env).obs_width == env.obs_width
 
 
 def test_chunked_forward_from_a_stored_state_matches_one_chunk():

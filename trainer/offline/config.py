@@ -94,9 +94,10 @@ class OfflineConfig(NetworkKnobs):
     log_every: int = knob(50, ge=1, doc="updates between progress lines (and NaN checks)")
     checkpoint_every: int = knob(500, ge=1, doc="updates between orbax checkpoints")
     keep_checkpoints: int = knob(2, ge=1, doc="orbax checkpoints kept")
-    eval_every: int = knob(0, ge=0, doc=(
+    eval_every: int = knob(100, ge=0, doc=(
         "periodic evaluation on the training tasks (0 = off): the best checkpoint by mean "
-        "normalised return is kept apart (`best/`)"))
+        "normalised return is kept apart (`best/`), and is what evaluation takes by default "
+        "(the paper's protocol: selected on training tasks only)"))
     eval_episodes: int = knob(32, ge=1, doc="episodes per task of a periodic evaluation")
     num_workers: int = knob(0, ge=0, doc="Grain worker processes for the loader")
 
@@ -211,11 +212,12 @@ def config_id(config: OfflineConfig, selection: DataSelection) -> str:
 class EvalConfig:
     """How a model is evaluated; each field's meaning, bounds and default are its `knob`."""
 
-    episodes: int = knob(32, ge=1, doc="E episodes per task (paper: 32 periodic, 320 final)")
+    episodes: int = knob(320, ge=1, doc="E episodes per task (paper: 32 periodic, 320 final)")
     seed: int = knob(0, ge=0, doc="the evaluation seed")
     greedy: bool = knob(False, doc="argmax actions for BC/Oryx (CQL is always greedy in Q)")
-    checkpoint: str | int = knob("latest", choices=("latest", "best"), ge=0, doc=(
-        "which parameters: `latest`, `best` or an update number"))
+    checkpoint: str | int = knob("best", choices=("latest", "best"), ge=0, doc=(
+        "which parameters: `best` (the best periodic evaluation on the training tasks; the "
+        "latest when there was none), `latest` or an update number"))
     reference_run: str | None = knob(None, doc=(
         "which `references` run normalises (null: the most recent per task)"))
 

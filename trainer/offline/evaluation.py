@@ -27,6 +27,7 @@ padded slots' actions are dropped.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -194,6 +195,11 @@ def evaluate(
     env = info["env"]
     names = evaluation_tasks(env, tasks, split)
     refs = reference_returns(lake, env, names, eval_config.reference_run)
+    if eval_config.checkpoint == "best" and ckpt.read_best(run_dir) is None:
+        # no periodic evaluation ran (eval_every = 0, or fewer updates than eval_every)
+        log.info("%s has no best checkpoint (no periodic evaluation): evaluating its latest",
+                 run_dir)
+        eval_config = dataclasses.replace(eval_config, checkpoint="latest")
     params, update = ckpt.load_params(run_dir, info, eval_config.checkpoint)
     returns = evaluate_params(info, params, names, eval_config.episodes, eval_config.seed,
                               eval_config.greedy)

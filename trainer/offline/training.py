@@ -179,7 +179,7 @@ def _check_run(lake: Lake, selection: DataSelection, config: OfflineConfig, run_
             raise ValueError(f"{run_dir} holds model {held}, not {cid}: use another run "
                              "directory (models of different configs never share one)")
     references = None
-    if config.eval_every:
+    if 0 < config.eval_every <= config.num_updates:  # a periodic evaluation will run
         references = reference_returns(lake, config.env, selection.task_names)
     return mesh, cid, references
 

@@ -77,6 +77,10 @@ class OnlineConfig(NetworkKnobs):
     clip_eps: float = knob(0.2, gt=0.0, le=1.0, doc="PPO ratio (and value) clipping")
     ent_coef: float = knob(0.01, ge=0.0, doc="entropy bonus coefficient")
     vf_coef: float = knob(0.5, ge=0.0, doc="value loss coefficient")
+    agent_ids: bool = knob(True, doc=(
+        "append a one-hot agent id to each agent's observation at the network's input "
+        "(Mava's add_agent_id, on by default there); the ids travel with the agents when "
+        "their order is shuffled. The lake's observations never hold them"))
     shuffle_agents: bool = knob(True, doc=(
         "a random agent order per epoch (the same for the whole batch)"))
     recompute_old_log_probs: bool = knob(False, doc=(

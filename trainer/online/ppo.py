@@ -167,9 +167,28 @@ def value_loss(
 # ----------------------------------------------------------------------------- network glue
 
 
+def with_agent_ids(obs: jax.Array) -> jax.Array:
+    """Append each agent's one-hot id (Mava's AddAgentIds): [..., N, F] -> [..., N, F + N].
+
+    Applied to the environment's observations before anything reorders the agent axis, so
+    the ids travel with their agents through `permute_agents`."""
+    n = obs.shape[-2]
+    ids = jnp.broadcast_to(jnp.eye(n, dtype=obs.dtype), (*obs.shape[:-1], n))
+    return jnp.concatenate([obs, ids], axis=-1)
+
+
+def network_inputs(config: OnlineConfig) -> Callable | None:
+    """The `prepare` of `sable_actor`: the environment's (obs, legal) -> the network's."""
+    if not config.agent_ids:
+        return None
+    return lambda obs, legal: (with_agent_ids(obs), legal)
+
+
 def sable_config(config: OnlineConfig, env: MultiAgentEnv) -> SableConfig:
-    """The network for one task's environment (scalar value head, no Q head)."""
-    return SableConfig.sized_as(config, env.obs_width, env.num_actions)
+    """The network for one task's environment (scalar value head, no Q head); its input width
+    counts the agent ids when they are on."""
+    width = env.obs_width + (env.num_agents if config.agent_ids else 0)
+    return SableConfig.sized_as(config, width, env.num_actions)
 
 
 def make_optimizer(config: OnlineConfig) -> optax.GradientTransformation:
@@ -265,27 +284,26 @@ def collect(
     with the retention state at the rollout start; and the rollout itself (time-major)."""
     act_mask = jnp.ones((config.num_envs, env.num_agents), bool)
     h0 = state.hstate
+    actor = sable_actor(model, state.params, act_mask, prepare=network_inputs(config))
     roll = continue_rollout(
-        env, sable_actor(model, state.params, act_mask), state.env_state, state.last_step,
-        h0, state.running_return, jax.random.split(k_roll, config.rollout_length),
+        env, actor, state.env_state, state.last_step, h0, state.running_return,
+        jax.random.split(k_roll, config.rollout_length),
     )
     log_prob, value = roll.extras
     last_step = jax.tree.map(lambda x: x[-1], roll.steps)
     # V(obs after the last step), from the recurrent form (its action is discarded).
-    last = model.act(
-        state.params, roll.carry, last_step.obs, last_step.legal, last_step.first,
-        act_mask, k_last,
-    )
+    _, _, (_, last_value) = actor(roll.carry, k_last, last_step)
     adv, target = gae(
-        roll.steps.reward[1:], value, roll.episode_done, last.values, config.gamma,
+        roll.steps.reward[1:], value, roll.episode_done, last_value, config.gamma,
         config.gae_lambda,
     )
 
     def env_major(x: jax.Array) -> jax.Array:
         return jnp.swapaxes(x, 0, 1)
 
+    obs = roll.steps.obs[:-1]
     batch = PPOBatch(
-        obs=env_major(roll.steps.obs[:-1]),
+        obs=env_major(with_agent_ids(obs) if config.agent_ids else obs),
         legal=env_major(roll.steps.legal[:-1]),
         first=env_major(roll.steps.first[:-1]),
         action=env_major(roll.actions),
@@ -374,16 +392,16 @@ def make_ppo_update(
 
 
 def make_policy_rollout(
-    env: MultiAgentEnv, model: Sable, num_envs: int, num_steps: int
+    env: MultiAgentEnv, model: Sable, config: OnlineConfig, num_envs: int, num_steps: int
 ) -> Callable[[Any, jax.Array], Rollout]:
     """Jitted `(params, key) -> Rollout` of the stochastic Sable policy in fresh environments
     (`trainer.envs.rollout.fresh_rollout`), so `trainer.recording.episodes_from_rollout` turns
-    it into lake episodes. With `num_steps` = the time limit, every environment's first episode
-    is whole."""
+    it into lake episodes (the environment's observations, without agent ids). With
+    `num_steps` = the time limit, every environment's first episode is whole."""
     mask = jnp.ones((num_envs, env.num_agents), bool)
 
     def run(params: Any, key: jax.Array) -> Rollout:
-        actor = sable_actor(model, params, mask)
+        actor = sable_actor(model, params, mask, prepare=network_inputs(config))
         return fresh_rollout(env, actor, model.init_state(num_envs), key, num_envs, num_steps)
 
     return jax.jit(run)

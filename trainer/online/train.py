@@ -175,7 +175,7 @@ def _programs(task_name: str, key: OnlineConfig, record_envs: int) -> tuple[Any,
     init = init.lower(jax.random.PRNGKey(0), 1).compile()
     update = make_ppo_update(env, model, key).lower(abstract).compile()
     record = (
-        make_policy_rollout(env, model, record_envs, env.time_limit)
+        make_policy_rollout(env, model, key, record_envs, env.time_limit)
         .lower(abstract.params, jax.random.PRNGKey(0))
         .compile()
     )

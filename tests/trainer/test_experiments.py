@@ -1,0 +1,70 @@
+"""The reproduction presets expand into valid, deduplicated offline models, each compared
+with its experiment's reference in exactly the one knob the experiment varies."""
+
+import dataclasses
+
+import pytest
+
+from lake_schema.catalogue import split_tasks
+from trainer.data.selection import DataSelection
+from trainer.experiments import PRESETS, ModelSpec, dataset_tasks, get_preset, models
+from trainer.offline.config import OfflineConfig, config_id
+
+
+def _build(preset, spec: ModelSpec) -> tuple[OfflineConfig, DataSelection]:
+    knobs = dict(preset.offline)
+    config = OfflineConfig.profile(knobs.pop("profile"), **knobs, **spec.offline)
+    selection = DataSelection(env=config.env, seed=config.seed, **spec.selection)
+    config.check_selection(selection)
+    return config, selection
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_model_is_valid_and_trained_once(name):
+    preset = get_preset(name)
+    specs = models(preset)
+    ids = [config_id(*_build(preset, s)) for s in specs]
+    assert len(set(ids)) == len(ids)  # one model, one id, whichever experiments share it
+    assert {s.offline["seed"] for s in specs} == set(preset.seeds)
+    assert {s.offline["env"] for s in specs} == set(preset.envs)
+
+
+def test_cpu_small_holds_out_the_test_tasks_and_counts_its_models():
+    preset = get_preset("cpu-small")
+    # per env and seed: task scaling 4 (bc, oryx on 1 and 3 tasks), algorithms +1 (cql),
+    # ablations +3, quality +3 (high, low, high + 10% low)
+    assert len(models(preset)) == 11 * len(preset.envs) * len(preset.seeds)
+    tasks = dataset_tasks(preset)
+    for env in preset.envs:
+        test = {t.name for t in split_tasks(env, preset.test_split)}
+        train = {t.name for t in split_tasks(env, preset.train_split)}
+        assert test <= set(tasks) and train <= set(tasks) and not test & train
+        for spec in models(preset):
+            if spec.offline["env"] == env:
+                _, selection = _build(preset, spec)
+                assert not set(selection.task_names) & test
+
+
+@pytest.mark.parametrize("experiment, knob", [
+    ("ablations", {"value_loss", "agent_masking", "batch_mode"}),
+    ("quality", {"quality", "low_fraction"}),
+    ("task_scaling", {"first_k", "algorithm"}),
+])
+def test_an_experiment_varies_only_its_knobs(experiment, knob):
+    preset = dataclasses.replace(get_preset("cpu-small"), experiments=(experiment,),
+                                 seeds=(0,), envs=("lbf",))
+    specs = models(preset)
+    varied = set()
+    for a in specs:
+        for b in specs:
+            fields = {**a.offline, **a.selection}.items() ^ {**b.offline, **b.selection}.items()
+            varied |= {k for k, _ in fields}
+    assert varied == knob
+
+
+def test_unknown_preset_and_experiment_are_named():
+    with pytest.raises(ValueError, match="unknown preset 'huge'; choose from cpu-small, paper"):
+        get_preset("huge")
+    preset = dataclasses.replace(get_preset("cpu-small"), experiments=("nope",))
+    with pytest.raises(ValueError, match="unknown experiment 'nope'"):
+        models(preset)
