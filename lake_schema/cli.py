@@ -12,6 +12,8 @@
     python -m lake_schema migrate               convert a pre-Delta lake to Delta tables
     python -m lake_schema tasks [--env lbf] [--split demo-train] [--names]
                                                 the task catalogue and its splits
+    python -m lake_schema schema TABLE [--format table|markdown|json]
+                                                every column's type and meaning, the keys
     python -m lake_schema import-vault PATH --task ENV/SCENARIO [--uid U] [--quality Q]
                                                 an og-marl / flashbax Vault into the lake
     python -m lake_schema export-vault DEST --task ENV/SCENARIO --uid U [--quality Q]
@@ -24,6 +26,7 @@ table of another schema version) with status 1, each with one line on stderr nam
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections import defaultdict
@@ -35,7 +38,8 @@ from deltalake.exceptions import DeltaError
 from lake_schema import delta
 from lake_schema.catalogue import TASKS, UnknownTaskError, split_names, split_tasks, splits_of
 from lake_schema.duck import connect
-from lake_schema.errors import LakeError, LakeRootError
+from lake_schema.errors import LakeError, LakeRootError, LakeValueError
+from lake_schema.schema import SCHEMA_VERSION, TableDoc, describe_table
 from lake_schema.storage import Lake
 from lake_schema.verify import verify
 
@@ -108,7 +112,9 @@ def cmd_du(lake: Lake, args: argparse.Namespace) -> int:
     return 0
 
 
-_USER_SQL_ERRORS = (duckdb.ParserException, duckdb.CatalogException, duckdb.BinderException)
+# The query's own fault (exit 2); any other DuckDB error is the data's or the disk's (exit 1).
+_USER_SQL_ERRORS = (duckdb.ParserException, duckdb.CatalogException, duckdb.BinderException,
+                    duckdb.ConversionException, duckdb.OutOfRangeException)
 
 
 def _duckdb_message(e: duckdb.Error) -> str:
@@ -126,8 +132,10 @@ def cmd_query(lake: Lake, args: argparse.Namespace) -> int:
         rows = cur.fetchall()
     except _USER_SQL_ERRORS as e:
         raise UsageError(f"query failed: {_duckdb_message(e)}") from e
-    except (duckdb.Error, OSError) as e:  # the data, not the query: exit 1
-        raise LakeError(f"query failed reading the lake: {_first_line(e)}") from e
+    except duckdb.Error as e:  # the data or the disk, not the query: exit 1
+        raise LakeError(f"query failed: {_duckdb_message(e)}") from e
+    except OSError as e:
+        raise LakeError(f"query failed: {_first_line(e)}") from e
     _print_rows(columns, rows, args.format)
     return 0
 
@@ -217,6 +225,46 @@ def cmd_tasks(lake: Lake, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schema(lake: Lake, args: argparse.Namespace) -> int:
+    """A table's columns, types, partitions, keys and meanings, from the code's schema (no
+    lake needed): what `lake_schema.schema` defines and every new file carries."""
+    try:
+        doc = describe_table(args.table)
+    except LakeValueError as e:
+        raise UsageError(str(e)) from e
+    if args.format == "json":
+        print(json.dumps(dataclasses.asdict(doc)))
+    elif args.format == "markdown":
+        print(schema_markdown(doc))
+    else:
+        print(f"table {doc.name}: Delta table(s) {', '.join(doc.table_ids)}, schema version "
+              f"{SCHEMA_VERSION}")
+        print(f"partitions: {'/'.join(doc.partitions)}")
+        print(f"write key: {', '.join(doc.write_key)} (a write replaces every row of its key)")
+        print(f"row key: {', '.join(doc.row_key)} (one row each)")
+        _print_rows(["column", "type", "partition", "meaning"],
+                    [(c.name, c.type, "yes" if c.partition else "", c.description)
+                     for c in doc.columns], "table")
+    return 0
+
+
+def schema_markdown(doc: TableDoc) -> str:
+    """A table's columns as the README's Markdown table (the README's are this, verbatim)."""
+    lines = ["| column | type | meaning |", "| --- | --- | --- |"]
+    for c in doc.columns:
+        where = " (partition)" if c.partition else ""
+        cells = [f"`{c.name}`{where}", c.type, c.description]
+        lines.append("| " + " | ".join(v.replace("|", "\\|") for v in cells) + " |")
+    return "\n".join(lines)
+
+
+def _add_schema_command(sub) -> None:
+    p = sub.add_parser("schema", help="a table's columns, types, keys and meanings")
+    p.set_defaults(fn=cmd_schema)
+    p.add_argument("table", help="steps (or steps/<env>), episodes, references, evaluations")
+    p.add_argument("--format", choices=["table", "markdown", "json"], default="table")
+
+
 def _add_vault_commands(sub) -> None:
     """`import-vault` / `export-vault` (lake_schema.vault; tensorstore loads on use)."""
 
@@ -281,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("migrate", cmd_migrate, "convert a pre-Delta lake into Delta tables").add_argument(
         "--keep-old", action="store_true", help="keep the old files under _pre_delta/")
     _add_vault_commands(sub)
+    _add_schema_command(sub)
     tasks = add("tasks", cmd_tasks, "list the task catalogue")
     tasks.add_argument("--env")
     tasks.add_argument("--split", help="only this split's tasks (needs --env)")

@@ -101,15 +101,19 @@ def _delta_type(t: pa.DataType) -> pa.DataType:
 
 
 def file_schema(spec: TableSpec) -> pa.Schema:
-    """The columns of the table's Parquet files, in Delta's types."""
-    return pa.schema([pa.field(f.name, _delta_type(f.type)) for f in spec.schema])
+    """The columns of the table's Parquet files, in Delta's types, with their meanings (field
+    metadata: written into the Delta schema of a new table and into every Parquet file)."""
+    return pa.schema([f.with_type(_delta_type(f.type)) for f in spec.schema])
 
 
 def delta_schema(spec: TableSpec) -> pa.Schema:
-    """The Delta table's schema: file columns, then its partition columns."""
-    types = spec.partition_types()
+    """The Delta table's schema: file columns, then its partition columns.
+
+    Tables created before the columns had meanings lack them in their Delta schema; delta-rs
+    ignores field metadata when it checks a write against the table, so they take writes as
+    before (tested), and their new files carry the meanings."""
     return pa.schema(list(file_schema(spec)) + [
-        pa.field(p, types[p]) for p in spec.delta_partitions])
+        f for f in spec.partition_fields() if f.name in spec.delta_partitions])
 
 
 def _shape(t: pa.DataType) -> str:

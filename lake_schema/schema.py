@@ -5,6 +5,11 @@ Each table is a Delta table under the lake root, hive-partitioned (`env=lbf/task
 because observation widths and dtypes differ by environment; the others are one table each.
 Partition columns live in the path and the Delta log, not in the Parquet files, so any
 standard reader (Delta or hive-partitioned Parquet) recovers them.
+
+Every column, file or partition, says what it means here and only here: its Arrow field
+carries `{"description": ...}`, which goes into the Delta schema (a table created since) and
+into every Parquet file written since; `describe_table` and `python -m lake_schema schema
+TABLE` print it, and the README's column tables are generated from it (a test compares them).
 """
 
 from __future__ import annotations
@@ -26,6 +31,29 @@ DATA_FILE = "data.parquet"  # the file name of the pre-Delta layout (read by `mi
 INT32_MAX = 2**31 - 1
 
 QUALITIES = ("low", "high")
+DESCRIPTION = "description"  # the field-metadata key of a column's one-line meaning
+
+
+def _f(name: str, type_: pa.DataType, description: str) -> pa.Field:
+    """A column with its meaning in the field metadata (Delta schema and Parquet files)."""
+    return pa.field(name, type_, metadata={DESCRIPTION: description})
+
+
+def description(field: pa.Field) -> str:
+    """A column's one-line meaning ("" for a field without one, e.g. from an older file)."""
+    return (field.metadata or {}).get(DESCRIPTION.encode(), b"").decode()
+
+
+# The partition columns: in the path (`env=lbf/...`) and the Delta log, not in the files.
+PARTITION_DESCRIPTIONS = {
+    "env": "environment: lbf, rware or connector (steps: one Delta table each, steps/lbf ...)",
+    "task": "the task's scenario within its env, e.g. 8x8-2p-2f (catalogue name env/task)",
+    "run": "the run that recorded the data: online Sable (sable-seed0) or an import",
+    "quality": "low: recorded in the first two thirds of online training; high: the last third",
+    "checkpoint": "index of the online checkpoint the episodes were recorded at, from 0",
+    "model": "the offline model's config id, env-algorithm-hash such as lbf-bc-0123456789ab "
+             "(its folder in models/)",
+}
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # matched whole (re.fullmatch)
 
 
@@ -58,10 +86,13 @@ class TableSpec:
     def partition_types(self) -> dict[str, pa.DataType]:
         return {p: (pa.int32() if p == "checkpoint" else pa.string()) for p in self.partitions}
 
+    def partition_fields(self) -> list[pa.Field]:
+        """The partition columns as fields, with their meanings."""
+        return [_f(p, t, PARTITION_DESCRIPTIONS[p]) for p, t in self.partition_types().items()]
+
     def full_schema(self) -> pa.Schema:
         """File columns followed by partition columns: what a reader returns."""
-        extra = [pa.field(p, t) for p, t in self.partition_types().items()]
-        return pa.schema(list(self.schema) + extra)
+        return pa.schema(list(self.schema) + self.partition_fields())
 
     @property
     def delta_partitions(self) -> tuple[str, ...]:
@@ -89,65 +120,102 @@ def legal_type(env: str) -> pa.DataType:
     return pa.list_(pa.list_(pa.bool_(), ENVS[env].num_actions))
 
 
+def _per_env(what, sep: str = ": ", join: str = "; ") -> str:
+    return join.join(f"{e}{sep}{what(s)}" for e, s in ENVS.items())
+
+
+# The meaning of a steps column does not depend on the env (its type does: obs, legal).
+_STEPS_DESCRIPTIONS = {
+    "episode": "the episode's index within its checkpoint (from 0); with env, task, run and "
+               "checkpoint it is the episode key",
+    "step": "the step's index within its episode (from 0)",
+    "num_agents": "N, the task's number of agents: the length of every per-agent list",
+    "obs": "[N][F] each agent's observation when it chose this step's action, in the env's "
+           "own dtype (F and dtype: "
+           + _per_env(lambda s: f"{s.obs_width} {s.obs_dtype}", " ", ", ") + ")",
+    "action": "[N] each agent's action, an index into the env's A actions (A: "
+              + _per_env(lambda s: str(s.num_actions), " ", ", ") + ")",
+    "legal": "[N][A] which actions each agent could take at this step (true: legal)",
+    "reward": "the team reward that followed this step's joint action (" + _per_env(
+        lambda s: s.team_reward) + ")",
+    "terminated": "the environment ended the episode after this step (lbf: all food eaten; "
+                  "rware: a collision; connector: every agent connected or blocked)",
+    "truncated": "the task's time limit ended the episode after this step (termination wins "
+                 "when both happen)",
+}
+
+
 def steps_schema(env: str) -> pa.Schema:
-    """One row per environment step; per-agent arrays as [N][F] nested lists, native dtypes."""
-    return pa.schema(
-        [
-            ("episode", pa.int32()),  # index within its (run, checkpoint) write
-            ("step", pa.int32()),
-            ("num_agents", pa.int16()),
-            ("obs", obs_type(env)),  # [N][obs_width]
-            ("action", pa.list_(pa.int8())),  # [N]
-            ("legal", legal_type(env)),  # [N][num_actions]
-            ("reward", pa.float32()),  # team reward
-            ("terminated", pa.bool_()),
-            ("truncated", pa.bool_()),
-        ]
-    )
+    """One row per environment step; per-agent arrays as [N][F] nested lists, native dtypes.
+
+    Row t holds the observation and legal mask the agents acted on, their actions, and the
+    reward and end flags that followed; an episode's rows are step 0..length-1, the last one
+    terminated or truncated.
+    """
+    types = {
+        "episode": pa.int32(),
+        "step": pa.int32(),
+        "num_agents": pa.int16(),
+        "obs": obs_type(env),  # [N][obs_width]
+        "action": pa.list_(pa.int8()),  # [N]
+        "legal": legal_type(env),  # [N][num_actions]
+        "reward": pa.float32(),  # team reward
+        "terminated": pa.bool_(),
+        "truncated": pa.bool_(),
+    }
+    return pa.schema([_f(n, t, _STEPS_DESCRIPTIONS[n]) for n, t in types.items()])
 
 
 EPISODES_SCHEMA = pa.schema(
     [
-        ("episode", pa.int32()),
-        ("length", pa.int32()),
-        ("return", pa.float64()),
-        ("num_agents", pa.int16()),
-        ("terminated", pa.bool_()),
-        ("truncated", pa.bool_()),
-        ("env_steps", pa.int64()),  # online env steps when this checkpoint was recorded
-        ("steps_file", pa.string()),  # where its rows are: path relative to the lake root
-        ("first_row", pa.int64()),  # row offset of its first step inside steps_file
-        ("recorded_at", pa.timestamp("ms", tz="UTC")),
+        _f("episode", pa.int32(), "the episode's index within its checkpoint, as in steps: "
+                                  "(env, task, run, checkpoint, episode) is the episode key"),
+        _f("length", pa.int32(), "its number of steps (rows in steps)"),
+        _f("return", pa.float64(), "the sum of its team rewards (undiscounted)"),
+        _f("num_agents", pa.int16(), "N, the task's number of agents"),
+        _f("terminated", pa.bool_(), "the environment ended it (its last step is terminated)"),
+        _f("truncated", pa.bool_(), "the time limit ended it (its last step is truncated)"),
+        _f("env_steps", pa.int64(), "online env steps trained when its checkpoint was "
+                                    "recorded (0 for imported data)"),
+        _f("steps_file", pa.string(), "the steps file holding its rows, relative to the lake "
+                                      "root"),
+        _f("first_row", pa.int64(), "the row of its step 0 in steps_file; its rows are "
+                                    "first_row .. first_row + length - 1"),
+        _f("recorded_at", pa.timestamp("ms", tz="UTC"), "when its checkpoint was written"),
     ]
 )
 
 REFERENCES_SCHEMA = pa.schema(
     [
-        ("sable_return", pa.float64()),  # online Sable final return: the normalisation constant
-        ("sable_return_std", pa.float64()),
-        ("sable_episodes", pa.int32()),
-        ("random_return", pa.float64()),
-        ("random_return_std", pa.float64()),
-        ("random_episodes", pa.int32()),
-        ("env_steps", pa.int64()),
-        ("recorded_at", pa.timestamp("ms", tz="UTC")),
+        _f("sable_return", pa.float64(), "online Sable's mean return on the task at the end of "
+                                         "training: the normalisation constant"),
+        _f("sable_return_std", pa.float64(), "the standard deviation of those returns"),
+        _f("sable_episodes", pa.int32(), "how many episodes sable_return averages"),
+        _f("random_return", pa.float64(), "the mean return of uniformly random legal actions"),
+        _f("random_return_std", pa.float64(), "the standard deviation of those returns"),
+        _f("random_episodes", pa.int32(), "how many episodes random_return averages"),
+        _f("env_steps", pa.int64(), "online env steps trained by the policy of sable_return"),
+        _f("recorded_at", pa.timestamp("ms", tz="UTC"), "when the row was written"),
     ]
 )
 
 EVALUATIONS_SCHEMA = pa.schema(
     [
-        ("algorithm", pa.string()),
-        ("split", pa.string()),  # train or test: the task's role for this model
-        ("update", pa.int64()),  # the checkpoint (training update) evaluated
-        ("episodes", pa.int32()),
-        ("mean_return", pa.float64()),
-        ("std_return", pa.float64()),
-        ("normalised_return", pa.float64()),
-        ("reference_return", pa.float64()),
-        ("config", pa.string()),  # the model's config, JSON
-        ("evaluated_at", pa.timestamp("ms", tz="UTC")),
-        # the lake table versions the model was trained on, JSON {table id: version}
-        ("data_versions", pa.string()),
+        _f("algorithm", pa.string(), "the offline algorithm: bc, cql or oryx"),
+        _f("split", pa.string(), "train: the model was trained on this task; test: held out "
+                                 "(zero-shot)"),
+        _f("update", pa.int64(), "the training update of the checkpoint evaluated"),
+        _f("episodes", pa.int32(), "evaluation episodes run on the task"),
+        _f("mean_return", pa.float64(), "the mean episode return"),
+        _f("std_return", pa.float64(), "the standard deviation of the episode returns"),
+        _f("normalised_return", pa.float64(), "mean_return / reference_return"),
+        _f("reference_return", pa.float64(), "the task's online Sable return it is normalised "
+                                             "by (references.sable_return)"),
+        _f("config", pa.string(), "JSON: the model's config id, OfflineConfig, DataSelection, "
+                                  "training tasks and evaluation settings"),
+        _f("evaluated_at", pa.timestamp("ms", tz="UTC"), "when the evaluation ran"),
+        _f("data_versions", pa.string(), "JSON {table id: version}: the lake table versions "
+                                         "the model was trained on"),
     ]
 )
 # Columns a record may leave out (written as null).
@@ -155,6 +223,14 @@ OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {"evaluations": ("data_versions",
 
 _STEP_PARTS = ("env", "task", "run", "quality", "checkpoint")
 _STEP_KEY = ("env", "task", "run", "checkpoint")
+
+# table -> the columns that identify one row (unique within the table)
+ROW_KEYS: dict[str, tuple[str, ...]] = {
+    "steps": (*_STEP_KEY, "episode", "step"),
+    "episodes": (*_STEP_KEY, "episode"),
+    "references": ("env", "task", "run"),
+    "evaluations": ("env", "task", "model", "update", "episodes"),
+}
 
 # table -> (partition keys in path order, write key)
 LAYOUT: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -214,3 +290,69 @@ def validate_partition(table: str, values: dict[str, object]) -> dict[str, objec
                 f"bad {key} id {values[key]!r}: 1-128 of [A-Za-z0-9._-], starting alphanumeric"
             )
     return out
+
+
+# ---------------------------------------------------------------- describing the tables
+
+
+@dataclass(frozen=True)
+class ColumnDoc:
+    """One column as people read it: its type written with shapes, e.g. `int8 [N][75]`."""
+
+    name: str
+    type: str
+    partition: bool
+    description: str
+
+
+@dataclass(frozen=True)
+class TableDoc:
+    """A table's columns (file columns, then partition columns) and its keys."""
+
+    name: str
+    table_ids: tuple[str, ...]  # its Delta tables: steps/<env> for steps
+    partitions: tuple[str, ...]
+    write_key: tuple[str, ...]  # a write replaces every row of its key
+    row_key: tuple[str, ...]  # unique per row
+    columns: tuple[ColumnDoc, ...]
+
+
+def type_name(t: pa.DataType) -> str:
+    """An Arrow type with shapes: a variable list is [N] (one entry per agent), a fixed list
+    [k]; `list<fixed_size_list<int8, 75>>` reads `int8 [N][75]`."""
+    dims = []
+    while pa.types.is_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t):
+        dims.append(f"[{t.list_size}]" if pa.types.is_fixed_size_list(t) else "[N]")
+        t = t.value_type
+    if pa.types.is_timestamp(t):
+        base = f"timestamp[{t.unit}, {t.tz}]" if t.tz else f"timestamp[{t.unit}]"
+    else:
+        base = {"float": "float32", "double": "float64", "halffloat": "float16"}.get(
+            str(t), str(t))
+    return f"{base} {''.join(dims)}" if dims else base
+
+
+def describe_table(table: str) -> TableDoc:
+    """Every column of `table` with its type and meaning, plus its partitions and keys.
+
+    `steps` or `steps/<env>`: bare `steps` gives each env's type where they differ (obs,
+    legal), `steps/<env>` that env's. Unknown names are a LakeValueError listing the tables.
+    """
+    name, _, env = table.partition("/")
+    if name == "steps" and env:
+        env_spec(env)  # an unknown env is an UnknownTaskError naming it
+    check_table(name)
+    envs = ([env] if env else list(ENVS)) if name == "steps" else [None]
+    specs = [table_spec(name, e) for e in envs]
+    columns = []
+    for i, field in enumerate(specs[0].full_schema()):
+        types = [type_name(s.full_schema().field(i).type) for s in specs]
+        if len(set(types)) > 1:
+            text = "; ".join(f"{e}: {t}" for e, t in zip(envs, types, strict=True))
+        else:
+            text = types[0]
+        columns.append(ColumnDoc(field.name, text, field.name in specs[0].partitions,
+                                 description(field)))
+    ids = tuple(f"steps/{e}" for e in envs) if name == "steps" else (name,)
+    return TableDoc(name, ids, specs[0].partitions, specs[0].key, ROW_KEYS[name],
+                    tuple(columns))

@@ -198,7 +198,8 @@ class Lake:
         if self.is_s3:
             self._check_conditional_put()
         elif not os.path.exists(self.root):
-            log.info("creating a new lake at %s", self.root)
+            # a warning, so it shows with no logging set up: a mistyped root is seen at once
+            log.warning("creating a new lake at %s", self.root)
             os.makedirs(self.root, exist_ok=True)
         elif not os.path.isdir(self.root):
             raise LakeRootError(f"lake root {self.root} is not a directory")

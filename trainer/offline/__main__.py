@@ -6,7 +6,9 @@
         --episodes 320 --checkpoint best
 
 `train` prints the run directory (`<models>/<config id>`); `--set k=v` overrides any
-OfflineConfig field (values parsed as JSON when they parse, else kept as strings).
+OfflineConfig field (values parsed as JSON when they parse, else kept as strings). Bad input
+(an unknown task or flag value, a missing lake root, a folder that is no model) is one line
+on stderr, exit status 2 for arguments and 1 for the lake or files, never a traceback.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import sys
 from pathlib import Path
 
 from lake_schema.storage import Lake
-from trainer.cli_overrides import parse_overrides
+from trainer.cli_overrides import one_line_errors, parse_overrides
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("absl").setLevel(logging.WARNING)
 
+    return one_line_errors(p.prog, lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
     from trainer.data import DataSelection
     from trainer.offline import EvalConfig, OfflineConfig, config_id, evaluate, train
 

@@ -45,7 +45,10 @@ def read_model_info(run_dir: str | os.PathLike) -> dict:
     path = Path(run_dir) / MODEL_JSON
     if not path.exists():
         raise FileNotFoundError(f"{run_dir}: not an offline model run (no {MODEL_JSON})")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except ValueError as e:  # truncated or foreign: say which file, not only where in it
+        raise ValueError(f"{path}: not an offline model's {MODEL_JSON} ({e})") from e
 
 
 def manager(run_dir: str | os.PathLike, keep: int = 2) -> ocp.CheckpointManager:

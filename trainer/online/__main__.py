@@ -11,7 +11,7 @@ import logging
 import sys
 
 from lake_schema.storage import Lake
-from trainer.cli_overrides import parse_overrides
+from trainer.cli_overrides import one_line_errors, parse_overrides
 from trainer.online.config import PROFILES, OnlineConfig
 from trainer.online.train import train_online
 from trainer.tasks import resolve_task
@@ -35,16 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False  # orbax/absl may configure the root logger: print once
-    try:
-        config = OnlineConfig.profile(args.profile, env=resolve_task(args.task).env,
-                                      **parse_overrides(args.set, OnlineConfig))
-        result = train_online(
-            args.task, config, Lake(args.root), args.run or f"sable-seed{config.seed}",
-            checkpoint_dir=args.checkpoint_dir, resume=not args.fresh,
-        )
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return one_line_errors(parser.prog, lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = OnlineConfig.profile(args.profile, env=resolve_task(args.task).env,
+                                  **parse_overrides(args.set, OnlineConfig))
+    result = train_online(
+        args.task, config, Lake(args.root), args.run or f"sable-seed{config.seed}",
+        checkpoint_dir=args.checkpoint_dir, resume=not args.fresh,
+    )
     print(json.dumps(result.summary(), indent=1))
     return 0
 

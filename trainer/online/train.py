@@ -451,6 +451,7 @@ def train_online(
     task = resolve_task(task)
     layout: Plan = plan(task, config)  # every check before any compute
     validate_partition("references", {"env": task.env, "task": task.scenario, "run": run})
+    lake.prepare_for_writing()  # a file root, an unsafe S3 endpoint: refused before compute
     store = CheckpointStore(checkpoint_dir or default_checkpoint_dir(task, run))
     progress = Progress(layout.total_env_steps, config.progress_interval_s, log)
 
