@@ -18,7 +18,7 @@ from lake_schema.storage import Lake
 from pipelines.checks import check_result
 from pipelines.configs import derive, knob_values
 from pipelines.partitions import task_partitions
-from pipelines.plots import learning_curve_png, png_markdown
+from pipelines.plots import learning_curve_png, publish_png
 from pipelines.resources import ComputeResource, LakeResource
 from trainer.online.config import PROFILES as ONLINE_PROFILES
 from trainer.online.config import OnlineConfig
@@ -98,7 +98,7 @@ def online_sable(
             "recording_fraction": round(result.recording_fraction, 4),
             "params": result.param_count,
             "resumed_from": -1 if result.resumed_from is None else result.resumed_from,
-            "learning_curve": png_markdown(png, "learning curve"),
+            "learning_curve": publish_png(the_lake, png, "learning curve"),
             "checkpoints": dg.MetadataValue.md(
                 "| checkpoint | env steps | quality | mean return | episodes |\n"
                 "| --- | --- | --- | --- | --- |\n" + curve
