@@ -98,7 +98,9 @@ def learning_curve_png(result, title: str) -> bytes:
 
 
 def training_curves_png(history: list[dict], title: str) -> bytes:
-    """Loss parts and per-task loss vs update (and periodic evaluations, if any)."""
+    """Loss parts and per-task loss vs update, and the periodic evaluations if any (each
+    training task's normalised return and their mean), one panel under the other. One run,
+    so no error bars: the per-task lines show the spread."""
     plt = pyplot()
     evals = [r for r in history if "eval_normalised_return" in r]
     panels = 3 if evals else 2
@@ -119,9 +121,14 @@ def training_curves_png(history: list[dict], title: str) -> bytes:
     axes[1].set(xlabel="update", ylabel="per-task loss")
     axes[1].legend(fontsize=7)
     if evals:
-        axes[2].plot([r["update"] for r in evals], [r["eval_normalised_return"] for r in evals],
-                     "o-")
-        axes[2].set(xlabel="update", ylabel="mean normalised return (train tasks)")
+        ups = [r["update"] for r in evals]
+        for t in evals[0].get("eval_task_normalised_return") or {}:  # the spread over tasks
+            axes[2].plot(ups, [r["eval_task_normalised_return"][t] for r in evals], lw=0.8,
+                         alpha=0.6, label=scenario(t))
+        axes[2].plot(ups, [r["eval_normalised_return"] for r in evals], "ko-", lw=1.5,
+                     label="mean")
+        axes[2].set(xlabel="update", ylabel="normalised return (train tasks)")
+        axes[2].legend(fontsize=6)
     for ax in axes:
         ax.grid(alpha=0.3)
     return figure_png(fig)

@@ -18,6 +18,7 @@ from lake_schema.report import (
     multi_vs_single,
 )
 from lake_schema.writer import write_records
+from pipelines.assets.offline import evaluation_metadata
 from pipelines.assets.report import report
 from pipelines.plots import INLINE_MARKDOWN_LIMIT
 from pipelines.resources import default_resources
@@ -173,3 +174,16 @@ def test_comparison_labels_stay_unique(lake):
     _, table = comparisons(latest_evaluations(connect(lake)))["Quality subsets"]
     labels = table["compared"].unique().to_list()
     assert len(labels) == 2 and all(label.startswith("tasks=2 #") for label in labels)
+
+
+def test_evaluation_page_reads_the_models_rows_back_from_the_lake(evaluated):
+    meta = evaluation_metadata(evaluated, "multi-2", {"test"})
+    assert meta["mean_normalised_return"] == pytest.approx(np.mean(MULTI[2]))
+    assert meta["oryx_mean_normalised_return"] == meta["mean_normalised_return"]
+    per_task = meta["per_task"]
+    assert [c.name for c in per_task.schema.columns][:2] == ["task", "normalised"]
+    assert [r.data["task"] for r in per_task.records] == sorted(TEST)
+    assert len(meta["all_models_test"].records) == 7 and "all_models_train" not in meta
+    assert_published(evaluated, meta["per_task_plot"].value, "per-task normalised return")
+    with pytest.raises(ValueError, match="model lbf-bc-nope: no evaluations"):
+        evaluation_metadata(evaluated, "lbf-bc-nope", {"test"})
