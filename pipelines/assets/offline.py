@@ -21,7 +21,7 @@ from pydantic import Field
 from lake_schema import checks
 from lake_schema.catalogue import split_tasks
 from lake_schema.duck import connect
-from lake_schema.report import latest_evaluations, markdown_table, model_table
+from lake_schema.report import latest_evaluations, model_table
 from lake_schema.storage import Lake
 from pipelines.checks import check_result
 from pipelines.configs import derive, knob_values, plain_fields
@@ -271,15 +271,16 @@ def ablation_sweep(context: dg.AssetExecutionContext, config: AblationSweepConfi
         for model_config, offline_config, selection in models:
             ref, *_ = train_model(lake.lake(), model_config, offline_config, selection, devices,
                                   lambda line: context.log.info(f"sweep: {line}"))
-            row = {"model": ref["config_id"], "algorithm": offline_config.algorithm,
+            row = {"model": ref["config_id"], "train_normalised": None,
+                   "test_normalised": None, "algorithm": offline_config.algorithm,
                    "train_tasks": len(selection.task_names), "quality": selection.quality}
             for role in ("train", "test"):
                 _, results = evaluate_model(lake.lake(), Path(ref["run_dir"]), config.evaluation,
                                             role)
                 row[f"{role}_normalised"] = round(mean_normalised(results), 4)
             rows.append(row)
-    return dg.MaterializeResult(metadata={
-        "models": len(rows), "results": dg.MetadataValue.md(markdown_table(pl.DataFrame(rows)))})
+    return dg.MaterializeResult(metadata={  # a table, shown inline whatever its length
+        "models": len(rows), "results": table_metadata(pl.DataFrame(rows))})
 
 
 @dg.asset_check(asset=offline_model, blocking=True)

@@ -123,6 +123,10 @@ def test_ablation_sweep_is_one_launch_of_several_models(lake, tmp_path, monkeypa
     assert result.success
     meta = result.asset_materializations_for_node("ablation_sweep")[0].metadata
     assert meta["models"].value == 2
+    results = meta["results"]  # a table (inline however many models), the numbers first
+    assert [c.name for c in results.schema.columns][:3] == [
+        "model", "train_normalised", "test_normalised"]
+    assert all(isinstance(r.data["test_normalised"], float) for r in results.records)
     rows = read_table(lake, "evaluations", Selection(env="lbf")).to_pylist()
     assert len({r["model"] for r in rows}) == 2  # side by side, neither overwrote the other
 
