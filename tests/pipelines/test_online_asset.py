@@ -55,6 +55,7 @@ def test_online_asset_materialises_with_metadata_and_passing_checks(lake, tmp_pa
     assert 0.0 <= meta["final_return"].value <= 1.0
     assert 0.0 <= meta["random_return"].value <= 1.0
     assert_published(lake, meta["learning_curve"].value, "learning curve")
+    assert [r.data["quality"] for r in meta["checkpoints"].records] == ["low", "high"]
     assert "env=lbf/task=8x8-2p-2f/run=sable-seed0" in meta["episodes_partition"].value
 
     checks = result.get_asset_check_evaluations()
