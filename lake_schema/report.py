@@ -207,7 +207,20 @@ def compare(latest: pl.DataFrame, knob: str) -> pl.DataFrame:
     if knob == "train_tasks":
         order.append("train_tasks")
         table = table.with_columns(pl.col("num_train_tasks").cast(pl.Int64))
-    return table.select([*order, *_stat_columns()]).sort(order)
+    table = table.select([*order, *_stat_columns()])
+    if knob != "train_tasks" and ordered_knob(table[knob].to_list()):
+        # numbers kept as text (knobs are strings): sort by value, not "1024" < "128"
+        return table.sort(["env", "compared", pl.col(knob).cast(pl.Float64)])
+    return table.sort(order)
+
+
+def ordered_knob(values: list) -> bool:
+    """Whether a knob's values are numbers (task count, size, length: an ordered axis)."""
+    try:
+        [float(v) for v in values]
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def model_table(latest: pl.DataFrame, split: str) -> pl.DataFrame:

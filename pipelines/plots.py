@@ -19,6 +19,7 @@ import os
 import dagster as dg
 
 from lake_schema.catalogue import scenario
+from lake_schema.report import ordered_knob
 from lake_schema.storage import Lake
 
 REPORTS_DIR = "reports"
@@ -183,12 +184,15 @@ def comparison_png(table, knob: str, title: str) -> bytes:
     differ in that knob alone, with standard-error bars over seeds."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(WIDTH_IN, 3.8), dpi=DPI)
+    # a line only along an ordered knob (task count, size, length); categories get points
+    ordered = ordered_knob(table[knob].to_list())
     for compared in dict.fromkeys(table["compared"].to_list()):
         part = table.filter(table["compared"] == compared)
         ax.errorbar([str(v) for v in part[knob].to_list()], part["test_mean"].to_list(),
-                    yerr=[e or 0.0 for e in part["test_se"].to_list()], fmt="o-", capsize=3,
-                    label=compared)
+                    yerr=[e or 0.0 for e in part["test_se"].to_list()],
+                    fmt="o-" if ordered else "o", capsize=3, label=compared)
     ax.set(xlabel=knob, ylabel="held-out normalised return", title=title)
+    ax.margins(x=0.15)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return figure_png(fig)

@@ -127,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("docs/img"))
     parser.add_argument("--asset", nargs="+", default=["report", "dataset_status"],
                         help="assets whose pages to capture")
+    parser.add_argument("--height", type=int, default=2200,
+                        help="height of the asset pages' shots (px; the width is 1600)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster").resolve()))
@@ -135,11 +137,12 @@ def main(argv: list[str] | None = None) -> int:
 
     reports = Lake().path(REPORTS_DIR)  # a local lake; an s3:// one has its own server
     with reports_server(reports, REPORTS_PORT), webserver(free_port()) as base:
-        shots = {"asset-graph.png": f"{base}/asset-groups"} | {
-            f"asset-{asset}.png": f"{base}/assets/{asset}" for asset in args.asset
+        shots = {"asset-graph.png": (f"{base}/asset-groups", "1600,1000")} | {
+            f"asset-{asset}.png": (f"{base}/assets/{asset}", f"1600,{args.height}")
+            for asset in args.asset
         }
-        for name, url in shots.items():
-            print(f"{url} -> {screenshot(url, args.out / name)}")
+        for name, (url, size) in shots.items():
+            print(f"{url} -> {screenshot(url, args.out / name, size=size)}")
     return 0
 
 

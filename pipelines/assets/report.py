@@ -92,5 +92,6 @@ def headline_numbers(configs) -> dict[str, float]:
     for row in ranked.unique(["env", "algorithm"], keep="first", maintain_order=True).to_dicts():
         for split in ("train", "test"):
             if row[f"{split}_mean"] is not None:
-                out[f"{row['env']}_{row['algorithm']}_{split}"] = float(row[f"{split}_mean"])
+                out[f"{row['env']}_{row['algorithm']}_{split}"] = round(
+                    float(row[f"{split}_mean"]), 4)
     return out
