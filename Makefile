@@ -8,11 +8,11 @@ STAMP := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export JAX_PLATFORMS ?= cpu
 
-.PHONY: demo test test-slow ui bench screenshots clean system-packages
+.PHONY: demo test test-slow ui reports bench screenshots clean system-packages
 
 # Debian packages some tests need (servers, a headless browser): installed by `make test`
 # when missing (as root, or through sudo).
-DEBIAN_PACKAGES :=
+DEBIAN_PACKAGES := chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "sable-lake needs Python >= 3.11"'
@@ -43,8 +43,19 @@ test: $(STAMP) $(DAGSTER_HOME)/dagster.yaml system-packages  ## lint + the test 
 test-slow: $(STAMP) $(DAGSTER_HOME)/dagster.yaml system-packages  ## the tests marked slow
 	$(PY) -m pytest -m slow
 
-ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml  ## the Dagster UI on http://127.0.0.1:3000
+# The lake's reports/ folder (the plots the asset pages show inline) over HTTP; an s3:// lake
+# needs $$SABLE_REPORTS_URL pointing at a server of its reports/ prefix instead.
+REPORTS := $(or $(SABLE_LAKE),lake)/reports
+
+ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml  ## the Dagster UI on http://127.0.0.1:3000 (plots from :3001)
+	mkdir -p $(REPORTS)
+	$(PY) -m http.server --bind 127.0.0.1 --directory $(REPORTS) 3001 >/dev/null 2>&1 & \
+	server=$$!; trap 'kill $$server' EXIT INT TERM; \
 	$(VENV)/bin/dagster dev -m pipelines.definitions -h 127.0.0.1 -p 3000
+
+reports: $(STAMP)  ## only the plots' server: <lake>/reports on http://127.0.0.1:3001
+	mkdir -p $(REPORTS)
+	$(PY) -m http.server --bind 127.0.0.1 --directory $(REPORTS) 3001
 
 bench: $(STAMP)  ## the lake I/O benchmark (writes benchmarks/_data, minutes)
 	$(PY) benchmarks/lake_io.py

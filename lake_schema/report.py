@@ -26,7 +26,7 @@ WITH ranked AS (
       PARTITION BY model, task ORDER BY "update" DESC, episodes DESC, evaluated_at DESC) AS r
   FROM evaluations
 )
-SELECT env, task, model, algorithm, split, "update", episodes, mean_return,
+SELECT env, task, model, algorithm, split, "update", episodes, mean_return, std_return,
        normalised_return, reference_return, config
 FROM ranked WHERE r = 1
 """
@@ -98,7 +98,7 @@ def _knob_order(name: str) -> tuple[int, str]:
 def knob_columns(latest: pl.DataFrame) -> list[str]:
     """The knob columns of `latest_evaluations` (everything but the fixed columns)."""
     fixed = {"env", "task", "model", "split", "update", "episodes", "mean_return",
-             "normalised_return", "reference_return", "seed", "configuration"}
+             "std_return", "normalised_return", "reference_return", "seed", "configuration"}
     return [c for c in latest.columns if c not in fixed]
 
 
@@ -124,10 +124,11 @@ def per_seed(latest: pl.DataFrame) -> pl.DataFrame:
     return wide
 
 
-def configurations(latest: pl.DataFrame) -> pl.DataFrame:
+def configurations(latest: pl.DataFrame, with_id: bool = False) -> pl.DataFrame:
     """One row per configuration: a readable label, every knob that differs between the
     configurations of its env, and train / test normalised return as mean, standard error
-    and n over seeds (each seed: its model's mean over the split's tasks)."""
+    and n over seeds (each seed: its model's mean over the split's tasks). `with_id` keeps
+    the `configuration` id column (JSON of every knob; too wide to show)."""
     if latest.is_empty():
         return pl.DataFrame()
     knobs = knob_columns(latest)
@@ -140,7 +141,8 @@ def configurations(latest: pl.DataFrame) -> pl.DataFrame:
         labels = unique_labels([label(row, shown) for row in stats.select(shown).to_dicts()],
                                stats["configuration"].to_list())
         out.append(stats.with_columns(pl.lit(env).alias("env"), pl.Series("label", labels))
-                   .select(["env", "label", *shown, *_stat_columns()]).sort(["label"]))
+                   .select(["env", "label", *shown, *_stat_columns(),
+                            *(["configuration"] if with_id else [])]).sort(["label"]))
     return pl.concat(out, how="diagonal_relaxed")
 
 
@@ -189,10 +191,11 @@ def compare(latest: pl.DataFrame, knob: str) -> pl.DataFrame:
     rows = []
     for (env,), part in seeds.group_by(["env"], maintain_order=True):
         context = differing(part, others)
-        for _, group in part.group_by(others, maintain_order=True):
-            if group[knob].n_unique() < 2:
-                continue
-            name = label(group.row(0, named=True), context)
+        groups = [g for _, g in part.group_by(others, maintain_order=True)
+                  if g[knob].n_unique() > 1]
+        names = unique_labels([label(g.row(0, named=True), context) for g in groups],
+                              [g["configuration"][0] for g in groups])
+        for name, group in zip(names, groups, strict=True):
             stats = group.group_by(sorted(together)).agg(
                 *_mean_se_n(pl.col("train"), "train"), *_mean_se_n(pl.col("test"), "test"))
             rows.append(stats.with_columns(pl.lit(env).alias("env"),
@@ -204,7 +207,45 @@ def compare(latest: pl.DataFrame, knob: str) -> pl.DataFrame:
     if knob == "train_tasks":
         order.append("train_tasks")
         table = table.with_columns(pl.col("num_train_tasks").cast(pl.Int64))
-    return table.select([*order, *_stat_columns()]).sort(order)
+    table = table.select([*order, *_stat_columns()])
+    if knob != "train_tasks" and ordered_knob(table[knob].to_list()):
+        # numbers kept as text (knobs are strings): sort by value, not "1024" < "128"
+        return table.sort(["env", "compared", pl.col(knob).cast(pl.Float64)])
+    return table.sort(order)
+
+
+def ordered_knob(values: list) -> bool:
+    """Whether a knob's values are numbers (task count, size, length: an ordered axis)."""
+    try:
+        [float(v) for v in values]
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def model_table(latest: pl.DataFrame, split: str) -> pl.DataFrame:
+    """Every model's latest evaluation on the tasks of `split` (train or test), one row per
+    model, narrow enough to read at 1600 px: `model`, `mean` (normalised return over the
+    tasks), the normalised return on each task (a column per task), then `config` (its
+    configuration's label), `algo`, `seed`, `update`, `episodes`. Newest models first."""
+    rows = latest.filter(pl.col("split") == split) if not latest.is_empty() else latest
+    if rows.is_empty():
+        return pl.DataFrame()
+    labels = dict(configurations(latest, with_id=True).select("configuration", "label")
+                  .iter_rows())
+    head = ["model", "algorithm", "seed", "configuration"]
+    per_task = rows.pivot(on="task", index=head, values="normalised_return",
+                          aggregate_function="first")
+    tasks = sorted(c for c in per_task.columns if c not in head)
+    summary = rows.group_by("model").agg(
+        pl.col("normalised_return").mean().alias("mean"), pl.col("update").max(),
+        pl.col("episodes").max())
+    return (per_task.join(summary, on="model")
+            .with_columns(pl.col("configuration").replace_strict(labels, default=None)
+                          .alias("config"))
+            .select(["model", "mean", *tasks, "config", pl.col("algorithm").alias("algo"),
+                     "seed", "update", "episodes"])
+            .sort(["update", "model"], descending=[True, False]))
 
 
 def multi_vs_single(latest: pl.DataFrame) -> pl.DataFrame:
@@ -258,6 +299,36 @@ def comparisons(latest: pl.DataFrame) -> dict[str, tuple[str, pl.DataFrame]]:
             if not table.is_empty():
                 out[title] = (knob, table)
     return out
+
+
+# Leading columns of a table shown at 1600 px, in this order (what a reader looks for first).
+LEADING = ("label", "compared", "model", "multi_over_single", *SPLITS, "mean")
+
+
+def narrow(table: pl.DataFrame, floats: int = 3) -> pl.DataFrame:
+    """`table` for a narrow screen: each split's `_mean`, `_se`, `_n` become one text column
+    (`0.700 ± 0.058 (n=3)`; no ± where n = 1), the name and the numbers lead and the knobs
+    follow (the env last). The full-width tables stay in report.md."""
+    if table.is_empty():
+        return table
+    out = table
+    for split in SPLITS:
+        mean, se, n = f"{split}_mean", f"{split}_se", f"{split}_n"
+        if mean in out.columns:
+            text = [_mean_se_text(m, e, k, floats) for m, e, k in out.select(mean, se, n).rows()]
+            out = out.with_columns(pl.Series(split, text, pl.String)).drop(mean, se, n)
+    lead = [c for c in LEADING if c in out.columns]
+    rest = [c for c in out.columns if c not in lead and c != "env"]
+    return out.select([*lead, *rest, *(["env"] if "env" in out.columns else [])])
+
+
+def _mean_se_text(mean: float | None, se: float | None, n: int, floats: int) -> str | None:
+    if mean is None:
+        return None
+    text = f"{mean:.{floats}f}"
+    if se is not None and not math.isnan(se):
+        text += f" ± {se:.{floats}f}"
+    return f"{text} (n={n})"
 
 
 def markdown_table(df: pl.DataFrame, floats: int = 3) -> str:

@@ -20,11 +20,12 @@ from pydantic import Field
 
 from lake_schema import checks
 from lake_schema.catalogue import split_tasks
-from lake_schema.report import markdown_table
+from lake_schema.duck import connect
+from lake_schema.report import latest_evaluations, model_table
 from lake_schema.storage import Lake
 from pipelines.checks import check_result
 from pipelines.configs import derive, knob_values, plain_fields
-from pipelines.plots import png_markdown, task_bars_png, training_curves_png
+from pipelines.plots import publish_png, table_metadata, task_bars_png, training_curves_png
 from pipelines.resources import ComputeResource, LakeResource
 from trainer.data.selection import DataSelection
 from trainer.offline.config import PROFILES as OFFLINE_PROFILES
@@ -108,11 +109,15 @@ def offline_model(context: dg.AssetExecutionContext, config: OfflineModelConfig,
                                          "selection": selection.to_json()}),
     }
     if history:
-        metadata["training_curves"] = png_markdown(
-            training_curves_png(history, f"{offline_config.algorithm} {cid}"), "training curves")
+        metadata["training_curves"] = publish_png(
+            lake.lake(), training_curves_png(history, f"{offline_config.algorithm} {cid}"),
+            "training curves")
     if result.best is not None:
         metadata["best_update"] = int(result.best["update"])
         metadata["best_train_normalised_return"] = float(result.best["score"])
+        # per algorithm too: the UI's Plots tab then draws one line per algorithm
+        metadata[f"{offline_config.algorithm}_best_train_normalised_return"] = float(
+            result.best["score"])
     return dg.Output(ref, metadata=metadata)
 
 
@@ -171,30 +176,49 @@ def _evaluate(context: dg.AssetExecutionContext, config: OfflineEvalConfig, lake
         model["run_dir"])
     with compute.placed():
         info, results = evaluate_model(lake.lake(), run_dir, config, role)
-    mean_norm = mean_normalised(results)
-    table = dg.MetadataValue.table(
-        records=[dg.TableRecord({"task": r.task, "split": r.split, "episodes": r.episodes,
-                                 "mean_return": round(r.mean_return, 4),
-                                 "std_return": round(r.std_return, 4),
-                                 "reference_return": round(r.reference_return, 4),
-                                 "normalised_return": round(r.normalised_return, 4)})
-                 for r in results],
-        schema=dg.TableSchema(columns=[
-            dg.TableColumn("task", "string"), dg.TableColumn("split", "string"),
-            dg.TableColumn("episodes", "int"), dg.TableColumn("mean_return", "float"),
-            dg.TableColumn("std_return", "float"), dg.TableColumn("reference_return", "float"),
-            dg.TableColumn("normalised_return", "float")]),
-    )
-    title = f"{info['algorithm']} {info['config_id']} ({role} tasks, update {results[0].update})"
-    return dg.MaterializeResult(metadata={
-        "config_id": info["config_id"],
-        "algorithm": info["algorithm"],
-        "update": results[0].update,
-        "episodes": results[0].episodes,
-        "mean_normalised_return": float(mean_norm),
-        "per_task": table,
-        "per_task_plot": png_markdown(task_bars_png(results, title), "per-task normalised return"),
-    })
+    context.log.info(f"{info['config_id']}: mean normalised return {mean_normalised(results):.3f}"
+                     f" on {len(results)} {role} tasks")
+    return dg.MaterializeResult(metadata=evaluation_metadata(
+        lake.lake(), info["config_id"], {r.split for r in results}))
+
+
+# The per-task table's columns, the normalised return first and short names (read at
+# 1600 px): column -> shown as.
+PER_TASK_COLUMNS = {"task": "task", "normalised_return": "normalised", "mean_return": "return",
+                    "std_return": "std", "reference_return": "reference",
+                    "episodes": "episodes", "update": "update"}
+
+
+def evaluation_metadata(the_lake: Lake, model: str, splits: set[str]) -> dict[str, object]:
+    """The evaluation asset's page, read back from the lake's `evaluations` (what was written
+    is what is shown): this model's latest result per task (table, numbers, bar plot with
+    error bars) and one table of every model's latest evaluation on the same split(s), so
+    earlier models stay visible on the page."""
+    latest = latest_evaluations(connect(the_lake))
+    mine = latest.filter((pl.col("model") == model) & pl.col("split").is_in(sorted(splits)))
+    if mine.is_empty():
+        raise ValueError(f"model {model}: no evaluations in the lake's `evaluations` table")
+    mine = mine.sort("task")
+    algorithm, update = mine["algorithm"][0], int(mine["update"].max())
+    mean_norm = float(mine["normalised_return"].mean())
+    title = f"{algorithm} {model} ({'/'.join(sorted(splits))} tasks, update {update})"
+    metadata: dict[str, object] = {
+        "config_id": model,
+        "algorithm": algorithm,
+        "update": update,
+        "episodes": int(mine["episodes"].max()),
+        "mean_normalised_return": mean_norm,
+        f"{algorithm}_mean_normalised_return": mean_norm,  # a line per algorithm in Plots
+        "per_task": table_metadata(mine.select(list(PER_TASK_COLUMNS))
+                                   .rename(PER_TASK_COLUMNS)),
+        "per_task_plot": publish_png(the_lake, task_bars_png(mine.to_dicts(), title),
+                                     "per-task normalised return"),
+    }
+    for split in sorted(splits):
+        models = model_table(latest, split)
+        if not models.is_empty():
+            metadata[f"all_models_{split}"] = table_metadata(models, floats=2)
+    return metadata
 
 
 @dg.asset(group_name="offline", kinds={"jax", "parquet"})
@@ -247,15 +271,16 @@ def ablation_sweep(context: dg.AssetExecutionContext, config: AblationSweepConfi
         for model_config, offline_config, selection in models:
             ref, *_ = train_model(lake.lake(), model_config, offline_config, selection, devices,
                                   lambda line: context.log.info(f"sweep: {line}"))
-            row = {"model": ref["config_id"], "algorithm": offline_config.algorithm,
+            row = {"model": ref["config_id"], "train_normalised": None,
+                   "test_normalised": None, "algorithm": offline_config.algorithm,
                    "train_tasks": len(selection.task_names), "quality": selection.quality}
             for role in ("train", "test"):
                 _, results = evaluate_model(lake.lake(), Path(ref["run_dir"]), config.evaluation,
                                             role)
                 row[f"{role}_normalised"] = round(mean_normalised(results), 4)
             rows.append(row)
-    return dg.MaterializeResult(metadata={
-        "models": len(rows), "results": dg.MetadataValue.md(markdown_table(pl.DataFrame(rows)))})
+    return dg.MaterializeResult(metadata={  # a table, shown inline whatever its length
+        "models": len(rows), "results": table_metadata(pl.DataFrame(rows))})
 
 
 @dg.asset_check(asset=offline_model, blocking=True)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import dagster as dg
+import polars as pl
 from pydantic import Field
 
 from lake_schema import checks
@@ -18,7 +19,7 @@ from lake_schema.storage import Lake
 from pipelines.checks import check_result
 from pipelines.configs import derive, knob_values
 from pipelines.partitions import task_partitions
-from pipelines.plots import learning_curve_png, png_markdown
+from pipelines.plots import learning_curve_png, publish_png, table_metadata
 from pipelines.resources import ComputeResource, LakeResource
 from trainer.online.config import PROFILES as ONLINE_PROFILES
 from trainer.online.config import OnlineConfig
@@ -79,10 +80,9 @@ def online_sable(
             resume=config.resume, log=context.log.info, on_checkpoint=observe,
         )
     png = learning_curve_png(result, f"online Sable on {task.name} (run {run})")
-    curve = "\n".join(
-        f"| {r.checkpoint} | {r.env_steps:,} | {r.quality} | {r.mean_return:.3f} | {r.episodes} |"
-        for r in result.curve
-    )
+    curve = pl.DataFrame([{"checkpoint": r.checkpoint, "env_steps": r.env_steps,
+                           "quality": r.quality, "mean_return": r.mean_return,
+                           "episodes": r.episodes} for r in result.curve])
     partition = f"env={task.env}/task={task.scenario}/run={run}"
     return dg.MaterializeResult(
         metadata={
@@ -98,11 +98,8 @@ def online_sable(
             "recording_fraction": round(result.recording_fraction, 4),
             "params": result.param_count,
             "resumed_from": -1 if result.resumed_from is None else result.resumed_from,
-            "learning_curve": png_markdown(png, "learning curve"),
-            "checkpoints": dg.MetadataValue.md(
-                "| checkpoint | env steps | quality | mean return | episodes |\n"
-                "| --- | --- | --- | --- | --- |\n" + curve
-            ),
+            "learning_curve": publish_png(the_lake, png, "learning curve"),
+            "checkpoints": table_metadata(curve),  # inline however many checkpoints
             "steps_partition": dg.MetadataValue.path(the_lake.url(f"steps/{partition}")),
             "episodes_partition": dg.MetadataValue.path(the_lake.url(f"episodes/{partition}")),
         }

@@ -3,7 +3,9 @@
 Ablations never overwrite each other (each model is its own config id in `evaluations`), so
 this asset can be rebuilt at any time from everything accumulated so far. The grouping and
 comparison rules live in `lake_schema.report`; this asset renders them: tables as Dagster
-table metadata (inline on the asset's page), plots, and files under `<lake>/reports/`.
+table metadata and plots as inline images (both shown on the asset's page without a click;
+see `pipelines.plots`), each algorithm's headline numbers as numeric metadata (the UI plots
+them across materialisations), and the same under `<lake>/reports/`.
 """
 
 import dagster as dg
@@ -15,11 +17,16 @@ from lake_schema.report import (
     latest_evaluations,
     markdown_table,
     multi_vs_single,
+    narrow,
 )
-from pipelines.plots import comparison_png, configurations_png, png_markdown, table_metadata
+from pipelines.plots import (
+    REPORTS_DIR,
+    comparison_png,
+    configurations_png,
+    publish_png,
+    table_metadata,
+)
 from pipelines.resources import LakeResource
-
-REPORT_DIR = "reports"
 
 
 @dg.asset(group_name="reports", deps=["offline_eval_train", "offline_eval_test", "ablation_sweep"],
@@ -40,26 +47,51 @@ def report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
         "configurations": len(configs),
         "models": latest["model"].n_unique() if not latest.is_empty() else 0,
         "evaluations": len(latest),
-        "report": dg.MetadataValue.md(text),
+        # short, so the UI shows it inline; the tables follow as table metadata
+        "report": dg.MetadataValue.md(
+            "_no evaluations yet_" if latest.is_empty() else
+            f"{len(configs)} configurations of {latest['model'].n_unique()} models; the same "
+            f"tables as markdown in `{the_lake.url(f'{REPORTS_DIR}/report.md')}`"),
     }
-    if not configs.is_empty():
-        metadata["configurations_table"] = table_metadata(configs)
-    if not ratio.is_empty():
-        metadata["multi_over_single"] = table_metadata(ratio)
-        metadata["multi_over_single_mean"] = float(ratio["multi_over_single"].mean())
     files = {"report.md": f"# sable-lake report\n\n{text}\n".encode()}
     if not latest.is_empty():
-        plots = {"train_vs_test.png": configurations_png(configs, "normalised return")}
+        # each table with its plot beside it, in the order of `tables`
+        metadata.update(headline_numbers(configs))
+        metadata["configurations_table"] = table_metadata(narrow(configs))
+        plots = {"train_vs_test": configurations_png(configs, "normalised return")}
+        metadata["train_vs_test"] = publish_png(the_lake, plots["train_vs_test"],
+                                                "train_vs_test.png")
+        if not ratio.is_empty():
+            metadata["multi_over_single"] = table_metadata(narrow(ratio))
+            metadata["multi_over_single_mean"] = round(
+                float(ratio["multi_over_single"].mean()), 4)
         for title, (knob, table) in compared.items():
             shown = "num_train_tasks" if knob == "train_tasks" else knob
-            plots[f"compare_{knob}.png"] = comparison_png(table, shown, title)
-        files.update(plots)
-        for name, png in plots.items():
-            metadata[name.removesuffix(".png")] = png_markdown(png, name)
+            name = f"compare_{knob}"
+            plots[name] = comparison_png(table, shown, title)
+            metadata[f"{name}_table"] = table_metadata(narrow(table))
+            metadata[name] = publish_png(the_lake, plots[name], f"{name}.png")
+        files.update({f"{name}.png": png for name, png in plots.items()})
     for name, data in files.items():
-        path = the_lake.path(f"{REPORT_DIR}/{name}")
+        path = the_lake.path(f"{REPORTS_DIR}/{name}")
         the_lake.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         the_lake.fs.pipe_file(path, data)
-    metadata["files"] = dg.MetadataValue.path(the_lake.url(REPORT_DIR))
-    context.log.info(f"report written to {the_lake.url(REPORT_DIR)}")
+    metadata["files"] = dg.MetadataValue.path(the_lake.url(REPORTS_DIR))
+    context.log.info(f"report written to {the_lake.url(REPORTS_DIR)}")
     return dg.MaterializeResult(metadata=metadata)
+
+
+def headline_numbers(configs) -> dict[str, float]:
+    """Per env and algorithm, the configuration best on its training tasks (the paper selects
+    on train, never on held-out tasks): `<env>_<algorithm>_train` / `_test`, its mean
+    normalised return over seeds (ties: more seeds, then the label). Float metadata, so the
+    UI's Plots tab tracks them across materialisations."""
+    out: dict[str, float] = {}
+    ranked = configs.filter(configs["train_mean"].is_not_null()).sort(
+        ["train_mean", "train_n", "label"], descending=[True, True, False])
+    for row in ranked.unique(["env", "algorithm"], keep="first", maintain_order=True).to_dicts():
+        for split in ("train", "test"):
+            if row[f"{split}_mean"] is not None:
+                out[f"{row['env']}_{row['algorithm']}_{split}"] = round(
+                    float(row[f"{split}_mean"]), 4)
+    return out

@@ -16,6 +16,7 @@ from lake_schema.writer import write_reference
 from pipelines.assets.offline import offline_eval_test, offline_eval_train, offline_model
 from pipelines.resources import default_resources
 from tests.helpers.lake import fill_lake
+from tests.helpers.plots import assert_published
 
 TASKS = ["lbf/8x8-2p-2f", "lbf/10x10-3p-3f"]
 MODEL = {"env": "lbf", "algorithm": "bc", "tasks": TASKS, "embed_dim": 16, "num_heads": 2,
@@ -50,12 +51,15 @@ def test_model_and_evaluations_materialise(lake, tmp_path, monkeypatch):
     assert ref["train_tasks"] == TASKS and (models / cid / "model.json").exists()
     meta = result.asset_materializations_for_node("offline_model")[0].metadata
     assert meta["config_id"].value == cid and meta["updates"].value == 2
-    assert "data:image/png;base64," in meta["training_curves"].value
+    assert_published(lake, meta["training_curves"].value, "training curves")
     train_meta = result.asset_materializations_for_node("offline_eval_train")[0].metadata
-    assert [r.data["task"] for r in train_meta["per_task"].value.records] == TASKS[:1]
-    assert "data:image/png;base64," in train_meta["per_task_plot"].value
+    assert [r.data["task"] for r in train_meta["per_task"].value.records] == ["8x8-2p-2f"]
+    assert_published(lake, train_meta["per_task_plot"].value, "per-task normalised return")
+    assert train_meta["bc_mean_normalised_return"].value == train_meta[
+        "mean_normalised_return"].value
     test_meta = result.asset_materializations_for_node("offline_eval_test")[0].metadata
-    assert [r.data["split"] for r in test_meta["per_task"].value.records] == ["test"]
+    assert [r.data["task"] for r in test_meta["per_task"].value.records] == ["12x12-4p-5f"]
+    assert [r.data["model"] for r in test_meta["all_models_test"].value.records] == [cid]
     rows = read_table(lake, "evaluations", Selection(env="lbf")).to_pylist()
     assert {(r["task"], r["split"], r["model"]) for r in rows} == {
         ("8x8-2p-2f", "train", cid), ("12x12-4p-5f", "test", cid)}
@@ -68,6 +72,9 @@ def test_model_and_evaluations_materialise(lake, tmp_path, monkeypatch):
     models_in_lake = {r["model"] for r in read_table(lake, "evaluations",
                                                      Selection(env="lbf")).to_pylist()}
     assert models_in_lake == {cid, cid2}
+    # the evaluation page keeps every model's results, not only the latest model's
+    test_meta = other.asset_materializations_for_node("offline_eval_test")[0].metadata
+    assert {r.data["model"] for r in test_meta["all_models_test"].value.records} == {cid, cid2}
 
 
 def test_bad_model_configs_are_refused_before_any_compute(lake, tmp_path, monkeypatch):
@@ -116,6 +123,10 @@ def test_ablation_sweep_is_one_launch_of_several_models(lake, tmp_path, monkeypa
     assert result.success
     meta = result.asset_materializations_for_node("ablation_sweep")[0].metadata
     assert meta["models"].value == 2
+    results = meta["results"]  # a table (inline however many models), the numbers first
+    assert [c.name for c in results.schema.columns][:3] == [
+        "model", "train_normalised", "test_normalised"]
+    assert all(isinstance(r.data["test_normalised"], float) for r in results.records)
     rows = read_table(lake, "evaluations", Selection(env="lbf")).to_pylist()
     assert len({r["model"] for r in rows}) == 2  # side by side, neither overwrote the other
 

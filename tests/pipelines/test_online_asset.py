@@ -16,6 +16,7 @@ from lake_schema.delta import delete_where
 from lake_schema.reader import Selection, list_files, read_table
 from pipelines.assets.online import online_checks, online_sable
 from pipelines.resources import default_resources
+from tests.helpers.plots import assert_published
 
 TASK = "lbf/8x8-2p-2f"
 # The network/PPO settings of tests/trainer/test_online_training.py, so a session running both
@@ -53,7 +54,8 @@ def test_online_asset_materialises_with_metadata_and_passing_checks(lake, tmp_pa
     assert meta["num_checkpoints"].value == 2 and meta["run"].value == "sable-seed0"
     assert 0.0 <= meta["final_return"].value <= 1.0
     assert 0.0 <= meta["random_return"].value <= 1.0
-    assert meta["learning_curve"].value.startswith("![learning curve](data:image/png;base64,")
+    assert_published(lake, meta["learning_curve"].value, "learning curve")
+    assert [r.data["quality"] for r in meta["checkpoints"].records] == ["low", "high"]
     assert "env=lbf/task=8x8-2p-2f/run=sable-seed0" in meta["episodes_partition"].value
 
     checks = result.get_asset_check_evaluations()

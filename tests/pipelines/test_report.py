@@ -14,11 +14,15 @@ from lake_schema.report import (
     comparisons,
     configurations,
     latest_evaluations,
+    model_table,
     multi_vs_single,
 )
 from lake_schema.writer import write_records
+from pipelines.assets.offline import evaluation_metadata
 from pipelines.assets.report import report
+from pipelines.plots import INLINE_MARKDOWN_LIMIT
 from pipelines.resources import default_resources
+from tests.helpers.plots import assert_published
 
 TRAIN = ["8x8-2p-2f", "10x10-3p-3f", "15x15-3p-5f"]
 TEST = ["12x12-4p-5f", "14x14-3p-3f"]
@@ -117,13 +121,27 @@ def test_report_asset_writes_tables_plots_and_files(evaluated):
     result = dg.materialize([report], resources=default_resources(evaluated.root))
     meta = result.asset_materializations_for_node("report")[0].metadata
     assert meta["configurations"].value == 3 and meta["models"].value == 7
-    assert "Multi-task over single-task" in meta["report"].value
-    assert isinstance(meta["configurations_table"], dg.TableMetadataValue)
-    assert len(meta["configurations_table"].records) == 3
-    assert meta["compare_train_tasks"].value.startswith(
-        "![compare_train_tasks.png](data:image/png;base64,")
+    assert len(meta["report"].value) < INLINE_MARKDOWN_LIMIT  # shown inline, not a link
+    table = meta["configurations_table"]
+    assert isinstance(table, dg.TableMetadataValue) and len(table.records) == 3
+    # narrow: label and the train / test numbers lead, mean ± s.e. (n) in one cell each
+    assert [c.name for c in table.schema.columns][:3] == ["label", "train", "test"]
+    multi = next(r.data for r in table.records if r.data["label"].startswith("oryx tasks=3"))
+    mean, se = _mean_se(MULTI)
+    assert multi["test"] == f"{mean:.3f} ± {se:.3f} (n=3)"
+    assert multi["train"] == "0.900 ± 0.000 (n=3)"
+    assert [r.data["compared"] for r in meta["compare_train_tasks_table"].records] == [
+        "quality=all num_updates=300"] * 2
+    # the headline numbers, per env and algorithm, as floats the UI plots
+    # (best on train: the single-task configuration, 1.0 over 3 seeds; `other` has 1 seed)
+    assert meta["lbf_oryx_train"].value == 1.0
+    assert meta["lbf_oryx_test"].value == pytest.approx(_mean_se(SINGLE)[0], abs=1e-4)
+    for name in ("train_vs_test", "compare_train_tasks"):
+        assert_published(evaluated, meta[name].value, f"{name}.png")
+    report_md = evaluated.fs.cat_file(evaluated.path("reports/report.md")).decode()
+    assert "Multi-task over single-task" in report_md
     names = {p.rsplit("/", 1)[1] for p in evaluated.find("reports")}
-    assert names == {"report.md", "train_vs_test.png", "compare_train_tasks.png"}
+    assert {"report.md", "train_vs_test.png", "compare_train_tasks.png"} <= names
 
 
 def test_report_on_an_empty_lake_says_so(lake):
@@ -131,3 +149,50 @@ def test_report_on_an_empty_lake_says_so(lake):
     result = dg.materialize([report], resources=default_resources(lake.root))
     meta = result.asset_materializations_for_node("report")[0].metadata
     assert meta["evaluations"].value == 0 and "no evaluations yet" in meta["report"].value
+
+
+
+def test_every_models_evaluations_in_one_narrow_table(evaluated):
+    latest = latest_evaluations(connect(evaluated))
+    table = model_table(latest, "test")
+    assert table.columns == ["model", "mean", *TEST, "config", "algo", "seed", "update",
+                             "episodes"]
+    rows = {r["model"]: r for r in table.to_dicts()}
+    assert set(rows) == {*(f"{k}-{s}" for k in ("multi", "single") for s in SEEDS), "other"}
+    single = rows["single-1"]  # its latest evaluation, not the stale update-1 row
+    assert single[TEST[0]] == SINGLE[1][0] and single["mean"] == pytest.approx(np.mean(SINGLE[1]))
+    assert single["config"] == "oryx tasks=8x8-2p-2f quality=all num_updates=300"
+    assert model_table(latest, "train")["model"].n_unique() == 7
+    assert model_table(latest.clear(), "test").is_empty()
+
+
+def test_comparison_labels_stay_unique(lake):
+    # two groups that differ only in which two tasks they trained on: both would be `tasks=2`
+    for tasks in (TRAIN[:2], TRAIN[1:]):
+        for quality, score in (("all", 0.5), ("high", 0.7)):
+            add_model(lake, f"{quality}-{tasks[0]}", tasks, {TEST[0]: score}, quality=quality)
+    _, table = comparisons(latest_evaluations(connect(lake)))["Quality subsets"]
+    labels = table["compared"].unique().to_list()
+    assert len(labels) == 2 and all(label.startswith("tasks=2 #") for label in labels)
+
+
+def test_evaluation_page_reads_the_models_rows_back_from_the_lake(evaluated):
+    meta = evaluation_metadata(evaluated, "multi-2", {"test"})
+    assert meta["mean_normalised_return"] == pytest.approx(np.mean(MULTI[2]))
+    assert meta["oryx_mean_normalised_return"] == meta["mean_normalised_return"]
+    per_task = meta["per_task"]
+    assert [c.name for c in per_task.schema.columns][:2] == ["task", "normalised"]
+    assert [r.data["task"] for r in per_task.records] == sorted(TEST)
+    assert len(meta["all_models_test"].records) == 7 and "all_models_train" not in meta
+    assert_published(evaluated, meta["per_task_plot"].value, "per-task normalised return")
+    with pytest.raises(ValueError, match="model lbf-bc-nope: no evaluations"):
+        evaluation_metadata(evaluated, "lbf-bc-nope", {"test"})
+
+
+def test_a_numeric_knob_is_compared_in_numeric_order(lake):
+    for updates in (1000, 50, 300):
+        add_model(lake, f"len-{updates}", TRAIN, {TEST[0]: updates / 1000},
+                  num_updates=updates)
+    knob, table = comparisons(latest_evaluations(connect(lake)))["Training length"]
+    assert knob == "num_updates" and table["num_updates"].to_list() == ["50", "300", "1000"]
+    assert table["test_mean"].to_list() == pytest.approx([0.05, 0.3, 1.0])
