@@ -67,9 +67,10 @@ import pyarrow.parquet as pq
 
 from lake_schema.catalogue import ENVS
 from lake_schema.reader import LakeFileError, open_checked, table_versions
+from lake_schema.stats import Moments, combine, moments
 from lake_schema.storage import Lake
 from trainer.data.selection import DataSelection, ResolvedSelection, TaskEpisodes, resolve_selection
-from trainer.data.stats import Moments, ObsStats, combine, moments
+from trainer.data.stats import ObsStats
 
 log = logging.getLogger(__name__)
 
