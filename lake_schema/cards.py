@@ -41,7 +41,8 @@ from lake_schema.schema import CARD_QUANTILES, CARD_SAMPLE
 from lake_schema.stats import Moments, combine, moments
 from lake_schema.storage import Lake
 
-_CHUNK_AGENT_STEPS = 1 << 16  # agent-steps per chunk while summarising (bounded memory)
+_CHUNK_AGENT_STEPS = 1 << 13  # agent-steps per chunk while summarising: float64 temporaries
+# of a few MB, whatever the checkpoint's size
 
 
 @functools.cache
