@@ -3,7 +3,8 @@
 Everything is checked (catalogue names, tags, shapes, dtypes, episode structure, finite
 numbers) before the first byte is written, so bad input never leaves anything behind. Each
 table's write is one Delta commit replacing the key's rows by predicate. A checkpoint's
-`steps` commit precedes its `episodes` commit (the index that points at the steps file);
+`steps` commit precedes its `episodes` commit (the index that points at the steps file),
+which precedes its dataset card's (`lake_schema.cards`, computed from the same rows);
 concurrent writers of one key: one whole write stands, the others raise LakeConflictError
 naming the key.
 """
