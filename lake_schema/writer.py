@@ -250,6 +250,9 @@ def commit_checkpoint(lake: Lake, partition: dict[str, object], steps: pa.Table,
     steps_spec, episodes_spec = table_spec("steps", env), table_spec("episodes")
     steps_tid = delta.table_id("steps", env)
     key = episodes_spec.key_name(partition)
+    # computed before the first commit: nothing is left behind if it fails, and the window
+    # between the commits stays short (steps_file is set once the steps commit names it)
+    card = card_record(task, steps, episodes, "", config, version)
     lake.prepare_for_writing()
     snapshots = {tid: delta.ensure_table(lake, tid) for tid in ("episodes", "cards")}
     sdt = delta.replace_key(lake, steps_tid, _with_partition(steps, steps_spec, partition),
@@ -259,7 +262,7 @@ def commit_checkpoint(lake: Lake, partition: dict[str, object], steps: pa.Table,
                                    pa.array([steps_file.rel] * len(episodes), pa.string()))
     edt = _commit_pointing_at(lake, "episodes", episodes, partition, snapshots["episodes"],
                               steps_file.rel, key)
-    card = card_record(task, steps, episodes, steps_file.rel, config, version)
+    card["steps_file"] = steps_file.rel
     cdt = _commit_pointing_at(lake, "cards", pa.Table.from_pylist(
         [card], schema=table_spec("cards").schema), partition, snapshots["cards"],
         steps_file.rel, key)
