@@ -18,6 +18,10 @@
                                                 an og-marl / flashbax Vault into the lake
     python -m lake_schema export-vault DEST --task ENV/SCENARIO --uid U [--quality Q]
                                                 a lake selection as a Vault (og-marl reads it)
+    python -m lake_schema card ENV/SCENARIO [--run R] [--features N]
+                                                a task dataset's card (statistics, references)
+    python -m lake_schema card --backfill [ENV/SCENARIO]
+                                                compute missing or stale cards from the rows
 
 Bad arguments exit with status 2, bad data (a missing root, a corrupted or foreign file, a
 table of another schema version) with status 1, each with one line on stderr naming it.
@@ -298,6 +302,45 @@ def _add_vault_commands(sub) -> None:
     exp.add_argument("--run", action="append", help="run id (repeatable; default all)")
 
 
+def _add_card_command(sub) -> None:
+    """`card`: print a task dataset's card, or backfill cards (lake_schema.cards)."""
+
+    def cmd_card(lake: Lake, args: argparse.Namespace) -> int:
+        from lake_schema.cards import card_json, dataset_cards, format_card
+        from lake_schema.catalogue import get_task
+        from lake_schema.writer import backfill_cards
+
+        if args.backfill:
+            task = get_task(args.task) if args.task else None
+            lines = backfill_cards(lake, task.env if task else None,
+                                   task.scenario if task else None)
+            for line in lines:
+                print(line)
+            print(f"{len(lines)} card(s) written or removed in {lake.root}")
+            return 0
+        if not args.task:
+            raise UsageError("card needs a task (env/scenario), or --backfill")
+        if args.features is not None and args.features < 0:
+            raise UsageError("--features must be >= 0")
+        lake.check_readable()
+        cards = dataset_cards(lake, get_task(args.task), args.run)
+        if args.format == "json":
+            print(json.dumps([card_json(c) for c in cards]))
+        else:
+            print("\n\n".join(format_card(c, args.features) for c in cards))
+        return 0
+
+    p = sub.add_parser("card", help="a task dataset's card; --backfill computes missing ones")
+    p.set_defaults(fn=cmd_card)
+    p.add_argument("task", nargs="?", help="env/scenario, e.g. lbf/8x8-2p-2f")
+    p.add_argument("--run", help="one run's card (default: every run of the task)")
+    p.add_argument("--features", type=int, help="print the first N observation features only")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument("--backfill", action="store_true",
+                   help="compute the cards of checkpoints without a current one (all tasks, "
+                        "or TASK's), remove cards of deleted checkpoints")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m lake_schema", description=__doc__.split("\n")[0])
     parser.add_argument("--root", help="lake root (default: $SABLE_LAKE or ./lake)")
@@ -330,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep-old", action="store_true", help="keep the old files under _pre_delta/")
     _add_vault_commands(sub)
     _add_schema_command(sub)
+    _add_card_command(sub)
     tasks = add("tasks", cmd_tasks, "list the task catalogue")
     tasks.add_argument("--env")
     tasks.add_argument("--split", help="only this split's tasks (needs --env)")

@@ -1,11 +1,11 @@
 """The lake's tables as Delta tables (delta-rs): addressing, schema checks, commits, versions.
 
-A table id is the table's folder relative to the lake root: `episodes`, `references`,
-`evaluations`, and one `steps/<env>` per environment (observation widths and dtypes differ
-by env, and a Delta table has one schema; the folder is not named `env=<env>` because hive
-readers such as Polars' `scan_delta` would then expect an `env` column). The Delta log is
-the single source of truth: a file is part of a table when the log says so, never because
-it sits in the folder.
+A table id is the table's folder relative to the lake root: `episodes`, `cards`,
+`references`, `evaluations`, and one `steps/<env>` per environment (observation widths and
+dtypes differ by env, and a Delta table has one schema; the folder is not named `env=<env>`
+because hive readers such as Polars' `scan_delta` would then expect an `env` column). The
+Delta log is the single source of truth: a file is part of a table when the log says so,
+never because it sits in the folder.
 
 Delta has no fixed-size lists and stores timestamps in microseconds, so files hold
 `list<list<int8>>` and `timestamp[us]`; readers cast back to the lake's Arrow schemas
@@ -86,7 +86,7 @@ def spec_of(tid: str) -> TableSpec:
 
 def all_table_ids() -> list[str]:
     """Every table id the lake may hold, in commit order (steps before their index)."""
-    return [*(f"steps/{e}" for e in ENVS), "episodes", "references", "evaluations"]
+    return [*(f"steps/{e}" for e in ENVS), "episodes", "cards", "references", "evaluations"]
 
 
 # ---------------------------------------------------------------- types

@@ -32,7 +32,7 @@ def _version(as_of: Mapping[str, int] | None, tid: str) -> int | None:
 
 def connect(lake: Lake, database: str = ":memory:",
             as_of: Mapping[str, int] | None = None) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with views `steps`, `episodes`, `references`, `evaluations`.
+    """A DuckDB connection with views `steps`, `episodes`, `cards`, `references`, `evaluations`.
 
     A table with no data yet gets an empty view, so queries never fail for lack of data.
     `as_of` pins tables to versions ({table id: version}, as `reader.table_versions` gives).

@@ -218,8 +218,41 @@ EVALUATIONS_SCHEMA = pa.schema(
                                          "the model was trained on"),
     ]
 )
+# A checkpoint's dataset card (`lake_schema.cards`): computed from its rows when they are
+# written, replaced with them. Moments are mergeable (count, mean, M2), so the card of any
+# set of checkpoints is exact; quantiles are exact per checkpoint for returns and come from
+# a uniform sample of at most CARD_SAMPLE agent-steps for observations.
+CARD_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+CARD_SAMPLE = 1024
+CARDS_SCHEMA = pa.schema(
+    [
+        # the steps file it summarises: the card is current while the key's steps are this file
+        ("steps_file", pa.string()),
+        ("episodes", pa.int32()),
+        ("steps", pa.int64()),
+        ("num_agents", pa.int16()),
+        ("env_steps", pa.int64()),
+        ("return_mean", pa.float64()),
+        ("return_m2", pa.float64()),  # sum of squared deviations (mergeable)
+        ("return_min", pa.float64()),
+        ("return_max", pa.float64()),
+        ("return_quantiles", pa.list_(pa.float64())),  # at CARD_QUANTILES
+        ("obs_count", pa.int64()),  # agent-steps: steps x num_agents
+        ("obs_mean", pa.list_(pa.float64())),  # [F]
+        ("obs_m2", pa.list_(pa.float64())),  # [F]
+        ("obs_min", pa.list_(pa.float64())),  # [F]
+        ("obs_max", pa.list_(pa.float64())),  # [F]
+        ("obs_sample", pa.list_(pa.list_(pa.float32()))),  # [K <= CARD_SAMPLE][F], uniform
+        ("action_counts", pa.list_(pa.list_(pa.int64()))),  # [N agent slots][A actions]
+        ("config", pa.string()),  # what produced the rows (the online config), JSON
+        ("code_version", pa.string()),  # sable-lake version and git commit that wrote them
+        ("written_at", pa.timestamp("ms", tz="UTC")),
+    ]
+)
+
 # Columns a record may leave out (written as null).
-OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {"evaluations": ("data_versions",)}
+OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {"evaluations": ("data_versions",),
+                                                "cards": ("config", "code_version")}
 
 _STEP_PARTS = ("env", "task", "run", "quality", "checkpoint")
 _STEP_KEY = ("env", "task", "run", "checkpoint")
@@ -238,12 +271,14 @@ LAYOUT: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "episodes": (_STEP_PARTS, _STEP_KEY),
     "references": (("env", "task", "run"), ("env", "task", "run")),
     "evaluations": (("env", "task", "model"), ("env", "task", "model")),
+    "cards": (_STEP_PARTS, _STEP_KEY),
 }
 TABLES = tuple(LAYOUT)
 _SCHEMAS = {
     "episodes": EPISODES_SCHEMA,
     "references": REFERENCES_SCHEMA,
     "evaluations": EVALUATIONS_SCHEMA,
+    "cards": CARDS_SCHEMA,
 }
 
 

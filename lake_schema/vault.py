@@ -540,7 +540,8 @@ def import_vault(
         parts = episodes = steps = 0
         try:
             for batch in iter_parts(src, fm, b, stats):
-                write_episodes(lake, task, r, parts, q, batch)
+                write_episodes(lake, task, r, parts, q, batch, config=json.dumps(
+                    {"vault": {"path": src.path, "uid": uid}}))
                 parts += 1
                 episodes += len(batch.lengths)
                 steps += batch.num_steps

@@ -7,7 +7,8 @@ Arrow schema. Files in a table's folder that the log never listed (left by a kil
 writer, a losing concurrent commit, or dropped in by hand) are named; files the log removed
 but `vacuum` has not deleted yet are history (readable `as_of` older versions), not
 problems. Across tables: every episodes row points at a steps file the steps table holds,
-for the same key and within its rows, and every steps file has its index rows.
+for the same key and within its rows, every steps file has its index rows, and every
+indexed checkpoint has one current dataset card (and every card a checkpoint).
 """
 
 from __future__ import annotations
@@ -82,9 +83,44 @@ def _untracked(lake: Lake, tid: str, dt, live: set[str]) -> list[str]:
     return out
 
 
+def _check_cards(lake: Lake, index_rows: list[dict], card_files: list[DataFile] | None,
+                 problems: list[Problem]) -> None:
+    """Every indexed checkpoint has one current dataset card (naming the steps file its
+    episodes point at), and every card a checkpoint: a lake written before cards, or a write
+    killed between its episodes and card commits, is named with the command that fixes it."""
+    fix = "`python -m lake_schema card --backfill` recomputes it"
+    if card_files is None:  # no cards table
+        if index_rows:
+            problems.append(Problem("cards", "no dataset cards (a lake written before cards): "
+                                             "`python -m lake_schema card --backfill` "
+                                             "computes them"))
+        return
+    parts = ["env", "task", "run", "quality", "checkpoint"]
+    cards = read_files(lake, [f.rel for f in card_files], "cards", None,
+                       [*parts, "steps_file"]).to_pylist() if card_files else []
+
+    def key(r: dict) -> str:
+        return "cards/" + "/".join(f"{p}={r[p]}" for p in parts)
+
+    have = {key(r): r["steps_file"] for r in cards}
+    want = {key(r): r["steps_file"] for r in index_rows}
+    for k, steps_file in sorted(want.items()):
+        if k not in have:
+            problems.append(Problem(k, f"no dataset card for this checkpoint (a write killed "
+                                       f"before its card?): {fix}"))
+        elif have[k] != steps_file:
+            problems.append(Problem(k, f"stale dataset card: it summarises {have[k]}, the "
+                                       f"checkpoint's steps are {steps_file}: {fix}"))
+    for k in sorted(set(have) - set(want)):
+        problems.append(Problem(k, "dataset card of a checkpoint the episodes table does not "
+                                   f"hold (its rows were deleted): {fix} (and removes it)"))
+
+
 def _cross_check(lake: Lake, steps: dict[str, dict[str, DataFile]],
-                 index_files: list[DataFile], problems: list[Problem]) -> None:
-    """Every index row has its steps file (same key, rows in range); no unindexed steps."""
+                 index_files: list[DataFile], card_files: list[DataFile] | None,
+                 problems: list[Problem]) -> None:
+    """Every index row has its steps file (same key, rows in range); no unindexed steps; the
+    cards match the index."""
     if not index_files:
         rows = None
     else:
@@ -111,6 +147,7 @@ def _cross_check(lake: Lake, steps: dict[str, dict[str, DataFile]],
             bad_keys.setdefault(key, f"an episode runs past the {target.rows} rows of "
                                      f"{r['steps_file']}")
     problems.extend(Problem(k, v) for k, v in sorted(bad_keys.items()))
+    _check_cards(lake, rows or [], card_files, problems)
     if rows is None and not any(steps.values()):
         return
     for env_files in steps.values():
@@ -128,6 +165,7 @@ def verify(lake: Lake, deep: bool = False) -> VerifyReport:
     versions: dict[str, int] = {}
     steps: dict[str, dict[str, DataFile]] = defaultdict(dict)
     index: list[DataFile] = []
+    cards: list[DataFile] | None = None  # None: no cards table
     index_ok = True
     for legacy in LEGACY_DIRS:
         if lake.exists(legacy):
@@ -146,10 +184,12 @@ def verify(lake: Lake, deep: bool = False) -> VerifyReport:
             dt = delta.open_table(lake, tid)
         except LakeError as e:
             problems.append(Problem(getattr(e, "path", tid), getattr(e, "reason", str(e))))
-            index_ok = index_ok and table != "episodes"
+            index_ok = index_ok and table not in ("episodes", "cards")
             continue
         if dt is None:
             continue
+        if table == "cards":
+            cards = []
         versions[tid] = int(dt.version())
         live = delta.data_files(dt, tid)
         for f in live:
@@ -160,18 +200,20 @@ def verify(lake: Lake, deep: bool = False) -> VerifyReport:
                 rows += _check_file(lake, table, f, deep)
             except LakeFileError as e:
                 problems.append(Problem(e.path, e.reason))
-                if table == "episodes":
+                if table in ("episodes", "cards"):
                     index_ok = False
                 continue
             if table == "episodes":
                 index.append(f)
+            elif table == "cards":
+                cards.append(f)
         for rel in _untracked(lake, tid, dt, {f.rel for f in live}):
             problems.append(Problem(rel, "not in the Delta log (left by an interrupted or "
                                          "losing write, or foreign): `python -m lake_schema "
                                          "vacuum` removes it", leftover=True))
     if index_ok:
         try:
-            _cross_check(lake, steps, index, problems)
+            _cross_check(lake, steps, index, cards, problems)
         except LakeFileError as e:
             problems.append(Problem(e.path, e.reason))
     first: dict[str, Problem] = {}

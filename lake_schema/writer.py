@@ -3,7 +3,8 @@
 Everything is checked (catalogue names, tags, shapes, dtypes, episode structure, finite
 numbers) before the first byte is written, so bad input never leaves anything behind. Each
 table's write is one Delta commit replacing the key's rows by predicate. A checkpoint's
-`steps` commit precedes its `episodes` commit (the index that points at the steps file);
+`steps` commit precedes its `episodes` commit (the index that points at the steps file),
+which precedes its dataset card's (`lake_schema.cards`, computed from the same rows);
 concurrent writers of one key: one whole write stands, the others raise LakeConflictError
 naming the key.
 """
@@ -18,11 +19,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lake_schema import delta
-from lake_schema.catalogue import Task, get_task
+from lake_schema.cards import card_record, code_version, current_cards
+from lake_schema.catalogue import ENVS, Task, get_task
 from lake_schema.delta import DataFile
 from lake_schema.errors import LakeConflictError, LakeFileError, LakeValueError
+from lake_schema.reader import Selection, read_files, read_table
 from lake_schema.schema import (
     OPTIONAL_COLUMNS,
     TableSpec,
@@ -168,8 +172,11 @@ def write_episodes(
     quality: str,
     batch: EpisodeBatch,
     env_steps: int = 0,
+    config: str | None = None,
 ) -> WriteResult:
-    """Write one checkpoint's recorded episodes (`steps` + `episodes`) as one transaction."""
+    """Write one checkpoint's recorded episodes (`steps` + `episodes`, and its dataset card)
+    as one transaction; `config` (JSON) names what produced them, e.g. the online config, and
+    goes into the card with this code's version."""
     task = get_task(task) if isinstance(task, str) else task
     partition = validate_partition(
         "steps",
@@ -218,49 +225,115 @@ def write_episodes(
         }
     )
     files = commit_checkpoint(lake, partition, steps.cast(steps_spec.schema),
-                              episodes.cast(episodes_spec.schema))
+                              episodes.cast(episodes_spec.schema), config, code_version())
     return WriteResult(tuple(f.rel for f in files), s, sum(f.size for f in files))
 
 
 def commit_checkpoint(lake: Lake, partition: dict[str, object], steps: pa.Table,
-                      episodes: pa.Table) -> list[DataFile]:
-    """Commit one checkpoint's validated `steps` and its `episodes` index (their
-    `steps_file` column is filled in here); returns the files the two commits added.
+                      episodes: pa.Table, config: str | None = None,
+                      version: str | None = None) -> list[DataFile]:
+    """Commit one checkpoint's validated `steps`, its `episodes` index (their `steps_file`
+    column is filled in here) and its dataset card (`lake_schema.cards`, computed here from
+    the same rows; `config` and `version` say what produced them); returns the files the
+    three commits added.
 
-    Table order: steps are committed first, then the episodes index that points at them, so
-    a reader going through `episodes` never meets a missing step. The index's snapshot is
-    taken before the steps commit: a same-key writer that committed its index since then
-    makes ours conflict instead of silently pointing the index at replaced steps; the writer
-    whose steps are current retries its index, any other raises LakeConflictError.
+    Table order: steps are committed first, then the episodes index that points at them, then
+    the card, so a reader going through `episodes` never meets a missing step, and a card
+    names the steps file it summarises (a write killed before its card leaves the old card,
+    which no longer matches: stale, named by `verify`). The index's and the card's snapshots
+    are taken before the steps commit: a same-key writer that committed since makes ours
+    conflict instead of silently pointing at replaced steps; the writer whose steps are
+    current retries, any other raises LakeConflictError.
     """
     env = str(partition["env"])
+    task = get_task(f"{env}/{partition['task']}")
     steps_spec, episodes_spec = table_spec("steps", env), table_spec("episodes")
     steps_tid = delta.table_id("steps", env)
     key = episodes_spec.key_name(partition)
+    # computed before the first commit: nothing is left behind if it fails, and the window
+    # between the commits stays short (steps_file is set once the steps commit names it)
+    card = card_record(task, steps, episodes, "", config, version)
     lake.prepare_for_writing()
-    index = delta.ensure_table(lake, "episodes")
+    snapshots = {tid: delta.ensure_table(lake, tid) for tid in ("episodes", "cards")}
     sdt = delta.replace_key(lake, steps_tid, _with_partition(steps, steps_spec, partition),
                             partition, operation=f"write {key}")
     steps_file = _steps_file_of(sdt, steps_tid, partition)
     episodes = episodes.set_column(episodes.schema.get_field_index("steps_file"), "steps_file",
                                    pa.array([steps_file.rel] * len(episodes), pa.string()))
-    rows = _with_partition(episodes, episodes_spec, partition)
+    edt = _commit_pointing_at(lake, "episodes", episodes, partition, snapshots["episodes"],
+                              steps_file.rel, key)
+    card["steps_file"] = steps_file.rel
+    cdt = _commit_pointing_at(lake, "cards", pa.Table.from_pylist(
+        [card], schema=table_spec("cards").schema), partition, snapshots["cards"],
+        steps_file.rel, key)
+    return [steps_file, *delta.key_files(edt, "episodes", partition),
+            *delta.key_files(cdt, "cards", partition)]
+
+
+def _commit_pointing_at(lake: Lake, tid: str, data: pa.Table, partition: dict[str, object],
+                        snapshot, steps_file: str, key: str):
+    """Commit rows that point at the key's steps file `steps_file` (the episodes index, the
+    card) against `snapshot`; on a conflict, retry only while those steps are still the
+    key's current ones (else the concurrent writer whose steps stand wins)."""
+    steps_tid = delta.table_id("steps", str(partition["env"]))
+    rows = _with_partition(data, table_spec(tid), partition)
     for attempt in range(delta.COMMIT_RETRIES):
         try:
-            edt = delta.replace_key(lake, "episodes", rows, partition, snapshot=index,
-                                    operation=f"write {key}")
+            dt = delta.replace_key(lake, tid, rows, partition, snapshot=snapshot,
+                                   operation=f"write {key}")
             break
         except Exception as e:
             if not delta.is_conflict(e):
                 raise
-            index = delta.ensure_table(lake, "episodes")  # fresh, before the check below
-            _check_still_ours(lake, steps_tid, partition, steps_file.rel, key)
+            snapshot = delta.ensure_table(lake, tid)  # fresh, before the check below
+            _check_still_ours(lake, steps_tid, partition, steps_file, key)
             time.sleep(0.01 * (attempt + 1))
     else:
         raise LakeConflictError(key, f"gave up after {delta.COMMIT_RETRIES} conflicting "
-                                     "commits of the episodes index")
-    _check_still_ours(lake, steps_tid, partition, steps_file.rel, key)
-    return [steps_file, *delta.key_files(edt, "episodes", partition)]
+                                     f"commits of the {tid} table")
+    _check_still_ours(lake, steps_tid, partition, steps_file, key)
+    return dt
+
+
+def backfill_cards(lake: Lake, env: str | None = None, task: str | None = None
+                   ) -> list[str]:
+    """Compute the dataset card of every checkpoint that has none or a stale one (a lake
+    written before cards, a write killed before its card) from its rows, and remove cards of
+    checkpoints that no longer exist; returns one line per card written or removed. Each is
+    one commit, keyed like a write of the checkpoint; run it while nobody writes those
+    checkpoints (a concurrent rewrite leaves a stale card, which the next backfill replaces).
+    """
+    lake.check_readable()
+    envs = [env] if env is not None else [e for e in ENVS if delta.is_table(
+        lake, delta.table_id("steps", e))]
+    spec = table_spec("cards")
+    done = []
+    for e in envs:
+        sel = Selection(env=e, tasks=None if task is None else [task])
+        index = read_table(lake, "episodes", sel)
+        have = current_cards(lake, sel, ["task", "run", "checkpoint"])
+        indexed = set(index["steps_file"].to_pylist())
+        for rel in sorted(indexed - set(have)):
+            episodes = index.filter(pc.equal(index["steps_file"], rel))
+            first = episodes.slice(0, 1).to_pylist()[0]
+            partition = {p: first[p] for p in spec.partitions}
+            steps = read_files(lake, [rel], "steps", e, None)
+            card = card_record(get_task(f"{e}/{first['task']}"), steps, episodes, rel)
+            key = spec.key_name(partition)
+            _commit_pointing_at(lake, "cards", pa.Table.from_pylist([card], schema=spec.schema),
+                                partition, delta.ensure_table(lake, "cards"), rel, key)
+            done.append(f"wrote the card of {key}: {card['episodes']} episodes, "
+                        f"{card['steps']} steps")
+        keys = {(r["task"], r["run"], r["checkpoint"]) for r in index.select(
+            ["task", "run", "checkpoint"]).to_pylist()}
+        for rel, r in sorted(have.items()):
+            if (r["task"], r["run"], r["checkpoint"]) not in keys:
+                values = {"env": e, "task": r["task"], "run": r["run"],
+                          "checkpoint": r["checkpoint"]}
+                delta.delete_where(lake, "cards", spec.key_predicate(values))
+                done.append(f"removed the card of {spec.key_name(values)} (no such checkpoint; "
+                            f"it summarised {rel})")
+    return done
 
 
 def _check_finite(table: str, data: pa.Table, partition: dict[str, object]) -> None:
@@ -284,7 +357,7 @@ def write_records(
     the key's rows with those values, so e.g. two evaluations of one model and task at
     different updates, written at once, both stay (the loser of the commit race retries).
     """
-    if table == "steps" or table == "episodes":
+    if table in ("steps", "episodes", "cards"):
         raise LakeValueError(f"{table} is written with write_episodes()")
     partition = validate_partition(table, partition)
     spec = table_spec(table)
@@ -347,8 +420,8 @@ def write_reference(
 def delete_run(lake: Lake, task: str | Task, run: str) -> list[str]:
     """Remove every row of one (task, run) from every table; returns the files that left.
 
-    The episodes index goes first, then the steps it pointed at, then the references: a
-    reader going through `episodes` never meets a missing step.
+    The episodes index goes first, then the cards and the steps it pointed at, then the
+    references: a reader going through `episodes` never meets a missing step.
     """
     task = get_task(task) if isinstance(task, str) else task
     validate_partition("references", {"env": task.env, "task": task.scenario, "run": run})
@@ -357,6 +430,7 @@ def delete_run(lake: Lake, task: str | Task, run: str) -> list[str]:
     lake.check_readable()
     where = f"task = '{task.scenario}' AND run = '{run}'"
     removed = delta.delete_where(lake, "episodes", f"env = '{task.env}' AND {where}")
+    removed += delta.delete_where(lake, "cards", f"env = '{task.env}' AND {where}")
     removed += delta.delete_where(lake, delta.table_id("steps", task.env), where)
     removed += delta.delete_where(lake, "references", f"env = '{task.env}' AND {where}")
     return removed

@@ -1,13 +1,14 @@
 """The one code location: `dagster dev -m pipelines.definitions` (or `make ui`).
 
 Asset groups follow the data flow: online (Sable per task, recorded into the lake) -> lake
-(random baselines, the state of every task dataset) -> offline (models trained on the lake,
-evaluated on train and held-out tasks) -> reports.
+(random baselines, the state of every task dataset, each task's dataset card) -> offline
+(models trained on the lake, evaluated on train and held-out tasks) -> reports.
 """
 
 import dagster as dg
 
 from pipelines.assets.baselines import random_rollouts
+from pipelines.assets.card import dataset_card
 from pipelines.assets.offline import (
     ablation_sweep,
     offline_checks,
@@ -22,8 +23,8 @@ from pipelines.jobs import JOBS
 from pipelines.resources import default_resources
 
 defs = dg.Definitions(
-    assets=[random_rollouts, online_sable, dataset_status, offline_model, offline_eval_train,
-            offline_eval_test, ablation_sweep, report],
+    assets=[random_rollouts, online_sable, dataset_status, dataset_card, offline_model,
+            offline_eval_train, offline_eval_test, ablation_sweep, report],
     asset_checks=[*online_checks, *offline_checks],
     jobs=JOBS,
     resources=default_resources(),

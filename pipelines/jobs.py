@@ -4,11 +4,13 @@ import dagster as dg
 
 from pipelines.resources import LakeResource
 
-# Online Sable + recording for one task per run; backfill a split's partitions in the UI.
+# Online Sable + recording for one task per run, then its dataset card; backfill a split's
+# partitions in the UI.
 build_datasets = dg.define_asset_job(
     "build_datasets",
-    selection=dg.AssetSelection.assets("online_sable"),
-    description="Train online Sable on a task and record its dataset and references.",
+    selection=dg.AssetSelection.assets("online_sable", "dataset_card"),
+    description="Train online Sable on a task, record its dataset and references, and show "
+                "its dataset card.",
 )
 
 # The state of every recorded task dataset (e.g. after a run died), without training anything.

@@ -1,5 +1,6 @@
 """Random-policy rollouts of a task, recorded into the lake: the floor every policy must beat."""
 
+import json
 
 import dagster as dg
 from pydantic import Field
@@ -28,7 +29,8 @@ def random_rollouts(
     with compute.placed():
         batch = collect_random_episodes(task, config.episodes, config.seed)
     run = f"random-seed{config.seed}"
-    result = write_episodes(lake.lake(), task, run, 0, "low", batch)
+    result = write_episodes(lake.lake(), task, run, 0, "low", batch, config=json.dumps(
+        {"random_policy": {"episodes": config.episodes, "seed": config.seed}}))
     returns = batch.episode_returns()
     return dg.MaterializeResult(
         metadata={

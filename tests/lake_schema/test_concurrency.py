@@ -21,8 +21,11 @@ from lake_schema.verify import verify
 
 LBF = "lbf/8x8-2p-2f"
 TASKS = ("lbf/8x8-2p-2f", "lbf/10x10-3p-3f", "lbf/15x15-3p-5f", "lbf/12x12-4p-5f")
+# what a kill between a write's commits may leave: files outside the log, steps without
+# their index, an index or card of the replaced steps (the key's next write repairs them)
 LEFTOVERS = ("not in the Delta log", "steps with no episodes index row",
-             "which the steps table does not hold")
+             "which the steps table does not hold", "stale dataset card",
+             "no dataset card for this checkpoint")
 
 
 @pytest.fixture(scope="module")

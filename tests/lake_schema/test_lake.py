@@ -127,7 +127,8 @@ def test_delete_run_removes_every_table_of_the_run(lake):
     write_reference(lake, LBF, "run0", sable_returns=[1.0], random_returns=[0.0], env_steps=1)
     fill(lake, tasks=("lbf/10x10-3p-3f",), checkpoints=1)
     removed = delete_run(lake, LBF, "run0")
-    assert len(removed) == 5 and all("8x8-2p-2f" in f for f in removed)
+    # 2 checkpoints x (steps, episodes, card) + the references row
+    assert len(removed) == 7 and all("8x8-2p-2f" in f for f in removed)
     assert set(read_table(lake, "episodes")["task"].to_pylist()) == {"10x10-3p-3f"}
     assert not list_files(lake, "references")
     assert not any("8x8" in p for p in list_files(lake, "steps", Selection(env="lbf")))
@@ -333,7 +334,7 @@ def test_killed_writer_before_its_commit_leaves_nothing_visible(lake):
 def test_versions_history_and_as_of(lake):
     write_episodes(lake, LBF, "run0", 0, "low", synthetic_episodes(LBF, [5, 5], seed=1))
     first = table_versions(lake)
-    assert set(first) == {"steps/lbf", "episodes"}
+    assert set(first) == {"steps/lbf", "episodes", "cards"}
     write_episodes(lake, LBF, "run0", 0, "low", synthetic_episodes(LBF, [3], seed=2))
     now = table_versions(lake)
     assert now["episodes"] == first["episodes"] + 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from lake_schema.cards import dataset_cards
+from lake_schema.catalogue import get_task
 from lake_schema.duck import connect
 from lake_schema.reader import Selection, list_files, read_table, table_versions
 from lake_schema.storage import Lake
@@ -36,8 +38,10 @@ def test_round_trip_views_and_verify_on_s3(s3_lake):
     assert con.execute("select sum(length) from episodes").fetchone()[0] == 12
 
     report = verify(lake, deep=True)
-    assert report.ok and report.files == 5, report.problems
-    assert table_versions(lake) == {"steps/lbf": 3, "episodes": 3, "references": 1}
+    assert report.ok and report.files == 7, report.problems  # 2 checkpoints x 3 tables + refs
+    assert table_versions(lake) == {"steps/lbf": 3, "episodes": 3, "cards": 3, "references": 1}
+    (card,) = dataset_cards(lake, get_task(LBF))  # the cards table on S3, current ones only
+    assert (card.episodes, card.steps, card.reference["sable_return"]) == (3, 12, 0.8)
     rel = list_files(lake, "episodes")[0]
     lake.fs.pipe_file(lake.path(rel), b"not parquet")
     assert [p.path for p in verify(lake).problems] == [rel]

@@ -144,14 +144,15 @@ def test_cli_ls_du_query_verify(filled, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "retrun" in err[0] and 'Candidate bindings: "return"' in err[0], err
 
+    # 4 checkpoints: a steps file, an episodes file and a card each, plus 1 references file
     proc = run_cli(lake, "verify")
-    assert proc.returncode == 0 and "verified 9 files" in proc.stdout
+    assert proc.returncode == 0 and "verified 13 files" in proc.stdout
 
     proc = run_cli(lake, "history", "episodes")
     assert proc.returncode == 0 and "WRITE" in proc.stdout, proc.stderr
     assert main(["--root", lake.root, "versions", "--format", "json"]) == 0
     versions = dict((r["table"], r["version"]) for r in json.loads(capsys.readouterr().out))
-    assert versions == {"steps/lbf": 4, "episodes": 4, "references": 1}
+    assert versions == {"steps/lbf": 4, "episodes": 4, "cards": 4, "references": 1}
 
     bad = list_files(lake, "episodes")[0]
     Path(lake.path(bad)).write_bytes(b"junk")

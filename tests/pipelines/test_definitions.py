@@ -15,7 +15,8 @@ def test_definitions_load_with_groups_jobs_and_checks():
     graph = defs.resolve_asset_graph()
     groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
     assert groups == {
-        "random_rollouts": "lake", "dataset_status": "lake", "online_sable": "online",
+        "random_rollouts": "lake", "dataset_status": "lake", "dataset_card": "lake",
+        "online_sable": "online",
         "offline_model": "offline",
         "offline_eval_train": "offline", "offline_eval_test": "offline",
         "ablation_sweep": "offline", "report": "reports",

@@ -1,10 +1,13 @@
 """The online Sable asset materialises through Dagster's API (temporary instance and lake) at
 a tiny budget, its checks pass, and materialising again replaces the run's rows."""
 
+import json
+
 import dagster as dg
 import pydantic
 import pytest
 
+from lake_schema.cards import dataset_cards
 from lake_schema.catalogue import get_task
 from lake_schema.checks import (
     checkpoint_rows,
@@ -57,6 +60,11 @@ def test_online_asset_materialises_with_metadata_and_passing_checks(lake, tmp_pa
     assert_published(lake, meta["learning_curve"].value, "learning curve")
     assert [r.data["quality"] for r in meta["checkpoints"].records] == ["low", "high"]
     assert "env=lbf/task=8x8-2p-2f/run=sable-seed0" in meta["episodes_partition"].value
+    # the dataset card names what produced the rows: this online config and the code
+    (card,) = dataset_cards(lake, get_task(TASK))
+    ((config, version),) = card.producers
+    assert json.loads(config)["online_sable"]["total_env_steps"] == TINY["total_env_steps"]
+    assert version.startswith("sable-lake ") and card.reference is not None
 
     checks = result.get_asset_check_evaluations()
     assert {c.check_name for c in checks} == {c.check_key.name for c in online_checks}

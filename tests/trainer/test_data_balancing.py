@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 
+from lake_schema.stats import Moments, combine, moments
 from trainer.data.balancing import Planner, balanced_counts, valid_starts
 from trainer.data.loader import LoaderConfig
 from trainer.data.selection import choose, fraction_count
-from trainer.data.stats import Moments, ObsStats, combine, moments
+from trainer.data.stats import ObsStats
 
 SIZES = [(b, m) for m in (1, 2, 3, 5, 7, 15) for b in (m, m + 1, 2 * m, 2 * m + m - 1, 480)]
 

@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from lake_schema.reader import LakeFileError, Selection, read_table, table_versions
@@ -93,6 +94,65 @@ def test_standardisation_stats_over_real_agents_of_all_tasks(filled, tmp_path):
     # stats are stored with the cache: a reopened cache has the same numbers
     again = TrainingCache.open(cache.path)
     np.testing.assert_array_equal(again.stats.std, cache.stats.std)
+
+
+def _numpy_stats(lake, resolved) -> tuple[np.ndarray, np.ndarray, int]:
+    """Plain numpy mean/std over the selected episodes' real agents, read from the lake."""
+    obs = np.concatenate([
+        _lake_steps(lake, te.task, te.to_json())["obs"].reshape(-1, 75).astype(np.float64)
+        for te in resolved.tasks])
+    std = obs.std(0)
+    return obs.mean(0), np.where(std < 1e-6, 1.0, std), len(obs)
+
+
+@pytest.mark.parametrize(("selection", "partial"), [
+    ({"tasks": TASKS}, False),  # whole checkpoints: every statistic from the cards
+    ({"tasks": TASKS, "quality": "high"}, False),
+    ({"tasks": TASKS[:1], "fraction": 0.5, "seed": 3}, True),  # partly selected: computed
+    ({"tasks": TASKS, "runs": ("r2",), "quality": "high+low", "low_fraction": 0.5}, True),
+])
+def test_standardisation_stats_come_from_the_cards(filled, tmp_path, selection, partial):
+    sel = DataSelection(env="lbf", **selection)
+    resolved = resolve_selection(filled, sel)
+    cache = build_cache(filled, sel, tmp_path / "c")
+    mean, std, count = _numpy_stats(filled, resolved)
+    assert cache.stats.count == count
+    np.testing.assert_allclose(cache.stats.mean, mean, rtol=1e-5)
+    np.testing.assert_allclose(cache.stats.std, std, rtol=1e-5)
+    whole = sum(
+        int(np.sum(te.columns["steps_file"] == f)) == 4  # fill_lake: 4 episodes a checkpoint
+        for te in resolved.tasks for f in set(te.columns["steps_file"]))
+    assert cache.manifest["stats_from_cards"] == {
+        "checkpoints": whole, "of": len(resolved.steps_files)}
+    assert whole > 0 and (whole < len(resolved.steps_files)) == partial
+
+
+def test_stats_are_read_from_the_cards_and_computed_without_them(filled, tmp_path):
+    """A card's moments are used as they are (a card edited behind the lake's back shows in
+    the statistics); a lake without cards (written before them) gets the same numbers
+    computed from the rows."""
+    from lake_schema import delta
+
+    sel = DataSelection(env="lbf", tasks=TASKS[:1], runs=("r1",))
+    mean, std, count = _numpy_stats(filled, resolve_selection(filled, sel))
+    cards = read_table(filled, "cards", Selection(env="lbf", tasks=["8x8-2p-2f"], runs=["r1"]))
+    edited = cards.set_column(cards.schema.get_field_index("obs_mean"), "obs_mean", pa.array(
+        [[v + 10.0 for v in row] for row in cards["obs_mean"].to_pylist()]))
+    for ck in range(3):
+        delta.replace_key(filled, "cards", edited.filter(pc.equal(
+            edited["checkpoint"], ck)), {"env": "lbf", "task": "8x8-2p-2f", "run": "r1",
+                                         "checkpoint": ck})
+    cache = build_cache(filled, sel, tmp_path / "edited")
+    np.testing.assert_allclose(cache.stats.mean, mean + 10.0, rtol=1e-5)
+    assert cache.manifest["stats_from_cards"] == {"checkpoints": 3, "of": 3}
+
+    filled.fs.rm(filled.path("cards"), recursive=True)
+    fresh = type(filled)(filled.root)  # a new process: no Delta table cached from before
+    cache = build_cache(fresh, sel, tmp_path / "without")
+    assert cache.manifest["stats_from_cards"] == {"checkpoints": 0, "of": 3}
+    assert cache.stats.count == count
+    np.testing.assert_allclose(cache.stats.mean, mean, rtol=1e-5)
+    np.testing.assert_allclose(cache.stats.std, std, rtol=1e-5)
 
 
 def test_cache_is_reused_and_rebuilt_when_the_lake_changes(filled, tmp_path):

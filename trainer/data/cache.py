@@ -19,7 +19,8 @@ conversion, booleans are bytes, and the loader's gather is one numpy call per ar
 
 Layout of `<cache_dir>/<env>-<selection hash>-<data hash>/`:
     manifest.json        key, lake root, selection, tasks, lake table versions, lake files
-                         (path + size), standardisation stats: written last
+                         (path + size), standardisation stats (and how many checkpoints'
+                         came from their dataset cards): written last
     episodes.json        which episodes, per task, in stream order (run, quality,
                          checkpoint, episode, length, steps_file, first_row)
     NN-<scenario>/       per task, S = its selected steps (canonical episode order):
@@ -65,11 +66,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lake_schema.cards import card_moments, current_cards
 from lake_schema.catalogue import ENVS
-from lake_schema.reader import LakeFileError, open_checked, table_versions
+from lake_schema.reader import LakeFileError, Selection, open_checked, table_versions
+from lake_schema.stats import Moments, combine, moments
 from lake_schema.storage import Lake
 from trainer.data.selection import DataSelection, ResolvedSelection, TaskEpisodes, resolve_selection
-from trainer.data.stats import Moments, ObsStats, combine, moments
+from trainer.data.stats import ObsStats
 
 log = logging.getLogger(__name__)
 
@@ -239,8 +242,15 @@ def _columns_to_numpy(batch: pa.RecordBatch, n: int, f: int, a: int, rel: str) -
     return out
 
 
-def _build_task(lake: Lake, te: TaskEpisodes, out_dir: Path, env: str) -> Moments:
-    """Copy one task's selected episodes into .npy files, file by file; returns obs moments."""
+def _build_task(lake: Lake, te: TaskEpisodes, out_dir: Path, env: str,
+                cards: dict[str, dict]) -> tuple[Moments, int]:
+    """Copy one task's selected episodes into .npy files, file by file; returns the obs
+    moments of the copied agent-steps and how many checkpoints they came from cards for.
+
+    A steps file is one checkpoint; when every one of its episodes is selected and `cards`
+    (by steps file) has its card, the card's moments are that checkpoint's: exact, computed
+    when it was written. Otherwise (a partly selected checkpoint, no current card) they are
+    computed from the rows as they are copied."""
     spec = ENVS[env]
     n, f, a, s = te.num_agents, spec.obs_width, spec.num_actions, te.num_steps
     out_dir.mkdir(parents=True)
@@ -256,6 +266,7 @@ def _build_task(lake: Lake, te: TaskEpisodes, out_dir: Path, env: str) -> Moment
     first[ep_start] = True
     np.save(out_dir / "first.npy", first)
     stats = Moments.empty(f)
+    from_cards = 0
     files = cols["steps_file"]
     # Episodes of one steps file are contiguous in canonical order (one file per run+checkpoint)
     change = np.flatnonzero(np.r_[True, files[1:] != files[:-1], True])
@@ -267,19 +278,25 @@ def _build_task(lake: Lake, te: TaskEpisodes, out_dir: Path, env: str) -> Moment
             "episode": np.repeat(cols["episode"][idx], lengths[idx]),
             "step": np.concatenate([np.arange(lengths[i]) for i in idx]),
         }
+        card = cards.get(str(files[lo]))
+        whole = card is not None and int(card["episodes"]) == int(hi - lo)
         with open_checked(lake, str(files[lo])) as pf:
-            stats = combine(stats, _copy_file(pf, str(files[lo]), want, out,
-                                              int(ep_start[lo]), env, n))
+            copied = _copy_file(pf, str(files[lo]), want, out, int(ep_start[lo]), env, n,
+                                with_stats=not whole)
+        stats = combine(stats, card_moments(card) if whole else copied)
+        from_cards += int(whole)
     for arr in out.values():
         arr.flush()
     del out
-    return stats
+    return stats, from_cards
 
 
 def _copy_file(pf: pq.ParquetFile, rel: str, want: dict[str, np.ndarray],
-               out: dict[str, np.ndarray], dst0: int, env: str, n: int) -> Moments:
+               out: dict[str, np.ndarray], dst0: int, env: str, n: int,
+               with_stats: bool = True) -> Moments:
     """Copy rows want["src"] of one steps file to out[dst0:], reading only the row groups
-    that hold them, one record batch at a time."""
+    that hold them, one record batch at a time; returns the copied observations' moments
+    (empty unless `with_stats`)."""
     spec = ENVS[env]
     f, a = spec.obs_width, spec.num_actions  # columns checked by open_checked
     src = want["src"]
@@ -311,7 +328,8 @@ def _copy_file(pf: pq.ParquetFile, rel: str, want: dict[str, np.ndarray],
                                              "(episode/step columns disagree)")
                 for k in out:
                     out[k][dst0 + pos] = data[k][take]
-                stats = combine(stats, moments(data["obs"][take]))
+                if with_stats:
+                    stats = combine(stats, moments(data["obs"][take]))
             row0 = row1
     return stats
 
@@ -382,16 +400,26 @@ def build_cache(lake: Lake, selection: DataSelection,
         tmp.mkdir()
         total = Moments.empty(ENVS[env].obs_width)
         tasks = []
+        cards = current_cards(lake, Selection(
+            env=env, tasks=[t.task.split("/", 1)[1] for t in resolved.tasks],
+            runs=selection.runs), ["episodes", "obs_count", "obs_mean", "obs_m2"])
+        from_cards = 0
         for i, te in enumerate(resolved.tasks):
             d = f"{i:02d}-{te.task.split('/', 1)[1]}"
-            total = combine(total, _build_task(lake, te, tmp / d, env))
+            moments_i, cards_i = _build_task(lake, te, tmp / d, env, cards)
+            total = combine(total, moments_i)
+            from_cards += cards_i
             tasks.append(CacheTask(te.task, te.num_agents, te.num_steps, te.num_episodes, d))
+        checkpoints = len(resolved.steps_files)
+        log.info("standardisation statistics: %d of %d checkpoints from their dataset cards, "
+                 "the rest computed", from_cards, checkpoints)
         (tmp / EPISODES).write_text(json.dumps({t.task: t.to_json() for t in resolved.tasks}))
         manifest = {
             "version": CACHE_VERSION, "key": final.name, "env": env, "lake": lake.root,
             "selection": selection.to_json(), "versions": versions,
             "tasks": [t.__dict__ for t in tasks],
             "files": stamps, "stats": ObsStats.from_moments(total).to_json(),
+            "stats_from_cards": {"checkpoints": from_cards, "of": checkpoints},
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))

@@ -466,6 +466,7 @@ def train_online(
     )
 
     meta = {"task": task.name, "run": run, "config": json.loads(config.to_json())}
+    producer = json.dumps({"online_sable": meta["config"]}, sort_keys=True)  # for the cards
     state, start = _resume_or_start(store, lake, meta, layout, abstract, init, seed_key, resume,
                                     progress, result)
     progress.say(
@@ -493,7 +494,8 @@ def train_online(
     def write_checkpoint(k: int, batch: Any, host_state: PPOState, rec: dict) -> CheckpointRecord:
         t0 = time.perf_counter()
         written = write_episodes(
-            lake, task, run, k, layout.quality(k), batch, env_steps=layout.env_steps_at(k)
+            lake, task, run, k, layout.quality(k), batch, env_steps=layout.env_steps_at(k),
+            config=producer,
         )
         store.save(k, host_state)  # after the rows: a saved checkpoint always has its rows
         return CheckpointRecord(

@@ -1,0 +1,91 @@
+"""The dataset card of each task: what its recorded runs hold, in the Dagster UI.
+
+Wiring only: the card is computed when the data is written (`lake_schema.writer`) and read
+and aggregated by `lake_schema.cards`; this asset shows it as table, numeric and plot
+metadata.
+"""
+
+import dagster as dg
+import numpy as np
+import polars as pl
+from pydantic import Field
+
+from lake_schema.cards import DatasetCard, dataset_cards, format_card
+from lake_schema.catalogue import get_task
+from lake_schema.schema import CARD_QUANTILES
+from pipelines.partitions import task_partitions
+from pipelines.resources import LakeResource
+
+
+class DatasetCardConfig(dg.Config):
+    run: str = Field(default="", description="one run's card; default: every run of the task")
+
+
+def _checkpoints(cards: list[DatasetCard]) -> pl.DataFrame:
+    median = CARD_QUANTILES.index(0.5)
+    return pl.DataFrame([{
+        "run": c.run, "checkpoint": r["checkpoint"], "quality": r["quality"],
+        "env_steps": r["env_steps"], "episodes": r["episodes"], "steps": r["steps"],
+        "return_mean": r["return_mean"], "return_std": float(np.sqrt(r["return_m2"]
+                                                                     / r["episodes"])),
+        "return_min": r["return_min"], "return_median": r["return_quantiles"][median],
+        "return_max": r["return_max"],
+    } for c in cards for r in c.checkpoints])
+
+
+def _features(card: DatasetCard) -> pl.DataFrame:
+    obs = card.obs()
+    rows = []
+    for i in range(len(obs.min)):
+        row = {"feature": i, "mean": float(obs.moments.mean[i]),
+               "std": float(obs.moments.std[i]), "min": float(obs.min[i])}
+        row |= {f"p{round(q * 100)}": float(obs.quantiles[j, i])
+                for j, q in enumerate(CARD_QUANTILES)}
+        rows.append(row | {"max": float(obs.max[i])})
+    return pl.DataFrame(rows)
+
+
+def _actions(cards: list[DatasetCard]) -> pl.DataFrame:
+    return pl.DataFrame([
+        {"run": c.run, "agent_slot": slot, **{f"a{a}": float(v) for a, v in enumerate(row)}}
+        for c in cards for slot, row in enumerate(c.action_frequencies())])
+
+
+@dg.asset(group_name="lake", partitions_def=task_partitions, deps=["online_sable"],
+          kinds={"parquet"})
+def dataset_card(context: dg.AssetExecutionContext, config: DatasetCardConfig,
+                 lake: LakeResource) -> dg.MaterializeResult:
+    """The task's dataset card per run, as written with its checkpoints: episodes and steps
+    per checkpoint and quality, return distributions, per-feature observation statistics,
+    action frequencies per agent slot, the reference returns, and what produced the data.
+    Fails, naming the fix, when the lake has no data or no cards for the task."""
+    from pipelines.card_plots import action_histogram_png, returns_by_checkpoint_png
+    from pipelines.plots import png_markdown, table_metadata
+
+    task = get_task(context.partition_key)
+    cards = dataset_cards(lake.lake(), task, config.run or None)
+    references = [c.reference for c in cards if c.reference is not None]
+    meta: dict = {
+        "runs": ", ".join(c.run for c in cards),
+        "checkpoints": sum(len(c.checkpoints) for c in cards),
+        "episodes": sum(c.episodes for c in cards),
+        "steps": sum(c.steps for c in cards),
+        "stale_checkpoints": ", ".join(f"{c.run}:{k}" for c in cards for k in c.stale)
+        or "none",
+        "per_checkpoint": table_metadata(_checkpoints(cards)),
+        "returns_by_checkpoint": png_markdown(
+            returns_by_checkpoint_png(cards, task.name), "returns by checkpoint and quality"),
+        "action_frequencies": table_metadata(_actions(cards)),
+        "action_histogram": png_markdown(action_histogram_png(cards, task.name),
+                                         "action frequencies per agent slot"),
+        "observations": table_metadata(_features(cards[-1])),
+        "observations_run": cards[-1].run,
+        "produced_by": dg.MetadataValue.md("\n".join(
+            f"- run {c.run}: {version or 'unknown code'}; config `{cfg or 'unknown'}`"
+            for c in cards for cfg, version in c.producers)),
+        "card": dg.MetadataValue.md("\n\n".join(f"```\n{format_card(c)}\n```" for c in cards)),
+    }
+    if references:  # the latest run's: the normalisation constant and the floor
+        meta |= {"sable_return": float(references[-1]["sable_return"]),
+                 "random_return": float(references[-1]["random_return"])}
+    return dg.MaterializeResult(metadata=meta)

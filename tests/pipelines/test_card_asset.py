@@ -1,0 +1,74 @@
+"""The `dataset_card` asset shows a task's card from real lake rows (written by the lake's
+writer, cards included) through Dagster's API: tables, numbers and plots as metadata; a
+task without data fails naming it."""
+
+import base64
+
+import dagster as dg
+import numpy as np
+
+from lake_schema.reader import Selection, read_table
+from lake_schema.writer import write_reference
+from pipelines.assets.card import dataset_card
+from pipelines.resources import default_resources
+from tests.helpers.lake import fill_lake
+
+TASK = "lbf/10x10-3p-3f"
+
+
+def _materialise(lake, task=TASK, run=""):
+    return dg.materialize(
+        [dataset_card], partition_key=task, resources=default_resources(lake.root),
+        run_config={"ops": {"dataset_card": {"config": {"run": run}}}},
+        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+
+
+def _png(md: str) -> bytes:
+    return base64.b64decode(md.split("base64,", 1)[1].rstrip(")"))
+
+
+def test_dataset_card_asset_metadata(lake):
+    fill_lake(lake, [TASK], runs=("r1", "r2"), checkpoints=3, episodes=3, seed=2)
+    write_reference(lake, TASK, "r2", sable_returns=[0.7], random_returns=[0.05], env_steps=9)
+    result = _materialise(lake)
+    assert result.success
+    meta = result.asset_materializations_for_node("dataset_card")[0].metadata
+    eps = read_table(lake, "episodes", Selection(env="lbf", tasks=["10x10-3p-3f"]))
+    assert meta["runs"].value == "r1, r2" and meta["checkpoints"].value == 6
+    assert meta["episodes"].value == eps.num_rows == 18
+    assert meta["steps"].value == int(eps["length"].to_numpy().sum())
+    assert meta["sable_return"].value == 0.7 and meta["random_return"].value == 0.05
+    assert meta["stale_checkpoints"].value == "none"
+    per_ck = meta["per_checkpoint"].value
+    rows = [r.data for r in per_ck.records]
+    assert [(r["run"], r["checkpoint"], r["quality"]) for r in rows] == [
+        (run, ck, q) for run in ("r1", "r2") for ck, q in enumerate(("low", "low", "high"))]
+    for r in rows:  # each row equals numpy over that checkpoint's episodes
+        ret = eps.filter((eps["run"].to_numpy() == r["run"])
+                         & (eps["checkpoint"].to_numpy() == r["checkpoint"]))["return"]
+        assert r["episodes"] == len(ret)
+        assert np.isclose(r["return_mean"], np.mean(ret.to_numpy()), atol=1e-3)
+    actions = [r.data for r in meta["action_frequencies"].value.records]
+    assert len(actions) == 2 * 3  # runs x agent slots
+    assert all(abs(sum(v for k, v in a.items() if k[0] == "a" and k[1:].isdigit()) - 1) < 1e-2
+               for a in actions)
+    assert len(meta["observations"].value.records) == 75
+    assert meta["observations_run"].value == "r2"
+    for key in ("returns_by_checkpoint", "action_histogram"):
+        assert _png(meta[key].value).startswith(b"\x89PNG"), key
+    assert "dataset card: lbf/10x10-3p-3f, run r1" in meta["card"].value
+    assert "sable-lake" in meta["produced_by"].value
+
+    one = _materialise(lake, run="r1")
+    assert one.success
+    meta = one.asset_materializations_for_node("dataset_card")[0].metadata
+    assert meta["runs"].value == "r1" and "sable_return" not in meta  # r1 has no references
+
+
+def test_dataset_card_asset_fails_naming_a_task_without_data(lake):
+    fill_lake(lake, [TASK], checkpoints=1, episodes=2)
+    result = _materialise(lake, task="lbf/8x8-2p-2f")
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    cause = failure.step_failure_data.error.cause  # the asset's own error, one line
+    assert cause.message.strip().endswith(f"no data for lbf/8x8-2p-2f in {lake.root}")
