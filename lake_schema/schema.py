@@ -226,27 +226,34 @@ CARD_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 CARD_SAMPLE = 1024
 CARDS_SCHEMA = pa.schema(
     [
-        # the steps file it summarises: the card is current while the key's steps are this file
-        ("steps_file", pa.string()),
-        ("episodes", pa.int32()),
-        ("steps", pa.int64()),
-        ("num_agents", pa.int16()),
-        ("env_steps", pa.int64()),
-        ("return_mean", pa.float64()),
-        ("return_m2", pa.float64()),  # sum of squared deviations (mergeable)
-        ("return_min", pa.float64()),
-        ("return_max", pa.float64()),
-        ("return_quantiles", pa.list_(pa.float64())),  # at CARD_QUANTILES
-        ("obs_count", pa.int64()),  # agent-steps: steps x num_agents
-        ("obs_mean", pa.list_(pa.float64())),  # [F]
-        ("obs_m2", pa.list_(pa.float64())),  # [F]
-        ("obs_min", pa.list_(pa.float64())),  # [F]
-        ("obs_max", pa.list_(pa.float64())),  # [F]
-        ("obs_sample", pa.list_(pa.list_(pa.float32()))),  # [K <= CARD_SAMPLE][F], uniform
-        ("action_counts", pa.list_(pa.list_(pa.int64()))),  # [N agent slots][A actions]
-        ("config", pa.string()),  # what produced the rows (the online config), JSON
-        ("code_version", pa.string()),  # sable-lake version and git commit that wrote them
-        ("written_at", pa.timestamp("ms", tz="UTC")),
+        _f("steps_file", pa.string(), "the steps file it summarises: the card is current while "
+                                      "its checkpoint's steps are this file"),
+        _f("episodes", pa.int32(), "episodes recorded at this checkpoint"),
+        _f("steps", pa.int64(), "steps (rows of steps) recorded at this checkpoint"),
+        _f("num_agents", pa.int16(), "N, the task's number of agents"),
+        _f("env_steps", pa.int64(), "online env steps trained when the checkpoint was recorded"),
+        _f("return_mean", pa.float64(), "mean episode return"),
+        _f("return_m2", pa.float64(), "sum of squared deviations of the episode returns "
+                                      "(mergeable across checkpoints: Chan et al.)"),
+        _f("return_min", pa.float64(), "lowest episode return"),
+        _f("return_max", pa.float64(), "highest episode return"),
+        _f("return_quantiles", pa.list_(pa.float64()), "episode-return quantiles at "
+                                                       "CARD_QUANTILES (5/25/50/75/95%)"),
+        _f("obs_count", pa.int64(), "agent-steps the observation statistics cover: steps x N"),
+        _f("obs_mean", pa.list_(pa.float64()), "[F] per-feature mean of the observations"),
+        _f("obs_m2", pa.list_(pa.float64()), "[F] per-feature sum of squared deviations "
+                                             "(mergeable; std = sqrt(m2 / count))"),
+        _f("obs_min", pa.list_(pa.float64()), "[F] per-feature minimum"),
+        _f("obs_max", pa.list_(pa.float64()), "[F] per-feature maximum"),
+        _f("obs_sample", pa.list_(pa.list_(pa.float32())), "[K <= CARD_SAMPLE][F] a uniform "
+                                                           "sample of agent-step observations "
+                                                           "(for quantiles)"),
+        _f("action_counts", pa.list_(pa.list_(pa.int64())), "[N agent slots][A actions] how "
+                                                            "often each action was taken"),
+        _f("config", pa.string(), "what produced the rows (the online config), JSON; null "
+                                  "when unknown"),
+        _f("code_version", pa.string(), "the sable-lake version and git commit that wrote them"),
+        _f("written_at", pa.timestamp("ms", tz="UTC"), "when the card was written (UTC)"),
     ]
 )
 
@@ -263,6 +270,7 @@ ROW_KEYS: dict[str, tuple[str, ...]] = {
     "episodes": (*_STEP_KEY, "episode"),
     "references": ("env", "task", "run"),
     "evaluations": ("env", "task", "model", "update", "episodes"),
+    "cards": _STEP_KEY,  # one row per recorded checkpoint
 }
 
 # table -> (partition keys in path order, write key)

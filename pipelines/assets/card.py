@@ -60,10 +60,11 @@ def dataset_card(context: dg.AssetExecutionContext, config: DatasetCardConfig,
     action frequencies per agent slot, the reference returns, and what produced the data.
     Fails, naming the fix, when the lake has no data or no cards for the task."""
     from pipelines.card_plots import action_histogram_png, returns_by_checkpoint_png
-    from pipelines.plots import png_markdown, table_metadata
+    from pipelines.plots import publish_png, table_metadata
 
     task = get_task(context.partition_key)
-    cards = dataset_cards(lake.lake(), task, config.run or None)
+    the_lake = lake.lake()
+    cards = dataset_cards(the_lake, task, config.run or None)
     references = [c.reference for c in cards if c.reference is not None]
     meta: dict = {
         "runs": ", ".join(c.run for c in cards),
@@ -73,11 +74,12 @@ def dataset_card(context: dg.AssetExecutionContext, config: DatasetCardConfig,
         "stale_checkpoints": ", ".join(f"{c.run}:{k}" for c in cards for k in c.stale)
         or "none",
         "per_checkpoint": table_metadata(_checkpoints(cards)),
-        "returns_by_checkpoint": png_markdown(
-            returns_by_checkpoint_png(cards, task.name), "returns by checkpoint and quality"),
+        "returns_by_checkpoint": publish_png(
+            the_lake, returns_by_checkpoint_png(cards, task.name),
+            "returns by checkpoint and quality"),
         "action_frequencies": table_metadata(_actions(cards)),
-        "action_histogram": png_markdown(action_histogram_png(cards, task.name),
-                                         "action frequencies per agent slot"),
+        "action_histogram": publish_png(the_lake, action_histogram_png(cards, task.name),
+                                        "action frequencies per agent slot"),
         "observations": table_metadata(_features(cards[-1])),
         "observations_run": cards[-1].run,
         "produced_by": dg.MetadataValue.md("\n".join(
