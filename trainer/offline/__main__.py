@@ -7,6 +7,11 @@
 
 `train` prints the run directory (`<models>/<config id>`); `--set k=v` overrides any
 OfflineConfig field (values parsed as JSON when they parse, else kept as strings).
+
+Data parallel over several processes (`trainer.distributed`): `--processes N` starts N local
+processes of the same command; on a cluster, start the command once per host with
+`--coordinator HOST:PORT --num-processes N --process-id I` (process 0 listens on HOST:PORT).
+Each process reads its slice of every global batch; process 0 writes the run's files.
 """
 
 from __future__ import annotations
@@ -33,6 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--profile", default="demo")
     t.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     t.add_argument("--models", default="models")
+    t.add_argument("--processes", type=int, default=None, metavar="N",
+                   help="start N local processes of this command, one data-parallel run")
+    t.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="join a multi-process run whose process 0 listens here")
+    t.add_argument("--num-processes", type=int, default=None, metavar="N")
+    t.add_argument("--process-id", type=int, default=None, metavar="I")
     e = sub.add_parser("evaluate", help="evaluate a trained model")
     e.add_argument("run_dir")
     e.add_argument("--lake", required=True)
@@ -43,7 +54,24 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--greedy", action="store_true")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--no-write", action="store_true")
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = p.parse_args(argv)
+    if args.command == "train":
+        from trainer import distributed
+
+        try:
+            distributed.check_args(args.coordinator, args.num_processes, args.process_id)
+            if args.processes is not None and args.coordinator is not None:
+                raise ValueError("--processes starts the processes itself: give it without "
+                                 "--coordinator/--num-processes/--process-id")
+            if args.processes is not None:
+                return distributed.launch_local(
+                    distributed.worker_command("trainer.offline", _without_processes(argv)),
+                    args.processes)
+        except ValueError as e:
+            p.error(str(e))
+        if args.coordinator is not None:
+            distributed.join(args.coordinator, args.num_processes, args.process_id)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("absl").setLevel(logging.WARNING)
 
@@ -58,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
                                        **parse_overrides(args.set, OfflineConfig))
         run_dir = Path(args.models) / config_id(config, selection)
         result = train(Lake(args.lake), selection, config, run_dir)
-        print(result.run_dir)
+        if distributed.is_primary():
+            print(result.run_dir)
         return 0
     checkpoint = int(args.checkpoint) if args.checkpoint.isdigit() else args.checkpoint
     results = evaluate(Lake(args.lake), args.run_dir, tasks=args.tasks, split=args.split,
@@ -69,6 +98,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r.task}\t{r.split}\treturn {r.mean_return:.4f} +- {r.std_return:.4f}\t"
               f"normalised {r.normalised_return:.4f}")
     return 0
+
+
+def _without_processes(argv: list[str]) -> list[str]:
+    """argv less `--processes N` (each local process is one of the N)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--processes":
+            skip = True
+        elif not a.startswith("--processes="):
+            out.append(a)
+    return out
 
 
 if __name__ == "__main__":
