@@ -37,4 +37,7 @@ def test_offline_progress_lines_are_in_the_run_log(lake, tmp_path, monkeypatch):
     assert having("/", "steps cached (100.0%)", "steps/s", "ETA 0s", "task 2/2")
     assert having("2/2 updates (100.0%)", "updates/s", "ETA 0s", "| loss ")
     assert having("1/2 updates (50.0%)", "ETA ?")  # the first line, early (rate unknown yet)
+    assert having("1/2 tasks evaluated (50.0%)", "tasks/s", "ETA ", "| lbf/8x8-2p-2f: mean "
+                  "return ")
     assert having("2/2 tasks evaluated (100.0%)", "ETA 0s")
+    assert having("lbf/10x10-3p-3f (train): return ", "normalised ")

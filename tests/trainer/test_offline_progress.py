@@ -1,5 +1,6 @@
 """Progress lines with rate and ETA from the long offline steps (the training cache build,
-training, evaluation), through the shared `trainer.progress` helper, to the caller's `log`."""
+training; evaluation's in tests/pipelines/test_progress_run_log.py), through the shared
+`trainer.progress` helper, to the caller's `log`."""
 
 import re
 
@@ -7,10 +8,9 @@ import pytest
 
 import trainer.offline.training as training
 from lake_schema.storage import Lake
-from lake_schema.writer import write_reference
 from tests.helpers.lake import fill_lake
 from trainer.data import DataSelection
-from trainer.offline import EvalConfig, OfflineConfig, evaluate, train
+from trainer.offline import OfflineConfig, train
 from trainer.progress import Progress, duration
 
 TASKS = ("lbf/8x8-2p-2f", "lbf/10x10-3p-3f")
@@ -48,12 +48,9 @@ def test_the_eta_is_the_work_left_at_the_rate():
     assert [duration(s) for s in (5, 65, 3725, float("nan"))] == ["5s", "1m05s", "1h02m", "?"]
 
 
-def test_cache_build_training_and_evaluation_log_progress_with_eta(tmp_path, monkeypatch):
+def test_cache_build_and_training_log_progress_with_eta(tmp_path, monkeypatch):
     lake = Lake(tmp_path / "lake")
     fill_lake(lake, TASKS, checkpoints=2, episodes=4, lengths=(8, 30), seed=5)
-    for task in TASKS:
-        write_reference(lake, task, "online", sable_returns=[0.5], random_returns=[0.1],
-                        env_steps=1)
     monkeypatch.setattr(training, "PROGRESS_INTERVAL_S", 0.0)  # a line at every log point
     lines: list[str] = []
     result = train(lake, DataSelection(env="lbf", tasks=TASKS), OfflineConfig(**TINY),
@@ -76,15 +73,7 @@ def test_cache_build_training_and_evaluation_log_progress_with_eta(tmp_path, mon
         assert rate > 0
         assert abs(_seconds(m["eta"]) - (6 - int(m["done"])) / rate) <= 0.5 + 1e-9, m.string
     assert result.update == 6
-
-    # evaluation: a line per task, then the results
-    lines.clear()
-    evaluate(lake, result.run_dir, tasks=list(TASKS), eval_config=EvalConfig(episodes=2),
-             write=False, log=lines.append)
-    evals = _progress(lines, "tasks evaluated")
-    assert [m["done"] for m in evals] == ["1", "2"] and evals[-1]["eta"] == "0s"
-    assert "lbf/8x8-2p-2f: mean return" in evals[0].string
-    assert any(x.startswith("lbf/10x10-3p-3f (train): return ") for x in lines)
+    # evaluation's lines (a line per task): tests/pipelines/test_progress_run_log.py
 
 
 @pytest.mark.parametrize("total", [0, 5])
