@@ -12,7 +12,7 @@ export JAX_PLATFORMS ?= cpu
 
 # Debian packages some tests need (servers, a headless browser): installed by `make test`
 # when missing (as root, or through sudo).
-DEBIAN_PACKAGES := chromium
+DEBIAN_PACKAGES := chromium postgresql
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "sable-lake needs Python >= 3.11"'

@@ -78,7 +78,7 @@ def train_model(lake: Lake, config: OfflineModelConfig, offline_config, selectio
     run_dir = models_root(config.models_dir) / cid
     log(f"model {cid} ({offline_config.algorithm}) on {', '.join(selection.task_names)} -> "
         f"{run_dir}")
-    result = train(lake, selection, offline_config, run_dir, devices=devices)
+    result = train(lake, selection, offline_config, run_dir, devices=devices, log=log)
     ref = {"config_id": cid, "run_dir": str(run_dir.absolute()), "env": offline_config.env,
            "algorithm": offline_config.algorithm, "train_tasks": list(selection.task_names),
            "split": selection.split, "update": result.update}
@@ -153,16 +153,18 @@ def eval_targets(info: dict, config: OfflineEvalConfig, role: str
     return tasks or None, split
 
 
-def evaluate_model(lake: Lake, run_dir: Path, config: OfflineEvalConfig, role: str):
+def evaluate_model(lake: Lake, run_dir: Path, config: OfflineEvalConfig, role: str,
+                   log: Callable[[str], None] | None = None):
     """(model info, TaskResults) of the model in `run_dir` on its `role` tasks (`eval_targets`),
-    written to `evaluations`. The assets and the sweep both evaluate through this."""
+    written to `evaluations`; progress lines to `log`. The assets and the sweep both evaluate
+    through this."""
     from trainer.offline import evaluate
     from trainer.offline.checkpoint import read_model_info
 
     info = read_model_info(run_dir)
     tasks, split = eval_targets(info, config, role)
     return info, evaluate(lake, run_dir, tasks=tasks, split=split,
-                          eval_config=config.eval_config())
+                          eval_config=config.eval_config(), log=log)
 
 
 def mean_normalised(results) -> float:
@@ -175,7 +177,7 @@ def _evaluate(context: dg.AssetExecutionContext, config: OfflineEvalConfig, lake
     run_dir = (models_root(config.models_dir) / config.model) if config.model else Path(
         model["run_dir"])
     with compute.placed():
-        info, results = evaluate_model(lake.lake(), run_dir, config, role)
+        info, results = evaluate_model(lake.lake(), run_dir, config, role, context.log.info)
     context.log.info(f"{info['config_id']}: mean normalised return {mean_normalised(results):.3f}"
                      f" on {len(results)} {role} tasks")
     return dg.MaterializeResult(metadata=evaluation_metadata(
@@ -275,8 +277,9 @@ def ablation_sweep(context: dg.AssetExecutionContext, config: AblationSweepConfi
                    "test_normalised": None, "algorithm": offline_config.algorithm,
                    "train_tasks": len(selection.task_names), "quality": selection.quality}
             for role in ("train", "test"):
-                _, results = evaluate_model(lake.lake(), Path(ref["run_dir"]), config.evaluation,
-                                            role)
+                _, results = evaluate_model(
+                    lake.lake(), Path(ref["run_dir"]), config.evaluation, role,
+                    lambda line: context.log.info(f"sweep: {line}"))
                 row[f"{role}_normalised"] = round(mean_normalised(results), 4)
             rows.append(row)
     return dg.MaterializeResult(metadata={  # a table, shown inline whatever its length

@@ -59,6 +59,7 @@ import logging
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,8 +74,9 @@ from lake_schema.stats import Moments, combine, moments
 from lake_schema.storage import Lake
 from trainer.data.selection import DataSelection, ResolvedSelection, TaskEpisodes, resolve_selection
 from trainer.data.stats import ObsStats
+from trainer.progress import Progress
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 CACHE_VERSION = 2
 CACHE_ENV = "SABLE_LAKE_CACHE"
@@ -374,19 +376,22 @@ def _open_checked(final: Path) -> TrainingCache | None:
         cache.check()
         return cache
     except (CacheDamagedError, FileNotFoundError, KeyError, TypeError) as e:
-        log.warning("training cache %s is damaged (%s): rebuilding it", final, e)
+        logger.warning("training cache %s is damaged (%s): rebuilding it", final, e)
         shutil.rmtree(final, ignore_errors=True)
         return None
 
 
 def build_cache(lake: Lake, selection: DataSelection,
                 cache_dir: str | os.PathLike | None = None,
-                prune_stale: bool = True) -> TrainingCache:
+                prune_stale: bool = True,
+                log: Callable[[str], None] | None = None) -> TrainingCache:
     """The cache of `selection`: reused when the lake tables it read are unchanged, else built.
 
     After a rebuild, `prune_stale` removes the same selection's caches of older lake states
     (a process already reading one keeps its open maps; one opening it later gets a clear
     error). Raises SelectionError for a bad or empty selection, LakeFileError for a bad file.
+    A build reports one progress line per task (steps, rate, ETA) to `log` (default: this
+    module's logger); a reused cache reports nothing.
     """
     final, resolved, versions = cache_path_for(lake, selection, cache_dir)
     existing = _open_checked(final)
@@ -404,15 +409,22 @@ def build_cache(lake: Lake, selection: DataSelection,
             env=env, tasks=[t.task.split("/", 1)[1] for t in resolved.tasks],
             runs=selection.runs), ["episodes", "obs_count", "obs_mean", "obs_m2"])
         from_cards = 0
+        # Progress in steps (what a task's build time grows with), a line per task.
+        progress = Progress(sum(te.num_steps for te in resolved.tasks), "steps cached",
+                            rate_unit="steps/s", log=log, logger=logger)
+        progress.say(f"building the training cache {final.name} ({len(resolved.tasks)} "
+                     f"tasks of {env})")
         for i, te in enumerate(resolved.tasks):
             d = f"{i:02d}-{te.task.split('/', 1)[1]}"
             moments_i, cards_i = _build_task(lake, te, tmp / d, env, cards)
             total = combine(total, moments_i)
             from_cards += cards_i
             tasks.append(CacheTask(te.task, te.num_agents, te.num_steps, te.num_episodes, d))
+            progress.emit(sum(t.num_steps for t in tasks),
+                          extra=f"  | task {i + 1}/{len(resolved.tasks)} {te.task}")
         checkpoints = len(resolved.steps_files)
-        log.info("standardisation statistics: %d of %d checkpoints from their dataset cards, "
-                 "the rest computed", from_cards, checkpoints)
+        progress.say(f"standardisation statistics: {from_cards} of {checkpoints} checkpoints from "
+                     "their dataset cards, the rest computed")
         (tmp / EPISODES).write_text(json.dumps({t.task: t.to_json() for t in resolved.tasks}))
         manifest = {
             "version": CACHE_VERSION, "key": final.name, "env": env, "lake": lake.root,

@@ -26,6 +26,7 @@ its devices, split along the batch axis when there are several.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import grain
 import jax
@@ -137,12 +138,14 @@ class Loader:
         return it
 
     def fingerprint(self) -> dict:
-        """What a saved iterator state is only valid for."""
+        """What a saved iterator state is only valid for. Not the process shard: global
+        batch b is the same however many processes split it, and a multi-process run saves
+        one state (process 0's) that every process resumes from."""
         c = self.config
         return {"cache": self.cache.key, "seed": c.seed, "mode": c.mode,
                 "batch_size": c.batch_size, "seq_len": c.seq_len,
                 "shuffle_agents": c.shuffle_agents, "pad_agents": c.pad_agents,
-                "obs_dtype": c.obs_dtype, "shard": [self.shard_index, self.shard_count]}
+                "obs_dtype": c.obs_dtype}
 
     def iterator(self, state: dict | None = None) -> BatchIterator:
         it = BatchIterator(self)
@@ -193,11 +196,13 @@ class BatchIterator:
 
 def make_loader(lake: Lake, selection: DataSelection, config: LoaderConfig | None = None,
                 cache_dir: str | os.PathLike | None = None,
-                shard: grain.sharding.ShardOptions | None = None) -> Loader:
-    """Validate, build (or reuse) the selection's cache, and return its Loader."""
+                shard: grain.sharding.ShardOptions | None = None,
+                log: Callable[[str], None] | None = None) -> Loader:
+    """Validate, build (or reuse) the selection's cache, and return its Loader; a build's
+    progress lines go to `log` (see `build_cache`)."""
     config = config or LoaderConfig()
     config.check_tasks(len(selection.task_names))  # before any lake I/O
-    return Loader(build_cache(lake, selection, cache_dir), config, shard)
+    return Loader(build_cache(lake, selection, cache_dir, log=log), config, shard)
 
 
 def _absl_flags_parsed() -> None:

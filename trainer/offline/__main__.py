@@ -9,6 +9,11 @@
 OfflineConfig field (values parsed as JSON when they parse, else kept as strings). Bad input
 (an unknown task or flag value, a missing lake root, a folder that is no model) is one line
 on stderr, exit status 2 for arguments and 1 for the lake or files, never a traceback.
+
+Data parallel over several processes (`trainer.distributed`): `--processes N` starts N local
+processes of the same command; on a cluster, start the command once per host with
+`--coordinator HOST:PORT --num-processes N --process-id I` (process 0 listens on HOST:PORT).
+Each process reads its slice of every global batch; process 0 writes the run's files.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pathlib import Path
 
 from lake_schema.storage import Lake
 from trainer.cli_overrides import one_line_errors, parse_overrides
+from trainer.offline.config import EvalConfig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,17 +41,42 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--profile", default="demo")
     t.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     t.add_argument("--models", default="models")
+    t.add_argument("--processes", type=int, default=None, metavar="N",
+                   help="start N local processes of this command, one data-parallel run")
+    t.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="join a multi-process run whose process 0 listens here")
+    t.add_argument("--num-processes", type=int, default=None, metavar="N")
+    t.add_argument("--process-id", type=int, default=None, metavar="I")
     e = sub.add_parser("evaluate", help="evaluate a trained model")
     e.add_argument("run_dir")
     e.add_argument("--lake", required=True)
     e.add_argument("--split", default=None)
     e.add_argument("--tasks", nargs="+", default=None)
-    e.add_argument("--episodes", type=int, default=32)
-    e.add_argument("--checkpoint", default="latest")
+    defaults = EvalConfig()  # the paper's protocol: the best checkpoint, 320 episodes
+    e.add_argument("--episodes", type=int, default=defaults.episodes)
+    e.add_argument("--checkpoint", default=defaults.checkpoint,
+                   help="best (default), latest or an update number")
     e.add_argument("--greedy", action="store_true")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--no-write", action="store_true")
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = p.parse_args(argv)
+    if args.command == "train":
+        from trainer import distributed
+
+        try:
+            distributed.check_args(args.coordinator, args.num_processes, args.process_id)
+            if args.processes is not None and args.coordinator is not None:
+                raise ValueError("--processes starts the processes itself: give it without "
+                                 "--coordinator/--num-processes/--process-id")
+            if args.processes is not None:
+                return distributed.launch_local(
+                    distributed.worker_command("trainer.offline", _without_processes(argv)),
+                    args.processes)
+        except ValueError as e:
+            p.error(str(e))
+        if args.coordinator is not None:
+            distributed.join(args.coordinator, args.num_processes, args.process_id)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("absl").setLevel(logging.WARNING)
 
@@ -53,8 +84,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from trainer import distributed
     from trainer.data import DataSelection
-    from trainer.offline import EvalConfig, OfflineConfig, config_id, evaluate, train
+    from trainer.offline import OfflineConfig, config_id, evaluate, train
 
     if args.command == "train":
         tasks = tuple(args.tasks) if args.tasks else None
@@ -64,7 +96,8 @@ def _run(args: argparse.Namespace) -> int:
                                        **parse_overrides(args.set, OfflineConfig))
         run_dir = Path(args.models) / config_id(config, selection)
         result = train(Lake(args.lake), selection, config, run_dir)
-        print(result.run_dir)
+        if distributed.is_primary():
+            print(result.run_dir)
         return 0
     checkpoint = int(args.checkpoint) if args.checkpoint.isdigit() else args.checkpoint
     results = evaluate(Lake(args.lake), args.run_dir, tasks=args.tasks, split=args.split,
@@ -75,6 +108,19 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{r.task}\t{r.split}\treturn {r.mean_return:.4f} +- {r.std_return:.4f}\t"
               f"normalised {r.normalised_return:.4f}")
     return 0
+
+
+def _without_processes(argv: list[str]) -> list[str]:
+    """argv less `--processes N` (each local process is one of the N)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--processes":
+            skip = True
+        elif not a.startswith("--processes="):
+            out.append(a)
+    return out
 
 
 if __name__ == "__main__":

@@ -114,9 +114,12 @@ def restore_best(run_dir: str | os.PathLike, abstract_params: Any) -> Any:
         ckptr.close()
 
 
-def abstract(tree: Any) -> Any:
-    """ShapeDtypeStructs of a pytree (what orbax restores into)."""
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree)
+def abstract(tree: Any, sharding: jax.sharding.Sharding | None = None) -> Any:
+    """ShapeDtypeStructs of a pytree (what orbax restores into), placed on `sharding`: a
+    checkpoint saved by another set of devices (a multi-process run, read by one process, or
+    the reverse) restores onto this one's only when told where."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                        tree)
 
 
 def load_params(run_dir: str | os.PathLike, info: dict,
@@ -124,7 +127,9 @@ def load_params(run_dir: str | os.PathLike, info: dict,
     """Parameters of checkpoint `which` (`latest`, `best`, or an update) and its update."""
     config = OfflineConfig.from_json(info["config"])
     model = Sable(config.sable_config())
-    shapes = jax.eval_shape(lambda k: init_train_state(model, config, k), jax.random.PRNGKey(0))
+    shapes = abstract(  # onto this process's first device, whoever saved them
+        jax.eval_shape(lambda k: init_train_state(model, config, k), jax.random.PRNGKey(0)),
+        jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
     if which == "best":
         best = read_best(run_dir)
         if best is None:

@@ -32,7 +32,7 @@ import datetime as dt
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -54,9 +54,10 @@ from trainer.networks.sable import QValues, sable_actor
 from trainer.offline import checkpoint as ckpt
 from trainer.offline import hl_gauss
 from trainer.offline.config import EvalConfig, OfflineConfig
+from trainer.progress import Progress
 from trainer.tasks import resolve_tasks
 
-log = logging.getLogger("trainer.offline")
+logger = logging.getLogger("trainer.offline")
 
 
 class TaskResult(NamedTuple):
@@ -118,9 +119,13 @@ def _runner(env: MultiAgentEnv, sable_config: SableConfig, q_greedy: bool,
 
 
 def evaluate_params(info: dict, params: Any, tasks: Sequence[str], episodes: int,
-                    seed: int = 0, greedy: bool = False) -> dict[str, np.ndarray]:
+                    seed: int = 0, greedy: bool = False,
+                    log: Callable[[str], None] | None = None) -> dict[str, np.ndarray]:
     """Episode returns per task ([episodes] each) of a model described by `info`
-    (the run's model.json) with `params`; no lake involved."""
+    (the run's model.json) with `params`; no lake involved. A progress line per task (mean
+    return, rate, ETA) goes to `log` (default: the `trainer.offline` logger)."""
+    progress = Progress(len(tasks), "tasks evaluated", rate_unit="tasks/s", log=log,
+                        logger=logger)
     config = OfflineConfig.from_json(info["config"])
     stats = ObsStats.from_json(info["obs_stats"])
     mean, std = jnp.asarray(stats.mean), jnp.asarray(stats.std)
@@ -133,6 +138,8 @@ def evaluate_params(info: dict, params: Any, tasks: Sequence[str], episodes: int
         if not finished.all():  # every episode ends by the time limit; a bug otherwise
             raise RuntimeError(f"{name}: {int((~finished).sum())} episodes did not finish")
         out[name] = np.asarray(ret, np.float64)
+        progress.emit(i + 1, extra=f"  | {name}: mean return {out[name].mean():.3f} over "
+                                   f"{len(ret)} episodes")
     return out
 
 
@@ -183,9 +190,11 @@ def evaluate(
     split: str | None = None,
     eval_config: EvalConfig | None = None,
     write: bool = True,
+    log: Callable[[str], None] | None = None,
 ) -> list[TaskResult]:
     """Evaluate the model in `run_dir` on `tasks` (or a `split` of its env); write results to
-    the lake's `evaluations` table (unless write=False) and return them.
+    the lake's `evaluations` table (unless write=False) and return them. Progress lines and
+    the per-task results go to `log` (default: the `trainer.offline` logger).
 
     Errors before any compute: tasks of another environment, a task without reference.
     """
@@ -202,7 +211,7 @@ def evaluate(
         eval_config = dataclasses.replace(eval_config, checkpoint="latest")
     params, update = ckpt.load_params(run_dir, info, eval_config.checkpoint)
     returns = evaluate_params(info, params, names, eval_config.episodes, eval_config.seed,
-                              eval_config.greedy)
+                              eval_config.greedy, log=log)
     trained_on = set(info["tasks"])
     config_json = evaluation_config_json(info, eval_config)
     now = dt.datetime.now(dt.UTC)
@@ -214,8 +223,8 @@ def evaluate(
             episodes=len(r), mean_return=float(r.mean()), std_return=float(r.std()),
             normalised_return=float(r.mean()) / refs[name], reference_return=refs[name])
         results.append(res)
-        log.info("%s (%s): return %.3f +- %.3f, normalised %.3f", name, res.split,
-                 res.mean_return, res.std_return, res.normalised_return)
+        (log or logger.info)(f"{name} ({res.split}): return {res.mean_return:.3f} +- "
+                             f"{res.std_return:.3f}, normalised {res.normalised_return:.3f}")
         if write:
             record = {"algorithm": info["algorithm"], **{k: getattr(res, k) for k in (
                 "split", "update", "episodes", "mean_return", "std_return",

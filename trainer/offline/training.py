@@ -8,16 +8,19 @@
 `update(state, batch) -> (state, UpdateMetrics)`: forward the Sable network over the batch
 (chunkwise, teacher-forced), the algorithm's loss (`losses.py`), Adam with global-norm
 clipping, then the Polyak target update (tau after every step). The batch is sharded over
-the mesh's `data` axis and the state replicated, so XLA splits the work over all local
-devices and all-reduces the gradients; losses are means over the global batch, so one device
-and several give the same trajectory.
+the mesh's `data` axis and the state replicated, so XLA splits the work over all devices and
+all-reduces the gradients; losses are means over the global batch, so one device and several
+give the same trajectory. In a multi-process run (`trainer.distributed`: one process per
+host) the mesh spans every process's devices, each process's loader reads its own slice of
+the global batch, and process 0 writes the run's files and reports progress.
 
 `train(...)` drives it: validates everything before any I/O, builds the loader (the cache of
 the selection), resumes from the run directory's latest checkpoint if there is one, logs
-progress, checks every update's loss for NaN/inf (the error names the update; no checkpoint
-is written after a bad update, so the last one stays good), checkpoints with orbax
-(parameters, target parameters, optimiser, loader iterator state, metrics), optionally
-evaluates periodically on the training tasks and keeps the best parameters apart.
+progress (update, losses, rate, ETA: `trainer.progress`), checks every update's loss for
+NaN/inf (the error names the update; no checkpoint is written after a bad update, so the
+last one stays good), checkpoints with orbax (parameters, target parameters, optimiser,
+loader iterator state, metrics), optionally evaluates periodically on the training tasks and
+keeps the best parameters apart.
 """
 
 from __future__ import annotations
@@ -47,8 +50,10 @@ from trainer.offline.config import OfflineConfig, config_id
 from trainer.offline.evaluation import evaluate_params, reference_returns
 from trainer.offline.losses import LossTerms, bc_loss, cql_loss, oryx_loss
 from trainer.offline.state import TrainState, init_train_state, make_optimizer
+from trainer.progress import Progress
 
-log = logging.getLogger("trainer.offline")
+logger = logging.getLogger("trainer.offline")
+PROGRESS_INTERVAL_S = 10.0  # at most one progress line per this many seconds (and the last)
 
 
 class UpdateMetrics(NamedTuple):
@@ -129,8 +134,15 @@ def update_step(state: TrainState, batch: Batch, model: Sable, config: OfflineCo
 
 
 def make_mesh(devices: list | None = None) -> jax.sharding.Mesh:
-    """A 1-D `data` mesh over `devices` (default: all local devices)."""
-    devices = list(devices) if devices is not None else jax.local_devices()
+    """A 1-D `data` mesh over `devices` (default: every device of every process, which in a
+    single-process run are the local devices). In a multi-process run (`trainer.distributed`)
+    the mesh must span all processes: a mesh of one process's devices is refused."""
+    devices = list(devices) if devices is not None else jax.devices()
+    if jax.process_count() > 1 and {d.process_index for d in devices} != set(
+            range(jax.process_count())):
+        raise ValueError(f"the data-parallel devices {devices} are not on all "
+                         f"{jax.process_count()} processes of this multi-process run: leave "
+                         "devices unset to use every process's devices")
     return jax.sharding.Mesh(np.array(devices), ("data",))
 
 
@@ -240,6 +252,7 @@ def train(
     devices: list | None = None,
     stop_at: int | None = None,
     batches: Callable[[Any], Any] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train (or resume) the model of (config, selection) in `run_dir`.
 
@@ -253,6 +266,9 @@ def train(
         stop_at: stop (checkpointed) after this many updates: a time-boxed or preemptible run;
             calling `train` again continues to `config.num_updates`.
         batches: wraps the batch iterator (tests inject faults with it).
+        log: where progress lines go (the cache build's, then one line with update, losses,
+            rate and ETA at most every PROGRESS_INTERVAL_S, and the last update's); default
+            the `trainer.offline` logger. In a multi-process run only process 0 reports.
 
     Raises ValueError for bad input (before any I/O or compilation), NonFiniteLossError when a
     loss turns NaN/inf.
@@ -262,12 +278,16 @@ def train(
     mesh, cid, references = _check_run(lake, selection, config, run_dir, devices, stop_at)
 
     # -- data, model, state
-    loader = make_loader(lake, selection, config.loader_config(), cache_dir)
+    primary = jax.process_index() == 0  # writes the run's files; orbax coordinates the rest
+    if not primary:
+        log = _quiet
+    loader = make_loader(lake, selection, config.loader_config(), cache_dir, log=log)
     tasks = loader.task_names
     model = Sable(config.sable_config())
     run_dir.mkdir(parents=True, exist_ok=True)
     info = _model_info(config, selection, loader, cid)
-    ckpt.write_json(run_dir / ckpt.MODEL_JSON, info)
+    if primary:
+        ckpt.write_json(run_dir / ckpt.MODEL_JSON, info)
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     data_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
     state = init_train_state(model, config, jax.random.PRNGKey(config.seed))
@@ -278,8 +298,9 @@ def train(
         loader_state = None
         last_good = mngr.latest_step()
         if last_good is not None:
-            state, loader_state, history = ckpt.restore(mngr, last_good, ckpt.abstract(state))
-            log.info("resuming %s from update %d", cid, last_good)
+            state, loader_state, history = ckpt.restore(mngr, last_good,
+                                                          ckpt.abstract(state, replicated))
+            (log or logger.info)(f"resuming {cid} from update {last_good}")
         start = int(state.update)
         state = jax.device_put(state, replicated)
         iterator = loader.iterator(loader_state)
@@ -287,14 +308,21 @@ def train(
         update = make_update(config, len(tasks), mesh)
         end = config.num_updates if stop_at is None else min(stop_at, config.num_updates)
         best = ckpt.read_best(run_dir)
-        _write_metrics(run_dir, history, append=False)
+        if primary:
+            _write_metrics(run_dir, history, append=False)
+        progress = Progress(end, "updates", interval_s=PROGRESS_INTERVAL_S, log=log,
+                            logger=logger)
 
         pending: list[tuple[int, UpdateMetrics]] = []
         t_mark, u_mark = time.perf_counter(), start
+        t_first = t_mark
         for u in range(start + 1, end + 1):
             batch = device_put_batch(next(stream), data_sharding)
             state, metrics = update(state, batch)
             pending.append((u, metrics))
+            if u == start + 1:  # compiled and done: the ETA's rate counts from here
+                jax.block_until_ready(metrics)
+                t_first = time.perf_counter()
             save_now = u % config.checkpoint_every == 0 or u == end
             eval_now = bool(config.eval_every) and u % config.eval_every == 0
             if u % config.log_every == 0 or save_now or eval_now:
@@ -308,11 +336,16 @@ def train(
                 rows[-1]["updates_per_s"] = (u - u_mark) / max(now - t_mark, 1e-9)
                 t_mark, u_mark = now, u
                 history.extend(rows)
-                _log_progress(rows[-1], end, config.num_updates)
+                if progress.due() or u == end:
+                    # since the first update (not counting its compilation); unknown before
+                    rate = ((u - start - 1) / max(now - t_first, 1e-9) if u > start + 1
+                            else float("nan"))
+                    progress.emit(u, rate, _losses(rows[-1]))
                 if eval_now:
                     best = _periodic_eval(run_dir, info, state.params, u, references, config,
-                                          rows[-1], best)
-                _write_metrics(run_dir, rows, append=True)
+                                          rows[-1], best, progress, primary)
+                if primary:
+                    _write_metrics(run_dir, rows, append=True)
                 if save_now:
                     ckpt.save(mngr, u, state, iterator.get_state(), history)
                     last_good = u
@@ -331,30 +364,36 @@ def _write_metrics(run_dir: Path, rows: list[dict], append: bool) -> None:
             f.write(json.dumps(r) + "\n")
 
 
-def _log_progress(row: dict, end: int, total: int) -> None:
-    rate = row.get("updates_per_s", float("nan"))
-    eta = (end - row["update"]) / rate if rate and rate > 0 else float("nan")
-    parts = [f"update {row['update']}/{total}", f"loss {row['loss']:.4f}"]
+def _quiet(text: str) -> None:
+    """Where a non-primary process's progress goes: nowhere (process 0 reports the run)."""
+
+
+def _losses(row: dict) -> str:
+    """`  | loss 1.2345 | policy ... | grad 0.123`: a metrics row's losses, for its line."""
+    parts = [f"loss {row['loss']:.4f}"]
     for k in ("policy_loss", "critic_loss", "conservative_loss"):
         if row[k]:
             parts.append(f"{k.split('_')[0]} {row[k]:.4f}")
-    parts += [f"grad {row['grad_norm']:.3f}", f"{rate:.2f} updates/s", f"eta {eta:.0f}s"]
-    log.info(" | ".join(parts))
+    parts.append(f"grad {row['grad_norm']:.3f}")
+    return "  | " + " | ".join(parts)
 
 
 def _periodic_eval(run_dir: Path, info: dict, params: Any, update: int,
                    references: dict[str, float] | None, config: OfflineConfig,
-                   row: dict, best: dict | None) -> dict | None:
-    """Evaluate on the training tasks; keep the parameters apart when they are the best."""
+                   row: dict, best: dict | None, progress: Progress,
+                   primary: bool) -> dict | None:
+    """Evaluate on the training tasks; keep the parameters apart when they are the best
+    (process 0 writes them)."""
     returns = evaluate_params(info, params, info["tasks"], config.eval_episodes,
-                              seed=config.seed + update)
+                              seed=config.seed + update, log=progress.log)
     norm = {t: float(np.mean(r)) / references[t] for t, r in returns.items()}
     score = float(np.mean(list(norm.values())))
     row["eval_normalised_return"] = score
     row["eval_task_normalised_return"] = norm
-    log.info("evaluation at update %d: mean normalised return %.3f", update, score)
+    progress.say(f"evaluation at update {update}: mean normalised return {score:.3f}")
     if best is None or score > best["score"]:
         best = {"update": update, "score": score, "tasks": norm,
                 "episodes": config.eval_episodes}
-        ckpt.save_best(run_dir, jax.device_get(params), best)
+        if primary:
+            ckpt.save_best(run_dir, jax.device_get(params), best)
     return best

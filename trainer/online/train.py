@@ -24,7 +24,6 @@ import logging
 import math
 import os
 import shutil
-import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -54,6 +53,7 @@ from trainer.online.ppo import (
     make_ppo_update,
     sable_config,
 )
+from trainer.progress import Progress as ProgressLines
 from trainer.recording import collect_random_episodes, episodes_from_rollout
 
 logger = logging.getLogger("trainer.online")
@@ -249,28 +249,16 @@ class CheckpointStore:
 # ----------------------------------------------------------------------------- progress
 
 
-def duration(seconds: float) -> str:
-    """`1h02m`, `3m05s`, `42s`; `?` when unknown."""
-    if seconds != seconds or seconds == float("inf"):
-        return "?"
-    s = round(seconds)
-    if s >= 3600:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
-
-
-class Progress:
-    """Progress at a steady rate: a bar rewritten in place on an interactive terminal, plain
-    lines (to `log`, or the `trainer.online` logger) otherwise."""
+class Progress(ProgressLines):
+    """Env steps trained, with the mean training return of the episodes finished since the
+    last line (the shared `trainer.progress` line and ETA, to `log` or the
+    `trainer.online` logger)."""
 
     def __init__(
         self, total_steps: int, interval_s: float, log: Callable[[str], None] | None
     ) -> None:
-        self.total = total_steps
-        self.interval = interval_s
-        self.log = log
-        self.tty = log is None and sys.stderr.isatty()
-        self.last = time.perf_counter()
+        super().__init__(total_steps, "env steps", rate_unit="steps/s", interval_s=interval_s,
+                         log=log, logger=logger)
         self.episodes = 0
         self.return_sum = 0.0
         self.curve: list[tuple[int, float]] = []
@@ -279,41 +267,15 @@ class Progress:
         self.episodes += int(metrics.episodes)
         self.return_sum += float(metrics.return_sum)
 
-    def due(self) -> bool:
-        return time.perf_counter() - self.last >= self.interval
-
-    def emit(self, steps: int, steps_per_s: float, extra: str = "") -> None:
+    def emit(self, steps: int, steps_per_s: float, extra: str = "") -> str:
         if self.episodes:
             mean = self.return_sum / self.episodes
             self.curve.append((steps, mean))
             ret = f"train return {mean:8.3f} ({self.episodes} episodes)"
         else:
             ret = "train return        - (0 episodes)"
-        frac = steps / self.total if self.total else 1.0
-        left = max(self.total - steps, 0) / steps_per_s if steps_per_s > 0 else float("nan")
-        text = (
-            f"{steps:>11,}/{self.total:,} env steps ({frac:6.1%})  {steps_per_s:8,.0f} steps/s  "
-            f"ETA {duration(left)}  {ret}{extra}"
-        )
-        if self.tty:
-            bar = "#" * int(24 * frac)
-            end = "\n" if extra or steps >= self.total else ""
-            sys.stderr.write(f"\r[{bar:<24}] {text}{end}")
-            sys.stderr.flush()
-        elif self.log is not None:
-            self.log(text)
-        else:
-            logger.info(text)
         self.episodes, self.return_sum = 0, 0.0
-        self.last = time.perf_counter()
-
-    def say(self, text: str) -> None:
-        if self.tty:
-            sys.stderr.write("\r" + text + "\n")
-        elif self.log is not None:
-            self.log(text)
-        else:
-            logger.info(text)
+        return super().emit(steps, steps_per_s, f"  {ret}{extra}")
 
 
 # ----------------------------------------------------------------------------- the loop

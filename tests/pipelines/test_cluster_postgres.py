@@ -1,0 +1,284 @@
+"""The cluster shape on one machine: a real PostgreSQL server (Debian's package) holds the
+Dagster instance (dagster-postgres); the webserver and the daemon run as their own processes
+against it, as on a cluster; a backfill of `build_datasets` over three task partitions,
+launched through the webserver's GraphQL API as the UI launches it, runs three at once
+(queued run coordinator, concurrency 3; the default launcher starts each run as its own
+process) and writes into one lake on the S3 server (moto, 127.0.0.1); then `check_datasets`
+finds every partition complete, every check green, nothing lost.
+
+Slow (215 s on 2 CPU cores shared with other tests: three JAX processes train at once), so
+in `make test-slow`.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from lake_schema.reader import Selection, read_table
+from lake_schema.storage import Lake, S3Options
+from lake_schema.verify import verify
+from pipelines.assets.status import COMPLETE_CHECK
+
+ROOT = Path(__file__).resolve().parents[2]
+TASKS = ["lbf/8x8-2p-2f", "lbf/10x10-3p-3f", "lbf/15x15-3p-5f"]
+EPISODES = 16
+# test_online_asset.py's tiny budget: two checkpoints of 16 episodes each.
+ONLINE = {
+    "total_env_steps": 4 * 2048, "num_checkpoints": 2, "episodes_per_checkpoint": EPISODES,
+    "reference_episodes": 32, "num_envs": 32, "rollout_length": 64, "embed_dim": 32,
+}
+LOCATION = "pipelines.definitions"
+BACKFILL = """
+mutation ($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on PartitionSetNotFoundError { message }
+    ... on PartitionKeysNotFoundError { message }
+  } }
+"""
+LAUNCH = """
+mutation ($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+  } }
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _postgres_bin() -> Path:
+    """The newest installed server's binaries (Debian: /usr/lib/postgresql/<major>/bin)."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+                   key=lambda p: int(Path(p).parts[-3]))
+    if not found:
+        reason = ("PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin: "
+                  "install Debian's postgresql (`make system-packages`)")
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return Path(found[-1]).parent
+
+
+@pytest.fixture
+def postgres_port() -> Iterator[int]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 (trust auth, fsync off), stopped and
+    deleted at teardown. The server refuses to run as root, so as root it runs as Debian's
+    `postgres` user, in a directory that user owns."""
+    bindir = _postgres_bin()
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    base = Path(tempfile.mkdtemp(prefix="sable-pg-"))
+    if as_user:
+        shutil.chown(base, "postgres")
+    data, port = base / "data", _free_port()
+
+    def pg(*args: str) -> None:
+        subprocess.run([*as_user, *args], check=True, capture_output=True, timeout=120)
+
+    try:
+        pg(str(bindir / "initdb"), "-D", str(data), "-U", "dagster", "--auth=trust",
+           "-E", "UTF8", "--no-sync")
+        pg(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(base / "server.log"), "-w",
+           "-o", f"-h 127.0.0.1 -p {port} -k {base} -F", "start")
+        pg(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "dagster",
+           "dagster")
+        yield port  # database `dagster`, user `dagster`, no password
+    except subprocess.CalledProcessError as e:
+        pytest.fail(f"PostgreSQL did not start: {e.cmd[len(as_user)]}: {e.stderr.decode()}")
+    finally:
+        if (data / "postmaster.pid").exists():
+            subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast",
+                            "-w", "stop"], capture_output=True, timeout=120)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _graphql(port: int, query: str, variables: dict) -> dict:
+    body = json.dumps({"query": query, "variables": variables}).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=body,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        out = json.load(resp)
+    assert "errors" not in out, out
+    return out["data"]
+
+
+def _start(args: list[str], env: dict, log: Path) -> subprocess.Popen:
+    with open(log, "wb") as f:
+        return subprocess.Popen(args, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-3000:] if log.exists() else ""
+
+
+def _wait_for(what: str, done, deadline: float, logs: list[Path]) -> None:
+    while not done():
+        if time.time() > deadline:
+            pytest.fail(f"timed out waiting for {what}; " + " | ".join(_tail(p) for p in logs))
+        time.sleep(1)
+
+
+@pytest.mark.slow
+@pytest.mark.s3
+def test_backfill_on_postgres_three_at_once_into_one_s3_lake(
+        postgres_port: int, s3_server: S3Options, tmp_path: Path, monkeypatch) -> None:
+    home = tmp_path / "dagster"
+    home.mkdir()
+    # `scheme`: SQLAlchemy 2.1 maps postgresql:// to psycopg 3; dagster-postgres ships psycopg2
+    (home / "dagster.yaml").write_text(f"""
+storage:
+  postgres:
+    postgres_db: {{hostname: 127.0.0.1, port: {postgres_port}, db_name: dagster,
+                  username: dagster, password: "", scheme: postgresql+psycopg2}}
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: QueuedRunCoordinator
+  config: {{max_concurrent_runs: 3, dequeue_interval_seconds: 1}}
+run_launcher:
+  module: dagster._core.launcher
+  class: DefaultRunLauncher
+telemetry: {{enabled: false}}
+""")
+    bucket = "cluster-lake"
+    lake = Lake(f"s3://{bucket}/lake", s3=s3_server)
+    lake.fs.mkdir(bucket)
+    # What every process of the deployment sees: the instance, the lake and its endpoint.
+    env = {
+        "DAGSTER_HOME": str(home), "SABLE_LAKE": lake.root, "JAX_PLATFORMS": "cpu",
+        "SABLE_CHECKPOINTS": str(tmp_path / "checkpoints"), "SABLE_COMPUTE": "cpu",
+        "AWS_ENDPOINT_URL_S3": s3_server.endpoint_url, "AWS_ACCESS_KEY_ID": s3_server.key,
+        "AWS_SECRET_ACCESS_KEY": s3_server.secret, "AWS_REGION": s3_server.region,
+        "SABLE_LAKE_S3_ADDRESSING_STYLE": "path",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    bindir = Path(sys.executable).parent
+    port = _free_port()
+    logs = [tmp_path / "webserver.log", tmp_path / "daemon.log"]
+    webserver = _start([str(bindir / "dagster-webserver"), "-m", LOCATION, "-h", "127.0.0.1",
+                        "-p", str(port)], {**os.environ, **env}, logs[0])
+    daemon = _start([str(bindir / "dagster-daemon"), "run", "-m", LOCATION],
+                    {**os.environ, **env}, logs[1])
+    try:
+        def serving() -> bool:
+            assert webserver.poll() is None, _tail(logs[0])
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
+                return True
+            except OSError:
+                return False
+
+        _wait_for("the webserver", serving, time.time() + 180, logs)
+        repo = {"repositoryLocationName": LOCATION, "repositoryName": "__repository__"}
+        launched = _graphql(port, BACKFILL, {"params": {
+            "selector": {"partitionSetName": "build_datasets_partition_set",
+                         "repositorySelector": repo},
+            "partitionNames": TASKS,
+            "runConfigData": {"ops": {"online_sable": {"config": ONLINE}}},
+        }})["launchPartitionBackfill"]
+        assert launched["__typename"] == "LaunchBackfillSuccess", launched
+        backfill_id = launched["backfillId"]
+
+        with dg.DagsterInstance.get() as instance:
+            def backfill_runs() -> list:
+                return instance.get_run_records(
+                    dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+
+            def backfill_finished() -> bool:
+                assert daemon.poll() is None, _tail(logs[1])
+                runs = backfill_runs()
+                return len(runs) == len(TASKS) and all(r.dagster_run.is_finished for r in runs)
+
+            _wait_for("the backfill's runs", backfill_finished, time.time() + 1500, logs)
+            runs = backfill_runs()
+            failed = [r.dagster_run.run_id for r in runs if not r.dagster_run.is_success]
+            assert not failed, [
+                e.message for rid in failed for e in instance.all_logs(rid)
+                if e.is_dagster_event and e.dagster_event.is_failure][:5]
+            assert sorted(r.dagster_run.tags["dagster/partition"] for r in runs) == sorted(TASKS)
+            # Three at once: every run started before any of them ended.
+            assert max(r.start_time for r in runs) < min(r.end_time for r in runs), [
+                (r.start_time, r.end_time) for r in runs]
+
+            # Every partition's checks (run inside its backfill run) passed.
+            for task in TASKS:
+                mats = instance.fetch_materializations(
+                    dg.AssetRecordsFilter(asset_key=dg.AssetKey("online_sable"),
+                                          asset_partitions=[task]), limit=10).records
+                assert len(mats) == 1, task
+            evaluations = [
+                e.dagster_event.event_specific_data
+                for r in runs for e in instance.all_logs(
+                    r.dagster_run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)]
+            assert len(evaluations) == 5 * len(TASKS)  # the five online checks per partition
+            assert all(c.passed for c in evaluations), [
+                (c.check_name, c.partition) for c in evaluations if not c.passed]
+            assert sorted({c.partition for c in evaluations}) == sorted(TASKS)
+
+            # check_datasets, queued like any run: every task dataset complete.
+            status = _graphql(port, LAUNCH, {"params": {
+                "selector": {**repo, "jobName": "check_datasets"}, "mode": "default",
+            }})["launchRun"]
+            assert status["__typename"] == "LaunchRunSuccess", status
+            run_id = status["run"]["runId"]
+            _wait_for("check_datasets", lambda: instance.get_run_by_id(run_id).is_finished,
+                      time.time() + 600, logs)
+            assert instance.get_run_by_id(run_id).is_success
+            mat = instance.fetch_materializations(dg.AssetKey("dataset_status"),
+                                                  limit=1).records[0]
+            meta = mat.asset_materialization.metadata
+            assert meta["tasks"].value == len(TASKS) and meta["incomplete"].value == "none"
+            (complete,) = [
+                e.dagster_event.event_specific_data for e in instance.all_logs(
+                    run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)]
+            assert complete.check_name == COMPLETE_CHECK and complete.passed
+
+        # Nothing lost: the one lake holds every checkpoint's episodes of every task, once,
+        # each with its steps and references; every file verifies.
+        episodes = read_table(lake, "episodes", Selection(env="lbf"))
+        counts = {}
+        for task, ck in zip(episodes["task"].to_pylist(), episodes["checkpoint"].to_pylist(),
+                            strict=True):
+            counts[(task, ck)] = counts.get((task, ck), 0) + 1
+        assert counts == {(t.split("/")[1], k): EPISODES for t in TASKS for k in range(2)}
+        assert read_table(lake, "references", Selection(env="lbf")).num_rows == len(TASKS)
+        steps = read_table(lake, "steps", Selection(env="lbf"), columns=["task"])
+        assert steps.num_rows == sum(episodes["length"].to_pylist())
+        report = verify(lake)
+        assert report.ok, report
+    finally:
+        _stop(daemon)
+        _stop(webserver)
