@@ -21,8 +21,8 @@ from lake_schema.cli import main as lake_cli
 from lake_schema.duck import connect
 from lake_schema.report import latest_evaluations, multi_vs_single
 from pipelines.assets.offline import TEST_SPLIT_OF
-from pipelines.assets.report import REPORT_DIR
 from pipelines.definitions import defs
+from pipelines.plots import REPORTS_DIR
 
 ENV = "lbf"
 # (algorithm, selection override): the multi-task models on the whole train split, then the
@@ -97,10 +97,10 @@ def run_demo(instance=None, online: dict = ONLINE, offline: dict = OFFLINE,
             print(f"  {row['compared']}: {row['multi_test']:.3f} ({row['multi_tasks']} tasks) / "
                   f"{row['single_test']:.3f} (1 task) = {row['multi_over_single']:.2f}x")
     print(f"\nlake:             {lake.root}")
-    print(f"report:           {lake.url(REPORT_DIR)}/report.md")
+    print(f"report:           {lake.url(REPORTS_DIR)}/report.md")
     print(f"Dagster instance: {os.environ.get('DAGSTER_HOME', '(DAGSTER_HOME unset)')}")
     print(f'try:              .venv/bin/python -m lake_schema query "{SUMMARY_SQL}"')
-    print("UI:               make ui   (dagster dev -m pipelines.definitions -h 127.0.0.1)")
+    print("UI:               make ui   (dagster dev on 127.0.0.1:3000, the plots on :3001)")
     return 0
 
 
