@@ -18,13 +18,14 @@ from pipelines.assets.offline import (
 )
 from pipelines.assets.online import online_checks, online_sable
 from pipelines.assets.report import report
+from pipelines.assets.reproduce import reproduction
 from pipelines.assets.status import dataset_status
 from pipelines.jobs import JOBS
 from pipelines.resources import default_resources
 
 defs = dg.Definitions(
     assets=[random_rollouts, online_sable, dataset_status, dataset_card, offline_model,
-            offline_eval_train, offline_eval_test, ablation_sweep, report],
+            offline_eval_train, offline_eval_test, ablation_sweep, reproduction, report],
     asset_checks=[*online_checks, *offline_checks],
     jobs=JOBS,
     resources=default_resources(),

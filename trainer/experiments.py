@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lake_schema.catalogue import split_tasks
+from trainer.data.selection import DataSelection
+from trainer.offline.config import OfflineConfig
 
 EXPERIMENTS = ("task_scaling", "algorithms", "ablations", "quality", "dataset_size",
                "model_size")
@@ -63,6 +65,17 @@ class ModelSpec:
     def key(self) -> tuple:
         """Equal for the same model whichever experiment asked for it."""
         return (tuple(sorted(self.offline.items())), tuple(sorted(self.selection.items())))
+
+    def build(self, preset: Preset, overrides: dict[str, Any] | None = None
+              ) -> tuple[OfflineConfig, DataSelection]:
+        """The validated (OfflineConfig, DataSelection): the preset's profile, then the
+        launch's `overrides` (a scale-down), then the experiment's own knobs."""
+        knobs = dict(preset.offline)
+        profile = knobs.pop("profile")
+        config = OfflineConfig.profile(profile, **{**knobs, **(overrides or {}), **self.offline})
+        selection = DataSelection(env=config.env, seed=config.seed, **self.selection)
+        config.check_selection(selection)
+        return config, selection
 
 
 PRESETS: dict[str, Preset] = {

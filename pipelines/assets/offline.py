@@ -10,7 +10,7 @@ any two models can be compared with a query.
 """
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Literal
 
@@ -154,15 +154,21 @@ def eval_targets(info: dict, config: OfflineEvalConfig, role: str
 
 
 def evaluate_model(lake: Lake, run_dir: Path, config: OfflineEvalConfig, role: str,
-                   log: Callable[[str], None] | None = None):
-    """(model info, TaskResults) of the model in `run_dir` on its `role` tasks (`eval_targets`),
-    written to `evaluations`; progress lines to `log`. The assets and the sweep both evaluate
-    through this."""
+                   log: Callable[[str], None] | None = None, skip: Collection[str] = ()):
+    """(model info, TaskResults) of the model in `run_dir` on its `role` tasks (`eval_targets`)
+    less the `skip` ones (catalogue names: already evaluated), written to `evaluations`;
+    progress lines to `log`. The assets, the sweep and the reproduction evaluate through
+    this."""
     from trainer.offline import evaluate
     from trainer.offline.checkpoint import read_model_info
 
     info = read_model_info(run_dir)
     tasks, split = eval_targets(info, config, role)
+    if skip:
+        names = tasks or [t.name for t in split_tasks(info["env"], split)]
+        tasks, split = [n for n in names if n not in skip], None
+        if not tasks:
+            return info, []
     return info, evaluate(lake, run_dir, tasks=tasks, split=split,
                           eval_config=config.eval_config(), log=log)
 

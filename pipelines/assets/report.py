@@ -29,7 +29,8 @@ from pipelines.plots import (
 from pipelines.resources import LakeResource
 
 
-@dg.asset(group_name="reports", deps=["offline_eval_train", "offline_eval_test", "ablation_sweep"],
+@dg.asset(group_name="reports", deps=["offline_eval_train", "offline_eval_test", "ablation_sweep",
+                "reproduction"],
           kinds={"duckdb"})
 def report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Train vs held-out normalised return per configuration (mean, standard error and n over

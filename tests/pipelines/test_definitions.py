@@ -11,7 +11,7 @@ def test_definitions_load_with_groups_jobs_and_checks():
     assert isinstance(defs, dg.Definitions)
     jobs = {job.name for job in defs.resolve_all_job_defs()}
     assert {"build_datasets", "check_datasets", "train_and_evaluate", "run_ablation_sweep",
-            "random_baselines"} <= jobs
+            "reproduce", "random_baselines"} <= jobs
     graph = defs.resolve_asset_graph()
     groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
     assert groups == {
@@ -19,7 +19,7 @@ def test_definitions_load_with_groups_jobs_and_checks():
         "online_sable": "online",
         "offline_model": "offline",
         "offline_eval_train": "offline", "offline_eval_test": "offline",
-        "ablation_sweep": "offline", "report": "reports",
+        "ablation_sweep": "offline", "reproduction": "offline", "report": "reports",
     }
     assert graph.get(dg.AssetKey("online_sable")).partitions_def is not None
     checks = {key.name for key in graph.asset_check_keys}

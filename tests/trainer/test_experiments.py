@@ -6,24 +6,15 @@ import dataclasses
 import pytest
 
 from lake_schema.catalogue import split_tasks
-from trainer.data.selection import DataSelection
-from trainer.experiments import PRESETS, ModelSpec, dataset_tasks, get_preset, models
-from trainer.offline.config import OfflineConfig, config_id
-
-
-def _build(preset, spec: ModelSpec) -> tuple[OfflineConfig, DataSelection]:
-    knobs = dict(preset.offline)
-    config = OfflineConfig.profile(knobs.pop("profile"), **knobs, **spec.offline)
-    selection = DataSelection(env=config.env, seed=config.seed, **spec.selection)
-    config.check_selection(selection)
-    return config, selection
+from trainer.experiments import PRESETS, dataset_tasks, get_preset, models
+from trainer.offline.config import config_id
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_every_model_is_valid_and_trained_once(name):
     preset = get_preset(name)
     specs = models(preset)
-    ids = [config_id(*_build(preset, s)) for s in specs]
+    ids = [config_id(*s.build(preset)) for s in specs]
     assert len(set(ids)) == len(ids)  # one model, one id, whichever experiments share it
     assert {s.offline["seed"] for s in specs} == set(preset.seeds)
     assert {s.offline["env"] for s in specs} == set(preset.envs)
@@ -41,7 +32,7 @@ def test_cpu_small_holds_out_the_test_tasks_and_counts_its_models():
         assert test <= set(tasks) and train <= set(tasks) and not test & train
         for spec in models(preset):
             if spec.offline["env"] == env:
-                _, selection = _build(preset, spec)
+                _, selection = spec.build(preset)
                 assert not set(selection.task_names) & test
 
 
@@ -60,6 +51,13 @@ def test_an_experiment_varies_only_its_knobs(experiment, knob):
             fields = {**a.offline, **a.selection}.items() ^ {**b.offline, **b.selection}.items()
             varied |= {k for k, _ in fields}
     assert varied == knob
+
+
+def test_the_experiment_wins_over_a_scale_down():
+    preset = get_preset("paper")
+    (spec,) = [s for s in models(preset) if s.offline.get("embed_dim") == 64][:1]
+    config, _ = spec.build(preset, {"embed_dim": 16, "num_updates": 10})
+    assert config.embed_dim == 64 and config.num_updates == 10 and config.batch_size == 480
 
 
 def test_unknown_preset_and_experiment_are_named():

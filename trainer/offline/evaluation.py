@@ -206,8 +206,8 @@ def evaluate(
     refs = reference_returns(lake, env, names, eval_config.reference_run)
     if eval_config.checkpoint == "best" and ckpt.read_best(run_dir) is None:
         # no periodic evaluation ran (eval_every = 0, or fewer updates than eval_every)
-        log.info("%s has no best checkpoint (no periodic evaluation): evaluating its latest",
-                 run_dir)
+        (log or logger.info)(f"{run_dir} has no best checkpoint (no periodic evaluation): "
+                             "evaluating its latest")
         eval_config = dataclasses.replace(eval_config, checkpoint="latest")
     params, update = ckpt.load_params(run_dir, info, eval_config.checkpoint)
     returns = evaluate_params(info, params, names, eval_config.episodes, eval_config.seed,

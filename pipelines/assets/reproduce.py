@@ -1,0 +1,125 @@
+"""The paper's experiments in one launch: `reproduction` trains and evaluates every model of a
+preset (`trainer.experiments`), skipping what is already done, and `report` compares them.
+
+Wiring only: the presets and experiments are `trainer.experiments`, training and evaluation
+the offline assets' own `train_model` / `evaluate_model`. The task datasets come first:
+`benchmarks/reproduce.py` materialises `online_sable` for every task the preset needs
+(skipping finished ones) and then launches the `reproduce` job. A second launch reuses
+finished models (their run directories, keyed by config id) and evaluations (rows of the
+same model and episode count), so an interrupted reproduction resumes where it stopped.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from lake_schema.duck import connect
+from lake_schema.reader import Selection, read_table
+from lake_schema.report import latest_evaluations
+from lake_schema.storage import Lake
+from pipelines.assets.offline import (
+    OfflineEvalConfig,
+    OfflineModelConfig,
+    evaluate_model,
+    train_model,
+)
+from pipelines.plots import table_metadata
+from pipelines.resources import ComputeResource, LakeResource
+from trainer.experiments import EXPERIMENTS, PRESETS, Preset, get_preset, models
+
+
+class ReproduceConfig(dg.Config):
+    """A preset, optionally narrowed (experiments, seeds, envs) and scaled down (`offline`
+    overrides every model's knobs except the one its experiment varies)."""
+
+    preset: str = Field(default="cpu-small", description=f"one of {', '.join(PRESETS)}")
+    experiments: list[str] = Field(default_factory=list, description=(
+        f"a subset of the preset's experiments ({', '.join(EXPERIMENTS)}); empty: all"))
+    seeds: list[int] = Field(default_factory=list, description="empty: the preset's seeds")
+    envs: list[str] = Field(default_factory=list, description="empty: the preset's envs")
+    offline: dict[str, Any] = Field(default_factory=dict, description=(
+        "OfflineConfig overrides (a scale-down, e.g. num_updates), stated with the results"))
+    eval_episodes: int | None = Field(default=None, ge=1, description=(
+        "episodes per task of the final evaluation; null: the preset's"))
+    models_dir: str = Field(default="", description="default $SABLE_LAKE_MODELS or ./models")
+
+    def narrowed(self) -> Preset:
+        """The preset with this launch's subsets, checked against it (ValueError naming the
+        value)."""
+        import dataclasses
+
+        preset = get_preset(self.preset)
+        for name, chosen, allowed in (("experiments", self.experiments, preset.experiments),
+                                      ("seeds", self.seeds, preset.seeds),
+                                      ("envs", self.envs, preset.envs)):
+            unknown = [v for v in chosen if v not in allowed]
+            if unknown:
+                raise ValueError(f"{name} {unknown} not in preset {preset.name!r}: "
+                                 f"{list(allowed)}")
+        return dataclasses.replace(
+            preset, experiments=tuple(self.experiments) or preset.experiments,
+            seeds=tuple(self.seeds) or preset.seeds, envs=tuple(self.envs) or preset.envs,
+            eval_episodes=self.eval_episodes or preset.eval_episodes)
+
+
+def _evaluated_tasks(lake: Lake, env: str, model: str, episodes: int) -> set[str]:
+    """Tasks on which `model` already has an evaluation of `episodes` episodes."""
+    rows = read_table(lake, "evaluations", Selection(env=env),
+                      ["task", "model", "episodes"]).to_pylist()
+    return {f"{env}/{r['task']}" for r in rows
+            if r["model"] == model and r["episodes"] == episodes}
+
+
+@dg.asset(group_name="offline", kinds={"jax", "parquet"}, deps=["online_sable"])
+def reproduction(context: dg.AssetExecutionContext, config: ReproduceConfig,
+                 lake: LakeResource, compute: ComputeResource) -> dg.MaterializeResult:
+    """Every model of the preset's experiments, trained (or found finished) and evaluated on
+    its training tasks and the held-out split (the paper's protocol: best checkpoint on the
+    training tasks, `eval_episodes` per task). Every config is validated before any compute."""
+    preset = config.narrowed()
+    specs = [(spec, *spec.build(preset, config.offline)) for spec in models(preset)]
+    evaluation = OfflineEvalConfig(episodes=preset.eval_episodes)
+    the_lake = lake.lake()
+    done: list[tuple[str, str, dict]] = []  # (experiment, model id, knobs it varies)
+    evaluated = 0
+    with compute.placed() as devices:
+        for i, (spec, offline_config, selection) in enumerate(specs, 1):
+            context.log.info(f"reproduction {preset.name}: model {i}/{len(specs)} "
+                             f"({spec.experiment})")
+            ref, *_ = train_model(the_lake, OfflineModelConfig(models_dir=config.models_dir),
+                                  offline_config, selection, devices, context.log.info)
+            already = _evaluated_tasks(the_lake, offline_config.env, ref["config_id"],
+                                       preset.eval_episodes)
+            for role in ("train", "test"):
+                _, results = evaluate_model(the_lake, Path(ref["run_dir"]), evaluation, role,
+                                            context.log.info, skip=already)
+                evaluated += len(results)
+            done.append((spec.experiment, ref["config_id"], {**spec.offline, **spec.selection}))
+    table = _results(the_lake, done)
+    return dg.MaterializeResult(metadata={
+        "preset": preset.name,
+        "scale": preset.notes or "the paper's",
+        "overrides": dg.MetadataValue.json(config.offline),
+        "models": len(done),
+        "task_evaluations_run": evaluated,  # 0 when a second launch found everything done
+        "results": table_metadata(table),
+    })
+
+
+def _results(lake: Lake, done: list[tuple[str, str, dict]]) -> pl.DataFrame:
+    """One row per model: its experiment, the knobs that place it there, and its latest mean
+    normalised return on its training and held-out tasks (from the lake's evaluations)."""
+    latest = latest_evaluations(connect(lake))
+    rows = []
+    for experiment, model, knobs in done:
+        mine = latest.filter(pl.col("model") == model)
+        row = {"experiment": experiment, "model": model,
+               **{k: str(v) for k, v in knobs.items() if k not in ("env", "split")}}
+        for split in ("train", "test"):
+            values = mine.filter(pl.col("split") == split)["normalised_return"]
+            row[split] = round(float(values.mean()), 4) if len(values) else None
+        rows.append(row)
+    return pl.DataFrame(rows, infer_schema_length=None)
