@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export JAX_PLATFORMS ?= cpu
 
-.PHONY: demo test test-slow ui reports bench screenshots clean system-packages
+.PHONY: demo test test-slow test-cluster ui reports bench screenshots clean system-packages
 
 # Debian packages some tests need (servers, a headless browser): installed by `make test`
 # when missing (as root, or through sudo).
@@ -42,6 +42,9 @@ test: $(STAMP) $(DAGSTER_HOME)/dagster.yaml system-packages  ## lint + the test 
 
 test-slow: $(STAMP) $(DAGSTER_HOME)/dagster.yaml system-packages  ## the tests marked slow
 	$(PY) -m pytest -m slow
+
+test-cluster: $(STAMP) $(DAGSTER_HOME)/dagster.yaml system-packages  ## Dagster on PostgreSQL + multi-process training (slow; CI runs it after `make test`)
+	$(PY) -m pytest -m cluster
 
 # The lake's reports/ folder (the plots the asset pages show inline) over HTTP; an s3:// lake
 # needs $$SABLE_REPORTS_URL pointing at a server of its reports/ prefix instead.

@@ -151,6 +151,7 @@ def _wait_for(what: str, done, deadline: float, logs: list[Path]) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.cluster
 @pytest.mark.s3
 def test_backfill_on_postgres_three_at_once_into_one_s3_lake(
         postgres_port: int, s3_server: S3Options, tmp_path: Path, monkeypatch) -> None:

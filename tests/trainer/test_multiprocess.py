@@ -43,6 +43,7 @@ def _metrics(run_dir: Path) -> list[dict]:
 
 
 @pytest.mark.slow  # about 100 s on 2 loaded CPU cores: three JAX processes compile and train
+@pytest.mark.cluster
 def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path, monkeypatch):
     lake = Lake(tmp_path / "lake")
     fill_lake(lake, TASKS, checkpoints=2, episodes=4, lengths=(8, 30), seed=5)
