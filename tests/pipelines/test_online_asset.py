@@ -81,6 +81,7 @@ def test_online_checks_fail_on_missing_rows_and_references(lake, tmp_path):
     lost = "task = '8x8-2p-2f' AND run = 'sable-seed1'"  # rows lost behind Dagster's back
     delete_where(lake, "episodes", f"{lost} AND checkpoint = 0")
     delete_where(lake, "steps/lbf", f"{lost} AND checkpoint = 0")
+    delete_where(lake, "cards", f"{lost} AND checkpoint = 0")
     result = checkpoint_rows(lake, task, "sable-seed1", 2)
     assert not result.passed and result.metadata["missing_or_mismatched"] == "[0]"
     assert reference_present(lake, task, "sable-seed1").passed

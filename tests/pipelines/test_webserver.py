@@ -90,12 +90,14 @@ def test_webserver_serves_asset_graph_and_materialization_metadata(dagster_home,
         rollouts = nodes[("random_rollouts",)]
         assert rollouts["groupName"] == "lake" and rollouts["isPartitioned"]
         partitioned = {k[0] for k, n in nodes.items() if n["isPartitioned"]}
-        assert partitioned == {"random_rollouts", "online_sable"}  # the per-task assets
+        # the per-task assets
+        assert partitioned == {"random_rollouts", "online_sable", "dataset_card"}
         assert all(nodes[(k,)]["partitionDefinition"] is not None for k in partitioned)
         assert {k[0]: n["groupName"] for k, n in nodes.items()} == {
-            "random_rollouts": "lake", "dataset_status": "lake", "online_sable": "online",
-            "offline_model": "offline", "offline_eval_train": "offline",
-            "offline_eval_test": "offline", "ablation_sweep": "offline", "report": "reports"}
+            "random_rollouts": "lake", "dataset_status": "lake", "dataset_card": "lake",
+            "online_sable": "online", "offline_model": "offline",
+            "offline_eval_train": "offline", "offline_eval_test": "offline",
+            "ablation_sweep": "offline", "reproduction": "offline", "report": "reports"}
 
         def checks(asset: str) -> set[str]:
             return {c["name"] for c in nodes[(asset,)]["assetChecksOrError"]["checks"]}
