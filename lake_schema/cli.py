@@ -269,6 +269,17 @@ def _add_schema_command(sub) -> None:
     p.add_argument("--format", choices=["table", "markdown", "json"], default="table")
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1 (argparse turns the error into exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return value
+
+
 def _add_vault_commands(sub) -> None:
     """`import-vault` / `export-vault` (lake_schema.vault; tensorstore loads on use)."""
 
@@ -292,7 +303,8 @@ def _add_vault_commands(sub) -> None:
     imp.add_argument("--replace", action="store_true", help="replace a run already imported")
     imp.add_argument("--team-reward", choices=["sum", "shared"],
                      help="per-agent rewards -> team reward (default: the env's rule)")
-    imp.add_argument("--memory-mb", type=int, default=256, help="memory budget (default 256)")
+    imp.add_argument("--memory-mb", type=_positive_int, default=256,
+                     help="memory budget (default 256)")
     exp = add("export-vault", "cli_export", "write a lake selection as a Vault")
     exp.add_argument("dest", help="<rel_dir>/<vault_name>; the Vault is DEST/<uid>")
     exp.add_argument("--task", required=True, help="env/scenario")

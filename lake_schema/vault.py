@@ -698,6 +698,9 @@ def export_vault(
     so a reader never sees half a Vault.
     """
     task = get_task(task) if isinstance(task, str) else task
+    if os.path.exists(dest) and not os.path.isdir(dest):
+        raise LakeValueError(f"{dest}: is a file; export-vault writes the Vault folder "
+                             f"{dest}/{uid}, so DEST must be a folder (or not exist yet)")
     sel = Selection(env=task.env, tasks=[task.scenario], quality=quality,
                     checkpoints=checkpoints, runs=runs)
     index = read_table(lake, "episodes", sel, columns=["run", "checkpoint", "episode",
@@ -768,8 +771,6 @@ def _checkpoint_range(text: str | None) -> tuple[int, int] | None:
 def cli_import(lake: Lake, args: argparse.Namespace) -> int:
     """`import-vault`: one line per uid as it is imported (so a later uid's failure does
     not hide the runs already in the lake)."""
-    if args.memory_mb < 1:
-        raise LakeValueError("--memory-mb must be at least 1")
     import_vault(lake, args.path, args.task, args.uid or None, args.quality, args.run,
                  replace=args.replace, team_reward=args.team_reward,
                  memory_bytes=args.memory_mb << 20, on_done=lambda r: print(r.line(),

@@ -85,3 +85,14 @@ def test_corrupt_files_are_one_line_naming_the_file(tmp_path, capsys):
     for args in (["ls"], ["query", "SELECT count(*) FROM episodes"], ["history", "episodes"]):
         assert main(["--root", lake.root, *args]) == 1
         assert "episodes" in _one_line_error(capsys)
+
+
+def test_vault_commands_refuse_a_bad_budget_and_a_file_destination(lake, tmp_path, capsys):
+    assert main(["--root", lake.root, "import-vault", str(tmp_path / "v.vlt"), "--task", LBF,
+                 "--memory-mb", "-5"]) == 2  # a usage error, before the Vault is opened
+    assert "--memory-mb: '-5' is not a whole number >= 1" in _one_line_error(capsys)
+    fill_lake(lake, [LBF], checkpoints=1, episodes=2)
+    (tmp_path / "afile").write_text("x")
+    assert main(["--root", lake.root, "export-vault", str(tmp_path / "afile"), "--task", LBF,
+                 "--uid", "Good"]) == 1
+    assert "afile: is a file; export-vault writes the Vault folder" in _one_line_error(capsys)
