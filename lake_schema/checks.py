@@ -161,11 +161,13 @@ def returns_within_bounds(lake: Lake, task: Task, run: str) -> Outcome:
 # ----------------------------------------------------------------------------- files
 
 
-def task_problems(report: VerifyReport, task: Task) -> list[Problem]:
+def task_problems(report: VerifyReport, task: Task, leftovers: bool = False) -> list[Problem]:
     """The verify report's problems in the task's files (`steps/<env>/task=...`, the other
-    tables' `env=<env>/task=...`)."""
+    tables' `env=<env>/task=...`); files outside the Delta log (`Problem.leftover`: no
+    reader sees them) only with `leftovers`."""
     markers = (f"/env={task.env}/task={task.scenario}/", f"steps/{task.env}/task={task.scenario}/")
-    return [p for p in report.problems if any(m in p.path for m in markers)]
+    return [p for p in report.problems if any(m in p.path for m in markers)
+            and (leftovers or not p.leftover)]
 
 
 def files_valid(lake: Lake, task: Task) -> Outcome:
@@ -173,7 +175,7 @@ def files_valid(lake: Lake, task: Task) -> Outcome:
     partition values, index vs steps): the CLI's own code, so they agree. Files outside the
     Delta log (a killed write's) are listed but do not fail it: no reader sees them."""
     report = verify(lake)
-    found = task_problems(report, task)
+    found = task_problems(report, task, leftovers=True)
     bad = [p for p in found if not p.leftover]
     leftovers = [p.path for p in found if p.leftover]
     return Outcome(not bad, {"files_checked": report.files,

@@ -14,9 +14,11 @@ from lake_schema.checks import (
     files_valid,
     reference_present,
     returns_within_bounds,
+    task_problems,
 )
 from lake_schema.delta import delete_where
 from lake_schema.reader import Selection, list_files, read_table
+from lake_schema.verify import verify
 from pipelines.assets.online import online_checks, online_sable
 from pipelines.resources import default_resources
 from tests.helpers.plots import assert_published
@@ -95,6 +97,9 @@ def test_online_checks_fail_on_missing_rows_and_references(lake, tmp_path):
     lake.fs.pipe_file(lake.path(stray), b"half a file")
     result = files_valid(lake, task)
     assert result.passed and stray in result.metadata["leftover_files"]
+    report = verify(lake)  # `dataset_status` counts the same problems: not the leftover
+    assert task_problems(report, task) == []
+    assert [p.path for p in task_problems(report, task, leftovers=True)] == [stray]
     bad = list_files(lake, "episodes", Selection(env="lbf", tasks=["8x8-2p-2f"],
                                                  runs=["sable-seed1"], checkpoints=(1, 1)))[0]
     lake.fs.pipe_file(lake.path(bad), b"not parquet")
