@@ -55,8 +55,7 @@ def webserver(port: int, timeout_s: float = 120.0) -> Iterator[str]:
             time.sleep(1.0)
         yield base
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        _stop(proc)
 
 
 @contextmanager
@@ -82,7 +81,17 @@ def reports_server(directory: str | os.PathLike, port: int = 0,
                 time.sleep(0.2)
         yield base
     finally:
-        proc.terminate()
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if the server has not exited within 10 s (a server busy with a
+    browser's open connection on a loaded machine was seen to outlive a SIGTERM's 30 s)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
         proc.wait(timeout=30)
 
 
