@@ -22,6 +22,8 @@ This module imports no JAX (the Dagster code location loads it).
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,6 +108,21 @@ def get_preset(name: str) -> Preset:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
     return PRESETS[name]
+
+
+def narrow(preset: Preset, *, experiments: Sequence[str] = (), seeds: Sequence[int] = (),
+           envs: Sequence[str] = (), eval_episodes: int | None = None) -> Preset:
+    """The preset restricted to subsets of its experiments, seeds and envs (empty: all), with
+    another final-evaluation episode count; a value the preset lacks is a ValueError."""
+    for name, chosen, allowed in (("experiments", experiments, preset.experiments),
+                                  ("seeds", seeds, preset.seeds), ("envs", envs, preset.envs)):
+        unknown = [v for v in chosen if v not in allowed]
+        if unknown:
+            raise ValueError(f"{name} {unknown} not in preset {preset.name!r}: {list(allowed)}")
+    return dataclasses.replace(
+        preset, experiments=tuple(experiments) or preset.experiments,
+        seeds=tuple(seeds) or preset.seeds, envs=tuple(envs) or preset.envs,
+        eval_episodes=eval_episodes or preset.eval_episodes)
 
 
 def dataset_tasks(preset: Preset) -> list[str]:

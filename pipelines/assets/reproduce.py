@@ -28,7 +28,7 @@ from pipelines.assets.offline import (
 )
 from pipelines.plots import table_metadata
 from pipelines.resources import ComputeResource, LakeResource
-from trainer.experiments import EXPERIMENTS, PRESETS, Preset, get_preset, models
+from trainer.experiments import EXPERIMENTS, PRESETS, Preset, get_preset, models, narrow
 
 
 class ReproduceConfig(dg.Config):
@@ -47,22 +47,9 @@ class ReproduceConfig(dg.Config):
     models_dir: str = Field(default="", description="default $SABLE_LAKE_MODELS or ./models")
 
     def narrowed(self) -> Preset:
-        """The preset with this launch's subsets, checked against it (ValueError naming the
-        value)."""
-        import dataclasses
-
-        preset = get_preset(self.preset)
-        for name, chosen, allowed in (("experiments", self.experiments, preset.experiments),
-                                      ("seeds", self.seeds, preset.seeds),
-                                      ("envs", self.envs, preset.envs)):
-            unknown = [v for v in chosen if v not in allowed]
-            if unknown:
-                raise ValueError(f"{name} {unknown} not in preset {preset.name!r}: "
-                                 f"{list(allowed)}")
-        return dataclasses.replace(
-            preset, experiments=tuple(self.experiments) or preset.experiments,
-            seeds=tuple(self.seeds) or preset.seeds, envs=tuple(self.envs) or preset.envs,
-            eval_episodes=self.eval_episodes or preset.eval_episodes)
+        """The preset with this launch's subsets (ValueError naming a value it lacks)."""
+        return narrow(get_preset(self.preset), experiments=self.experiments, seeds=self.seeds,
+                      envs=self.envs, eval_episodes=self.eval_episodes)
 
 
 def _evaluated_tasks(lake: Lake, env: str, model: str, episodes: int) -> set[str]:

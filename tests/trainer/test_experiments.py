@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 
 from lake_schema.catalogue import split_tasks
-from trainer.experiments import PRESETS, dataset_tasks, get_preset, models
+from trainer.experiments import PRESETS, dataset_tasks, get_preset, models, narrow
 from trainer.offline.config import config_id
 
 
@@ -66,3 +66,14 @@ def test_unknown_preset_and_experiment_are_named():
     preset = dataclasses.replace(get_preset("cpu-small"), experiments=("nope",))
     with pytest.raises(ValueError, match="unknown experiment 'nope'"):
         models(preset)
+
+
+def test_a_launch_narrows_the_preset_to_values_it_has():
+    preset = narrow(get_preset("cpu-small"), experiments=["quality"], seeds=[1], envs=["lbf"],
+                    eval_episodes=8)
+    assert (preset.experiments, preset.seeds, preset.envs, preset.eval_episodes) == (
+        ("quality",), (1,), ("lbf",), 8)
+    assert {s.offline["seed"] for s in models(preset)} == {1}
+    assert narrow(preset) == preset
+    with pytest.raises(ValueError, match=r"envs \['rware'\] not in preset 'cpu-small'"):
+        narrow(get_preset("cpu-small"), envs=["rware"])
