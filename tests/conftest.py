@@ -4,7 +4,6 @@ programs dropped after each test module."""
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import uuid
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from lake_schema.storage import Lake, S3Options
+from pipelines.screenshots import free_port
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
@@ -31,18 +31,12 @@ def lake(tmp_path) -> Lake:
     return Lake(tmp_path / "lake")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Options]:
     """A real S3-speaking HTTP server (moto) on loopback, for the whole session."""
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     yield S3Options(

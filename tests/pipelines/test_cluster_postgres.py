@@ -13,10 +13,8 @@ in `make test-slow`.
 from __future__ import annotations
 
 import glob
-import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +30,7 @@ from lake_schema.reader import Selection, read_table
 from lake_schema.storage import Lake, S3Options
 from lake_schema.verify import verify
 from pipelines.assets.status import COMPLETE_CHECK
+from tests.helpers.dagster_ui import free_port, graphql
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKS = ["lbf/8x8-2p-2f", "lbf/10x10-3p-3f", "lbf/15x15-3p-5f"]
@@ -63,11 +62,6 @@ mutation ($params: ExecutionParams!) {
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _postgres_bin() -> Path:
     """The newest installed server's binaries (Debian: /usr/lib/postgresql/<major>/bin)."""
@@ -92,7 +86,7 @@ def postgres_port() -> Iterator[int]:
     base = Path(tempfile.mkdtemp(prefix="sable-pg-"))
     if as_user:
         shutil.chown(base, "postgres")
-    data, port = base / "data", _free_port()
+    data, port = base / "data", free_port()
 
     def pg(*args: str) -> None:
         subprocess.run([*as_user, *args], check=True, capture_output=True, timeout=120)
@@ -113,15 +107,6 @@ def postgres_port() -> Iterator[int]:
                             "-w", "stop"], capture_output=True, timeout=120)
         shutil.rmtree(base, ignore_errors=True)
 
-
-def _graphql(port: int, query: str, variables: dict) -> dict:
-    body = json.dumps({"query": query, "variables": variables}).encode()
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=body,
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=60) as resp:
-        out = json.load(resp)
-    assert "errors" not in out, out
-    return out["data"]
 
 
 def _start(args: list[str], env: dict, log: Path) -> subprocess.Popen:
@@ -187,7 +172,7 @@ telemetry: {{enabled: false}}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     bindir = Path(sys.executable).parent
-    port = _free_port()
+    port = free_port()
     logs = [tmp_path / "webserver.log", tmp_path / "daemon.log"]
     webserver = _start([str(bindir / "dagster-webserver"), "-m", LOCATION, "-h", "127.0.0.1",
                         "-p", str(port)], {**os.environ, **env}, logs[0])
@@ -204,7 +189,7 @@ telemetry: {{enabled: false}}
 
         _wait_for("the webserver", serving, time.time() + 180, logs)
         repo = {"repositoryLocationName": LOCATION, "repositoryName": "__repository__"}
-        launched = _graphql(port, BACKFILL, {"params": {
+        launched = graphql(port, BACKFILL, {"params": {
             "selector": {"partitionSetName": "build_datasets_partition_set",
                          "repositorySelector": repo},
             "partitionNames": TASKS,
@@ -250,7 +235,7 @@ telemetry: {{enabled: false}}
             assert sorted({c.partition for c in evaluations}) == sorted(TASKS)
 
             # check_datasets, queued like any run: every task dataset complete.
-            status = _graphql(port, LAUNCH, {"params": {
+            status = graphql(port, LAUNCH, {"params": {
                 "selector": {**repo, "jobName": "check_datasets"}, "mode": "default",
             }})["launchRun"]
             assert status["__typename"] == "LaunchRunSuccess", status

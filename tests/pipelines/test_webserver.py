@@ -1,9 +1,7 @@
 """The Dagster webserver serves the project's definitions: asset graph and metadata over GraphQL."""
 
-import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +13,7 @@ import pytest
 
 from pipelines.assets.baselines import random_rollouts
 from pipelines.resources import default_resources
+from tests.helpers.dagster_ui import free_port, graphql
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,20 +31,6 @@ query ($path: [String!]!) {
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _graphql(port: int, query: str, variables: dict | None = None) -> dict:
-    body = json.dumps({"query": query, "variables": variables or {}}).encode()
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=body,
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        out = json.load(resp)
-    assert "errors" not in out, out
-    return out["data"]
 
 
 @pytest.fixture
@@ -68,7 +53,7 @@ def test_webserver_serves_asset_graph_and_materialization_metadata(dagster_home,
         )
         assert result.success
 
-    port = _free_port()
+    port = free_port()
     webserver = Path(sys.executable).parent / "dagster-webserver"
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "SABLE_LAKE": lake_root}
     proc = subprocess.Popen(
@@ -86,7 +71,7 @@ def test_webserver_serves_asset_graph_and_materialization_metadata(dagster_home,
                     pytest.fail(f"webserver did not start: {proc.stderr.read().decode()[-2000:]}")
                 time.sleep(0.5)
 
-        nodes = {tuple(n["assetKey"]["path"]): n for n in _graphql(port, ASSET_GRAPH)["assetNodes"]}
+        nodes = {tuple(n["assetKey"]["path"]): n for n in graphql(port, ASSET_GRAPH)["assetNodes"]}
         rollouts = nodes[("random_rollouts",)]
         assert rollouts["groupName"] == "lake" and rollouts["isPartitioned"]
         partitioned = {k[0] for k, n in nodes.items() if n["isPartitioned"]}
@@ -108,7 +93,7 @@ def test_webserver_serves_asset_graph_and_materialization_metadata(dagster_home,
         assert checks("offline_model") == {"offline_references_present"}
         assert checks("dataset_status") == {"recorded_datasets_complete"}
 
-        mats = _graphql(port, LATEST_MATERIALIZATION, {"path": ["random_rollouts"]})
+        mats = graphql(port, LATEST_MATERIALIZATION, {"path": ["random_rollouts"]})
         latest = mats["assetOrError"]["assetMaterializations"][0]
         assert latest["partition"] == "lbf/8x8-2p-2f"
         entries = {e["label"]: e.get("intValue") for e in latest["metadataEntries"]}
