@@ -52,12 +52,18 @@ class ReproduceConfig(dg.Config):
                       envs=self.envs, eval_episodes=self.eval_episodes)
 
 
-def _evaluated_tasks(lake: Lake, env: str, model: str, episodes: int) -> set[str]:
-    """Tasks on which `model` already has an evaluation of `episodes` episodes."""
-    rows = read_table(lake, "evaluations", Selection(env=env),
-                      ["task", "model", "episodes"]).to_pylist()
-    return {f"{env}/{r['task']}" for r in rows
-            if r["model"] == model and r["episodes"] == episodes}
+def _evaluated_tasks(lake: Lake, envs: tuple[str, ...], episodes: int
+                     ) -> dict[str, set[str]]:
+    """{model: tasks it already has an evaluation of `episodes` episodes on}, read once per
+    launch (each model is evaluated once within a launch)."""
+    done: dict[str, set[str]] = {}
+    for env in envs:
+        rows = read_table(lake, "evaluations", Selection(env=env),
+                          ["task", "model", "episodes"]).to_pylist()
+        for r in rows:
+            if r["episodes"] == episodes:
+                done.setdefault(r["model"], set()).add(f"{env}/{r['task']}")
+    return done
 
 
 @dg.asset(group_name="offline", kinds={"jax", "parquet"}, deps=["online_sable"])
@@ -71,6 +77,7 @@ def reproduction(context: dg.AssetExecutionContext, config: ReproduceConfig,
     evaluation = OfflineEvalConfig(episodes=preset.eval_episodes)
     the_lake = lake.lake()
     done: list[tuple[str, str, dict]] = []  # (experiment, model id, knobs it varies)
+    already = _evaluated_tasks(the_lake, preset.envs, preset.eval_episodes)
     evaluated = 0
     with compute.placed() as devices:
         for i, (spec, offline_config, selection) in enumerate(specs, 1):
@@ -78,11 +85,10 @@ def reproduction(context: dg.AssetExecutionContext, config: ReproduceConfig,
                              f"({spec.experiment})")
             ref, *_ = train_model(the_lake, OfflineModelConfig(models_dir=config.models_dir),
                                   offline_config, selection, devices, context.log.info)
-            already = _evaluated_tasks(the_lake, offline_config.env, ref["config_id"],
-                                       preset.eval_episodes)
+            skip = already.get(ref["config_id"], set())
             for role in ("train", "test"):
                 _, results = evaluate_model(the_lake, Path(ref["run_dir"]), evaluation, role,
-                                            context.log.info, skip=already)
+                                            context.log.info, skip=skip)
                 evaluated += len(results)
             done.append((spec.experiment, ref["config_id"], {**spec.offline, **spec.selection}))
     table = _results(the_lake, done)
