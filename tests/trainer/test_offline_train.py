@@ -191,6 +191,25 @@ def test_resume_continues_exactly(data, tmp_path):
     assert again.update == 6 and len(again.history) == 6
 
 
+def test_a_resumed_run_reads_the_data_it_started_on_and_a_finished_run_reads_nothing(
+        tmp_path):
+    lake, cache = Lake(tmp_path / "lake"), tmp_path / "cache"
+    fill_lake(lake, TASKS, checkpoints=2, episodes=4, lengths=(8, 30), seed=5)
+    config = OfflineConfig(**{**TINY, "num_updates": 6, "checkpoint_every": 3})
+    straight = train(lake, SELECTION, config, tmp_path / "straight", cache_dir=cache)
+    train(lake, SELECTION, config, tmp_path / "resumed", cache_dir=cache, stop_at=3)
+    # another run's rows land in the lake between the two halves
+    fill_lake(lake, TASKS, runs=("r2",), checkpoints=1, episodes=4, seed=9)
+    resumed = train(lake, SELECTION, config, tmp_path / "resumed", cache_dir=cache)
+    keys = ("loss", "grad_norm", "policy_loss")
+    assert [[r[k] for k in keys] for r in resumed.history] == [
+        [r[k] for k in keys] for r in straight.history]
+    caches = sorted(p.name for p in cache.iterdir())
+    again = train(lake, SELECTION, config, tmp_path / "resumed", cache_dir=cache)
+    assert again.update == 6 and again.history == resumed.history
+    assert sorted(p.name for p in cache.iterdir()) == caches  # no loader was built
+
+
 def test_a_run_directory_never_holds_two_models(data, tmp_path):
     _train(data, tmp_path / "run", num_updates=2)
     with pytest.raises(ValueError, match="holds model"):

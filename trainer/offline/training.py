@@ -25,6 +25,7 @@ keeps the best parameters apart.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -277,6 +278,13 @@ def train(
     run_dir = Path(run_dir)
     mesh, cid, references = _check_run(lake, selection, config, run_dir, devices, stop_at)
 
+    end = config.num_updates if stop_at is None else min(stop_at, config.num_updates)
+    done = _finished(run_dir, cid, end)
+    if done is not None:  # nothing to train: no loader, no compilation
+        (log or logger.info)(f"{cid} already trained to update {done.update}")
+        return done
+    selection = _pinned_to_run(run_dir, selection)
+
     # -- data, model, state
     primary = jax.process_index() == 0  # writes the run's files; orbax coordinates the rest
     if not primary:
@@ -306,7 +314,6 @@ def train(
         iterator = loader.iterator(loader_state)
         stream = batches(iterator) if batches is not None else iterator
         update = make_update(config, len(tasks), mesh)
-        end = config.num_updates if stop_at is None else min(stop_at, config.num_updates)
         best = ckpt.read_best(run_dir)
         if primary:
             _write_metrics(run_dir, history, append=False)
@@ -356,6 +363,29 @@ def train(
         if iterator is not None:
             iterator.close()
     return TrainResult(run_dir, cid, final, history, best)
+
+
+def _finished(run_dir: Path, cid: str, end: int) -> TrainResult | None:
+    """The run's result when its latest checkpoint is already at `end` updates (or beyond),
+    read from its metrics file; None when there is training left to do."""
+    latest = ckpt.latest_step(run_dir) if (run_dir / ckpt.MODEL_JSON).exists() else None
+    if latest is None or latest < end:
+        return None
+    metrics = run_dir / ckpt.METRICS
+    history = ([json.loads(line) for line in metrics.read_text().splitlines() if line]
+               if metrics.exists() else [])
+    return TrainResult(run_dir, cid, latest, [r for r in history if r["update"] <= latest],
+                       ckpt.read_best(run_dir))
+
+
+def _pinned_to_run(run_dir: Path, selection: DataSelection) -> DataSelection:
+    """A resumed run reads the lake as of the table versions it started on (its model.json's
+    `data_versions`), so rows written since then (another task's dataset, a re-recorded
+    checkpoint) neither change its data nor invalidate its saved loader position."""
+    if selection.as_of is not None or not (run_dir / ckpt.MODEL_JSON).exists():
+        return selection
+    versions = ckpt.read_model_info(run_dir).get("data_versions") or None
+    return dataclasses.replace(selection, as_of=versions) if versions else selection
 
 
 def _write_metrics(run_dir: Path, rows: list[dict], append: bool) -> None:
