@@ -35,7 +35,9 @@ class _OnlineRun(dg.Config):
         default="demo", description="'demo' (CPU, small model; what `make demo` runs) or "
         "'paper' (GPU)")
     run: str = Field(default="", description="run id of the rows; default sable-seed<seed>")
-    resume: bool = Field(default=True, description="continue an interrupted run of this config")
+    resume: bool = Field(default=True, description=(
+        "continue an interrupted run of this config, or reuse a completed one whose rows are "
+        "all in the lake; false: train afresh"))
     checkpoint_dir: str = Field(
         default="", description="orbax checkpoints; default $SABLE_CHECKPOINTS or ./checkpoints"
     )
@@ -55,8 +57,10 @@ def online_sable(
 ) -> dg.MaterializeResult:
     """Online Sable (PPO) on the partition's task; its rollouts at K evenly spaced checkpoints
     (E episodes each, quality `low` then `high`) and the final/random reference returns are
-    written to the lake as run `sable-seed<seed>`. Materialising again replaces that run's rows;
-    an interrupted materialisation resumes from its last checkpoint."""
+    written to the lake as run `sable-seed<seed>`. Materialising again with the same config
+    reuses the completed run (its rows and references as they are: `reused` is true); another
+    config, or `resume: false`, replaces that run's rows. An interrupted materialisation
+    resumes from its last checkpoint."""
     from trainer.online import train_online  # JAX only in the run process
 
     task = get_task(context.partition_key)
@@ -98,6 +102,7 @@ def online_sable(
             "recording_fraction": round(result.recording_fraction, 4),
             "params": result.param_count,
             "resumed_from": -1 if result.resumed_from is None else result.resumed_from,
+            "reused": result.reused,
             "learning_curve": publish_png(the_lake, png, "learning curve"),
             "checkpoints": table_metadata(curve),  # inline however many checkpoints
             "steps_partition": dg.MetadataValue.path(the_lake.url(f"steps/{partition}")),

@@ -1,5 +1,6 @@
 """The online Sable asset materialises through Dagster's API (temporary instance and lake) at
-a tiny budget, its checks pass, and materialising again replaces the run's rows."""
+a tiny budget, its checks pass, materialising again reuses the completed run, and
+with resume off replaces its rows."""
 
 import json
 
@@ -45,9 +46,16 @@ def _materialise(lake, tmp_path, instance, **config):
 
 def test_online_asset_materialises_with_metadata_and_passing_checks(lake, tmp_path):
     instance = dg.DagsterInstance.ephemeral()
-    for _ in range(2):  # the second materialisation replaces the run, never duplicates it
-        result = _materialise(lake, tmp_path, instance)
-        assert result.success
+    result = _materialise(lake, tmp_path, instance)
+    assert result.success
+    first = result.asset_materializations_for_node("online_sable")[0].metadata
+    assert not first["reused"].value and first["steps_per_s"].value > 0
+    # the second materialisation of the same config reuses the completed run, and one with
+    # resume off replaces the run's rows, never duplicating them
+    result = _materialise(lake, tmp_path, instance)
+    assert result.asset_materializations_for_node("online_sable")[0].metadata["reused"].value
+    result = _materialise(lake, tmp_path, instance, resume=False)
+    assert result.success
     eps = read_table(lake, "episodes", Selection(env="lbf"))
     assert eps.num_rows == 2 * 16 and set(eps["run"].to_pylist()) == {"sable-seed0"}
     assert read_table(lake, "references", Selection(env="lbf")).num_rows == 1

@@ -9,8 +9,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from lake_schema.reader import Selection, read_table
+from lake_schema.catalogue import get_task
+from lake_schema.reader import Selection, read_table, table_versions
 from lake_schema.storage import Lake
+from lake_schema.writer import delete_run
 from trainer.online import OnlineConfig, train_online
 
 LBF = "lbf/8x8-2p-2f"
@@ -108,11 +110,25 @@ def test_interrupted_run_resumes_without_duplicates_and_matches_uninterrupted(tm
     ref = _episodes(straight, "r")
     np.testing.assert_allclose(eps["return"].to_numpy(), ref["return"].to_numpy(), atol=1e-6)
 
-    # A completed run is not resumed: materialising again starts over, and a shorter re-run
-    # (fewer checkpoints) leaves none of the old checkpoints behind.
+    # A completed run of the same config is reused: nothing trained, the lake untouched.
+    versions = table_versions(lake, ["episodes", "steps/lbf", "references"])
+    reused = train_online(LBF, config, lake, "r", checkpoint_dir=ck)
+    assert reused.trained_env_steps == 0 and reused.compile_s == 0
+    assert reused.reference_return == resumed.reference_return
+    assert [r.mean_return for r in reused.curve] == [r.mean_return for r in resumed.curve]
+    assert table_versions(lake, ["episodes", "steps/lbf", "references"]) == versions
+
+    # Another config starts over, and a shorter re-run (fewer checkpoints) leaves none of the
+    # old checkpoints behind.
     shorter = dataclasses.replace(config, num_checkpoints=2)
     again = train_online(LBF, shorter, lake, "r", checkpoint_dir=ck)
     assert again.resumed_from is None
     eps = _episodes(lake, "r")
     assert eps["checkpoint"].unique().sort().to_list() == [0, 1]
     assert len(eps) == 2 * config.episodes_per_checkpoint
+
+    # A completed run whose rows are gone from the lake is trained again, not reused.
+    delete_run(lake, get_task(LBF), "r")
+    redone = train_online(LBF, shorter, lake, "r", checkpoint_dir=ck)
+    assert redone.resumed_from is None and redone.trained_env_steps == 6 * 2048
+    assert len(_episodes(lake, "r")) == 2 * config.episodes_per_checkpoint

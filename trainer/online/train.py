@@ -12,8 +12,10 @@ the task's `references` row (final policy vs random policy).
 
 Resume: an interrupted run (same task, run id and config, not completed) continues from its
 last orbax checkpoint; re-recorded checkpoints replace their lake rows (same write key), so
-rows are never duplicated. Any other start is fresh: the run's old lake rows and checkpoints
-are deleted first, so a shorter re-run leaves no stale checkpoints behind.
+rows are never duplicated. A completed run of the same task, run id and config whose rows are
+all in the lake is reused as it is (nothing compiled, trained or written). Any other start is
+fresh: the run's old lake rows and checkpoints are deleted first, so a shorter re-run leaves
+no stale checkpoints behind.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from lake_schema.catalogue import Task
+from lake_schema.checks import missing_checkpoints, reference_present
 from lake_schema.reader import Selection, list_files, parse_partition, read_table
 from lake_schema.schema import validate_partition
 from lake_schema.storage import Lake
@@ -98,6 +101,7 @@ class OnlineResult:
     random_return: float = math.nan
     random_std: float = math.nan
     resumed_from: int | None = None  # the checkpoint this call resumed after
+    reused: bool = False  # a completed run, found in the lake: nothing trained or written
     compile_s: float = 0.0
     train_s: float = 0.0  # jitted updates only
     trained_env_steps: int = 0  # in this call
@@ -399,8 +403,9 @@ def train_online(
         run: the run id of the rows (e.g. `sable-seed0`).
         checkpoint_dir: orbax checkpoints; default $SABLE_CHECKPOINTS (or ./checkpoints)
             /online/<env>/<scenario>/<run>.
-        resume: continue an interrupted run with the same config from its last checkpoint;
-            False always starts fresh.
+        resume: continue an interrupted run with the same config from its last checkpoint,
+            or reuse a completed one whose rows are all in the lake; False always starts
+            fresh.
         log: where progress lines go (default: a bar on a terminal, else the logger).
         on_checkpoint: called after each checkpoint's rows and orbax checkpoint are saved.
 
@@ -417,6 +422,15 @@ def train_online(
     store = CheckpointStore(checkpoint_dir or default_checkpoint_dir(task, run))
     progress = Progress(layout.total_env_steps, config.progress_interval_s, log)
 
+    meta = {"task": task.name, "run": run, "config": json.loads(config.to_json())}
+    if resume and _completed(store, lake, meta, layout):  # nothing to train or record
+        result = _reused(lake, layout, run, config)
+        result.wall_s = time.perf_counter() - wall_start
+        progress.say(f"{task.name} run {run}: already complete in the lake with this config "
+                     f"(final return {result.reference_return:.3f}, random "
+                     f"{result.random_return:.3f}); reused")
+        return result
+
     abstract, init, update, record, compile_s = _programs(
         task.name, _compile_key(config), config.episodes_per_checkpoint
     )
@@ -427,7 +441,6 @@ def train_online(
         compile_s=compile_s,
     )
 
-    meta = {"task": task.name, "run": run, "config": json.loads(config.to_json())}
     producer = json.dumps({"online_sable": meta["config"]}, sort_keys=True)  # for the cards
     state, start = _resume_or_start(store, lake, meta, layout, abstract, init, seed_key, resume,
                                     progress, result)
@@ -510,6 +523,35 @@ def train_online(
         f"{result.recording_fraction:.1%} of training time, wall {result.wall_s:.0f}s"
     )
     return result
+
+
+def _completed(store: CheckpointStore, lake: Lake, meta: dict[str, Any], layout: Plan
+               ) -> bool:
+    """The run finished with this task, run id and config, and the lake still holds every
+    checkpoint (steps matching episodes) and its references row."""
+    old = store.meta()
+    if old is None or not old.get("completed") or {k: old.get(k) for k in meta} != meta:
+        return False
+    missing, extra = missing_checkpoints(lake, layout.task, meta["run"], layout.num_checkpoints)
+    return not (missing or extra) and reference_present(lake, layout.task, meta["run"]).passed
+
+
+def _reused(lake: Lake, layout: Plan, run: str, config: OnlineConfig) -> OnlineResult:
+    """The result of a completed run, read back from the lake (no compilation: the parameter
+    count comes from the network's shapes)."""
+    task = layout.task
+    model = Sable(sable_config(config, make_env(task.name)))
+    shapes = jax.eval_shape(model.init_params, jax.random.PRNGKey(0))
+    ref = read_table(lake, "references", Selection(env=task.env, tasks=[task.scenario],
+                                                   runs=[run])).to_pylist()[0]
+    return OnlineResult(
+        task=task.name, run=run, config=config, num_updates=layout.num_updates,
+        total_env_steps=layout.total_env_steps, param_count=param_count(shapes),
+        curve=_curve_from_lake(lake, task, run, layout, layout.num_checkpoints - 1),
+        reference_return=ref["sable_return"], reference_std=ref["sable_return_std"],
+        random_return=ref["random_return"], random_std=ref["random_return_std"],
+        resumed_from=layout.num_checkpoints - 1, reused=True,
+    )
 
 
 def _curve_from_lake(
