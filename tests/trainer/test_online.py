@@ -281,3 +281,37 @@ def test_progress_lines_give_an_eta():
     progress = Progress(total_steps=10_000, interval_s=0.0, log=lines.append)
     progress.emit(2_000, steps_per_s=100.0)
     assert "2,000/10,000 env steps" in lines[0] and "ETA 1m20s" in lines[0]
+
+
+# ----------------------------------------------------------------------------- updates per call
+
+
+def test_n_updates_in_one_call_equal_n_calls_of_one():
+    """`update(state, n)` runs the same n updates as n calls: the training loop may size its
+    calls freely. Metrics: episodes and returns summed, the rest averaged."""
+    from trainer.envs import make_env
+    from trainer.online.ppo import init_ppo_state, make_ppo_update
+
+    config = OnlineConfig(num_envs=4, rollout_length=32, embed_dim=16, num_heads=2,
+                          chunk_timesteps=None, ppo_epochs=1, num_minibatches=1)
+    env = make_env(LBF)
+    model = Sable(sable_config(config, env))
+    update = make_ppo_update(env, model, config)
+
+    def fresh():
+        return init_ppo_state(env, model, config, jax.random.PRNGKey(3), 3)
+
+    together, summed = update(fresh(), np.int32(3))
+    state, singles = fresh(), []
+    for _ in range(3):
+        state, m = update(state, np.int32(1))
+        singles.append(jax.device_get(m))
+    assert int(together.update) == int(state.update) == 3
+    for a, b in zip(jax.tree.leaves(together.params), jax.tree.leaves(state.params),
+                    strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    assert int(summed.episodes) == sum(int(m.episodes) for m in singles) > 0  # 96 > 50 steps
+    np.testing.assert_allclose(summed.return_sum, sum(m.return_sum for m in singles),
+                               rtol=1e-5)
+    np.testing.assert_allclose(summed.total_loss, np.mean([m.total_loss for m in singles]),
+                               rtol=1e-4, atol=1e-6)

@@ -1,6 +1,8 @@
 """PPO for Sable (as Mava's recurrent Sable): one jitted rollout + update step.
 
-`make_ppo_update(env, model, config)` returns a pure `update(state) -> (state, metrics)`:
+`make_ppo_update(env, model, config)` returns the jitted `update(state, n) -> (state, metrics)`,
+n updates in one call (a `lax.fori_loop` with a traced count: one program for every n, and no
+host round trip between the updates of a call). Each update is:
 
 1. rollout: `rollout_length` steps of `num_envs` vmapped environments continuing from the last
    update's (`trainer.envs.rollout.continue_rollout`), actions from Sable's recurrent `act`;
@@ -316,11 +318,13 @@ def collect(
     return batch, roll
 
 
-def make_ppo_update(
-    env: MultiAgentEnv, model: Sable, config: OnlineConfig
-) -> Callable[[PPOState], tuple[PPOState, PPOMetrics]]:
-    """The jitted rollout + PPO update step (one call = one update = B * T env steps)."""
-    num_envs, num_agents = config.num_envs, env.num_agents
+def make_ppo_learn(model: Sable, config: OnlineConfig, num_agents: int) -> Callable:
+    """The learning half of an update, pure: `learn(params, opt_state, batch, key, lr) ->
+    ((params, opt_state), stats)`, `ppo_epochs` passes of `num_minibatches` Adam steps over
+    one rollout's PPOBatch ([B, T, ...]); stats are the per-step (total, policy, value,
+    entropy, kl, clip fraction, grad norm), shape [epochs, minibatches]. Apart from the
+    rollout so that its rate (the network's forward and backward) can be measured alone."""
+    num_envs = config.num_envs
     mb_size = num_envs // config.num_minibatches
     tx = make_optimizer(config)
 
@@ -355,16 +359,27 @@ def make_ppo_update(
         )
         return (params, opt_state), stats
 
+    def learn(params, opt_state, batch: PPOBatch, key: jax.Array, lr: jax.Array):
+        return jax.lax.scan(lambda c, k: epoch(c, k, batch, params, lr), (params, opt_state),
+                            jax.random.split(key, config.ppo_epochs))
+
+    return learn
+
+
+def make_ppo_update(
+    env: MultiAgentEnv, model: Sable, config: OnlineConfig
+) -> Callable[[PPOState, jax.Array], tuple[PPOState, PPOMetrics]]:
+    """The jitted `(state, n) -> (state, metrics)`: n rollout + PPO updates (B * T env steps
+    each) in one call, n an int32 scalar >= 1. The metrics' `episodes` and `return_sum` are
+    summed over the n updates, the other fields averaged."""
+    learn = make_ppo_learn(model, config, env.num_agents)
+
     def update(state: PPOState) -> tuple[PPOState, PPOMetrics]:
         key, k_roll, k_last, k_epochs = jax.random.split(state.key, 4)
         batch, roll = collect(env, model, config, state, k_roll, k_last)
         last_step = jax.tree.map(lambda x: x[-1], roll.steps)
         lr = learning_rate(config, state.update, state.total_updates)
-        (params, opt_state), stats = jax.lax.scan(
-            lambda c, k: epoch(c, k, batch, state.params, lr),
-            (state.params, state.opt_state),
-            jax.random.split(k_epochs, config.ppo_epochs),
-        )
+        (params, opt_state), stats = learn(state.params, state.opt_state, batch, k_epochs, lr)
         total, pi_l, v_l, ent, kl, clip_frac, gnorm = (jnp.mean(s) for s in stats)
         metrics = PPOMetrics(
             episodes=jnp.sum(jnp.sum(roll.episode_done, axis=1)),
@@ -385,7 +400,21 @@ def make_ppo_update(
         )
         return new_state, metrics
 
-    return jax.jit(update, donate_argnums=0)
+    def updates(state: PPOState, n: jax.Array) -> tuple[PPOState, PPOMetrics]:
+        shapes = jax.eval_shape(update, state)[1]
+        zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)
+
+        def body(_, carry):
+            state, total = carry
+            state, metrics = update(state)
+            return state, jax.tree.map(jnp.add, total, metrics)
+
+        state, total = jax.lax.fori_loop(0, n, body, (state, zeros))
+        sums = ("episodes", "return_sum")
+        return state, PPOMetrics(**{k: v if k in sums else v / n
+                                    for k, v in total._asdict().items()})
+
+    return jax.jit(updates, donate_argnums=0)
 
 
 # ----------------------------------------------------------------------------- recording

@@ -64,6 +64,7 @@ logger = logging.getLogger("trainer.online")
 CHECKPOINTS_ENV = "SABLE_CHECKPOINTS"
 DEFAULT_CHECKPOINTS = "./checkpoints"
 _META = "run.json"
+MAX_UPDATES_PER_CALL = 1000  # updates in one jitted call (see _train_until)
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,7 @@ def _programs(task_name: str, key: OnlineConfig, record_envs: int) -> tuple[Any,
     """(abstract state, init, update, policy rollout, compile seconds), compiled once per
     process for each (task, network/PPO settings, recording batch); 0 s when cached.
 
-    init(key, total_updates) -> PPOState; update(state) -> (state, metrics);
+    init(key, total_updates) -> PPOState; update(state, n) -> (state, metrics of n updates);
     policy rollout(params, key) -> Rollout of `record_envs` fresh episodes."""
     cache_key = (task_name, key, record_envs)
     if cache_key in _PROGRAMS:
@@ -177,7 +178,8 @@ def _programs(task_name: str, key: OnlineConfig, record_envs: int) -> tuple[Any,
     init = jax.jit(lambda k, total: init_ppo_state(env, model, key, k, total))
     abstract = jax.eval_shape(init, jax.random.PRNGKey(0), 1)
     init = init.lower(jax.random.PRNGKey(0), 1).compile()
-    update = make_ppo_update(env, model, key).lower(abstract).compile()
+    count = jax.ShapeDtypeStruct((), np.int32)
+    update = make_ppo_update(env, model, key).lower(abstract, count).compile()
     record = (
         make_policy_rollout(env, model, key, record_envs, env.time_limit)
         .lower(abstract.params, jax.random.PRNGKey(0))
@@ -329,18 +331,27 @@ def _resume_or_start(store: CheckpointStore, lake: Lake, meta: dict[str, Any], l
 def _train_until(update: Any, state: PPOState, done: int, target: int, layout: Plan,
                  progress: Progress) -> tuple[PPOState, int]:
     """Jitted updates from `done` to `target` updates; returns the state and the env steps
-    trained. Each update's metrics are fetched (which also waits for it) for the progress."""
+    trained. Each call runs as many updates as fit in half a progress interval (one at first,
+    then sized from the measured time per update, at most MAX_UPDATES_PER_CALL), so on a fast
+    device the host does not wait between updates; the same updates run whatever the sizes,
+    so the result does not depend on them. Each call's metrics are fetched (which also waits
+    for it) for the progress."""
     t_train = time.perf_counter()
-    steps = 0
+    steps, per_call = 0, 1
     while done < target:
-        state, metrics = update(state)
-        metrics = jax.device_get(metrics)  # also waits for the update
-        done += 1
-        steps += layout.steps_per_update
+        n = min(per_call, target - done)
+        t_call = time.perf_counter()
+        state, metrics = update(state, np.int32(n))
+        metrics = jax.device_get(metrics)  # also waits for the updates
+        seconds_per_update = (time.perf_counter() - t_call) / n
+        done += n
+        steps += n * layout.steps_per_update
         progress.add(metrics)
         if progress.due():
             progress.emit(done * layout.steps_per_update,
                           steps / (time.perf_counter() - t_train))
+        per_call = int(np.clip(progress.interval / 2 / max(seconds_per_update, 1e-9), 1,
+                               MAX_UPDATES_PER_CALL))
     return state, steps
 
 
