@@ -159,7 +159,8 @@ def _experiment(name: str, preset: Preset, env: str) -> list[tuple[dict, dict]]:
 
 def models(preset: Preset) -> list[ModelSpec]:
     """Every model of the preset, each once (the first experiment that asks for it names it),
-    seed by seed, so that one seed of every model is done before the next seed starts."""
+    seed by seed (the reproduction then trains the seeds of each configuration together, in
+    one vmapped program, in the order of their first seed)."""
     seen: dict[tuple, ModelSpec] = {}
     for seed in preset.seeds:
         for env in preset.envs:

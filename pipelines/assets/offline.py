@@ -9,10 +9,11 @@ its run. Evaluations are rows of the lake's `evaluations` table keyed by the con
 any two models can be compared with a query.
 """
 
+import dataclasses
 import os
 from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import dagster as dg
 import polars as pl
@@ -71,18 +72,32 @@ def train_model(lake: Lake, config: OfflineModelConfig, offline_config, selectio
                 devices: list | None, log: Callable[[str], None]):
     """Train (or resume) the model of (offline_config, selection) in its run directory,
     `<models_dir>/<config id>`; returns (a reference to it, the TrainResult, offline_config,
-    selection). The asset and the sweep both train through this."""
-    from trainer.offline import config_id, train  # JAX only in the run process
-
-    cid = config_id(offline_config, selection)
-    run_dir = models_root(config.models_dir) / cid
-    log(f"model {cid} ({offline_config.algorithm}) on {', '.join(selection.task_names)} -> "
-        f"{run_dir}")
-    result = train(lake, selection, offline_config, run_dir, devices=devices, log=log)
-    ref = {"config_id": cid, "run_dir": str(run_dir.absolute()), "env": offline_config.env,
-           "algorithm": offline_config.algorithm, "train_tasks": list(selection.task_names),
-           "split": selection.split, "update": result.update}
+    selection)."""
+    ((ref, result),) = train_models(lake, config.models_dir, offline_config, selection,
+                                    [offline_config.seed], devices, log)
     return ref, result, offline_config, selection
+
+
+def train_models(lake: Lake, models_dir: str, offline_config, selection, seeds: list[int],
+                 devices: list | None, log: Callable[[str], None]) -> list[tuple[dict, Any]]:
+    """Train (or resume) the model of (offline_config, selection) for each seed, the seeds in
+    one vmapped program (`trainer.offline.train_seeds`), each in `<models_dir>/<config id>`;
+    returns (a reference to it, its TrainResult) per seed. The assets and the reproduction
+    all train through this."""
+    from trainer.offline import config_id, train_seeds  # JAX only in the run process
+
+    root = models_root(models_dir)
+    for seed in seeds:
+        cid = config_id(dataclasses.replace(offline_config, seed=seed),
+                        dataclasses.replace(selection, seed=seed))
+        log(f"model {cid} ({offline_config.algorithm}, seed {seed}) on "
+            f"{', '.join(selection.task_names)} -> {root / cid}")
+    results = train_seeds(lake, selection, offline_config, seeds, root, devices=devices,
+                          log=log)
+    return [({"config_id": r.config_id, "run_dir": str(r.run_dir.absolute()),
+              "env": offline_config.env, "algorithm": offline_config.algorithm,
+              "train_tasks": list(selection.task_names), "split": selection.split,
+              "update": r.update}, r) for r in results]
 
 
 @dg.asset(group_name="offline", kinds={"jax"}, deps=["online_sable"])

@@ -2,13 +2,15 @@
 preset (`trainer.experiments`), skipping what is already done, and `report` compares them.
 
 Wiring only: the presets and experiments are `trainer.experiments`, training and evaluation
-the offline assets' own `train_model` / `evaluate_model`. The task datasets come first:
+the offline assets' own `train_models` / `evaluate_model` (the seeds of a
+configuration in one vmapped program). The task datasets come first:
 `benchmarks/reproduce.py` materialises `online_sable` for every task the preset needs
 (skipping finished ones) and then launches the `reproduce` job. A second launch reuses
 finished models (their run directories, keyed by config id) and evaluations (rows of the
 same model and episode count), so an interrupted reproduction resumes where it stopped.
 """
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +22,7 @@ from lake_schema.duck import connect
 from lake_schema.reader import Selection, read_table
 from lake_schema.report import latest_evaluations
 from lake_schema.storage import Lake
-from pipelines.assets.offline import (
-    OfflineEvalConfig,
-    OfflineModelConfig,
-    evaluate_model,
-    train_model,
-)
+from pipelines.assets.offline import OfflineEvalConfig, evaluate_model, train_models
 from pipelines.plots import table_metadata
 from pipelines.resources import ComputeResource, LakeResource
 from trainer.experiments import EXPERIMENTS, PRESETS, Preset, get_preset, models, narrow
@@ -74,23 +71,32 @@ def reproduction(context: dg.AssetExecutionContext, config: ReproduceConfig,
     training tasks, `eval_episodes` per task). Every config is validated before any compute."""
     preset = config.narrowed()
     specs = [(spec, *spec.build(preset, config.offline)) for spec in models(preset)]
+    # the seeds of one configuration train together, in one vmapped program
+    by_config: dict[tuple, list] = {}
+    for spec, offline_config, selection in specs:
+        key = (dataclasses.replace(offline_config, seed=0),
+               dataclasses.replace(selection, seed=0))
+        by_config.setdefault(key, []).append((spec, offline_config, selection))
     evaluation = OfflineEvalConfig(episodes=preset.eval_episodes)
     the_lake = lake.lake()
     done: list[tuple[str, str, dict]] = []  # (experiment, model id, knobs it varies)
     already = _evaluated_tasks(the_lake, preset.envs, preset.eval_episodes)
     evaluated = 0
     with compute.placed() as devices:
-        for i, (spec, offline_config, selection) in enumerate(specs, 1):
-            context.log.info(f"reproduction {preset.name}: model {i}/{len(specs)} "
-                             f"({spec.experiment})")
-            ref, *_ = train_model(the_lake, OfflineModelConfig(models_dir=config.models_dir),
-                                  offline_config, selection, devices, context.log.info)
-            skip = already.get(ref["config_id"], set())
-            for role in ("train", "test"):
-                _, results = evaluate_model(the_lake, Path(ref["run_dir"]), evaluation, role,
-                                            context.log.info, skip=skip)
-                evaluated += len(results)
-            done.append((spec.experiment, ref["config_id"], {**spec.offline, **spec.selection}))
+        for i, group in enumerate(by_config.values(), 1):
+            spec, offline_config, selection = group[0]
+            context.log.info(f"reproduction {preset.name}: configuration {i}/{len(by_config)} "
+                             f"({spec.experiment}), {len(group)} seed(s)")
+            trained = train_models(the_lake, config.models_dir, offline_config, selection,
+                                   [c.seed for _, c, _ in group], devices, context.log.info)
+            for (spec, _, _), (ref, _) in zip(group, trained, strict=True):
+                skip = already.get(ref["config_id"], set())
+                for role in ("train", "test"):
+                    _, results = evaluate_model(the_lake, Path(ref["run_dir"]), evaluation,
+                                                role, context.log.info, skip=skip)
+                    evaluated += len(results)
+                done.append((spec.experiment, ref["config_id"],
+                             {**spec.offline, **spec.selection}))
     table = _results(the_lake, done)
     return dg.MaterializeResult(metadata={
         "preset": preset.name,

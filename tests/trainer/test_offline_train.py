@@ -1,6 +1,7 @@
 """The offline training loop: bad input, each algorithm, checkpoints, exact resume, NaN guard,
 data parallelism over two host devices."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -270,3 +271,48 @@ def test_two_host_devices_give_the_same_loss_trajectory_as_one(data, tmp_path):
     expected = [[row["loss"], row["grad_norm"]] for row in one.history]
     assert len(two) == len(expected) == 4
     np.testing.assert_allclose(two, expected, rtol=1e-4, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- seeds in one program
+
+
+def test_seeds_in_one_program_are_the_models_trained_alone(data, tmp_path):
+    """train_seeds vmaps the update over seeds: each seed's run directory, config id, losses
+    and parameters are those of training that seed alone; a seed resumed from another
+    update trains in its own group; finished seeds are returned as they are."""
+    from trainer.offline import train_seeds
+
+    lake, cache = data
+    config = OfflineConfig(**{**TINY, "num_updates": 4})
+    alone = [train(lake, dataclasses.replace(SELECTION, seed=s),
+                   dataclasses.replace(config, seed=s), tmp_path / "alone" / str(s),
+                   cache_dir=cache) for s in (0, 1, 2)]
+    # seed 2 is half done: it resumes in its own group while seeds 0 and 1 train together
+    part = train_seeds(lake, SELECTION, config, [2], tmp_path / "together", cache_dir=cache,
+                       stop_at=2)
+    assert part[0].update == 2
+    together = train_seeds(lake, SELECTION, config, [0, 1, 2], tmp_path / "together",
+                           cache_dir=cache)
+    keys = ("loss", "grad_norm", "policy_loss")
+    for a, b in zip(alone, together, strict=True):
+        assert b.run_dir == tmp_path / "together" / a.config_id and b.update == 4
+        np.testing.assert_allclose([[r[k] for k in keys] for r in b.history],
+                                   [[r[k] for k in keys] for r in a.history], rtol=2e-5)
+        info = ckpt.read_model_info(a.run_dir)
+        pa, _ = ckpt.load_params(a.run_dir, info)
+        pb, _ = ckpt.load_params(b.run_dir, info)
+        for x, y in zip(_leaves(pa), _leaves(pb), strict=True):
+            np.testing.assert_allclose(x, y, rtol=2e-5, atol=1e-6)
+    assert len({r.history[0]["loss"] for r in together}) == 3  # the seeds really differ
+    again = train_seeds(lake, SELECTION, config, [0, 1, 2], tmp_path / "together",
+                        cache_dir=cache)
+    assert [r.history for r in again] == [r.history for r in together]
+
+
+def test_seeds_sharing_a_run_directory_are_refused_before_any_io(tmp_path):
+    from trainer.offline import train_seeds
+
+    with pytest.raises(ValueError, match="share a run directory"):
+        train_seeds(Lake(tmp_path / "lake"), SELECTION, OfflineConfig(**TINY), [1, 1],
+                    tmp_path / "models", cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "models").exists() and not (tmp_path / "cache").exists()

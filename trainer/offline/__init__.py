@@ -23,7 +23,8 @@ _MODULES = {
     "trainer.offline.evaluation": ("TaskResult", "evaluate", "evaluate_params"),
     "trainer.offline.hl_gauss": ("Support", "make_support"),
     "trainer.offline.state": ("TrainState",),
-    "trainer.offline.training": ("TrainResult", "UpdateMetrics", "make_update", "train"),
+    "trainer.offline.training": ("TrainResult", "UpdateMetrics", "make_update", "train",
+                                  "train_seeds"),
 }
 __all__ = sorted(name for names in _MODULES.values() for name in names)
 

@@ -5,22 +5,26 @@
                    OfflineConfig(algorithm="oryx", num_updates=2000), "models/run")
 
 `make_update(config, num_tasks, mesh)` returns the pure, jitted
-`update(state, batch) -> (state, UpdateMetrics)`: forward the Sable network over the batch
-(chunkwise, teacher-forced), the algorithm's loss (`losses.py`), Adam with global-norm
-clipping, then the Polyak target update (tau after every step). The batch is sharded over
-the mesh's `data` axis and the state replicated, so XLA splits the work over all devices and
-all-reduces the gradients; losses are means over the global batch, so one device and several
-give the same trajectory. In a multi-process run (`trainer.distributed`: one process per
-host) the mesh spans every process's devices, each process's loader reads its own slice of
-the global batch, and process 0 writes the run's files and reports progress.
+`update(states, batches) -> (states, UpdateMetrics)` of S models at once (S seeds of one
+configuration, stacked on a leading axis; PureJaxRL's pattern): forward the Sable network over
+each batch (chunkwise, teacher-forced), the algorithm's loss (`losses.py`), Adam with
+global-norm clipping, then the Polyak target update (tau after every step). The batches are
+sharded over the mesh's `data` axis and the states replicated, so XLA splits the work over all
+devices and all-reduces the gradients; losses are means over the global batch, so one device
+and several give the same trajectory. In a multi-process run (`trainer.distributed`: one
+process per host) the mesh spans every process's devices, each process's loader reads its own
+slice of the global batch, and process 0 writes the run's files and reports progress.
 
-`train(...)` drives it: validates everything before any I/O, builds the loader (the cache of
-the selection), resumes from the run directory's latest checkpoint if there is one, logs
-progress (update, losses, rate, ETA: `trainer.progress`), checks every update's loss for
-NaN/inf (the error names the update; no checkpoint is written after a bad update, so the
-last one stays good), checkpoints with orbax (parameters, target parameters, optimiser,
-loader iterator state, metrics), optionally evaluates periodically on the training tasks and
-keeps the best parameters apart.
+`train_seeds(...)` trains several seeds in one program; each seed is its own model, with the
+same config id, files and evaluations as when trained alone. `train(...)` is one seed. The
+loop validates everything before any I/O, builds each seed's loader (the cache of its
+selection), resumes from the run directory's latest checkpoint if there is one (reading the
+lake as of the versions the run started on), logs progress (update, losses, rate, ETA:
+`trainer.progress`), checks every update's loss for NaN/inf (the error names the update and
+the run; no checkpoint is written after a bad update, so the last one stays good),
+checkpoints with orbax (parameters, target parameters, optimiser, loader iterator state,
+metrics), optionally evaluates periodically on the training tasks and keeps the best
+parameters apart.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -150,7 +154,10 @@ def make_mesh(devices: list | None = None) -> jax.sharding.Mesh:
 def make_update(config: OfflineConfig, num_tasks: int,
                 mesh: jax.sharding.Mesh) -> Callable[[TrainState, Batch],
                                                      tuple[TrainState, UpdateMetrics]]:
-    """The jitted update: state replicated, batch split along its first axis over `mesh`.
+    """The jitted update of S models at once (S seeds of one configuration, PureJaxRL's
+    pattern): `update_step` vmapped over a leading seed axis of the state and the batch
+    ([S, ...] and [S, B, ...]; S = 1 for one model). The state is replicated, each seed's
+    batch split along B over `mesh`; the metrics come back [S, ...].
 
     Cached on what the step depends on (not on the loop's settings), so resuming or training
     again in the same process reuses the compiled function.
@@ -162,14 +169,14 @@ def make_update(config: OfflineConfig, num_tasks: int,
 def _make_update(config: OfflineConfig, num_tasks: int, mesh: jax.sharding.Mesh):
     P = jax.sharding.PartitionSpec
     replicated = jax.sharding.NamedSharding(mesh, P())
-    data = jax.sharding.NamedSharding(mesh, P("data"))
+    data = jax.sharding.NamedSharding(mesh, P(None, "data"))
     model = Sable(config.sable_config())
 
     def step(state: TrainState, batch: Batch) -> tuple[TrainState, UpdateMetrics]:
         return update_step(state, batch, model, config, num_tasks)
 
-    return jax.jit(step, in_shardings=(replicated, data), out_shardings=(replicated, replicated),
-                   donate_argnums=0)
+    return jax.jit(jax.vmap(step), in_shardings=(replicated, data),
+                   out_shardings=(replicated, replicated), donate_argnums=0)
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -222,18 +229,23 @@ def _model_info(config: OfflineConfig, selection: DataSelection, loader: Loader,
     }
 
 
-def _rows(pending: list[tuple[int, UpdateMetrics]], tasks: tuple[str, ...]) -> list[dict]:
+def _rows(pending: list[tuple[int, UpdateMetrics]], tasks: tuple[str, ...],
+          runs: int) -> list[list[dict]]:
+    """Each run's metrics rows of the pending updates (metrics [S, ...] -> S lists)."""
     host = jax.device_get([m for _, m in pending])
-    rows = []
-    for (u, _), m in zip(pending, host, strict=True):
-        row: dict[str, Any] = {"update": u}
-        for name in ("loss", "policy_loss", "critic_loss", "conservative_loss", "q_data",
-                     "grad_norm"):
-            row[name] = float(getattr(m, name))
-        row["task_loss"] = {t: (float(v) if c > 0 else None)
-                            for t, v, c in zip(tasks, m.task_loss, m.task_count, strict=True)}
-        rows.append(row)
-    return rows
+    out: list[list[dict]] = [[] for _ in range(runs)]
+    for (u, _), stacked in zip(pending, host, strict=True):
+        for i in range(runs):
+            m = jax.tree.map(lambda x, i=i: x[i], stacked)
+            row: dict[str, Any] = {"update": u}
+            for name in ("loss", "policy_loss", "critic_loss", "conservative_loss", "q_data",
+                         "grad_norm"):
+                row[name] = float(getattr(m, name))
+            row["task_loss"] = {t: (float(v) if c > 0 else None)
+                                for t, v, c in zip(tasks, m.task_loss, m.task_count,
+                                                   strict=True)}
+            out[i].append(row)
+    return out
 
 
 def _first_bad(rows: list[dict]) -> dict | None:
@@ -241,6 +253,24 @@ def _first_bad(rows: list[dict]) -> dict | None:
         if not (math.isfinite(r["loss"]) and math.isfinite(r["grad_norm"])):
             return r
     return None
+
+
+@dataclass
+class _Run:
+    """One model of a group trained together: what it is, where it lives, its loop state."""
+
+    config: OfflineConfig
+    selection: DataSelection
+    run_dir: Path
+    cid: str
+    loader: Loader | None = None
+    iterator: Any = None
+    stream: Any = None
+    mngr: Any = None
+    info: dict = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)
+    best: dict | None = None
+    last_good: int | None = None
 
 
 def train(
@@ -261,7 +291,8 @@ def train(
         lake, selection: the dataset; its environment must be `config.env`.
         config: the model and run settings.
         run_dir: the run directory (see `checkpoint`); resumed if it holds checkpoints of
-            the same config id, refused if it holds another model.
+            the same config id, refused if it holds another model. A resumed run reads the
+            lake as of the table versions it started on; a finished one returns at once.
         cache_dir: where the loader's training cache lives (default: the loader's).
         devices: the data-parallel devices (default: all local devices).
         stop_at: stop (checkpointed) after this many updates: a time-boxed or preemptible run;
@@ -274,49 +305,112 @@ def train(
     Raises ValueError for bad input (before any I/O or compilation), NonFiniteLossError when a
     loss turns NaN/inf.
     """
-    # -- validation: nothing read, nothing compiled yet
-    run_dir = Path(run_dir)
-    mesh, cid, references = _check_run(lake, selection, config, run_dir, devices, stop_at)
+    return _train_runs(lake, [(config, selection, Path(run_dir))], cache_dir=cache_dir,
+                       devices=devices, stop_at=stop_at, batches=batches, log=log)[0]
 
+
+def train_seeds(
+    lake: Lake,
+    selection: DataSelection,
+    config: OfflineConfig,
+    seeds: Sequence[int],
+    models_dir: str | os.PathLike,
+    **options: Any,
+) -> list[TrainResult]:
+    """Train (or resume) one model per seed of (config, selection) in one vmapped program,
+    each in `<models_dir>/<its config id>` (the seed sets the config's and the selection's
+    seed: the same models, ids and files as training each seed alone). Options are
+    `train`'s. Finished seeds are skipped; seeds resumed from different updates train in
+    separate groups. Results in the order of `seeds`."""
+    runs = []
+    for seed in seeds:
+        c = dataclasses.replace(config, seed=seed)
+        sel = dataclasses.replace(selection, seed=seed)
+        runs.append((c, sel, Path(models_dir) / config_id(c, sel)))
+    return _train_runs(lake, runs, **options)
+
+
+def _train_runs(lake: Lake, runs: list[tuple[OfflineConfig, DataSelection, Path]], *,
+                cache_dir: str | os.PathLike | None = None, devices: list | None = None,
+                stop_at: int | None = None, batches: Callable[[Any], Any] | None = None,
+                log: Callable[[str], None] | None = None) -> list[TrainResult]:
+    """Validate every run before any I/O, return the finished ones as they are, and train the
+    others, those at the same update together."""
+    if not runs:
+        raise ValueError("no runs to train")
+    dirs = [run_dir for _, _, run_dir in runs]
+    if len(set(dirs)) != len(dirs):
+        raise ValueError(f"two runs share a run directory: {dirs}")
+    config, selection = runs[0][0], runs[0][1]
+    checked = [_check_run(lake, sel, c, run_dir, devices, stop_at) for c, sel, run_dir in runs]
+    for (c, sel, _), (_, cid, _) in zip(runs, checked, strict=True):
+        if (dataclasses.replace(c, seed=0) != dataclasses.replace(config, seed=0)
+                or dataclasses.replace(sel, seed=0) != dataclasses.replace(selection, seed=0)):
+            raise ValueError(f"runs trained together differ in more than the seed: {cid}")
+    mesh, references = checked[0][0], checked[0][2]
     end = config.num_updates if stop_at is None else min(stop_at, config.num_updates)
-    done = _finished(run_dir, cid, end)
-    if done is not None:  # nothing to train: no loader, no compilation
-        (log or logger.info)(f"{cid} already trained to update {done.update}")
-        return done
-    selection = _pinned_to_run(run_dir, selection)
+    results: dict[Path, TrainResult] = {}
+    groups: dict[int, list[_Run]] = {}
+    for (c, sel, run_dir), (_, cid, _) in zip(runs, checked, strict=True):
+        done = _finished(run_dir, cid, end)
+        if done is not None:  # nothing to train: no loader, no compilation
+            (log or logger.info)(f"{cid} already trained to update {done.update}")
+            results[run_dir] = done
+            continue
+        at = ckpt.latest_step(run_dir) if (run_dir / ckpt.MODEL_JSON).exists() else None
+        groups.setdefault(at or 0, []).append(
+            _Run(c, _pinned_to_run(run_dir, sel), run_dir, cid))
+    for group in groups.values():
+        for result in _train_group(lake, group, mesh, references, end, cache_dir, batches,
+                                   log):
+            results[result.run_dir] = result
+    return [results[run_dir] for run_dir in dirs]
 
-    # -- data, model, state
+
+def _train_group(lake: Lake, group: list[_Run], mesh: jax.sharding.Mesh,
+                 references: dict[str, float] | None, end: int,
+                 cache_dir: str | os.PathLike | None, batches: Callable[[Any], Any] | None,
+                 log: Callable[[str], None] | None) -> list[TrainResult]:
+    """Train runs that start at the same update to `end`, their states stacked on a seed
+    axis through one vmapped update; each run keeps its own loader, checkpoints, metrics,
+    periodic evaluations and best parameters."""
+    config = group[0].config
     primary = jax.process_index() == 0  # writes the run's files; orbax coordinates the rest
     if not primary:
         log = _quiet
-    loader = make_loader(lake, selection, config.loader_config(), cache_dir, log=log)
-    tasks = loader.task_names
+    P = jax.sharding.PartitionSpec
+    replicated = jax.sharding.NamedSharding(mesh, P())
+    data_sharding = jax.sharding.NamedSharding(mesh, P(None, "data"))
     model = Sable(config.sable_config())
-    run_dir.mkdir(parents=True, exist_ok=True)
-    info = _model_info(config, selection, loader, cid)
-    if primary:
-        ckpt.write_json(run_dir / ckpt.MODEL_JSON, info)
-    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    data_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
-    state = init_train_state(model, config, jax.random.PRNGKey(config.seed))
-    mngr = ckpt.manager(run_dir, config.keep_checkpoints)
-    iterator = None
+    states = []
     try:
-        history: list[dict] = []
-        loader_state = None
-        last_good = mngr.latest_step()
-        if last_good is not None:
-            state, loader_state, history = ckpt.restore(mngr, last_good,
-                                                          ckpt.abstract(state, replicated))
-            (log or logger.info)(f"resuming {cid} from update {last_good}")
-        start = int(state.update)
-        state = jax.device_put(state, replicated)
-        iterator = loader.iterator(loader_state)
-        stream = batches(iterator) if batches is not None else iterator
+        for r in group:
+            r.loader = make_loader(lake, r.selection, r.config.loader_config(), cache_dir,
+                                   log=log)
+            r.run_dir.mkdir(parents=True, exist_ok=True)
+            r.info = _model_info(r.config, r.selection, r.loader, r.cid)
+            if primary:
+                ckpt.write_json(r.run_dir / ckpt.MODEL_JSON, r.info)
+            state = init_train_state(model, r.config, jax.random.PRNGKey(r.config.seed))
+            r.mngr = ckpt.manager(r.run_dir, config.keep_checkpoints)
+            r.last_good = r.mngr.latest_step()
+            loader_state = None
+            if r.last_good is not None:
+                state, loader_state, r.history = ckpt.restore(
+                    r.mngr, r.last_good, ckpt.abstract(state, replicated))
+                (log or logger.info)(f"resuming {r.cid} from update {r.last_good}")
+            states.append(jax.device_put(state, replicated))
+            r.iterator = r.loader.iterator(loader_state)
+            r.stream = batches(r.iterator) if batches is not None else r.iterator
+            r.best = ckpt.read_best(r.run_dir)
+            if primary:
+                _write_metrics(r.run_dir, r.history, append=False)
+        tasks = group[0].loader.task_names
+        start = int(states[0].update)
+        state = _stack(states, replicated)
+        del states
         update = make_update(config, len(tasks), mesh)
-        best = ckpt.read_best(run_dir)
-        if primary:
-            _write_metrics(run_dir, history, append=False)
+        seeds = f" ({len(group)} seeds in one program)" if len(group) > 1 else ""
         progress = Progress(end, "updates", interval_s=PROGRESS_INTERVAL_S, log=log,
                             logger=logger)
 
@@ -324,7 +418,8 @@ def train(
         t_mark, u_mark = time.perf_counter(), start
         t_first = t_mark
         for u in range(start + 1, end + 1):
-            batch = device_put_batch(next(stream), data_sharding)
+            batch = device_put_batch(_stack_host([next(r.stream) for r in group]),
+                                     data_sharding)
             state, metrics = update(state, batch)
             pending.append((u, metrics))
             if u == start + 1:  # compiled and done: the ETA's rate counts from here
@@ -332,37 +427,63 @@ def train(
                 t_first = time.perf_counter()
             save_now = u % config.checkpoint_every == 0 or u == end
             eval_now = bool(config.eval_every) and u % config.eval_every == 0
-            if u % config.log_every == 0 or save_now or eval_now:
-                rows = _rows(pending, tasks)
-                pending = []
+            if not (u % config.log_every == 0 or save_now or eval_now):
+                continue
+            per_run = _rows(pending, tasks, len(group))
+            pending = []
+            for r, rows in zip(group, per_run, strict=True):
                 bad = _first_bad(rows)
                 if bad is not None:
                     values = {k: bad[k] for k in ("loss", "grad_norm")}
-                    raise NonFiniteLossError(bad["update"], values, last_good, run_dir)
-                now = time.perf_counter()
+                    raise NonFiniteLossError(bad["update"], values, r.last_good, r.run_dir)
+            now = time.perf_counter()
+            for rows in per_run:
                 rows[-1]["updates_per_s"] = (u - u_mark) / max(now - t_mark, 1e-9)
-                t_mark, u_mark = now, u
-                history.extend(rows)
-                if progress.due() or u == end:
-                    # since the first update (not counting its compilation); unknown before
-                    rate = ((u - start - 1) / max(now - t_first, 1e-9) if u > start + 1
-                            else float("nan"))
-                    progress.emit(u, rate, _losses(rows[-1]))
+            t_mark, u_mark = now, u
+            if progress.due() or u == end:
+                # since the first update (not counting its compilation); unknown before
+                rate = ((u - start - 1) / max(now - t_first, 1e-9) if u > start + 1
+                        else float("nan"))
+                progress.emit(u, rate, _losses(per_run[0][-1]) + seeds)
+            for i, (r, rows) in enumerate(zip(group, per_run, strict=True)):
+                r.history.extend(rows)
                 if eval_now:
-                    best = _periodic_eval(run_dir, info, state.params, u, references, config,
-                                          rows[-1], best, progress, primary)
+                    r.best = _periodic_eval(r.run_dir, r.info, _take(state.params, i,
+                                                                     replicated),
+                                            u, references, r.config, rows[-1], r.best,
+                                            progress, primary)
                 if primary:
-                    _write_metrics(run_dir, rows, append=True)
+                    _write_metrics(r.run_dir, rows, append=True)
                 if save_now:
-                    ckpt.save(mngr, u, state, iterator.get_state(), history)
-                    last_good = u
-                t_mark = time.perf_counter()  # the rate counts updates, not saves or evals
-        final = int(state.update)
+                    ckpt.save(r.mngr, u, _take(state, i, replicated), r.iterator.get_state(),
+                              r.history)
+                    r.last_good = u
+            t_mark = time.perf_counter()  # the rate counts updates, not saves or evals
+        final = int(jax.device_get(state.update)[0])
     finally:
-        mngr.close()
-        if iterator is not None:
-            iterator.close()
-    return TrainResult(run_dir, cid, final, history, best)
+        for r in group:
+            if r.mngr is not None:
+                r.mngr.close()
+            if r.iterator is not None:
+                r.iterator.close()
+    return [TrainResult(r.run_dir, r.cid, final, r.history, r.best) for r in group]
+
+
+def _stack(trees: list[Any], sharding: jax.sharding.Sharding) -> Any:
+    """The trees stacked on a new leading axis, on `sharding` (inside jit: the states may be
+    global arrays of a multi-process run)."""
+    return jax.jit(lambda *t: jax.tree.map(lambda *x: jnp.stack(x), *t),
+                   out_shardings=sharding)(*trees)
+
+
+def _take(tree: Any, i: int, sharding: jax.sharding.Sharding) -> Any:
+    """Entry `i` of a stacked tree, on `sharding` (inside jit, as `_stack`)."""
+    return jax.jit(lambda t: jax.tree.map(lambda x: x[i], t), out_shardings=sharding)(tree)
+
+
+def _stack_host(batches: list[Batch]) -> Batch:
+    """Host batches [B, ...] -> one [S, B, ...] batch."""
+    return jax.tree.map(lambda *x: np.stack(x), *batches)
 
 
 def _finished(run_dir: Path, cid: str, end: int) -> TrainResult | None:
