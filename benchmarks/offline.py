@@ -60,22 +60,23 @@ def _header() -> dict:
 
 def throughput(embeds: list[int], batch: int, seq: int, updates: int,
                algorithms: list[str], chunk: int | None = None,
-               seeds: list[int] = (1,)) -> list[dict]:
+               seeds: list[int] = (1,), env: str = ENV, pad: int | None = None) -> list[dict]:
     """Updates/s of the jitted update for each (algorithm, embed, S seeds in one program);
     `model_updates_per_s` = S x updates/s is what S seeds of one configuration get done."""
-    root = DATA / "throughput"
+    root = DATA / f"throughput_{env}"
     lake = Lake(root / "lake")
-    tasks = tuple(t.name for t in split_tasks(ENV, "demo-train"))
+    tasks = tuple(t.name for t in split_tasks(env, "demo-train"))
     if not (root / "lake").exists():
         fill_lake(lake, tasks, checkpoints=2, episodes=8, lengths=(30, 100), seed=0)
-    selection = DataSelection(env=ENV, tasks=tasks)
+    selection = DataSelection(env=env, tasks=tasks)
     mesh = make_mesh()
     P = jax.sharding.PartitionSpec
     rows = []
     for algorithm in algorithms:
         for embed in embeds:
-            config = OfflineConfig(algorithm=algorithm, embed_dim=embed, batch_size=batch,
-                                   seq_len=seq, chunk_timesteps=chunk)
+            config = OfflineConfig(env=env, algorithm=algorithm, embed_dim=embed,
+                                   batch_size=batch, seq_len=seq, chunk_timesteps=chunk,
+                                   pad_agents=pad or "env")
             loader = make_loader(lake, selection, config.loader_config(), root / "cache")
             t0 = time.perf_counter()
             host = [loader.batch(i) for i in range(8)]
@@ -99,7 +100,7 @@ def throughput(embeds: list[int], batch: int, seq: int, updates: int,
                     state, m = update(state, batches[i % 8])
                 jax.block_until_ready(m.loss)
                 rate = updates / (time.perf_counter() - t0)
-                row = {"algorithm": algorithm, "embed": embed, "B": batch, "T": seq,
+                row = {"env": env, "algorithm": algorithm, "embed": embed, "B": batch, "T": seq,
                        "N": config.pad_to(), "chunk": chunk, "seeds": num_seeds,
                        "params": param_count(init[0].params), "compile_s": round(compile_s, 1),
                        "updates_per_s": round(rate, 2),
@@ -199,6 +200,8 @@ def main() -> None:
     p.add_argument("--seq", type=int, default=20)
     p.add_argument("--timed-updates", type=int, default=20)
     p.add_argument("--chunk", type=int, default=None, help="chunk_timesteps")
+    p.add_argument("--env", default=ENV, help="throughput: synthetic data of this env")
+    p.add_argument("--pad", type=int, default=None, help="throughput: agent slots N")
     p.add_argument("--seeds", type=int, nargs="+", default=[1],
                    help="S: seeds trained in one vmapped program (throughput)")
     p.add_argument("--updates", type=int, default=300, help="demo training updates")
@@ -214,7 +217,7 @@ def main() -> None:
     results["header"] = _header()
     if args.part in ("throughput", "all"):
         rows = throughput(args.embeds, args.batch, args.seq, args.timed_updates,
-                          args.algorithms, args.chunk, args.seeds)
+                          args.algorithms, args.chunk, args.seeds, args.env, args.pad)
         keep = [r for r in results.get("throughput", []) if r.get("chunk") != args.chunk]
         results["throughput"] = keep + rows
     if args.part in ("demo", "all"):
