@@ -401,13 +401,15 @@ def make_ppo_update(
         return new_state, metrics
 
     def updates(state: PPOState, n: jax.Array) -> tuple[PPOState, PPOMetrics]:
-        shapes = jax.eval_shape(update, state)[1]
-        zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)
+        # scalar sums (episodes counted in int32); built by hand: tracing `update` once more
+        # for its output shapes would double this program's tracing time
+        zeros = PPOMetrics(*(jnp.zeros((), jnp.int32 if f == "episodes" else jnp.float32)
+                             for f in PPOMetrics._fields))
 
         def body(_, carry):
             state, total = carry
             state, metrics = update(state)
-            return state, jax.tree.map(jnp.add, total, metrics)
+            return state, jax.tree.map(lambda t, m: t + m.astype(t.dtype), total, metrics)
 
         state, total = jax.lax.fori_loop(0, n, body, (state, zeros))
         sums = ("episodes", "return_sum")
