@@ -472,13 +472,23 @@ def _train_group(lake: Lake, group: list[_Run], mesh: jax.sharding.Mesh,
 def _stack(trees: list[Any], sharding: jax.sharding.Sharding) -> Any:
     """The trees stacked on a new leading axis, on `sharding` (inside jit: the states may be
     global arrays of a multi-process run)."""
-    return jax.jit(lambda *t: jax.tree.map(lambda *x: jnp.stack(x), *t),
-                   out_shardings=sharding)(*trees)
+    return _stacker(len(trees), sharding)(*trees)
 
 
 def _take(tree: Any, i: int, sharding: jax.sharding.Sharding) -> Any:
     """Entry `i` of a stacked tree, on `sharding` (inside jit, as `_stack`)."""
-    return jax.jit(lambda t: jax.tree.map(lambda x: x[i], t), out_shardings=sharding)(tree)
+    return _taker(i, sharding)(tree)
+
+
+@compiled_cache(maxsize=4)
+def _stacker(count: int, sharding: jax.sharding.Sharding) -> Callable:
+    del count  # a key: one program per number of trees
+    return jax.jit(lambda *t: jax.tree.map(lambda *x: jnp.stack(x), *t), out_shardings=sharding)
+
+
+@compiled_cache(maxsize=16)
+def _taker(i: int, sharding: jax.sharding.Sharding) -> Callable:
+    return jax.jit(lambda t: jax.tree.map(lambda x: x[i], t), out_shardings=sharding)
 
 
 def _stack_host(batches: list[Batch]) -> Batch:
