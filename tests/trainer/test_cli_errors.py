@@ -39,6 +39,7 @@ OFFLINE = [
     (["train", "--lake", "LAKE", "--quality", "mid"], 2, "unknown quality subset 'mid'"),
     (["train", "--lake", "LAKE", "--set", "num_updates=abc"], 2,
      "OfflineConfig.num_updates must be an int, got 'abc'"),
+    (["train", "--lake", "LAKE", "--seeds", "1", "1"], 2, "two runs share a run directory"),
     (["evaluate", "MISSING", "--lake", "LAKE"], 1,
      "MISSING: not an offline model run (no model.json)"),
     (["evaluate", "TMP/badmodel", "--lake", "LAKE"], 2,

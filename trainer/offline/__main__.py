@@ -5,7 +5,8 @@
     python -m trainer.offline evaluate --lake lake models/<config id> --split demo-test \\
         --episodes 320 --checkpoint best
 
-`train` prints the run directory (`<models>/<config id>`); `--set k=v` overrides any
+`train` prints the run directory (`<models>/<config id>`; with `--seeds 0 1 2`, one per seed,
+the seeds trained together in one vmapped program); `--set k=v` overrides any
 OfflineConfig field (values parsed as JSON when they parse, else kept as strings). Bad input
 (an unknown task or flag value, a missing lake root, a folder that is no model) is one line
 on stderr, exit status 2 for arguments and 1 for the lake or files, never a traceback.
@@ -19,9 +20,9 @@ Each process reads its slice of every global batch; process 0 writes the run's f
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
-from pathlib import Path
 
 from lake_schema.storage import Lake
 from trainer.cli_overrides import one_line_errors, parse_overrides
@@ -41,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--profile", default="demo")
     t.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     t.add_argument("--models", default="models")
+    t.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
+                   help="train these seeds in one vmapped program, a model each "
+                        "(default: the config's seed alone)")
     t.add_argument("--processes", type=int, default=None, metavar="N",
                    help="start N local processes of this command, one data-parallel run")
     t.add_argument("--coordinator", default=None, metavar="HOST:PORT",
@@ -86,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     from trainer import distributed
     from trainer.data import DataSelection
-    from trainer.offline import OfflineConfig, config_id, evaluate, train
+    from trainer.offline import OfflineConfig, evaluate, train_seeds
 
     if args.command == "train":
         tasks = tuple(args.tasks) if args.tasks else None
@@ -94,10 +98,11 @@ def _run(args: argparse.Namespace) -> int:
         selection = DataSelection(env=args.env, split=split, tasks=tasks, quality=args.quality)
         config = OfflineConfig.profile(args.profile, env=args.env, algorithm=args.algorithm,
                                        **parse_overrides(args.set, OfflineConfig))
-        run_dir = Path(args.models) / config_id(config, selection)
-        result = train(Lake(args.lake), selection, config, run_dir)
+        selection = dataclasses.replace(selection, seed=config.seed)  # as the assets do
+        results = train_seeds(Lake(args.lake), selection, config, args.seeds or [config.seed],
+                              args.models)
         if distributed.is_primary():
-            print(result.run_dir)
+            print("\n".join(str(r.run_dir) for r in results))
         return 0
     checkpoint = int(args.checkpoint) if args.checkpoint.isdigit() else args.checkpoint
     results = evaluate(Lake(args.lake), args.run_dir, tasks=args.tasks, split=args.split,
