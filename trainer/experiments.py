@@ -171,3 +171,16 @@ def models(preset: Preset) -> list[ModelSpec]:
                         {"split": preset.train_split, "quality": "all", **selection})
                     seen.setdefault(spec.key, spec)
     return list(seen.values())
+
+
+def seed_groups(preset: Preset, overrides: dict[str, Any] | None = None
+                ) -> list[list[tuple[ModelSpec, OfflineConfig, DataSelection]]]:
+    """The preset's models, built (`ModelSpec.build`) and grouped by configuration: each
+    group is one configuration's seeds, which train together in one vmapped program
+    (`trainer.offline.train_seeds`); groups in the order of their first model."""
+    groups: dict[tuple, list[tuple[ModelSpec, OfflineConfig, DataSelection]]] = {}
+    for spec in models(preset):
+        config, selection = spec.build(preset, overrides)
+        key = (dataclasses.replace(config, seed=0), dataclasses.replace(selection, seed=0))
+        groups.setdefault(key, []).append((spec, config, selection))
+    return list(groups.values())

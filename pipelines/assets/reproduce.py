@@ -10,7 +10,6 @@ finished models (their run directories, keyed by config id) and evaluations (row
 same model and episode count), so an interrupted reproduction resumes where it stopped.
 """
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from lake_schema.storage import Lake
 from pipelines.assets.offline import OfflineEvalConfig, evaluate_model, train_models
 from pipelines.plots import table_metadata
 from pipelines.resources import ComputeResource, LakeResource
-from trainer.experiments import EXPERIMENTS, PRESETS, Preset, get_preset, models, narrow
+from trainer.experiments import EXPERIMENTS, PRESETS, Preset, get_preset, narrow, seed_groups
 
 
 class ReproduceConfig(dg.Config):
@@ -70,22 +69,16 @@ def reproduction(context: dg.AssetExecutionContext, config: ReproduceConfig,
     its training tasks and the held-out split (the paper's protocol: best checkpoint on the
     training tasks, `eval_episodes` per task). Every config is validated before any compute."""
     preset = config.narrowed()
-    specs = [(spec, *spec.build(preset, config.offline)) for spec in models(preset)]
-    # the seeds of one configuration train together, in one vmapped program
-    by_config: dict[tuple, list] = {}
-    for spec, offline_config, selection in specs:
-        key = (dataclasses.replace(offline_config, seed=0),
-               dataclasses.replace(selection, seed=0))
-        by_config.setdefault(key, []).append((spec, offline_config, selection))
+    groups = seed_groups(preset, config.offline)  # every config validated before any compute
     evaluation = OfflineEvalConfig(episodes=preset.eval_episodes)
     the_lake = lake.lake()
     done: list[tuple[str, str, dict]] = []  # (experiment, model id, knobs it varies)
     already = _evaluated_tasks(the_lake, preset.envs, preset.eval_episodes)
     evaluated = 0
     with compute.placed() as devices:
-        for i, group in enumerate(by_config.values(), 1):
+        for i, group in enumerate(groups, 1):
             spec, offline_config, selection = group[0]
-            context.log.info(f"reproduction {preset.name}: configuration {i}/{len(by_config)} "
+            context.log.info(f"reproduction {preset.name}: configuration {i}/{len(groups)} "
                              f"({spec.experiment}), {len(group)} seed(s)")
             trained = train_models(the_lake, config.models_dir, offline_config, selection,
                                    [c.seed for _, c, _ in group], devices, context.log.info)

@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 
 from lake_schema.catalogue import split_tasks
-from trainer.experiments import PRESETS, dataset_tasks, get_preset, models, narrow
+from trainer.experiments import PRESETS, dataset_tasks, get_preset, models, narrow, seed_groups
 from trainer.offline.config import config_id
 
 
@@ -77,3 +77,16 @@ def test_a_launch_narrows_the_preset_to_values_it_has():
     assert narrow(preset) == preset
     with pytest.raises(ValueError, match=r"envs \['rware'\] not in preset 'cpu-small'"):
         narrow(get_preset("cpu-small"), envs=["rware"])
+
+
+def test_seed_groups_put_each_configuration_s_seeds_together():
+    preset = get_preset("cpu-small")
+    groups = seed_groups(preset)
+    assert sum(len(g) for g in groups) == len(models(preset))
+    for group in groups:
+        assert [c.seed for _, c, _ in group] == list(preset.seeds)
+        assert [s.seed for _, _, s in group] == list(preset.seeds)  # the data order follows
+        first = group[0][1]
+        assert all(dataclasses.replace(c, seed=first.seed) == first for _, c, _ in group)
+    # different knobs never share a group: one group per configuration id at seed 0
+    assert len({config_id(g[0][1], g[0][2]) for g in groups}) == len(groups)
