@@ -17,7 +17,6 @@ from trainer.data.cache import (
     CacheDamagedError,
     TrainingCache,
     build_cache,
-    cache_path_for,
     default_cache_dir,
 )
 from trainer.data.loader import Loader, LoaderConfig
@@ -255,18 +254,3 @@ def test_s3_lake_round_trip_into_a_local_cache(s3_lake, lake, tmp_path):
     a, b = Loader(remote, cfg).batch(3), Loader(local, cfg).batch(3)
     for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)
-
-
-def test_seeds_share_a_cache_unless_they_pick_other_episodes(filled, tmp_path):
-    """The seed only picks the episodes of a subset: the seeds of a configuration on the
-    same episodes read one cache; seeds whose subsets differ get their own."""
-    def path(**fields):
-        return cache_path_for(filled, DataSelection(env="lbf", tasks=TASKS, **fields),
-                              tmp_path)[0]
-
-    assert path(seed=0) == path(seed=1) == path(seed=2)
-    subsets = [resolve_selection(filled, DataSelection(
-        env="lbf", tasks=TASKS, quality="high+low", low_fraction=0.5, seed=s)) for s in (0, 1)]
-    assert [t.to_json() for t in subsets[0].tasks] != [t.to_json() for t in subsets[1].tasks]
-    assert (path(quality="high+low", low_fraction=0.5, seed=0)
-            != path(quality="high+low", low_fraction=0.5, seed=1))

@@ -338,11 +338,9 @@ def _copy_file(pf: pq.ParquetFile, rel: str, want: dict[str, np.ndarray],
 
 def _key(lake: Lake, selection: DataSelection, resolved: ResolvedSelection,
          versions: dict[str, int], stamps: dict[str, int]) -> tuple[str, str]:
-    # Left out here: `as_of` (the versions read are the data key's, so the selection pinned
-    # to the versions it read now has the same key as the same selection unpinned) and `seed`
-    # (it only picks the episodes of a subset, which the data key holds), so the seeds of one
-    # configuration share one cache.
-    chosen = {k: v for k, v in selection.to_json().items() if k not in ("as_of", "seed")}
+    # the versions read are the data key's; `as_of` is left out here so that the selection
+    # pinned to the versions it read now has the same key as the same selection unpinned
+    chosen = {k: v for k, v in selection.to_json().items() if k != "as_of"}
     sel = _sha({"version": CACHE_VERSION, "root": lake.root, "selection": chosen})
     data = _sha({"versions": versions, "files": stamps,
                  "episodes": {t.task: t.to_json() for t in resolved.tasks}})
