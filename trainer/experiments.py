@@ -53,6 +53,8 @@ class Preset:
     embed_dims: tuple[int, ...] = ()
     experiments: tuple[str, ...] = EXPERIMENTS
     notes: str = ""
+    # OfflineConfig overrides of one env's models, after `offline` (that env's scale-down)
+    offline_by_env: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -70,9 +72,10 @@ class ModelSpec:
 
     def build(self, preset: Preset, overrides: dict[str, Any] | None = None
               ) -> tuple[OfflineConfig, DataSelection]:
-        """The validated (OfflineConfig, DataSelection): the preset's profile, then the
-        launch's `overrides` (a scale-down), then the experiment's own knobs."""
-        knobs = dict(preset.offline)
+        """The validated (OfflineConfig, DataSelection): the preset's profile and its env's
+        overrides, then the launch's `overrides` (a scale-down), then the experiment's own
+        knobs."""
+        knobs = {**preset.offline, **preset.offline_by_env.get(self.offline["env"], {})}
         profile = knobs.pop("profile")
         config = OfflineConfig.profile(profile, **{**knobs, **(overrides or {}), **self.offline})
         selection = DataSelection(env=config.env, seed=config.seed, **self.selection)
@@ -85,14 +88,18 @@ PRESETS: dict[str, Preset] = {
     # tasks), 3 seeds, the demo-profile models; connector's paper test grids (42x42 and up)
     # are far beyond a CPU online budget, so connector holds out the next-larger training
     # grids (the demo split) instead. rware is left out (its online stage needs ~9M env
-    # steps per task on CPU).
+    # steps per task on CPU). Connector's models have 8 agent slots, not the env's 45: its
+    # demo split's tasks have 3 to 6 agents, and 45 slots make each update ~30x the work
+    # ((T x N)^2 retention) for padding alone.
     "cpu-small": Preset(
         name="cpu-small", envs=("lbf", "connector"), train_split="demo-train",
         test_split="demo-test", seeds=(0, 1, 2), online={"profile": "demo"},
         offline={"profile": "demo"}, eval_episodes=64, task_counts=(1, 3),
         experiments=("task_scaling", "algorithms", "ablations", "quality"),
         notes="lbf/connector demo splits; online 300k env steps per task; offline embed 32, "
-              "300 updates, batch 32; 64 evaluation episodes (paper: 320); 3 seeds",
+              "300 updates, batch 32; connector padded to 8 agent slots (env: 45); 64 "
+              "evaluation episodes (paper: 320); 3 seeds",
+        offline_by_env={"connector": {"pad_agents": 8}},
     ),
     # The paper's splits, budgets and hyperparameters (appendices J and K), for a cluster.
     "paper": Preset(

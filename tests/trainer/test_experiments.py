@@ -90,3 +90,14 @@ def test_seed_groups_put_each_configuration_s_seeds_together():
         assert all(dataclasses.replace(c, seed=first.seed) == first for _, c, _ in group)
     # different knobs never share a group: one group per configuration id at seed 0
     assert len({config_id(g[0][1], g[0][2]) for g in groups}) == len(groups)
+
+
+def test_cpu_small_pads_connector_to_8_agent_slots_and_leaves_lbf_as_it_was():
+    preset = get_preset("cpu-small")
+    for spec in models(preset):
+        config, _ = spec.build(preset)
+        if config.env == "connector":
+            assert config.pad_to() == 8 >= max(t.num_agents for t in split_tasks(
+                "connector", preset.test_split))
+        else:  # the lbf models measured before this override keep their ids
+            assert config.pad_agents == "env"
