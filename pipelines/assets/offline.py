@@ -9,7 +9,6 @@ its run. Evaluations are rows of the lake's `evaluations` table keyed by the con
 any two models can be compared with a query.
 """
 
-import dataclasses
 import os
 from collections.abc import Callable, Collection
 from pathlib import Path
@@ -84,16 +83,10 @@ def train_models(lake: Lake, models_dir: str, offline_config, selection, seeds: 
     one vmapped program (`trainer.offline.train_seeds`), each in `<models_dir>/<config id>`;
     returns (a reference to it, its TrainResult) per seed. The assets and the reproduction
     all train through this."""
-    from trainer.offline import config_id, train_seeds  # JAX only in the run process
+    from trainer.offline import train_seeds  # JAX only in the run process
 
-    root = models_root(models_dir)
-    for seed in seeds:
-        cid = config_id(dataclasses.replace(offline_config, seed=seed),
-                        dataclasses.replace(selection, seed=seed))
-        log(f"model {cid} ({offline_config.algorithm}, seed {seed}) on "
-            f"{', '.join(selection.task_names)} -> {root / cid}")
-    results = train_seeds(lake, selection, offline_config, seeds, root, devices=devices,
-                          log=log)
+    results = train_seeds(lake, selection, offline_config, seeds, models_root(models_dir),
+                          devices=devices, log=log)
     return [({"config_id": r.config_id, "run_dir": str(r.run_dir.absolute()),
               "env": offline_config.env, "algorithm": offline_config.algorithm,
               "train_tasks": list(selection.task_names), "split": selection.split,

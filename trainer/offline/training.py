@@ -352,12 +352,13 @@ def _train_runs(lake: Lake, runs: list[tuple[OfflineConfig, DataSelection, Path]
     results: dict[Path, TrainResult] = {}
     groups: dict[int, list[_Run]] = {}
     for (c, sel, run_dir), (_, cid, _) in zip(runs, checked, strict=True):
-        done = _finished(run_dir, cid, end)
-        if done is not None:  # nothing to train: no loader, no compilation
-            (log or logger.info)(f"{cid} already trained to update {done.update}")
-            results[run_dir] = done
-            continue
+        (log or logger.info)(f"model {cid} ({c.algorithm}, seed {c.seed}) on "
+                             f"{', '.join(sel.task_names)} -> {run_dir}")
         at = ckpt.latest_step(run_dir) if (run_dir / ckpt.MODEL_JSON).exists() else None
+        if at is not None and at >= end:  # nothing to train: no loader, no compilation
+            (log or logger.info)(f"{cid} already trained to update {at}")
+            results[run_dir] = _finished(run_dir, cid, at)
+            continue
         groups.setdefault(at or 0, []).append(
             _Run(c, _pinned_to_run(run_dir, sel), run_dir, cid))
     for group in groups.values():
@@ -492,16 +493,13 @@ def _taker(i: int, sharding: jax.sharding.Sharding) -> Callable:
 
 
 def _stack_host(batches: list[Batch]) -> Batch:
-    """Host batches [B, ...] -> one [S, B, ...] batch."""
-    return jax.tree.map(lambda *x: np.stack(x), *batches)
+    """Host batches [B, ...] -> one [S, B, ...] batch (one seed: a view, no copy)."""
+    return jax.tree.map(lambda *x: x[0][None] if len(x) == 1 else np.stack(x), *batches)
 
 
-def _finished(run_dir: Path, cid: str, end: int) -> TrainResult | None:
-    """The run's result when its latest checkpoint is already at `end` updates (or beyond),
-    read from its metrics file; None when there is training left to do."""
-    latest = ckpt.latest_step(run_dir) if (run_dir / ckpt.MODEL_JSON).exists() else None
-    if latest is None or latest < end:
-        return None
+def _finished(run_dir: Path, cid: str, latest: int) -> TrainResult:
+    """The result of a run with nothing left to train (its latest checkpoint is `latest`),
+    read from its metrics file."""
     metrics = run_dir / ckpt.METRICS
     history = ([json.loads(line) for line in metrics.read_text().splitlines() if line]
                if metrics.exists() else [])
