@@ -39,36 +39,65 @@ def _selection(task: Task, run: str) -> Selection:
 # ----------------------------------------------------------------------------- references
 
 
-def latest_references(lake: Lake, env: str, tasks: Sequence[str],
-                      run: str | None = None) -> tuple[dict[str, float], dict[str, str]]:
+@dataclass(frozen=True)
+class Reference:
+    """A task's normalisation constants: its `references` row's online Sable and random returns.
+
+    The paper divides a return by online Sable's (1 = online Sable, 0 = a return of 0). That
+    reads as intended only when Sable's return is positive. Where it is not (connector at a
+    CPU budget: its per-step penalties make every return negative), dividing inverts the
+    scale, and the best checkpoint would be the worst one. There a return is placed on the
+    line from the random policy (0) to online Sable (1) instead. Both maps are linear in the
+    return and give 1 at online Sable's; `problem` says when neither is defined."""
+
+    sable_return: float
+    random_return: float
+
+    @property
+    def problem(self) -> str | None:
+        """Why no normalisation is defined (None: one is)."""
+        if not (math.isfinite(self.sable_return) and math.isfinite(self.random_return)):
+            return "not finite"
+        if self.sable_return <= 0 and self.sable_return <= self.random_return:
+            return ("zero" if self.sable_return == 0 else "negative") + " and not above random"
+        return None
+
+    def normalise(self, mean_return: float) -> float:
+        """`mean_return` / sable_return (the paper's) when sable_return > 0, else
+        (mean_return - random_return) / (sable_return - random_return)."""
+        if self.sable_return > 0:
+            return mean_return / self.sable_return
+        return (mean_return - self.random_return) / (self.sable_return - self.random_return)
+
+
+def latest_references(lake: Lake, env: str, tasks: Sequence[str], run: str | None = None
+                      ) -> tuple[dict[str, Reference], dict[str, str]]:
     """The most recent reference row of each task (of `run`, or of any run).
 
     tasks: `env/scenario` names. Returns (usable references by task, the problem of every
-    task without a usable one: `missing`, `not finite` or `zero`; normalised returns divide
-    by the reference, so each of these makes them meaningless)."""
+    task without a usable one: `missing` or a `Reference.problem`)."""
     sel = Selection(env=env, tasks=[scenario(t) for t in tasks],
                     runs=[run] if run is not None else None)
-    table = read_table(lake, "references", sel, ["task", "run", "sable_return", "recorded_at"])
+    table = read_table(lake, "references", sel,
+                       ["task", "run", "sable_return", "random_return", "recorded_at"])
     rows = sorted(table.to_pylist(), key=lambda r: r["recorded_at"])
-    latest = {f"{env}/{r['task']}": r["sable_return"] for r in rows}
+    latest = {f"{env}/{r['task']}": Reference(r["sable_return"], r["random_return"])
+              for r in rows}
     good, problems = {}, {}
     for t in tasks:
-        value = latest.get(t)
-        if value is None:
-            problems[t] = "missing"
-        elif not math.isfinite(value):
-            problems[t] = "not finite"
-        elif value == 0:
-            problems[t] = "zero"
+        ref = latest.get(t)
+        problem = "missing" if ref is None else ref.problem
+        if problem is None:
+            good[t] = ref
         else:
-            good[t] = float(value)
+            problems[t] = problem
     return good, problems
 
 
 def reference_returns(lake: Lake, env: str, tasks: Sequence[str],
-                      run: str | None = None) -> dict[str, float]:
-    """The online Sable reference return of every task (`latest_references`); a task without
-    a usable one is a MissingReferenceError naming it."""
+                      run: str | None = None) -> dict[str, Reference]:
+    """The normalisation constants of every task (`latest_references`); a task without
+    usable ones is a MissingReferenceError naming it."""
     good, problems = latest_references(lake, env, tasks, run)
     missing = [t for t, p in problems.items() if p == "missing"]
     if missing:

@@ -208,7 +208,9 @@ EVALUATIONS_SCHEMA = pa.schema(
         _f("episodes", pa.int32(), "evaluation episodes run on the task"),
         _f("mean_return", pa.float64(), "the mean episode return"),
         _f("std_return", pa.float64(), "the standard deviation of the episode returns"),
-        _f("normalised_return", pa.float64(), "mean_return / reference_return"),
+        _f("normalised_return", pa.float64(), "mean_return / reference_return (the paper's); "
+           "where reference_return <= 0, (mean_return - random) / (reference_return - random) "
+           "with the task's references.random_return: 0 = random, 1 = online Sable"),
         _f("reference_return", pa.float64(), "the task's online Sable return it is normalised "
                                              "by (references.sable_return)"),
         _f("config", pa.string(), "JSON: the model's config id, OfflineConfig, DataSelection, "

@@ -135,15 +135,24 @@ def training_curves_png(history: list[dict], title: str) -> bytes:
     return figure_png(fig)
 
 
+def _slope(row: dict) -> float:
+    """|d normalised / d return| of an `evaluations` row. Both normalisations (the paper's
+    division by online Sable's return r, and random-to-Sable where r <= 0) are linear in the
+    return m and give 1 at r, so the slope is (1 - n) / (r - m) whichever applied."""
+    m, n, r = row["mean_return"], row["normalised_return"], row["reference_return"]
+    if m != r:
+        return abs((1.0 - n) / (r - m))
+    return 1.0 / abs(r) if r else 0.0
+
+
 def task_bars_png(rows: list[dict], title: str) -> bytes:
     """Normalised return per task (1 = online Sable), with the standard error over the
     evaluation's episodes as error bars. `rows`: dicts with task, normalised_return,
-    std_return, reference_return, episodes (rows of `evaluations`)."""
+    mean_return, std_return, reference_return, episodes (rows of `evaluations`)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(WIDTH_IN, 3.6), dpi=DPI)
     names = [r["task"].rsplit("/", 1)[-1] for r in rows]  # `env/scenario` or the lake's scenario
-    errors = [r["std_return"] / math.sqrt(max(r["episodes"], 1)) / abs(r["reference_return"])
-              if r["reference_return"] else 0.0 for r in rows]
+    errors = [r["std_return"] / math.sqrt(max(r["episodes"], 1)) * _slope(r) for r in rows]
     ax.bar(names, [r["normalised_return"] for r in rows], yerr=errors, capsize=3,
            color="tab:blue")
     ax.axhline(1.0, color="tab:green", ls="--", label="online Sable")

@@ -5,15 +5,16 @@ import pytest
 
 from pipelines.plots import (
     REPORTS_URL_ENV,
+    _slope,
     publish_png,
     task_bars_png,
     training_curves_png,
 )
 from tests.helpers.plots import assert_published
 
-ROWS = [{"task": "lbf/12x12-4p-5f", "normalised_return": 0.7, "std_return": 0.2,
-         "reference_return": 0.5, "episodes": 16},
-        {"task": "14x14-3p-3f", "normalised_return": 0.4, "std_return": 0.0,
+ROWS = [{"task": "lbf/12x12-4p-5f", "normalised_return": 0.7, "mean_return": 0.35,
+         "std_return": 0.2, "reference_return": 0.5, "episodes": 16},
+        {"task": "14x14-3p-3f", "normalised_return": 0.4, "mean_return": 0.0, "std_return": 0.0,
          "reference_return": 0.0, "episodes": 16}]  # a zero reference: no error bar, no crash
 
 
@@ -44,3 +45,13 @@ def test_a_url_too_long_to_show_inline_is_refused(lake, monkeypatch):
     with pytest.raises(ValueError, match=f"too long for the UI to show inline; shorten "
                                          f"\\${REPORTS_URL_ENV}"):
         publish_png(lake, task_bars_png(ROWS, "t"), "t")
+
+
+@pytest.mark.parametrize("row, slope", [
+    ({"mean_return": 0.35, "normalised_return": 0.7, "reference_return": 0.5}, 1 / 0.5),
+    # random -5, Sable -2: n = (m + 5) / 3, so d n / d m = 1/3
+    ({"mean_return": -3.0, "normalised_return": 2 / 3, "reference_return": -2.0}, 1 / 3),
+    ({"mean_return": 0.5, "normalised_return": 1.0, "reference_return": 0.5}, 1 / 0.5),
+])
+def test_error_bars_scale_with_the_normalisation_that_applied(row, slope):
+    assert _slope(row) == pytest.approx(slope)

@@ -110,6 +110,22 @@ def test_results_go_to_the_evaluations_table_and_accumulate(trained):
     assert again[0].mean_return == out[0].mean_return
 
 
+def test_a_negative_reference_normalises_from_random_to_online_sable(trained):
+    """connector at a CPU budget: online Sable's return is negative. Dividing by it would
+    rank the worst model first; the fraction from random (0) to Sable (1) does not."""
+    lake, result = trained
+    write_reference(lake, "lbf/15x15-3p-5f", "online", sable_returns=[-2.0],
+                    random_returns=[-5.0], env_steps=1)
+    (out,) = evaluate(lake, result.run_dir, tasks=["15x15-3p-5f"],
+                      eval_config=EvalConfig(episodes=4), write=False)
+    assert out.reference_return == -2.0
+    assert out.normalised_return == pytest.approx((out.mean_return + 5.0) / 3.0)
+    write_reference(lake, "lbf/15x15-3p-5f", "online", sable_returns=[-6.0],
+                    random_returns=[-5.0], env_steps=1)  # below random: undefined, refused
+    with pytest.raises(MissingReferenceError, match="negative and not above random for lbf/15"):
+        evaluate(lake, result.run_dir, tasks=["15x15-3p-5f"], write=False)
+
+
 def test_q_greedy_acting_takes_the_argmax_of_the_q_head_autoregressively():
     support = make_support(-1.0, 1.0, 11)
     config = SableConfig(obs_width=5, num_actions=4, embed_dim=16, num_heads=2,

@@ -13,7 +13,9 @@ Each environment's first episode counts (every episode ends within the time limi
 episodes give E returns.
 
 Normalised return = mean episode return / the task's online Sable reference (the lake's
-`references` table). A task without a reference is an error, not a silent 1.0. Results go to
+`references` table); where that reference is not positive, the fraction of the way from
+the random policy's return to it (`lake_schema.checks.Reference`). A task without a
+reference is an error, not a silent 1.0. Results go to
 the `evaluations` table, partition (env, task, model = config id), with the model's full
 config and dataset selection in the `config` column; rows of other updates or episode counts
 already there are kept, so periodic and final figures accumulate.
@@ -221,7 +223,8 @@ def evaluate(
         res = TaskResult(
             task=name, split="train" if name in trained_on else "test", update=update,
             episodes=len(r), mean_return=float(r.mean()), std_return=float(r.std()),
-            normalised_return=float(r.mean()) / refs[name], reference_return=refs[name])
+            normalised_return=refs[name].normalise(float(r.mean())),
+            reference_return=refs[name].sable_return)
         results.append(res)
         (log or logger.info)(f"{name} ({res.split}): return {res.mean_return:.3f} +- "
                              f"{res.std_return:.3f}, normalised {res.normalised_return:.3f}")

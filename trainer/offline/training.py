@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from lake_schema.checks import Reference, reference_returns
 from lake_schema.storage import Lake
 from trainer.compiled import compiled_cache
 from trainer.data import Batch, DataSelection, Loader, device_put_batch, make_loader
@@ -52,7 +53,7 @@ from trainer.errors import NonFiniteLossError
 from trainer.networks import Sable
 from trainer.offline import checkpoint as ckpt
 from trainer.offline.config import OfflineConfig, config_id
-from trainer.offline.evaluation import evaluate_params, reference_returns
+from trainer.offline.evaluation import evaluate_params
 from trainer.offline.losses import LossTerms, bc_loss, cql_loss, oryx_loss
 from trainer.offline.state import TrainState, init_train_state, make_optimizer
 from trainer.progress import Progress
@@ -369,7 +370,7 @@ def _train_runs(lake: Lake, runs: list[tuple[OfflineConfig, DataSelection, Path]
 
 
 def _train_group(lake: Lake, group: list[_Run], mesh: jax.sharding.Mesh,
-                 references: dict[str, float] | None, end: int,
+                 references: dict[str, Reference] | None, end: int,
                  cache_dir: str | os.PathLike | None, batches: Callable[[Any], Any] | None,
                  log: Callable[[str], None] | None) -> list[TrainResult]:
     """Train runs that start at the same update to `end`, their states stacked on a seed
@@ -538,14 +539,14 @@ def _losses(row: dict) -> str:
 
 
 def _periodic_eval(run_dir: Path, info: dict, params: Any, update: int,
-                   references: dict[str, float] | None, config: OfflineConfig,
+                   references: dict[str, Reference] | None, config: OfflineConfig,
                    row: dict, best: dict | None, progress: Progress,
                    primary: bool) -> dict | None:
     """Evaluate on the training tasks; keep the parameters apart when they are the best
     (process 0 writes them)."""
     returns = evaluate_params(info, params, info["tasks"], config.eval_episodes,
                               seed=config.seed + update, log=progress.log)
-    norm = {t: float(np.mean(r)) / references[t] for t, r in returns.items()}
+    norm = {t: references[t].normalise(float(np.mean(r))) for t, r in returns.items()}
     score = float(np.mean(list(norm.values())))
     row["eval_normalised_return"] = score
     row["eval_task_normalised_return"] = norm
