@@ -288,6 +288,20 @@ def is_conflict(e: BaseException) -> bool:
     return isinstance(e, CommitFailedError) or "concurrent" in str(e).lower()
 
 
+def with_table_meanings(data: pa.Table, dt: DeltaTable) -> pa.Table:
+    """`data` with the column meanings the table holds, where it holds one.
+
+    delta-rs refuses a write whose field metadata differs from the table's, so a meaning
+    reworded in `lake_schema.schema` would otherwise stop every lake created before it from
+    taking writes. Such a table keeps its wording (`schema TABLE` prints the code's); a table
+    without meanings takes the code's in its new files (`delta_schema`)."""
+    stored = pa.schema(dt.schema().to_arrow())
+    fields = [f.with_metadata(stored.field(f.name).metadata)
+              if f.name in stored.names and stored.field(f.name).metadata else f
+              for f in data.schema]
+    return pa.Table.from_arrays(data.columns, schema=pa.schema(fields))
+
+
 def replace_key(
     lake: Lake, tid: str, data: pa.Table, values: dict[str, object],
     snapshot: DeltaTable | None = None, operation: str = "write", extra_predicate: str = "",
@@ -303,7 +317,8 @@ def replace_key(
         dt = snapshot if snapshot is not None else ensure_table(lake, tid)
         try:
             write_deltalake(
-                dt, data, mode="overwrite", predicate=spec.key_predicate(values) + extra_predicate,
+                dt, with_table_meanings(data, dt), mode="overwrite",
+                predicate=spec.key_predicate(values) + extra_predicate,
                 partition_by=list(spec.delta_partitions), target_file_size=ONE_FILE,
                 writer_properties=WRITER_PROPERTIES, storage_options=lake.storage_options(),
                 commit_properties=CommitProperties(

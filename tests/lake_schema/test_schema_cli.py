@@ -95,6 +95,31 @@ def test_a_lake_written_before_the_meanings_takes_writes_and_reads(lake, monkeyp
     assert description(pq.read_schema(lake.path(newest)).field("return"))
 
 
+def test_a_lake_written_before_a_meaning_was_reworded_takes_writes_and_reads(lake, monkeypatch):
+    """delta-rs refuses a write whose field metadata differs from the table's: a reworded
+    meaning in the code must not stop an existing lake from taking writes (it happened with
+    evaluations.normalised_return). The old table keeps its wording, in its new files too."""
+    new_schema = delta.delta_schema
+
+    def old_wording(spec):
+        return pa.schema([f.with_metadata({DESCRIPTION: "old: " + description(f)})
+                          for f in new_schema(spec)])
+
+    with monkeypatch.context() as m:
+        m.setattr(delta, "delta_schema", old_wording)
+        _write_all_tables(lake, checkpoint=0)
+    _write_all_tables(lake, checkpoint=0)  # a replace of the same keys, by the new code
+    _write_all_tables(lake, checkpoint=1)  # and a new key
+    assert sorted(read_table(lake, "episodes")["checkpoint"].to_pylist()) == [0, 0, 1, 1]
+    assert read_table(lake, "evaluations").num_rows == 1
+    assert verify(lake, deep=True).ok
+    for tid in delta.existing_tables(lake):
+        fields = DeltaTable(lake.path(tid)).schema().fields
+        assert all(f.metadata.get(DESCRIPTION).startswith("old: ") for f in fields), tid
+    newest = max(list_files(lake, "references"), key=lambda r: lake.fs.modified(lake.path(r)))
+    assert description(pq.read_schema(lake.path(newest)).field("sable_return")).startswith("old")
+
+
 @pytest.mark.parametrize("table", ["steps", "steps/rware", "episodes", "references",
                                    "evaluations"])
 def test_cli_schema_prints_columns_types_keys_and_meanings(table, capsys):
