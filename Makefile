@@ -14,10 +14,11 @@ export JAX_PLATFORMS ?= cpu
 # when missing (as root, or through sudo).
 DEBIAN_PACKAGES := chromium postgresql
 
+# The pinned set is installed with uv: ~7x faster than pip on a fresh machine (20 s against
+# 134 s, benchmarks/RESULTS.md).
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "sable-lake needs Python >= 3.11"'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@# uv installs the pinned set ~7x faster than pip on a fresh machine (20 s against 134 s)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt uv
 	$(PY) -m uv pip install --quiet --python $(PY) -c constraints.txt -e '.[test]'
 	touch $@

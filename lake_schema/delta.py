@@ -295,10 +295,8 @@ def with_table_meanings(data: pa.Table, dt: DeltaTable) -> pa.Table:
     reworded in `lake_schema.schema` would otherwise stop every lake created before it from
     taking writes. Such a table keeps its wording (`schema TABLE` prints the code's); a table
     without meanings takes the code's in its new files (`delta_schema`)."""
-    stored = pa.schema(dt.schema().to_arrow())
-    fields = [f.with_metadata(stored.field(f.name).metadata)
-              if f.name in stored.names and stored.field(f.name).metadata else f
-              for f in data.schema]
+    stored = {f.name: f.metadata for f in pa.schema(dt.schema().to_arrow()) if f.metadata}
+    fields = [f.with_metadata(stored[f.name]) if f.name in stored else f for f in data.schema]
     return pa.Table.from_arrays(data.columns, schema=pa.schema(fields))
 
 

@@ -15,10 +15,10 @@ episodes give E returns.
 Normalised return = mean episode return / the task's online Sable reference (the lake's
 `references` table); where that reference is not positive, the fraction of the way from
 the random policy's return to it (`lake_schema.checks.Reference`). A task without a
-reference is an error, not a silent 1.0. Results go to
-the `evaluations` table, partition (env, task, model = config id), with the model's full
-config and dataset selection in the `config` column; rows of other updates or episode counts
-already there are kept, so periodic and final figures accumulate.
+reference is an error, not a silent 1.0. Results go to the `evaluations` table, partition
+(env, task, model = config id), with the model's full config and dataset selection in the
+`config` column; rows of other updates or episode counts already there are kept, so
+periodic and final figures accumulate.
 
 Agent slots: with agent masking (the default) the model sees each environment's real agents,
 all marked real. Without it (the ablation), the model was trained on padded slots it could
