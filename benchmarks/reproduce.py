@@ -4,8 +4,9 @@
     .venv/bin/python benchmarks/reproduce.py --preset cpu-small --envs lbf \\
         --experiments ablations --seeds 0 1 --set num_updates=100
 
-1. `online_sable` for every task the preset needs (its train and held-out splits), skipping
-   task datasets already complete in the lake (finished run, every checkpoint, references);
+1. `online_sable` for every task the preset needs (its train and held-out splits), with the
+   preset's online config for its env; a task dataset already complete in the lake with that
+   config is reused as it is (another config replaces it);
 2. the `reproduce` job: every model of the preset (`trainer.experiments`), trained or found
    finished, evaluated with the paper's protocol, then `report`.
 A second launch reuses finished datasets, models and evaluations. The runs land in the
@@ -24,20 +25,6 @@ if __name__ == "__main__":  # this checkout's packages
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-
-
-def complete(instance, lake, task_name: str) -> bool:
-    """The task's dataset is finished, has every checkpoint and its references row."""
-    from lake_schema.catalogue import get_task
-    from lake_schema.checks import missing_checkpoints, reference_present
-    from pipelines.assets.online import recorded_run
-
-    found = recorded_run(instance, task_name)
-    if found is None or not found.finished:
-        return False
-    task = get_task(task_name)
-    missing, extra = missing_checkpoints(lake, task, found.run, found.num_checkpoints)
-    return not (missing or extra) and reference_present(lake, task, found.run).passed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,19 +59,17 @@ def main(argv: list[str] | None = None) -> int:
     lake = defs.resources["lake"].lake()
     datasets = defs.resolve_job_def("build_datasets")
     for task in dataset_tasks(preset):
-        if complete(instance, lake, task):
-            print(f"[{time.time() - started:6.0f}s] {task}: dataset complete, reused", flush=True)
-            continue
         print(f"[{time.time() - started:6.0f}s] online Sable on {task} -> lake", flush=True)
         env = task.split("/", 1)[0]
-        online = dict(preset.online)
-        result = datasets.execute_in_process(
+        result = datasets.execute_in_process(  # a completed run of this config: reused as is
             instance=instance, partition_key=task, raise_on_error=False,
-            run_config={**LOGS, "ops": {"online_sable": {"config": online}}},
+            run_config={**LOGS, "ops": {"online_sable": {"config": preset.online_config(env)}}},
             tags={"sable-lake/preset": preset.name, "sable-lake/env": env})
         if not result.success:
             print(f"reproduce: online_sable[{task}] failed; see the log above", file=sys.stderr)
             return 1
+        if result.asset_materializations_for_node("online_sable")[0].metadata["reused"].value:
+            print(f"[{time.time() - started:6.0f}s] {task}: dataset complete, reused", flush=True)
     print(f"[{time.time() - started:6.0f}s] the {preset.name} models", flush=True)
     result = defs.resolve_job_def("reproduce").execute_in_process(
         instance=instance, raise_on_error=False,

@@ -20,10 +20,15 @@ from typing import Any
 import duckdb
 import polars as pl
 
+# A model's latest evaluation per task: rows of its current training run first (a model
+# retrained under the same config id has a later `trained_since`), then the most trained
+# checkpoint, the most episodes, the most recent.
 LATEST_EVALUATIONS = """
 WITH ranked AS (
   SELECT *, row_number() OVER (
-      PARTITION BY model, task ORDER BY "update" DESC, episodes DESC, evaluated_at DESC) AS r
+      PARTITION BY model, task
+      ORDER BY json_extract_string(config, '$.trained_since') DESC NULLS LAST,
+               "update" DESC, episodes DESC, evaluated_at DESC) AS r
   FROM evaluations
 )
 SELECT env, task, model, algorithm, split, "update", episodes, mean_return, std_return,

@@ -53,8 +53,14 @@ class Preset:
     embed_dims: tuple[int, ...] = ()
     experiments: tuple[str, ...] = EXPERIMENTS
     notes: str = ""
-    # OfflineConfig overrides of one env's models, after `offline` (that env's scale-down)
+    # OnlineConfig / OfflineConfig overrides of one env's datasets / models, after `online` /
+    # `offline` (that env's scale-down)
+    online_by_env: dict[str, dict[str, Any]] = field(default_factory=dict)
     offline_by_env: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def online_config(self, env: str) -> dict[str, Any]:
+        """The `online_sable` config of this preset's datasets of `env`."""
+        return {**self.online, **self.online_by_env.get(env, {})}
 
 
 @dataclass(frozen=True)

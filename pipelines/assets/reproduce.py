@@ -5,11 +5,13 @@ Wiring only: the presets and experiments are `trainer.experiments`, training and
 the offline assets' own `train_models` / `evaluate_model` (the seeds of a
 configuration in one vmapped program). The task datasets come first:
 `benchmarks/reproduce.py` materialises `online_sable` for every task the preset needs
-(skipping finished ones) and then launches the `reproduce` job. A second launch reuses
-finished models (their run directories, keyed by config id) and evaluations (rows of the
-same model and episode count), so an interrupted reproduction resumes where it stopped.
+with the preset's online config (a complete dataset of that config is reused) and then
+launches the `reproduce` job. A second launch reuses finished models (their run directories,
+keyed by config id) and evaluations (rows of the same model, training run and episode count),
+so an interrupted reproduction resumes where it stopped.
 """
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -49,16 +51,18 @@ class ReproduceConfig(dg.Config):
 
 
 def _evaluated_tasks(lake: Lake, envs: tuple[str, ...], episodes: int
-                     ) -> dict[str, set[str]]:
-    """{model: tasks it already has an evaluation of `episodes` episodes on}, read once per
-    launch (each model is evaluated once within a launch)."""
-    done: dict[str, set[str]] = {}
+                     ) -> dict[tuple[str, str | None], set[str]]:
+    """{(model, trained_since): tasks it has an evaluation of `episodes` episodes on}, read
+    once per launch (each model is evaluated once within a launch). A model retrained from
+    scratch has a new `trained_since`, so its predecessor's rows do not count."""
+    done: dict[tuple[str, str | None], set[str]] = {}
     for env in envs:
         rows = read_table(lake, "evaluations", Selection(env=env),
-                          ["task", "model", "episodes"]).to_pylist()
+                          ["task", "model", "episodes", "config"]).to_pylist()
         for r in rows:
             if r["episodes"] == episodes:
-                done.setdefault(r["model"], set()).add(f"{env}/{r['task']}")
+                since = json.loads(r["config"]).get("trained_since")
+                done.setdefault((r["model"], since), set()).add(f"{env}/{r['task']}")
     return done
 
 
@@ -68,6 +72,8 @@ def reproduction(context: dg.AssetExecutionContext, config: ReproduceConfig,
     """Every model of the preset's experiments, trained (or found finished) and evaluated on
     its training tasks and the held-out split (the paper's protocol: best checkpoint on the
     training tasks, `eval_episodes` per task). Every config is validated before any compute."""
+    from trainer.offline.checkpoint import read_model_info  # JAX only in the run process
+
     preset = config.narrowed()
     groups = seed_groups(preset, config.offline)  # every config validated before any compute
     evaluation = OfflineEvalConfig(episodes=preset.eval_episodes)
@@ -83,7 +89,8 @@ def reproduction(context: dg.AssetExecutionContext, config: ReproduceConfig,
             trained = train_models(the_lake, config.models_dir, offline_config, selection,
                                    [c.seed for _, c, _ in group], devices, context.log.info)
             for (spec, _, _), (ref, _) in zip(group, trained, strict=True):
-                skip = already.get(ref["config_id"], set())
+                since = read_model_info(ref["run_dir"]).get("trained_since")
+                skip = already.get((ref["config_id"], since), set())
                 for role in ("train", "test"):
                     _, results = evaluate_model(the_lake, Path(ref["run_dir"]), evaluation,
                                                 role, context.log.info, skip=skip)

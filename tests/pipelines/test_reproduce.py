@@ -2,14 +2,23 @@
 preset with its seeds, the report groups the seeds, and a second launch finds everything done;
 bad launches are refused before any compute."""
 
+import json
+import os
+import shutil
+from pathlib import Path
+
 import dagster as dg
+import polars as pl
 import pytest
 
 from lake_schema.catalogue import split_tasks
+from lake_schema.duck import connect
 from lake_schema.reader import Selection, read_table
+from lake_schema.report import LATEST_EVALUATIONS
 from lake_schema.writer import write_reference
 from pipelines.definitions import defs
 from tests.helpers.lake import fill_lake
+from trainer.offline.checkpoint import read_model_info
 
 TRAIN = [t.name for t in split_tasks("lbf", "demo-train")]
 TEST = [t.name for t in split_tasks("lbf", "demo-test")]
@@ -60,6 +69,19 @@ def test_a_preset_in_one_launch_then_nothing_left_to_do(home):
     meta = again.asset_materializations_for_node("reproduction")[0].metadata
     assert meta["models"].value == 8 and meta["task_evaluations_run"].value == 0
     assert len(read_table(home, "evaluations", Selection(env="lbf"))) == len(rows)
+
+    # a model retrained from scratch under the same config id: its predecessor's evaluations
+    # neither count as done nor show as its latest
+    retrained = results[0]["model"]
+    shutil.rmtree(Path(os.environ["SABLE_LAKE_MODELS"]) / retrained)
+    third = _launch(config, instance)
+    assert third.success
+    meta = third.asset_materializations_for_node("reproduction")[0].metadata
+    assert meta["task_evaluations_run"].value == len(TRAIN) + len(TEST)
+    since = read_model_info(Path(os.environ["SABLE_LAKE_MODELS"]) / retrained)["trained_since"]
+    latest = connect(home).sql(LATEST_EVALUATIONS).pl().filter(pl.col("model") == retrained)
+    assert len(latest) == len(TRAIN) + len(TEST)
+    assert {json.loads(c)["trained_since"] for c in latest["config"]} == {since}
 
 
 @pytest.mark.parametrize("config, message", [

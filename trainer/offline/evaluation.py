@@ -170,13 +170,15 @@ def _merge_write(lake: Lake, env: str, task: str, model_id: str, record: dict) -
 
 
 def evaluation_config_json(info: dict, eval_config: EvalConfig) -> str:
-    """The `config` column of an evaluation row: the model's config id, OfflineConfig,
+    """The `config` column of an evaluation row: the model's config id and when its training
+    began (`trained_since`: a retrained model's rows supersede its predecessor's), OfflineConfig,
     dataset selection and training tasks, and the evaluation settings.
 
     A contract: `lake_schema.report.knobs_of` reads `config`, `selection`, `train_tasks` and
     `evaluation` out of it (tested in test_offline_evaluate)."""
     return json.dumps({
-        "config_id": info["config_id"], "config": info["config"],
+        "config_id": info["config_id"], "trained_since": info.get("trained_since"),
+        "config": info["config"],
         "selection": info["selection"], "train_tasks": info["tasks"],
         "evaluation": {"checkpoint": str(eval_config.checkpoint), "seed": eval_config.seed,
                        "greedy": eval_config.greedy,

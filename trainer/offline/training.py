@@ -30,6 +30,7 @@ parameters apart.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import logging
 import math
@@ -213,9 +214,14 @@ def _check_devices(config: OfflineConfig, mesh: jax.sharding.Mesh) -> None:
 
 
 def _model_info(config: OfflineConfig, selection: DataSelection, loader: Loader,
-                cid: str) -> dict:
+                cid: str, run_dir: Path) -> dict:
+    """model.json's contents. `trained_since` (UTC) is when this run directory's training
+    began and survives resuming: evaluations carry it, so a model retrained from scratch under
+    the same config id never counts (or shows) its predecessor's evaluations."""
+    held = ckpt.read_model_info(run_dir) if (run_dir / ckpt.MODEL_JSON).exists() else {}
     return {
         "config_id": cid,
+        "trained_since": held.get("trained_since") or dt.datetime.now(dt.UTC).isoformat(),
         "env": config.env,
         "algorithm": config.algorithm,
         "config": config.to_json(),
@@ -390,7 +396,7 @@ def _train_group(lake: Lake, group: list[_Run], mesh: jax.sharding.Mesh,
             r.loader = make_loader(lake, r.selection, r.config.loader_config(), cache_dir,
                                    log=log)
             r.run_dir.mkdir(parents=True, exist_ok=True)
-            r.info = _model_info(r.config, r.selection, r.loader, r.cid)
+            r.info = _model_info(r.config, r.selection, r.loader, r.cid, r.run_dir)
             if primary:
                 ckpt.write_json(r.run_dir / ckpt.MODEL_JSON, r.info)
             state = init_train_state(model, r.config, jax.random.PRNGKey(r.config.seed))
