@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.sharding import NamedSharding, PartitionSpec
 
 from lake_schema.duck import connect
 from lake_schema.reader import Selection, read_table
@@ -16,6 +17,7 @@ from lake_schema.writer import write_episodes, write_reference
 from tests.helpers.lake import fill_lake
 from tests.helpers.scripted import collect_lbf_heuristic_episodes
 from trainer.data import DataSelection
+from trainer.envs import make_env
 from trainer.networks import Sable, SableConfig
 from trainer.offline import (
     EvalConfig,
@@ -26,7 +28,8 @@ from trainer.offline import (
     make_support,
     train,
 )
-from trainer.offline.evaluation import q_values_fn
+from trainer.offline.checkpoint import load_params, read_model_info
+from trainer.offline.evaluation import episode_runner, evaluate_params, q_values_fn
 from trainer.recording import collect_random_episodes
 
 TASKS = ("lbf/8x8-2p-2f", "lbf/10x10-3p-3f")
@@ -227,3 +230,20 @@ def test_best_falls_back_to_latest_without_periodic_evaluation(trained):
     (row,) = [r for r in _rows(lake, "8x8-2p-2f") if r["episodes"] == 5]
     assert json.loads(row["config"])["evaluation"]["checkpoint"] == "latest"  # what was used
     assert EvalConfig().episodes == 320 and EvalConfig().checkpoint == "best"
+
+
+def test_periodic_and_final_evaluation_share_one_compiled_program(trained):
+    # the periodic evaluation's parameters are replicated over the training mesh, the final
+    # one's restored onto one device: both must run the task's one compiled episode runner
+    _, result = trained
+    info = read_model_info(result.run_dir)
+    params, _ = load_params(result.run_dir, info, "latest")
+    mesh = jax.make_mesh((1,), ("data",))
+    replicated = jax.device_put(params, NamedSharding(mesh, PartitionSpec()))
+    runner = episode_runner(make_env(TASKS[0]), OfflineConfig.from_json(info["config"]),
+                            int(info["pad_to"]), 3)
+    before = runner._cache_size()
+    first = evaluate_params(info, replicated, TASKS[:1], 3, seed=5)
+    second = evaluate_params(info, params, TASKS[:1], 3, seed=5)
+    np.testing.assert_array_equal(first[TASKS[0]], second[TASKS[0]])
+    assert runner._cache_size() - before <= 1  # at most the one program, once

@@ -219,6 +219,35 @@ def test_chunked_forward_from_a_stored_state_matches_one_chunk():
     np.testing.assert_allclose(zero.value[0, 5:], whole.value[0, 5:], atol=1e-4)
 
 
+def test_the_recording_program_gives_the_random_baseline_with_uniform():
+    """The references' random baseline runs through the recording program: with `uniform`
+    its actions are legal, do not depend on the parameters, and are uniform over each step's
+    legal actions (counts within 5 sigma of that); without it they are the policy's."""
+    from trainer.envs import make_env
+    from trainer.online.ppo import make_policy_rollout
+
+    env = make_env(LBF)
+    config = OnlineConfig(embed_dim=16, num_heads=2)
+    model = Sable(sable_config(config, env))
+    record = make_policy_rollout(env, model, config, 16, env.time_limit)
+    init = jax.jit(model.init_params)
+    params_a, params_b = init(jax.random.PRNGKey(0)), init(jax.random.PRNGKey(1))
+    key = jax.random.PRNGKey(7)
+    rand_a = record(params_a, key, np.bool_(True))
+    rand_b = record(params_b, key, np.bool_(True))
+    np.testing.assert_array_equal(rand_a.actions, rand_b.actions)
+    legal = np.asarray(rand_a.steps.legal[:-1])  # the step each action was chosen on
+    actions = np.asarray(rand_a.actions)
+    assert np.take_along_axis(legal, actions[..., None], -1).all()
+    counts = np.bincount(actions.ravel(), minlength=env.num_actions)
+    expected = (legal / legal.sum(-1, keepdims=True)).reshape(-1, env.num_actions).sum(0)
+    assert np.all(np.abs(counts - expected) < 5 * np.sqrt(expected) + 1), (counts, expected)
+    policy_a = record(params_a, key, np.bool_(False))
+    policy_b = record(params_b, key, np.bool_(False))
+    assert not np.array_equal(policy_a.actions, policy_b.actions)
+    assert not np.array_equal(policy_a.actions, rand_a.actions)
+
+
 # ----------------------------------------------------------------------------- config
 
 

@@ -128,6 +128,7 @@ def evaluate_params(info: dict, params: Any, tasks: Sequence[str], episodes: int
     return, rate, ETA) goes to `log` (default: the `trainer.offline` logger)."""
     progress = Progress(len(tasks), "tasks evaluated", rate_unit="tasks/s", log=log,
                         logger=logger)
+    params = on_first_device(params)
     config = OfflineConfig.from_json(info["config"])
     stats = ObsStats.from_json(info["obs_stats"])
     mean, std = jnp.asarray(stats.mean), jnp.asarray(stats.std)
@@ -143,6 +144,18 @@ def evaluate_params(info: dict, params: Any, tasks: Sequence[str], episodes: int
         progress.emit(i + 1, extra=f"  | {name}: mean return {out[name].mean():.3f} over "
                                    f"{len(ret)} episodes")
     return out
+
+
+def on_first_device(tree: Any) -> Any:
+    """`tree` on this process's first device, where `checkpoint.load_params` restores it.
+
+    Why: jit specialises on its inputs' shardings, and parameters replicated over the training
+    mesh lower to another program than single-device ones, so the periodic evaluation and the
+    final one would each compile every task's episode runner (~6 s per task on 2 CPU cores).
+    A replicated array's local copy is its whole value."""
+    device = jax.local_devices()[0]
+    return jax.tree.map(lambda x: jax.device_put(
+        x.addressable_data(0) if isinstance(x, jax.Array) else x, device), tree)
 
 
 # ----------------------------------------------------------------------------- the lake

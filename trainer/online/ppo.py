@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import optax
 
 from trainer.envs import EnvState, EnvStep, MultiAgentEnv, Rollout
-from trainer.envs.rollout import continue_rollout, fresh_rollout
+from trainer.envs.rollout import continue_rollout, fresh_rollout, random_actions
 from trainer.networks import Sable, SableConfig, SableOutput, SableState
 from trainer.networks.sable import sable_actor
 from trainer.online.config import OnlineConfig
@@ -424,15 +424,26 @@ def make_ppo_update(
 
 def make_policy_rollout(
     env: MultiAgentEnv, model: Sable, config: OnlineConfig, num_envs: int, num_steps: int
-) -> Callable[[Any, jax.Array], Rollout]:
-    """Jitted `(params, key) -> Rollout` of the stochastic Sable policy in fresh environments
-    (`trainer.envs.rollout.fresh_rollout`), so `trainer.recording.episodes_from_rollout` turns
-    it into lake episodes (the environment's observations, without agent ids). With
-    `num_steps` = the time limit, every environment's first episode is whole."""
+) -> Callable[[Any, jax.Array, jax.Array], Rollout]:
+    """Jitted `(params, key, uniform) -> Rollout` of the stochastic Sable policy in fresh
+    environments (`trainer.envs.rollout.fresh_rollout`), so `trainer.recording.
+    episodes_from_rollout` turns it into lake episodes (the environment's observations,
+    without agent ids). With `num_steps` = the time limit, every environment's first episode
+    is whole.
+
+    `uniform` (a traced bool scalar) replaces every action with a uniform-random legal one:
+    the random baseline of the task's references runs through this same compiled program
+    (one program fewer per task; the policy's own actions are computed and dropped)."""
     mask = jnp.ones((num_envs, env.num_agents), bool)
 
-    def run(params: Any, key: jax.Array) -> Rollout:
-        actor = sable_actor(model, params, mask, prepare=network_inputs(config))
-        return fresh_rollout(env, actor, model.init_state(num_envs), key, num_envs, num_steps)
+    def run(params: Any, key: jax.Array, uniform: jax.Array) -> Rollout:
+        policy = sable_actor(model, params, mask, prepare=network_inputs(config))
+
+        def act(state, step_key, step):
+            state, actions, extras = policy(state, step_key, step)
+            chosen = random_actions(jax.random.fold_in(step_key, 1), step.legal)
+            return state, jnp.where(uniform, chosen, actions), extras
+
+        return fresh_rollout(env, act, model.init_state(num_envs), key, num_envs, num_steps)
 
     return jax.jit(run)

@@ -57,7 +57,7 @@ from trainer.online.ppo import (
     sable_config,
 )
 from trainer.progress import Progress as ProgressLines
-from trainer.recording import collect_random_episodes, episodes_from_rollout
+from trainer.recording import episodes_from_rollout
 
 logger = logging.getLogger("trainer.online")
 
@@ -167,7 +167,8 @@ def _programs(task_name: str, key: OnlineConfig, record_envs: int) -> tuple[Any,
     process for each (task, network/PPO settings, recording batch); 0 s when cached.
 
     init(key, total_updates) -> PPOState; update(state, n) -> (state, metrics of n updates);
-    policy rollout(params, key) -> Rollout of `record_envs` fresh episodes."""
+    policy rollout(params, key, uniform) -> Rollout of `record_envs` fresh episodes (the
+    random policy's with `uniform`)."""
     cache_key = (task_name, key, record_envs)
     if cache_key in _PROGRAMS:
         _PROGRAMS.move_to_end(cache_key)
@@ -182,7 +183,7 @@ def _programs(task_name: str, key: OnlineConfig, record_envs: int) -> tuple[Any,
     update = make_ppo_update(env, model, key).lower(abstract, count).compile()
     record = (
         make_policy_rollout(env, model, key, record_envs, env.time_limit)
-        .lower(abstract.params, jax.random.PRNGKey(0))
+        .lower(abstract.params, jax.random.PRNGKey(0), jax.ShapeDtypeStruct((), np.bool_))
         .compile()
     )
     _PROGRAMS[cache_key] = (abstract, init, update, record, time.perf_counter() - start)
@@ -288,15 +289,18 @@ class Progress(ProgressLines):
 
 
 def _policy_returns(
-    record: Any, params: Any, seed: int, salt: int, count: int, per_call: int
+    record: Any, params: Any, seed: int, salt: int, count: int, per_call: int,
+    uniform: bool = False,
 ) -> tuple[list[Any], np.ndarray]:
-    """`count` fresh episodes of the stochastic policy, `per_call` environments at a time
-    (one episode each: the rollout spans the time limit). Keys depend only on (seed, salt),
-    so recording never draws from the training RNG and a resumed run records the same."""
+    """`count` fresh episodes of the stochastic policy (the uniform-random one with
+    `uniform`), `per_call` environments at a time (one episode each: the rollout spans the
+    time limit). Keys depend only on (seed, salt), so recording never draws from the training
+    RNG and a resumed run records the same."""
     batches, returns = [], []
     for i in range(math.ceil(count / per_call)):
         key = jax.random.fold_in(jax.random.PRNGKey(seed), 1_000_003 * salt + i)
-        batch = episodes_from_rollout(jax.device_get(record(params, key)), max_per_env=1)
+        rollout = record(params, key, np.bool_(uniform))
+        batch = episodes_from_rollout(jax.device_get(rollout), max_per_env=1)
         batches.append(batch)
         returns.append(batch.episode_returns())
     return batches, np.concatenate(returns)[:count]
@@ -375,15 +379,17 @@ def _record_checkpoint(record: Any, params: Any, config: OnlineConfig, layout: P
 
 def _write_references(lake: Lake, layout: Plan, run: str, record: Any, params: Any,
                       config: OnlineConfig, result: OnlineResult) -> None:
-    """The task's `references` row: the final policy's mean return (through the recording
-    program) and the random policy's (through the same rollout loop)."""
+    """The task's `references` row: the final policy's mean return and the random policy's,
+    both through the recording program (one compiled program for the three)."""
     t_ref = time.perf_counter()
     _, final = _policy_returns(
         record, params, config.seed, layout.num_checkpoints + 1,
         config.reference_episodes, config.episodes_per_checkpoint,
     )
-    rand = collect_random_episodes(layout.task, config.reference_episodes, config.seed + 1)
-    rand_returns = rand.episode_returns()
+    _, rand_returns = _policy_returns(
+        record, params, config.seed, layout.num_checkpoints + 2,
+        config.reference_episodes, config.episodes_per_checkpoint, uniform=True,
+    )
     write_reference(
         lake, layout.task, run, sable_returns=final, random_returns=rand_returns,
         env_steps=layout.total_env_steps,
