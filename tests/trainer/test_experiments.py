@@ -8,6 +8,7 @@ import pytest
 from lake_schema.catalogue import split_tasks
 from trainer.experiments import PRESETS, dataset_tasks, get_preset, models, narrow, seed_groups
 from trainer.offline.config import config_id
+from trainer.online.config import OnlineConfig
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
@@ -101,3 +102,13 @@ def test_cpu_small_pads_connector_to_8_agent_slots_and_leaves_lbf_as_it_was():
                 "connector", preset.test_split))
         else:  # the lbf models measured before this override keep their ids
             assert config.pad_agents == "env"
+
+
+def test_cpu_small_trains_lbf_datasets_longer_and_online_configs_validate():
+    preset = get_preset("cpu-small")
+    configs = {}
+    for env in preset.envs:
+        knobs = preset.online_config(env)
+        configs[env] = OnlineConfig.profile(knobs.pop("profile"), env=env, **knobs)
+    assert configs["lbf"].total_env_steps == 2_000_000
+    assert configs["connector"].total_env_steps == OnlineConfig().total_env_steps  # the demo's
