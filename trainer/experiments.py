@@ -99,7 +99,7 @@ PRESETS: dict[str, Preset] = {
     # ((T x N)^2 retention) for padding alone. lbf's online budget is 2M env steps per task:
     # at the demo's 300k, 15x15-3p-5f's data stayed near random (0.22 against random 0.07,
     # its `high` checkpoints no better than its `low` ones), so the multi-task models
-    # imitated weak play; at 2M it reaches 0.54 (benchmarks/REPRODUCTION.md).
+    # imitated weak play; at 2M it reaches 0.49-0.54 (benchmarks/REPRODUCTION.md).
     "cpu-small": Preset(
         name="cpu-small", envs=("lbf", "connector"), train_split="demo-train",
         test_split="demo-test", seeds=(0, 1, 2), online={"profile": "demo"},
