@@ -380,7 +380,7 @@ def _record_checkpoint(record: Any, params: Any, config: OnlineConfig, layout: P
 def _write_references(lake: Lake, layout: Plan, run: str, record: Any, params: Any,
                       config: OnlineConfig, result: OnlineResult) -> None:
     """The task's `references` row: the final policy's mean return and the random policy's,
-    both through the recording program (one compiled program for the three)."""
+    both through the recording program (no program of their own to compile)."""
     t_ref = time.perf_counter()
     _, final = _policy_returns(
         record, params, config.seed, layout.num_checkpoints + 1,
