@@ -7,8 +7,11 @@
 1. `online_sable` for every task the preset needs (its train and held-out splits), with the
    preset's online config for its env; a task dataset already complete in the lake with that
    config is reused as it is (another config replaces it);
-2. the `reproduce` job: every model of the preset (`trainer.experiments`), trained or found
-   finished, evaluated with the paper's protocol, then `report`.
+2. the `reproduce` job's `reproduction`, once per env: every model of the preset
+   (`trainer.experiments`), trained or found finished, evaluated with the paper's protocol;
+   then `report`, once.
+The independent runs (one per task dataset, then one per env) go side by side, one per CPU
+core (`pipelines.launch`; `--workers N` to change).
 A second launch reuses finished datasets, models and evaluations. The runs land in the
 Dagster instance of $DAGSTER_HOME (the Makefile's `./.dagster`), so the UI shows them, and
 the results in the lake's `evaluations`; `benchmarks/REPRODUCTION.md` is written from them.
@@ -31,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     import dagster as dg
 
     from pipelines.definitions import defs
+    from pipelines.launch import Launch, run_parallel
     from trainer.cli_overrides import parse_overrides
     from trainer.experiments import dataset_tasks
     from trainer.offline.config import OfflineConfig
@@ -42,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--experiments", nargs="+", default=[])
     p.add_argument("--seeds", nargs="+", type=int, default=[])
     p.add_argument("--eval-episodes", type=int, default=None)
+    p.add_argument("--workers", type=int, default=None,
+                   help="runs side by side, each in its own process (default: one per core)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="OfflineConfig overrides for every model (a scale-down)")
     args = p.parse_args(argv)
@@ -57,29 +63,38 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     instance = dg.DagsterInstance.get()
     lake = defs.resources["lake"].lake()
-    datasets = defs.resolve_job_def("build_datasets")
-    for task in dataset_tasks(preset):
-        print(f"[{time.time() - started:6.0f}s] online Sable on {task} -> lake", flush=True)
-        env = task.split("/", 1)[0]
-        result = datasets.execute_in_process(  # a completed run of this config: reused as is
-            instance=instance, partition_key=task, raise_on_error=False,
-            run_config={**LOGS, "ops": {"online_sable": {"config": preset.online_config(env)}}},
-            tags={"sable-lake/preset": preset.name, "sable-lake/env": env})
-        if not result.success:
-            print(f"reproduce: online_sable[{task}] failed; see the log above", file=sys.stderr)
-            return 1
-        if result.asset_materializations_for_node("online_sable")[0].metadata["reused"].value:
+    datasets = [Launch(f"online Sable on {task} -> lake", "build_datasets",
+                       {**LOGS, "ops": {"online_sable": {"config": preset.online_config(env)}}},
+                       partition_key=task,
+                       tags={"sable-lake/preset": preset.name, "sable-lake/env": env})
+                for task in dataset_tasks(preset) for env in [task.split("/", 1)[0]]]
+    failed = []
+    for outcome in run_parallel(datasets, instance, args.workers, started):
+        task = outcome.launch.partition_key
+        if not outcome.success:
+            failed.append(outcome.failure)
+        elif outcome.metadata["online_sable"]["reused"]:  # a complete run of this config
             print(f"[{time.time() - started:6.0f}s] {task}: dataset complete, reused", flush=True)
-    print(f"[{time.time() - started:6.0f}s] the {preset.name} models", flush=True)
-    result = defs.resolve_job_def("reproduce").execute_in_process(
-        instance=instance, raise_on_error=False,
-        run_config={**LOGS, "ops": {"reproduction": {"config": config}}})
-    if not result.success:
-        print("reproduce: the reproduce job failed; see the log above", file=sys.stderr)
+    if failed:
+        print(f"reproduce: failed: {'; '.join(failed)} (see the log above)", file=sys.stderr)
         return 1
-    meta = result.asset_materializations_for_node("reproduction")[0].metadata
-    print(f"[{time.time() - started:6.0f}s] done: {meta['models'].value} models, "
-          f"{meta['task_evaluations_run'].value} task evaluations run this launch; "
+    # each env's models in a run of their own, side by side; then one report of them all
+    per_env = [Launch(f"the {preset.name} models of {env}", "reproduce",
+                      {**LOGS, "ops": {"reproduction": {"config": {**config, "envs": [env]}}}},
+                      asset_selection=("reproduction",)) for env in preset.envs]
+    done = list(run_parallel(per_env, instance, args.workers, started))
+    if failed := [o.failure for o in done if not o.success]:
+        print(f"reproduce: failed: {'; '.join(failed)} (see the log above)", file=sys.stderr)
+        return 1
+    report = defs.resolve_job_def("reproduce").execute_in_process(
+        instance=instance, raise_on_error=False, run_config=LOGS,
+        asset_selection=[dg.AssetKey("report")])
+    if not report.success:
+        print("reproduce: the report failed; see the log above", file=sys.stderr)
+        return 1
+    meta = [o.metadata["reproduction"] for o in done]
+    print(f"[{time.time() - started:6.0f}s] done: {sum(m['models'] for m in meta)} models, "
+          f"{sum(m['task_evaluations_run'] for m in meta)} task evaluations run this launch; "
           f"the report: {lake.url('reports/report.md')}")
     return 0
 

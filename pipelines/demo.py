@@ -6,7 +6,8 @@ offline BC-Sable and Oryx on the train tasks, and BC-Sable on the first train ta
 single-task baseline) -> zero-shot evaluation on the held-out tasks -> the report, whose
 multi-task / single-task ratio on held-out tasks is the paper's headline in miniature. Every
 step is a real materialisation in the local Dagster instance, so the whole run is visible in
-the UI afterwards (`make ui`).
+the UI afterwards (`make ui`). The five task datasets, then the three models, train side by
+side, one run per CPU core (`pipelines.launch`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-import warnings
+from collections.abc import Iterator
 
 from lake_schema.catalogue import split_tasks
 from lake_schema.cli import main as lake_cli
@@ -22,6 +23,7 @@ from lake_schema.duck import connect
 from lake_schema.report import latest_evaluations, multi_vs_single
 from pipelines.assets.offline import TEST_SPLIT_OF
 from pipelines.definitions import defs
+from pipelines.launch import Launch, Outcome, run_parallel
 from pipelines.plots import REPORTS_DIR
 
 ENV = "lbf"
@@ -44,25 +46,23 @@ SUMMARY_SQL = (
 
 
 def run_demo(instance=None, online: dict = ONLINE, offline: dict = OFFLINE,
-             evaluation: dict = EVAL, models: tuple[tuple[str, dict], ...] = MODELS) -> int:
-    """The chain on the lbf demo split; the arguments shrink it for tests."""
+             evaluation: dict = EVAL, models: tuple[tuple[str, dict], ...] = MODELS,
+             workers: int | None = None) -> int:
+    """The chain on the lbf demo split; the arguments shrink it for tests. The independent
+    runs (one per task dataset, then one per model) go `workers` at a time, each in its own
+    process (`pipelines.launch`; default one per CPU core), into the persistent `instance`."""
     import dagster as dg
 
-    warnings.filterwarnings("ignore", "scatter inputs have incompatible types", FutureWarning)
     started = time.time()
     instance = instance or dg.DagsterInstance.get()
     lake = defs.resources["lake"].lake()
     tasks = split_tasks(ENV, offline["split"]) + split_tasks(ENV, TEST_SPLIT_OF[offline["split"]])
 
-    datasets = defs.resolve_job_def("build_datasets")
-    for task in tasks:
-        print(f"[{time.time() - started:5.0f}s] online Sable on {task.name} -> lake", flush=True)
-        result = datasets.execute_in_process(
-            instance=instance, partition_key=task.name,
-            run_config={**LOGS, "ops": {"online_sable": {"config": online}}},
-        )
-        if not result.success:
-            return _failed(f"online_sable[{task.name}]")
+    datasets = [Launch(f"online Sable on {task.name} -> lake", "build_datasets",
+                       {**LOGS, "ops": {"online_sable": {"config": online}}},
+                       partition_key=task.name) for task in tasks]
+    if failed := _failures(run_parallel(datasets, instance, workers, started)):
+        return _failed(failed)
     status = defs.resolve_job_def("check_datasets").execute_in_process(
         instance=instance, run_config=LOGS)
     if not status.success:
@@ -71,22 +71,23 @@ def run_demo(instance=None, online: dict = ONLINE, offline: dict = OFFLINE,
     print(f"[{time.time() - started:5.0f}s] dataset_status: {meta['tasks'].value} task "
           f"datasets, incomplete: {meta['incomplete'].value}", flush=True)
 
-    train_eval = defs.resolve_job_def("train_and_evaluate")
+    trainings = []
     for algorithm, override in models:
         trained_on = (f"the first {override['first_k']} task(s) of {offline['split']}"
                       if "first_k" in override else offline["split"])
-        print(f"[{time.time() - started:5.0f}s] offline {algorithm} on {trained_on}, "
-              "evaluated on its train and held-out tasks", flush=True)
-        result = train_eval.execute_in_process(
-            instance=instance,
-            run_config={**LOGS, "ops": {
+        trainings.append(Launch(
+            f"offline {algorithm} on {trained_on}, evaluated on its train and held-out tasks",
+            "train_and_evaluate", {**LOGS, "ops": {
                 "offline_model": {"config": {**offline, **override, "algorithm": algorithm}},
                 "offline_eval_train": {"config": evaluation},
                 "offline_eval_test": {"config": evaluation},
-            }},
-        )
-        if not result.success:
-            return _failed(f"train_and_evaluate ({algorithm} on {trained_on})")
+            }}, asset_selection=("offline_model", "offline_eval_train", "offline_eval_test")))
+    if failed := _failures(run_parallel(trainings, instance, workers, started)):
+        return _failed(failed)
+    report = defs.resolve_job_def("train_and_evaluate").execute_in_process(  # every model's
+        instance=instance, run_config=LOGS, asset_selection=[dg.AssetKey("report")])
+    if not report.success:
+        return _failed("report")
 
     print(f"\n[{time.time() - started:5.0f}s] done.\n")
     lake_cli(["--root", lake.root, "query", SUMMARY_SQL])
@@ -102,6 +103,11 @@ def run_demo(instance=None, online: dict = ONLINE, offline: dict = OFFLINE,
     print(f'try:              .venv/bin/python -m lake_schema query "{SUMMARY_SQL}"')
     print("UI:               make ui   (dagster dev on 127.0.0.1:3000, the plots on :3001)")
     return 0
+
+
+def _failures(outcomes: Iterator[Outcome]) -> str:
+    """The labels of the failed runs, once every run has ended ("" when none failed)."""
+    return "; ".join(o.failure for o in outcomes if not o.success)
 
 
 def _failed(what: str) -> int:
