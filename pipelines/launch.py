@@ -54,8 +54,10 @@ class Outcome:
 
 
 def default_workers() -> int:
-    """One run per CPU core (each run's XLA threads then share its core with no one)."""
-    return max(1, os.cpu_count() or 1)
+    """One run per CPU core this process may use (its affinity: a container's share, not
+    the host's count)."""
+    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    return max(1, len(cores) if cores else os.cpu_count() or 1)
 
 
 def run_parallel(launches: Sequence[Launch], instance: dg.DagsterInstance,

@@ -2,11 +2,13 @@
 instance, with what came back (success, metadata, a one-line error) per run; a refused or
 failed run does not stop the others."""
 
+import os
+
 import dagster as dg
 import pytest
 
 from lake_schema.storage import Lake
-from pipelines.launch import Launch, run_parallel
+from pipelines.launch import Launch, default_workers, run_parallel
 
 
 def test_runs_come_back_with_metadata_and_one_line_errors(tmp_path, monkeypatch):
@@ -47,3 +49,8 @@ def test_an_ephemeral_instance_is_refused_before_any_process_starts():
     with pytest.raises(ValueError, match="persistent Dagster instance"):
         list(run_parallel([Launch("status", "check_datasets", {})],
                           dg.DagsterInstance.ephemeral()))
+
+
+def test_one_worker_per_core_this_process_may_use():
+    allowed = len(os.sched_getaffinity(0))
+    assert default_workers() == allowed and 1 <= allowed <= os.cpu_count()
