@@ -106,7 +106,7 @@ def run_demo(instance=None, online: dict = ONLINE, offline: dict = OFFLINE,
 
 
 def _failures(outcomes: Iterator[Outcome]) -> str:
-    """The labels of the failed runs, once every run has ended ("" when none failed)."""
+    """"label: error" of each failed run, once every run has ended ("" when none failed)."""
     return "; ".join(o.failure for o in outcomes if not o.success)
 
 
