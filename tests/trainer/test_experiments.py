@@ -112,3 +112,21 @@ def test_cpu_small_trains_lbf_datasets_longer_and_online_configs_validate():
         configs[env] = OnlineConfig.profile(knobs.pop("profile"), env=env, **knobs)
     assert configs["lbf"].total_env_steps == 2_000_000
     assert configs["connector"].total_env_steps == OnlineConfig().total_env_steps  # the demo's
+
+
+def test_the_paper_preset_builds_every_model_at_the_paper_s_scale():
+    """One launch away on a cluster: every configuration validates, at appendix K's scale
+    (embed 512, batch 480 x 20 steps, 60k updates; Figure 5's other sizes), 320 evaluation
+    episodes, and no model sees a test task."""
+    preset = get_preset("paper")
+    assert set(preset.experiments) >= {"dataset_size", "model_size"}
+    assert preset.eval_episodes == 320 and preset.seeds == (0, 1, 2)
+    configs = []
+    for group in seed_groups(preset):  # every configuration validated
+        _, config, selection = group[0]
+        test = {t.name for t in split_tasks(config.env, preset.test_split)}
+        assert not set(selection.task_names) & test
+        configs.append(config)
+    assert {c.env for c in configs} == {"rware", "lbf", "connector"}
+    assert {c.embed_dim for c in configs} == {512, 64, 128, 256}
+    assert {(c.batch_size, c.seq_len, c.num_updates) for c in configs} == {(480, 20, 60_000)}
