@@ -46,6 +46,7 @@ from lake_schema.storage import Lake
 from lake_schema.writer import delete_run, write_episodes, write_reference
 from trainer import compiled
 from trainer.envs import make_env
+from trainer.exported import compile_exported
 from trainer.networks import Sable, param_count
 from trainer.online.config import OnlineConfig, Plan, plan, resolve_task
 from trainer.online.ppo import (
@@ -164,7 +165,9 @@ compiled.on_clear(_PROGRAMS.clear)
 
 def _programs(task_name: str, key: OnlineConfig, record_envs: int) -> tuple[Any, ...]:
     """(abstract state, init, update, policy rollout, compile seconds), compiled once per
-    process for each (task, network/PPO settings, recording batch); 0 s when cached.
+    process for each (task, network/PPO settings, recording batch); 0 s when cached. On
+    disk, the traced programs (`trainer.exported`) and their compilations (JAX's persistent
+    cache) serve later processes: a warm start traces nothing.
 
     init(key, total_updates) -> PPOState; update(state, n) -> (state, metrics of n updates);
     policy rollout(params, key, uniform) -> Rollout of `record_envs` fresh episodes (the
@@ -176,16 +179,17 @@ def _programs(task_name: str, key: OnlineConfig, record_envs: int) -> tuple[Any,
     env = make_env(task_name)
     model = Sable(sable_config(key, env))
     start = time.perf_counter()
-    init = jax.jit(lambda k, total: init_ppo_state(env, model, key, k, total))
-    abstract = jax.eval_shape(init, jax.random.PRNGKey(0), 1)
-    init = init.lower(jax.random.PRNGKey(0), 1).compile()
-    count = jax.ShapeDtypeStruct((), np.int32)
-    update = make_ppo_update(env, model, key).lower(abstract, count).compile()
-    record = (
-        make_policy_rollout(env, model, key, record_envs, env.time_limit)
-        .lower(abstract.params, jax.random.PRNGKey(0), jax.ShapeDtypeStruct((), np.bool_))
-        .compile()
-    )
+    name = f"online {task_name} {key!r} record_envs={record_envs}"
+    rng = jax.ShapeDtypeStruct((2,), np.uint32)
+    init, abstract = compile_exported(
+        lambda k, total: init_ppo_state(env, model, key, k, total),
+        (rng, jax.ShapeDtypeStruct((), np.int32)), f"init {name}")
+    update, _ = compile_exported(
+        make_ppo_update(env, model, key), (abstract, jax.ShapeDtypeStruct((), np.int32)),
+        f"update {name}", donate_argnums=(0,))
+    record, _ = compile_exported(
+        make_policy_rollout(env, model, key, record_envs, env.time_limit),
+        (abstract.params, rng, jax.ShapeDtypeStruct((), np.bool_)), f"record {name}")
     _PROGRAMS[cache_key] = (abstract, init, update, record, time.perf_counter() - start)
     if len(_PROGRAMS) > _MAX_PROGRAMS:
         _PROGRAMS.popitem(last=False)
