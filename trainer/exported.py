@@ -5,7 +5,8 @@ before, but every process still traces the Python and lowers it to StableHLO fir
 per online task on a 2-core CPU (benchmarks/RESULTS.md), most of a warm start. Here the
 lowered program itself is serialised beside the persistent cache, keyed by everything that
 could change it: the caller's key (task, config), the argument shapes, the JAX / jaxlib /
-Jumanji / flax / optax versions, the backend and the source of `trainer/` and `lake_schema/`
+Jumanji / flax / optax versions, the backend, the JAX settings that change a trace (x64,
+PRNG, precision, promotion) and the source of `trainer/` and `lake_schema/`
 (an edit anywhere there is a new key, never a stale program). A later process deserialises it
 (milliseconds), and the persistent cache then serves its compilation.
 
@@ -33,6 +34,9 @@ from trainer.compile_cache import persistent_cache_dir
 logger = logging.getLogger("trainer.exported")
 _PACKAGES = ("jax", "jaxlib", "jumanji", "flax", "optax")
 _SOURCES = ("trainer", "lake_schema")  # what a program can depend on in this project
+# JAX settings that change what a trace computes (dtypes, random bits, precision)
+_TRACE_SETTINGS = ("jax_enable_x64", "jax_threefry_partitionable", "jax_default_matmul_precision",
+                   "jax_numpy_dtype_promotion", "jax_numpy_rank_promotion")
 
 
 @functools.cache
@@ -73,6 +77,7 @@ def compile_exported(
     if directory is not None:
         name = hashlib.sha256("\n".join([
             key, source_digest(), jax.default_backend(), str(in_tree),
+            *(f"{name}={getattr(jax.config, name)}" for name in _TRACE_SETTINGS),
             ";".join(f"{a.shape}{a.dtype}" for a in avals),
         ]).encode()).hexdigest()[:40]
         path = directory / "exported" / f"{name}.bin"

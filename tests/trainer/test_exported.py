@@ -1,6 +1,6 @@
 """Traced programs on disk (`trainer.exported`): a later process loads the program instead of
-tracing it and computes the same; any change of key, shapes or sources is a new program; an
-unreadable file is replaced; the cache's off switch stores nothing."""
+tracing it and computes the same; any change of key, shapes, JAX settings or sources is a new
+program; an unreadable file is replaced; the cache's off switch stores nothing."""
 
 from typing import NamedTuple
 
@@ -54,15 +54,18 @@ def test_a_stored_program_is_loaded_not_traced_and_computes_the_same(store, monk
         np.testing.assert_array_equal(got[1]["sum"], want[1]["sum"])
 
 
-def test_another_key_shape_or_source_is_another_program(store, monkeypatch):
+def test_another_key_shape_setting_or_source_is_another_program(store, monkeypatch):
     exported.compile_exported(step, ARGS, "step")
     exported.compile_exported(step, ARGS, "step, another config")
     longer = (Carry(jax.ShapeDtypeStruct((4,), np.float32), ARGS[0].count), ARGS[1])
     exported.compile_exported(step, longer, "step")
     assert len(_files(store)) == 3
+    with jax.threefry_partitionable(not jax.config.jax_threefry_partitionable):  # PRNG bits
+        exported.compile_exported(step, ARGS, "step")
+    assert len(_files(store)) == 4
     monkeypatch.setattr(exported, "source_digest", lambda: "an edited source tree")
     exported.compile_exported(step, ARGS, "step")
-    assert len(_files(store)) == 4
+    assert len(_files(store)) == 5
 
 
 def test_an_unreadable_program_is_exported_again(store, caplog):
