@@ -15,6 +15,7 @@ Off with the persistent cache (`SABLE_JAX_CACHE=off`): programs are traced as us
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.metadata
@@ -77,7 +78,7 @@ def compile_exported(
     if directory is not None:
         name = hashlib.sha256("\n".join([
             key, source_digest(), jax.default_backend(), str(in_tree),
-            *(f"{name}={getattr(jax.config, name)}" for name in _TRACE_SETTINGS),
+            *(f"{setting}={getattr(jax.config, setting)}" for setting in _TRACE_SETTINGS),
             ";".join(f"{a.shape}{a.dtype}" for a in avals),
         ]).encode()).hexdigest()[:40]
         path = directory / "exported" / f"{name}.bin"
@@ -131,8 +132,14 @@ def _load(path: Path) -> tuple[export.Exported, Any] | None:
 
 def _save(path: Path, exported: export.Exported, out_tree: Any) -> None:
     """Atomic: a temporary file named after this process, then a rename (two processes
-    writing the same program each write a whole one)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    writing the same program each write a whole one). A store that cannot be written (full,
+    read-only) only costs the next process its tracing."""
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(pickle.dumps((bytes(exported.serialize()), out_tree)))
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(pickle.dumps((bytes(exported.serialize()), out_tree)))
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        logger.warning("could not store the exported program %s (%s)", path, err)

@@ -1,6 +1,7 @@
 """Traced programs on disk (`trainer.exported`): a later process loads the program instead of
 tracing it and computes the same; any change of key, shapes, JAX settings or sources is a new
-program; an unreadable file is replaced; the cache's off switch stores nothing."""
+program; an unreadable file is replaced, an unwritable store only costs tracing; the
+cache's off switch stores nothing."""
 
 from typing import NamedTuple
 
@@ -84,3 +85,12 @@ def test_the_cache_switch_turns_the_store_off(tmp_path, monkeypatch):
     fn, _ = exported.compile_exported(step, ARGS, "step")
     assert int(fn(Carry(jnp.zeros(3), jnp.int32(0)), jnp.float32(1.0))[0].count) == 1
     assert not list(tmp_path.rglob("*.bin"))
+
+
+def test_a_store_that_cannot_be_written_only_costs_tracing(tmp_path, monkeypatch, caplog):
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the store's directory would go")
+    monkeypatch.setenv("SABLE_JAX_CACHE", str(blocked))
+    fn, _ = exported.compile_exported(step, ARGS, "step")
+    assert int(fn(Carry(jnp.zeros(3), jnp.int32(0)), jnp.float32(1.0))[0].count) == 1
+    assert "could not store the exported program" in caplog.text
