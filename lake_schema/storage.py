@@ -10,6 +10,7 @@ so two writers can never both create the same log entry).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import posixpath
@@ -96,6 +97,24 @@ class S3Options:
             opts["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] = str(
                 self.addressing_style == "virtual").lower()
         return opts
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
+    """Write a local file whole: a reader sees the old content or the new, never half.
+
+    A temporary file named after this process, then a rename; two processes writing the same
+    file (runs side by side) each rename a whole one. On failure the temporary file goes and
+    the error is raised."""
+    path = os.fspath(path)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def resolve_root(root: str | os.PathLike | None = None) -> str:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import dagster as dg
 from pydantic import Field
 
-from lake_schema.storage import Lake, S3Options
+from lake_schema.storage import Lake, S3Options, write_atomic
 
 COMPUTE_ENV = "SABLE_COMPUTE"
 
@@ -104,10 +104,8 @@ class RunScopedIOManager(dg.ConfigurableIOManager):
         folder = self._folder(context)
         folder.mkdir(parents=True, exist_ok=True)
         text = json.dumps(obj)
-        for name in (f"{context.run_id}.json", "latest.json"):  # each replaced atomically
-            partial = folder / f".{name}.{os.getpid()}"
-            partial.write_text(text)
-            os.replace(partial, folder / name)
+        for name in (f"{context.run_id}.json", "latest.json"):  # each replaced whole
+            write_atomic(folder / name, text)
 
     def load_input(self, context: dg.InputContext) -> Any:
         folder = self._folder(context)

@@ -15,12 +15,10 @@ Off with the persistent cache (`SABLE_JAX_CACHE=off`): programs are traced as us
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import importlib.metadata
 import logging
-import os
 import pickle
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,6 +28,7 @@ import jax
 import numpy as np
 from jax import export
 
+from lake_schema.storage import write_atomic
 from trainer.compile_cache import persistent_cache_dir
 
 logger = logging.getLogger("trainer.exported")
@@ -131,15 +130,10 @@ def _load(path: Path) -> tuple[export.Exported, Any] | None:
 
 
 def _save(path: Path, exported: export.Exported, out_tree: Any) -> None:
-    """Atomic: a temporary file named after this process, then a rename (two processes
-    writing the same program each write a whole one). A store that cannot be written (full,
-    read-only) only costs the next process its tracing."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    """Written whole (two processes writing the same program each write a whole one); a
+    store that cannot be written (full, read-only) only costs the next process its tracing."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(pickle.dumps((bytes(exported.serialize()), out_tree)))
-        os.replace(tmp, path)
+        write_atomic(path, pickle.dumps((bytes(exported.serialize()), out_tree)))
     except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         logger.warning("could not store the exported program %s (%s)", path, err)

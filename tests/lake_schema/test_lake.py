@@ -387,3 +387,15 @@ def test_a_missing_root_or_a_file_root_is_an_error_for_readers(tmp_path):
     with pytest.raises(LakeRootError, match="not a directory"):
         write_episodes(Lake(tmp_path / "afile"), LBF, "r", 0, "low",
                        synthetic_episodes(LBF, [3]))
+
+
+def test_write_atomic_replaces_whole_files_and_leaves_nothing_on_failure(tmp_path):
+    from lake_schema.storage import write_atomic
+
+    path = tmp_path / "meta.json"
+    write_atomic(path, "old")
+    write_atomic(path, b"new")
+    assert path.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["meta.json"]
+    with pytest.raises(FileNotFoundError):
+        write_atomic(tmp_path / "missing" / "meta.json", "x")
+    assert [p.name for p in tmp_path.iterdir()] == ["meta.json"]

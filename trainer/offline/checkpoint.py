@@ -23,6 +23,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from lake_schema.storage import write_atomic
 from trainer.networks import Sable
 from trainer.offline.config import OfflineConfig
 from trainer.offline.state import init_train_state
@@ -36,9 +37,7 @@ METRICS = "metrics.jsonl"
 
 def write_json(path: Path, data: Any) -> None:
     """Atomic JSON write (a reader never sees half a file)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=1))
 
 
 def read_model_info(run_dir: str | os.PathLike) -> dict:

@@ -42,7 +42,7 @@ from lake_schema.catalogue import Task
 from lake_schema.checks import missing_checkpoints, reference_present
 from lake_schema.reader import Selection, list_files, parse_partition, read_table
 from lake_schema.schema import validate_partition
-from lake_schema.storage import Lake
+from lake_schema.storage import Lake, write_atomic
 from lake_schema.writer import delete_run, write_episodes, write_reference
 from trainer import compiled
 from trainer.envs import make_env
@@ -230,9 +230,7 @@ class CheckpointStore:
 
     def write_meta(self, meta: dict[str, Any]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = self.directory / (_META + ".tmp")
-        tmp.write_text(json.dumps(meta, sort_keys=True, indent=1))
-        tmp.replace(self.directory / _META)  # atomic
+        write_atomic(self.directory / _META, json.dumps(meta, sort_keys=True, indent=1))
 
     def clear(self) -> None:
         self.close()
