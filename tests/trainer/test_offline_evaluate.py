@@ -232,6 +232,20 @@ def test_best_falls_back_to_latest_without_periodic_evaluation(trained):
     assert EvalConfig().episodes == 320 and EvalConfig().checkpoint == "best"
 
 
+def test_bc_and_oryx_of_one_size_share_one_evaluation_program():
+    """Both act through the policy head alone, so one compiled episode runner serves both
+    (and JAX's persistent cache serves it to the other's process); CQL, greedy on its Q
+    head, has its own, and so has another size."""
+    env = make_env(TASKS[0])
+
+    def runner(**changes):
+        return episode_runner(env, OfflineConfig(**{**TINY, **changes}), 4, 4)
+
+    assert runner(algorithm="bc") is runner(algorithm="oryx")
+    assert runner(algorithm="cql") is not runner(algorithm="bc")
+    assert runner(algorithm="oryx", embed_dim=32) is not runner(algorithm="oryx")
+
+
 def test_periodic_and_final_evaluation_share_one_compiled_program(trained):
     # the periodic evaluation's parameters are replicated over the training mesh, the final
     # one's restored onto one device: both must run the task's one compiled episode runner

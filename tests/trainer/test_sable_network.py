@@ -26,6 +26,7 @@ from trainer.networks.retention import (
     decay_rates,
     retention_chunkwise,
 )
+from trainer.networks.sable import acting_network, acting_params
 
 B, T, N, F, A = 3, 6, 3, 7, 4
 ATOL = 1e-4
@@ -339,6 +340,42 @@ def test_acting_is_legal_and_consistent_with_training(binned: Compiled) -> None:
     logp = np.where(batch.mask, np.asarray(logp)[..., 0], 0.0)
     np.testing.assert_allclose(np.stack(log_probs, axis=1), logp, atol=ATOL)
     np.testing.assert_allclose(np.stack(values, axis=1), out.value, atol=ATOL)
+
+
+def test_the_acting_network_acts_as_the_whole_one(binned: Compiled) -> None:
+    """Without its value and Q heads (policy acting) the network's parameters are those
+    `init_params` of the acting network lays out, and it takes the same actions with the
+    same log-probs as the whole network; greedy on Q values, it keeps the Q head and acts
+    the same too."""
+    batch = make_batch(12, b=16)
+    args = (batch.obs[:, 0], batch.legal[:, 0], batch.first[:, 0], batch.mask[:, 0])
+    config = binned.model.config
+    state = binned.model.init_state(16)
+    whole = binned.act(binned.params, state, *args, jax.random.PRNGKey(7))
+
+    policy = acting_network(config)
+    assert not (policy.value_head or policy.q_head or policy.value_bins or policy.chunk_timesteps)
+    params = acting_params(binned.params, policy)
+    model = Sable(policy)
+    assert (jax.tree.structure(params)
+            == jax.tree.structure(model.init_params(jax.random.PRNGKey(0))))
+    res = model.act(params, state, *args, jax.random.PRNGKey(7))
+    np.testing.assert_array_equal(res.actions, whole.actions)
+    np.testing.assert_allclose(res.log_probs, whole.log_probs, atol=ATOL)
+    assert res.values is None
+
+    def q_argmax(q):  # greedy on the expectation of the HL-Gauss logits' bin index
+        logits = q.reshape(q.shape[0], config.num_actions, config.value_bins)
+        return jnp.sum(jax.nn.softmax(logits) * jnp.arange(config.value_bins), -1)
+
+    q_net = acting_network(config, q_head=True)
+    assert q_net.q_head and q_net.value_bins == config.value_bins and not q_net.value_head
+    q_params = acting_params(binned.params, q_net)
+    assert "q_head" in q_params["params"]["decoder"]
+    whole_q = binned.model.act(binned.params, state, *args, jax.random.PRNGKey(8),
+                               q_values=q_argmax)
+    res_q = Sable(q_net).act(q_params, state, *args, jax.random.PRNGKey(8), q_values=q_argmax)
+    np.testing.assert_array_equal(res_q.actions, whole_q.actions)
 
 
 def test_gradients_are_finite_with_padding(scalar: Compiled) -> None:

@@ -28,6 +28,7 @@ Usage (all pure; `model` is an unbound flax module, params are passed explicitly
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from typing import NamedTuple
@@ -680,6 +681,29 @@ def _check_state(state: SableState, config: SableConfig, batch: int) -> None:
 # --------------------------------------------------------------------------------------------
 # The network as a rollout actor
 # --------------------------------------------------------------------------------------------
+
+
+def acting_network(config: SableConfig, q_head: bool = False) -> SableConfig:
+    """The network that acting runs: `config` without what acting never reads (the value
+    head, the Q head and its bins unless acting greedily on Q values, the training chunk
+    size). Why: models that act alike, BC-Sable and Oryx of one size, then trace to the same
+    rollout program, compiled once (in a process, and in JAX's persistent cache across
+    processes). Use with `acting_params`."""
+    return dataclasses.replace(
+        config, value_head=False, q_head=q_head and config.q_head,
+        value_bins=config.value_bins if q_head and config.q_head else None,
+        chunk_timesteps=None)
+
+
+def acting_params(params: dict, config: SableConfig) -> dict:
+    """`params` without the heads that `config` (an `acting_network`) lacks: the same values
+    under the tree that network's `init_params` gives."""
+    layers = params["params"]
+    drop = {("encoder", "value_head"): not config.value_head,
+            ("decoder", "q_head"): not config.q_head}
+    kept = {part: {name: leaf for name, leaf in layers[part].items()
+                   if not drop.get((part, name), False)} for part in layers}
+    return {**params, "params": kept}
 
 
 def sable_actor(

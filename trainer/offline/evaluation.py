@@ -52,7 +52,7 @@ from trainer.envs import MultiAgentEnv, make_env
 from trainer.envs.rollout import first_episode_returns, fresh_rollout
 from trainer.errors import SelectionError
 from trainer.networks import Sable, SableConfig
-from trainer.networks.sable import QValues, sable_actor
+from trainer.networks.sable import QValues, acting_network, acting_params, sable_actor
 from trainer.offline import checkpoint as ckpt
 from trainer.offline import hl_gauss
 from trainer.offline.config import EvalConfig, OfflineConfig
@@ -85,22 +85,30 @@ def q_values_fn(config: SableConfig, support: hl_gauss.Support | None) -> QValue
         q.reshape(q.shape[0], config.num_actions, config.value_bins), support)
 
 
+def model_acting_network(config: OfflineConfig) -> SableConfig:
+    """The network a model acts with: CQL-Sable's Q head (greedy on it), else the policy
+    head alone (`trainer.networks.sable.acting_network`)."""
+    return acting_network(config.sable_config(), q_head=config.algorithm == "cql")
+
+
 def episode_runner(env: MultiAgentEnv, config: OfflineConfig, pad_to: int, num_envs: int,
                    greedy: bool = False):
     """Jitted (params, obs mean, obs std, key) -> (returns [E], finished [E]) of one task's
-    first episodes in `num_envs` environments (cached per network and acting settings)."""
+    first episodes in `num_envs` environments, for the model's `acting_params` (cached per
+    acting network and settings: BC-Sable and Oryx of one size share it)."""
     slots = env.num_agents if config.agent_masking else max(pad_to, env.num_agents)
-    return _runner(env, config.sable_config(), config.algorithm == "cql", config.support(),
-                   slots, int(num_envs), bool(greedy))
+    network = model_acting_network(config)
+    return _runner(env, network, config.support() if network.q_head else None, slots,
+                   int(num_envs), bool(greedy))
 
 
 @compiled_cache(maxsize=8)
-def _runner(env: MultiAgentEnv, sable_config: SableConfig, q_greedy: bool,
-            support: hl_gauss.Support | None, slots: int, num_envs: int, greedy: bool):
+def _runner(env: MultiAgentEnv, sable_config: SableConfig, support: hl_gauss.Support | None,
+            slots: int, num_envs: int, greedy: bool):
     model = Sable(sable_config)
     n, a = env.num_agents, env.num_actions
     mask = jnp.ones((num_envs, slots), bool)
-    q_values = q_values_fn(sable_config, support) if q_greedy else None
+    q_values = q_values_fn(sable_config, support) if sable_config.q_head else None
 
     def run(params, mean, std, key):
         def prepare(obs, legal):  # (E, N, F), (E, N, A) -> standardised, padded to the slots
@@ -128,8 +136,8 @@ def evaluate_params(info: dict, params: Any, tasks: Sequence[str], episodes: int
     return, rate, ETA) goes to `log` (default: the `trainer.offline` logger)."""
     progress = Progress(len(tasks), "tasks evaluated", rate_unit="tasks/s", log=log,
                         logger=logger)
-    params = on_first_device(params)
     config = OfflineConfig.from_json(info["config"])
+    params = on_first_device(acting_params(params, model_acting_network(config)))
     stats = ObsStats.from_json(info["obs_stats"])
     mean, std = jnp.asarray(stats.mean), jnp.asarray(stats.std)
     out = {}
