@@ -53,12 +53,13 @@ class OnlineConfig(NetworkKnobs):
     num_checkpoints: int = knob(6, ge=1, doc=(
         "K recording checkpoints, evenly spaced over the updates (the last at the end of "
         "training); quality `low` in the first two thirds, `high` after"))
-    episodes_per_checkpoint: int = knob(16, ge=1, doc=(
+    episodes_per_checkpoint: int = knob(64, ge=1, doc=(
         "E episodes recorded at each checkpoint, with the current stochastic policy in fresh "
-        "environments"))
-    reference_episodes: int = knob(32, ge=1, doc=(
+        "environments (the paper: 32; the demo's short training moves returns less than 16 "
+        "episodes' noise, so its quality tags need more)"))
+    reference_episodes: int = knob(64, ge=1, doc=(
         "episodes of the final policy (and of the random policy) whose mean return is the "
-        "task's `references` row"))
+        "task's `references` row (every normalised return divides by it)"))
     num_envs: int = knob(64, ge=1, doc="vmapped environments")
     rollout_length: int = knob(64, ge=1, doc="steps per rollout (one update)")
     chunk_timesteps: int | None = knob(16, ge=1, doc=(
