@@ -67,11 +67,13 @@ def main() -> None:
     update = make_ppo_update(env, model, config)
     state = init_ppo_state(env, model, config, jax.random.PRNGKey(0), 1_000)
     holder = {"state": state}
+    learn = np.bool_(True)
 
     def calls_of(n: int, calls: int):
         def run():
             for _ in range(calls):
-                holder["state"], metrics = update(holder["state"], np.int32(n))
+                holder["state"], metrics, _ = update(holder["state"], np.int32(n), learn,
+                                                     np.bool_(False))
                 jax.device_get(metrics)  # what the training loop does after every call
             return holder["state"].update
         return run

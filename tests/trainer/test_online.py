@@ -219,22 +219,38 @@ def test_chunked_forward_from_a_stored_state_matches_one_chunk():
     np.testing.assert_allclose(zero.value[0, 5:], whole.value[0, 5:], atol=1e-4)
 
 
-def test_the_recording_program_gives_the_random_baseline_with_uniform():
-    """The references' random baseline runs through the recording program: with `uniform`
-    its actions are legal, do not depend on the parameters, and are uniform over each step's
-    legal actions (counts within 5 sigma of that); without it they are the policy's."""
+def test_recording_runs_through_the_training_program_without_learning():
+    """Checkpoints and references are recorded through the task's training programs (no
+    rollout program of their own): without learning the parameters stay; every environment's
+    first episode is whole, `num_envs` of them in batches of the training's environments;
+    with `uniform` the actions are legal, do not depend on the parameters, and are uniform
+    over each step's legal actions (counts within 5 sigma of that); without it they are the
+    policy's."""
     from trainer.envs import make_env
-    from trainer.online.ppo import make_policy_rollout
+    from trainer.online.ppo import init_ppo_state, make_ppo_update, policy_rollout
+    from trainer.recording import episodes_from_rollout
 
     env = make_env(LBF)
-    config = OnlineConfig(embed_dim=16, num_heads=2)
+    config = OnlineConfig(num_envs=8, rollout_length=32, embed_dim=16, num_heads=2,
+                          chunk_timesteps=None, ppo_epochs=1, num_minibatches=1)
     model = Sable(sable_config(config, env))
-    record = make_policy_rollout(env, model, config, 16, env.time_limit)
-    init = jax.jit(model.init_params)
-    params_a, params_b = init(jax.random.PRNGKey(0)), init(jax.random.PRNGKey(1))
-    key = jax.random.PRNGKey(7)
-    rand_a = record(params_a, key, np.bool_(True))
-    rand_b = record(params_b, key, np.bool_(True))
+    init = jax.jit(lambda k, total: init_ppo_state(env, model, config, k, total))
+    update = make_ppo_update(env, model, config)
+    state = init(jax.random.PRNGKey(0), np.int32(1))
+    params_a = jax.tree.map(jnp.copy, state.params)
+    params_b = init(jax.random.PRNGKey(1), np.int32(1)).params
+    state, metrics, _ = update(state, np.int32(2), np.bool_(False), np.bool_(False))
+    for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(params_a), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert float(metrics.total_loss) == 0.0 and int(state.update) == 2
+
+    def record(params, uniform):  # 12 episodes: batches of 8 environments, 4 rollouts each
+        return policy_rollout(init, update, config, env.time_limit, params,
+                              jax.random.PRNGKey(7), uniform, 12)
+
+    rand_a, rand_b = record(params_a, True), record(params_b, True)
+    assert rand_a.actions.shape == (128, 12, env.num_agents)  # 4 x 32 steps >= time limit
+    assert len(episodes_from_rollout(rand_a, max_per_env=1).lengths) == 12
     np.testing.assert_array_equal(rand_a.actions, rand_b.actions)
     legal = np.asarray(rand_a.steps.legal[:-1])  # the step each action was chosen on
     actions = np.asarray(rand_a.actions)
@@ -242,8 +258,7 @@ def test_the_recording_program_gives_the_random_baseline_with_uniform():
     counts = np.bincount(actions.ravel(), minlength=env.num_actions)
     expected = (legal / legal.sum(-1, keepdims=True)).reshape(-1, env.num_actions).sum(0)
     assert np.all(np.abs(counts - expected) < 5 * np.sqrt(expected) + 1), (counts, expected)
-    policy_a = record(params_a, key, np.bool_(False))
-    policy_b = record(params_b, key, np.bool_(False))
+    policy_a, policy_b = record(params_a, False), record(params_b, False)
     assert not np.array_equal(policy_a.actions, policy_b.actions)
     assert not np.array_equal(policy_a.actions, rand_a.actions)
 
@@ -316,8 +331,9 @@ def test_progress_lines_give_an_eta():
 
 
 def test_n_updates_in_one_call_equal_n_calls_of_one():
-    """`update(state, n)` runs the same n updates as n calls: the training loop may size its
-    calls freely. Metrics: episodes and returns summed, the rest averaged."""
+    """`update(state, n, ...)` runs the same n updates as n calls: the training loop may size
+    its calls freely. Metrics: episodes and returns summed, the rest averaged; the rollout
+    returned is the last update's."""
     from trainer.envs import make_env
     from trainer.online.ppo import init_ppo_state, make_ppo_update
 
@@ -330,11 +346,14 @@ def test_n_updates_in_one_call_equal_n_calls_of_one():
     def fresh():
         return init_ppo_state(env, model, config, jax.random.PRNGKey(3), 3)
 
-    together, summed = update(fresh(), np.int32(3))
+    learn, policy = np.bool_(True), np.bool_(False)
+    together, summed, last = update(fresh(), np.int32(3), learn, policy)
     state, singles = fresh(), []
     for _ in range(3):
-        state, m = update(state, np.int32(1))
+        state, m, roll = update(state, np.int32(1), learn, policy)
         singles.append(jax.device_get(m))
+    for a, b in zip(jax.tree.leaves(last), jax.tree.leaves(roll), strict=True):
+        np.testing.assert_array_equal(a, b)  # the last update's rollout
     assert int(together.update) == int(state.update) == 3
     for a, b in zip(jax.tree.leaves(together.params), jax.tree.leaves(state.params),
                     strict=True):

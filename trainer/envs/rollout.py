@@ -111,6 +111,23 @@ def fresh_rollout(
     )
 
 
+def chain_rollouts(parts: list[Rollout]) -> Rollout:
+    """Consecutive rollouts of the same environments, each continuing from the one before
+    (so its steps[0] is the last one's final step), as one: steps [sum T + 1, B, ...],
+    actions and episode ends [sum T, B, ...]; host arrays, no final state or extras."""
+    def cat(*x):
+        return np.concatenate(x, axis=0)
+
+    steps = [parts[0].steps] + [jax.tree.map(lambda x: x[1:], p.steps) for p in parts[1:]]
+    return Rollout(
+        steps=jax.tree.map(cat, *steps),
+        actions=cat(*(p.actions for p in parts)),
+        episode_return=cat(*(p.episode_return for p in parts)),
+        episode_done=cat(*(p.episode_done for p in parts)),
+        final_state=None,
+    )
+
+
 def first_episode_returns(result: Rollout) -> tuple[jax.Array, jax.Array]:
     """(return [B] of each environment's first episode, whether it finished [B]) of a fresh
     rollout (0 where none finished)."""

@@ -1,8 +1,12 @@
 """PPO for Sable (as Mava's recurrent Sable): one jitted rollout + update step.
 
-`make_ppo_update(env, model, config)` returns the jitted `update(state, n) -> (state, metrics)`,
-n updates in one call (a `lax.fori_loop` with a traced count: one program for every n, and no
-host round trip between the updates of a call). Each update is:
+`make_ppo_update(env, model, config)` returns the jitted
+`update(state, n, learn, uniform) -> (state, metrics, last rollout)`, n updates in one call (a
+`lax.fori_loop` with a traced count: one program for every n, and no host round trip between
+the updates of a call). It is the task's one rollout program: with `learn` off it only rolls
+the policy on (the recording of checkpoints and references, `policy_rollout`), and `uniform`
+replaces the policy's actions with uniform-random legal ones (the random baseline). Each
+update is:
 
 1. rollout: `rollout_length` steps of `num_envs` vmapped environments continuing from the last
    update's (`trainer.envs.rollout.continue_rollout`), actions from Sable's recurrent `act`;
@@ -31,15 +35,17 @@ Time layout of a rollout (see `trainer.envs.rollout`): decision t reads obs[t] /
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from trainer.envs import EnvState, EnvStep, MultiAgentEnv, Rollout
-from trainer.envs.rollout import continue_rollout, fresh_rollout, random_actions
+from trainer.envs.rollout import chain_rollouts, continue_rollout, random_actions
 from trainer.networks import Sable, SableConfig, SableOutput, SableState
 from trainer.networks.sable import sable_actor
 from trainer.online.config import OnlineConfig
@@ -279,14 +285,21 @@ def init_ppo_state(
 
 def collect(
     env: MultiAgentEnv, model: Sable, config: OnlineConfig, state: PPOState, k_roll: jax.Array,
-    k_last: jax.Array,
+    k_last: jax.Array, uniform: jax.Array | bool = False,
 ) -> tuple[PPOBatch, Rollout]:
     """One update's data: `rollout_length` steps continuing from the state's environments
-    (the one rollout loop, Sable acting), GAE targets, laid out environment-major [B, T, ...]
-    with the retention state at the rollout start; and the rollout itself (time-major)."""
+    (the one rollout loop, Sable acting; uniform-random legal actions with `uniform`, a
+    traced bool), GAE targets, laid out environment-major [B, T, ...] with the retention
+    state at the rollout start; and the rollout itself (time-major)."""
     act_mask = jnp.ones((config.num_envs, env.num_agents), bool)
     h0 = state.hstate
-    actor = sable_actor(model, state.params, act_mask, prepare=network_inputs(config))
+    policy = sable_actor(model, state.params, act_mask, prepare=network_inputs(config))
+
+    def actor(carry, step_key, step):
+        carry, actions, extras = policy(carry, step_key, step)
+        chosen = random_actions(jax.random.fold_in(step_key, 1), step.legal)
+        return carry, jnp.where(uniform, chosen, actions), extras
+
     roll = continue_rollout(
         env, actor, state.env_state, state.last_step, h0, state.running_return,
         jax.random.split(k_roll, config.rollout_length),
@@ -368,18 +381,27 @@ def make_ppo_learn(model: Sable, config: OnlineConfig, num_agents: int) -> Calla
 
 def make_ppo_update(
     env: MultiAgentEnv, model: Sable, config: OnlineConfig
-) -> Callable[[PPOState, jax.Array], tuple[PPOState, PPOMetrics]]:
-    """The jitted `(state, n) -> (state, metrics)`: n rollout + PPO updates (B * T env steps
-    each) in one call, n an int32 scalar >= 1. The metrics' `episodes` and `return_sum` are
-    summed over the n updates, the other fields averaged."""
-    learn = make_ppo_learn(model, config, env.num_agents)
+) -> Callable[[PPOState, jax.Array, jax.Array, jax.Array], tuple[PPOState, PPOMetrics, Rollout]]:
+    """The jitted `(state, n, learn, uniform) -> (state, metrics, rollout)`: n rollouts (B * T
+    env steps each), each followed by a PPO update when `learn` (a bool scalar), in one call,
+    n an int32 scalar >= 1; with `uniform` the actions are uniform-random legal ones. The
+    metrics' `episodes` and `return_sum` are summed over the n updates, the other fields
+    averaged (losses 0 without learning); `rollout` is the last one's steps, actions and
+    episode ends ([T + 1, B, ...], [T, B, ...]; no final state, extras or carry)."""
+    learn_step = make_ppo_learn(model, config, env.num_agents)
+    no_stats = tuple(jnp.zeros((config.ppo_epochs, config.num_minibatches)) for _ in range(7))
 
-    def update(state: PPOState) -> tuple[PPOState, PPOMetrics]:
+    def update(state: PPOState, learn: jax.Array, uniform: jax.Array
+               ) -> tuple[PPOState, PPOMetrics, Rollout]:
         key, k_roll, k_last, k_epochs = jax.random.split(state.key, 4)
-        batch, roll = collect(env, model, config, state, k_roll, k_last)
+        batch, roll = collect(env, model, config, state, k_roll, k_last, uniform)
         last_step = jax.tree.map(lambda x: x[-1], roll.steps)
         lr = learning_rate(config, state.update, state.total_updates)
-        (params, opt_state), stats = learn(state.params, state.opt_state, batch, k_epochs, lr)
+        (params, opt_state), stats = jax.lax.cond(
+            learn,
+            lambda: learn_step(state.params, state.opt_state, batch, k_epochs, lr),
+            lambda: ((state.params, state.opt_state), no_stats),
+        )
         total, pi_l, v_l, ent, kl, clip_frac, gnorm = (jnp.mean(s) for s in stats)
         metrics = PPOMetrics(
             episodes=jnp.sum(jnp.sum(roll.episode_done, axis=1)),
@@ -398,23 +420,34 @@ def make_ppo_update(
             last_step=last_step, hstate=roll.carry, running_return=roll.running_return, key=key,
             update=state.update + 1,
         )
-        return new_state, metrics
+        return new_state, metrics, Rollout(roll.steps, roll.actions, roll.episode_return,
+                                           roll.episode_done, final_state=None)
 
-    def updates(state: PPOState, n: jax.Array) -> tuple[PPOState, PPOMetrics]:
-        # scalar sums (episodes counted in int32); built by hand: tracing `update` once more
-        # for its output shapes would double this program's tracing time
+    def updates(state: PPOState, n: jax.Array, learn: jax.Array, uniform: jax.Array
+                ) -> tuple[PPOState, PPOMetrics, Rollout]:
+        # Carries built from shapes by hand: tracing `update` once more for its output shapes
+        # would double this program's tracing time. Metrics: scalar sums (episodes in int32).
         zeros = PPOMetrics(*(jnp.zeros((), jnp.int32 if f == "episodes" else jnp.float32)
                              for f in PPOMetrics._fields))
+        steps = config.rollout_length
+        empty = Rollout(
+            steps=jax.tree.map(lambda x: jnp.zeros((steps + 1, *x.shape), x.dtype),
+                               state.last_step),
+            actions=jnp.zeros((steps, config.num_envs, env.num_agents), jnp.int32),
+            episode_return=jnp.zeros((steps, config.num_envs), jnp.float32),
+            episode_done=jnp.zeros((steps, config.num_envs), bool),
+            final_state=None,
+        )
 
         def body(_, carry):
-            state, total = carry
-            state, metrics = update(state)
-            return state, jax.tree.map(lambda t, m: t + m.astype(t.dtype), total, metrics)
+            state, total, _ = carry
+            state, metrics, roll = update(state, learn, uniform)
+            return state, jax.tree.map(lambda t, m: t + m.astype(t.dtype), total, metrics), roll
 
-        state, total = jax.lax.fori_loop(0, n, body, (state, zeros))
+        state, total, roll = jax.lax.fori_loop(0, n, body, (state, zeros, empty))
         sums = ("episodes", "return_sum")
         return state, PPOMetrics(**{k: v if k in sums else v / n
-                                    for k, v in total._asdict().items()})
+                                    for k, v in total._asdict().items()}), roll
 
     return jax.jit(updates, donate_argnums=0)
 
@@ -422,28 +455,30 @@ def make_ppo_update(
 # ----------------------------------------------------------------------------- recording
 
 
-def make_policy_rollout(
-    env: MultiAgentEnv, model: Sable, config: OnlineConfig, num_envs: int, num_steps: int
-) -> Callable[[Any, jax.Array, jax.Array], Rollout]:
-    """Jitted `(params, key, uniform) -> Rollout` of the stochastic Sable policy in fresh
-    environments (`trainer.envs.rollout.fresh_rollout`), so `trainer.recording.
-    episodes_from_rollout` turns it into lake episodes (the environment's observations,
-    without agent ids). With `num_steps` = the time limit, every environment's first episode
-    is whole.
+def policy_rollout(
+    init: Callable, update: Callable, config: OnlineConfig, time_limit: int, params: Any,
+    key: jax.Array, uniform: bool, num_envs: int,
+) -> Rollout:
+    """`num_envs` fresh episodes of the stochastic Sable policy with `params` (of the
+    uniform-random policy with `uniform`), through the task's two training programs: `init`
+    for fresh environments, `update` without learning for the steps, as many rollouts of
+    `rollout_length` as cover the time limit (so every environment's first episode is
+    whole), `config.num_envs` environments at a time. Host arrays, time-major, for
+    `trainer.recording.episodes_from_rollout` (the environment's observations, without
+    agent ids).
 
-    `uniform` (a traced bool scalar) replaces every action with a uniform-random legal one:
-    the random baseline of the task's references runs through this same compiled program
-    (one program fewer per task; the policy's own actions are computed and dropped)."""
-    mask = jnp.ones((num_envs, env.num_agents), bool)
-
-    def run(params: Any, key: jax.Array, uniform: jax.Array) -> Rollout:
-        policy = sable_actor(model, params, mask, prepare=network_inputs(config))
-
-        def act(state, step_key, step):
-            state, actions, extras = policy(state, step_key, step)
-            chosen = random_actions(jax.random.fold_in(step_key, 1), step.legal)
-            return state, jnp.where(uniform, chosen, actions), extras
-
-        return fresh_rollout(env, act, model.init_state(num_envs), key, num_envs, num_steps)
-
-    return jax.jit(run)
+    Why not a rollout program of its own: it would compile the environment a third time per
+    task (about 8 s on 2 CPU cores, benchmarks/RESULTS.md)."""
+    calls = math.ceil(time_limit / config.rollout_length)
+    batches = []
+    for i in range(math.ceil(num_envs / config.num_envs)):
+        state = init(jax.random.fold_in(key, i), np.int32(1))
+        # a copy: `update` donates its state's buffers, the caller's parameters live on
+        state = state._replace(params=jax.tree.map(jnp.copy, params))
+        parts = []
+        for _ in range(calls):
+            state, _, roll = update(state, np.int32(1), np.bool_(False), np.bool_(uniform))
+            parts.append(jax.device_get(roll))
+        batches.append(chain_rollouts(parts))
+    joined = jax.tree.map(lambda *x: np.concatenate(x, axis=1), *batches)
+    return jax.tree.map(lambda x: x[:, :num_envs], joined)

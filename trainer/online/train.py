@@ -21,6 +21,7 @@ no stale checkpoints behind.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -53,8 +54,8 @@ from trainer.online.ppo import (
     PPOMetrics,
     PPOState,
     init_ppo_state,
-    make_policy_rollout,
     make_ppo_update,
+    policy_rollout,
     sable_config,
 )
 from trainer.progress import Progress as ProgressLines
@@ -158,38 +159,39 @@ def _compile_key(config: OnlineConfig) -> OnlineConfig:
     )
 
 
-_PROGRAMS: OrderedDict[tuple[str, OnlineConfig, int], tuple[Any, ...]] = OrderedDict()
+_PROGRAMS: OrderedDict[tuple[str, OnlineConfig], tuple[Any, ...]] = OrderedDict()
 _MAX_PROGRAMS = 4  # an LRU: see trainer.compiled
 compiled.on_clear(_PROGRAMS.clear)
 
 
-def _programs(task_name: str, key: OnlineConfig, record_envs: int) -> tuple[Any, ...]:
+def _programs(task_name: str, key: OnlineConfig) -> tuple[Any, ...]:
     """(abstract state, init, update, policy rollout, compile seconds), compiled once per
-    process for each (task, network/PPO settings, recording batch); 0 s when cached. On
-    disk, the traced programs (`trainer.exported`) and their compilations (JAX's persistent
-    cache) serve later processes: a warm start traces nothing.
+    process for each (task, network/PPO settings); 0 s when cached. On disk, the traced
+    programs (`trainer.exported`) and their compilations (JAX's persistent cache) serve later
+    processes: a warm start traces nothing.
 
-    init(key, total_updates) -> PPOState; update(state, n) -> (state, metrics of n updates);
-    policy rollout(params, key, uniform) -> Rollout of `record_envs` fresh episodes (the
-    random policy's with `uniform`)."""
-    cache_key = (task_name, key, record_envs)
+    init(key, total_updates) -> PPOState; update(state, n, learn, uniform) -> (state, metrics
+    of n updates, last rollout); policy rollout(params, key, uniform, num_envs) -> Rollout of
+    `num_envs` fresh episodes (the random policy's with `uniform`), through init and update:
+    two compiled programs per task, the environment compiled into each once."""
+    cache_key = (task_name, key)
     if cache_key in _PROGRAMS:
         _PROGRAMS.move_to_end(cache_key)
         return (*_PROGRAMS[cache_key][:4], 0.0)
     env = make_env(task_name)
     model = Sable(sable_config(key, env))
     start = time.perf_counter()
-    name = f"online {task_name} {key!r} record_envs={record_envs}"
+    name = f"online {task_name} {key!r}"
     rng = jax.ShapeDtypeStruct((2,), np.uint32)
+    flag = jax.ShapeDtypeStruct((), np.bool_)
     init, abstract = compile_exported(
         lambda k, total: init_ppo_state(env, model, key, k, total),
         (rng, jax.ShapeDtypeStruct((), np.int32)), f"init {name}")
     update, _ = compile_exported(
-        make_ppo_update(env, model, key), (abstract, jax.ShapeDtypeStruct((), np.int32)),
-        f"update {name}", donate_argnums=(0,))
-    record, _ = compile_exported(
-        make_policy_rollout(env, model, key, record_envs, env.time_limit),
-        (abstract.params, rng, jax.ShapeDtypeStruct((), np.bool_)), f"record {name}")
+        make_ppo_update(env, model, key),
+        (abstract, jax.ShapeDtypeStruct((), np.int32), flag, flag), f"update {name}",
+        donate_argnums=(0,))
+    record = functools.partial(policy_rollout, init, update, key, env.time_limit)
     _PROGRAMS[cache_key] = (abstract, init, update, record, time.perf_counter() - start)
     if len(_PROGRAMS) > _MAX_PROGRAMS:
         _PROGRAMS.popitem(last=False)
@@ -291,21 +293,14 @@ class Progress(ProgressLines):
 
 
 def _policy_returns(
-    record: Any, params: Any, seed: int, salt: int, count: int, per_call: int,
-    uniform: bool = False,
-) -> tuple[list[Any], np.ndarray]:
+    record: Any, params: Any, seed: int, salt: int, count: int, uniform: bool = False,
+) -> tuple[Any, np.ndarray]:
     """`count` fresh episodes of the stochastic policy (the uniform-random one with
-    `uniform`), `per_call` environments at a time (one episode each: the rollout spans the
-    time limit). Keys depend only on (seed, salt), so recording never draws from the training
-    RNG and a resumed run records the same."""
-    batches, returns = [], []
-    for i in range(math.ceil(count / per_call)):
-        key = jax.random.fold_in(jax.random.PRNGKey(seed), 1_000_003 * salt + i)
-        rollout = record(params, key, np.bool_(uniform))
-        batch = episodes_from_rollout(jax.device_get(rollout), max_per_env=1)
-        batches.append(batch)
-        returns.append(batch.episode_returns())
-    return batches, np.concatenate(returns)[:count]
+    `uniform`), one per environment, and their returns. Keys depend only on (seed, salt), so
+    recording never draws from the training RNG and a resumed run records the same."""
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), 1_000_003 * salt)
+    batch = episodes_from_rollout(record(params, key, uniform, count), max_per_env=1)
+    return batch, batch.episode_returns()
 
 
 def _resume_or_start(store: CheckpointStore, lake: Lake, meta: dict[str, Any], layout: Plan,
@@ -347,7 +342,7 @@ def _train_until(update: Any, state: PPOState, done: int, target: int, layout: P
     while done < target:
         n = min(per_call, target - done)
         t_call = time.perf_counter()
-        state, metrics = update(state, np.int32(n))
+        state, metrics, _ = update(state, np.int32(n), np.bool_(True), np.bool_(False))
         metrics = jax.device_get(metrics)  # also waits for the updates
         seconds_per_update = (time.perf_counter() - t_call) / n
         done += n
@@ -366,32 +361,26 @@ def _record_checkpoint(record: Any, params: Any, config: OnlineConfig, layout: P
     """Checkpoint k's E fresh episodes of the current stochastic policy (one rollout program
     call) and its record so far (returns, timing)."""
     t_rec = time.perf_counter()
-    batches, returns = _policy_returns(
-        record, params, config.seed, k, config.episodes_per_checkpoint,
-        config.episodes_per_checkpoint,
-    )
+    batch, returns = _policy_returns(record, params, config.seed, k,
+                                     config.episodes_per_checkpoint)
     rec = dict(
         checkpoint=k, update=update, env_steps=layout.env_steps_at(k),
         quality=layout.quality(k), episodes=len(returns),
         mean_return=float(returns.mean()), std_return=float(returns.std()),
         record_s=time.perf_counter() - t_rec,
     )
-    return batches[0], rec
+    return batch, rec
 
 
 def _write_references(lake: Lake, layout: Plan, run: str, record: Any, params: Any,
                       config: OnlineConfig, result: OnlineResult) -> None:
     """The task's `references` row: the final policy's mean return and the random policy's,
-    both through the recording program (no program of their own to compile)."""
+    both through the training programs without learning (no program of their own)."""
     t_ref = time.perf_counter()
-    _, final = _policy_returns(
-        record, params, config.seed, layout.num_checkpoints + 1,
-        config.reference_episodes, config.episodes_per_checkpoint,
-    )
-    _, rand_returns = _policy_returns(
-        record, params, config.seed, layout.num_checkpoints + 2,
-        config.reference_episodes, config.episodes_per_checkpoint, uniform=True,
-    )
+    _, final = _policy_returns(record, params, config.seed, layout.num_checkpoints + 1,
+                               config.reference_episodes)
+    _, rand_returns = _policy_returns(record, params, config.seed, layout.num_checkpoints + 2,
+                                      config.reference_episodes, uniform=True)
     write_reference(
         lake, layout.task, run, sable_returns=final, random_returns=rand_returns,
         env_steps=layout.total_env_steps,
@@ -450,9 +439,7 @@ def train_online(
                      f"{result.random_return:.3f}); reused")
         return result
 
-    abstract, init, update, record, compile_s = _programs(
-        task.name, _compile_key(config), config.episodes_per_checkpoint
-    )
+    abstract, init, update, record, compile_s = _programs(task.name, _compile_key(config))
     seed_key = jax.random.PRNGKey(config.seed)
     result = OnlineResult(
         task=task.name, run=run, config=config, num_updates=layout.num_updates,
