@@ -219,23 +219,32 @@ def test_chunked_forward_from_a_stored_state_matches_one_chunk():
     np.testing.assert_allclose(zero.value[0, 5:], whole.value[0, 5:], atol=1e-4)
 
 
-def test_recording_runs_through_the_training_program_without_learning():
+@pytest.fixture(scope="module")
+def small_programs():
+    """(env, config, init, update) of a small PPO config: one update program for the tests of
+    the update's flags and call sizes."""
+    from trainer.envs import make_env
+    from trainer.online.ppo import init_ppo_state, make_ppo_update
+
+    config = OnlineConfig(num_envs=4, rollout_length=32, embed_dim=16, num_heads=2,
+                          chunk_timesteps=None, ppo_epochs=1, num_minibatches=1)
+    env = make_env(LBF)
+    model = Sable(sable_config(config, env))
+    init = jax.jit(lambda k, total: init_ppo_state(env, model, config, k, total))
+    return env, config, init, make_ppo_update(env, model, config)
+
+
+def test_recording_runs_through_the_training_program_without_learning(small_programs):
     """Checkpoints and references are recorded through the task's training programs (no
     rollout program of their own): without learning the parameters stay; every environment's
     first episode is whole, `num_envs` of them in batches of the training's environments;
     with `uniform` the actions are legal, do not depend on the parameters, and are uniform
     over each step's legal actions (counts within 5 sigma of that); without it they are the
     policy's."""
-    from trainer.envs import make_env
-    from trainer.online.ppo import init_ppo_state, make_ppo_update, policy_rollout
+    from trainer.online.ppo import policy_rollout
     from trainer.recording import episodes_from_rollout
 
-    env = make_env(LBF)
-    config = OnlineConfig(num_envs=8, rollout_length=32, embed_dim=16, num_heads=2,
-                          chunk_timesteps=None, ppo_epochs=1, num_minibatches=1)
-    model = Sable(sable_config(config, env))
-    init = jax.jit(lambda k, total: init_ppo_state(env, model, config, k, total))
-    update = make_ppo_update(env, model, config)
+    env, config, init, update = small_programs
     state = init(jax.random.PRNGKey(0), np.int32(1))
     params_a = jax.tree.map(jnp.copy, state.params)
     params_b = init(jax.random.PRNGKey(1), np.int32(1)).params
@@ -244,13 +253,13 @@ def test_recording_runs_through_the_training_program_without_learning():
         np.testing.assert_array_equal(a, b)
     assert float(metrics.total_loss) == 0.0 and int(state.update) == 2
 
-    def record(params, uniform):  # 12 episodes: batches of 8 environments, 4 rollouts each
+    def record(params, uniform):  # 10 episodes: 3 batches of 4 environments, 4 rollouts each
         return policy_rollout(init, update, config, env.time_limit, params,
-                              jax.random.PRNGKey(7), uniform, 12)
+                              jax.random.PRNGKey(7), uniform, 10)
 
     rand_a, rand_b = record(params_a, True), record(params_b, True)
-    assert rand_a.actions.shape == (128, 12, env.num_agents)  # 4 x 32 steps >= time limit
-    assert len(episodes_from_rollout(rand_a, max_per_env=1).lengths) == 12
+    assert rand_a.actions.shape == (128, 10, env.num_agents)  # 4 x 32 steps >= time limit
+    assert len(episodes_from_rollout(rand_a, max_per_env=1).lengths) == 10
     np.testing.assert_array_equal(rand_a.actions, rand_b.actions)
     legal = np.asarray(rand_a.steps.legal[:-1])  # the step each action was chosen on
     actions = np.asarray(rand_a.actions)
@@ -330,21 +339,14 @@ def test_progress_lines_give_an_eta():
 # ----------------------------------------------------------------------------- updates per call
 
 
-def test_n_updates_in_one_call_equal_n_calls_of_one():
+def test_n_updates_in_one_call_equal_n_calls_of_one(small_programs):
     """`update(state, n, ...)` runs the same n updates as n calls: the training loop may size
     its calls freely. Metrics: episodes and returns summed, the rest averaged; the rollout
     returned is the last update's."""
-    from trainer.envs import make_env
-    from trainer.online.ppo import init_ppo_state, make_ppo_update
-
-    config = OnlineConfig(num_envs=4, rollout_length=32, embed_dim=16, num_heads=2,
-                          chunk_timesteps=None, ppo_epochs=1, num_minibatches=1)
-    env = make_env(LBF)
-    model = Sable(sable_config(config, env))
-    update = make_ppo_update(env, model, config)
+    _, _, init, update = small_programs
 
     def fresh():
-        return init_ppo_state(env, model, config, jax.random.PRNGKey(3), 3)
+        return init(jax.random.PRNGKey(3), np.int32(3))
 
     learn, policy = np.bool_(True), np.bool_(False)
     together, summed, last = update(fresh(), np.int32(3), learn, policy)

@@ -468,7 +468,9 @@ def policy_rollout(
     agent ids).
 
     Why not a rollout program of its own: it would compile the environment a third time per
-    task (about 8 s on 2 CPU cores, benchmarks/RESULTS.md)."""
+    task (about 8 s on 2 CPU cores, benchmarks/RESULTS.md). The price: fewer episodes than
+    `config.num_envs` still step all of them (the paper profile records 32 of 512, 16x the
+    steps it keeps; on an accelerator a batch of 512 costs about what 32 do)."""
     calls = math.ceil(time_limit / config.rollout_length)
     batches = []
     for i in range(math.ceil(num_envs / config.num_envs)):
