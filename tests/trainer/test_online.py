@@ -259,7 +259,14 @@ def test_recording_runs_through_the_training_program_without_learning(small_prog
 
     rand_a, rand_b = record(params_a, True), record(params_b, True)
     assert rand_a.actions.shape == (128, 10, env.num_agents)  # 4 x 32 steps >= time limit
-    assert len(episodes_from_rollout(rand_a, max_per_env=1).lengths) == 10
+    episodes = episodes_from_rollout(rand_a, max_per_env=1)
+    assert len(episodes.lengths) == 10
+    # chained across the rollouts' seams without a step lost or repeated: each episode ends
+    # exactly once, at its last step, by termination or by the time limit at step 100
+    ends = np.cumsum(episodes.lengths) - 1
+    done = episodes.terminated | episodes.truncated
+    assert done[ends].all() and done.sum() == 10
+    assert np.all(episodes.terminated[ends] | (episodes.lengths == env.time_limit))
     np.testing.assert_array_equal(rand_a.actions, rand_b.actions)
     legal = np.asarray(rand_a.steps.legal[:-1])  # the step each action was chosen on
     actions = np.asarray(rand_a.actions)
