@@ -389,7 +389,6 @@ def make_ppo_update(
     averaged (losses 0 without learning); `rollout` is the last one's steps, actions and
     episode ends ([T + 1, B, ...], [T, B, ...]; no final state, extras or carry)."""
     learn_step = make_ppo_learn(model, config, env.num_agents)
-    no_stats = tuple(jnp.zeros((config.ppo_epochs, config.num_minibatches)) for _ in range(7))
 
     def update(state: PPOState, learn: jax.Array, uniform: jax.Array
                ) -> tuple[PPOState, PPOMetrics, Rollout]:
@@ -400,7 +399,8 @@ def make_ppo_update(
         (params, opt_state), stats = jax.lax.cond(
             learn,
             lambda: learn_step(state.params, state.opt_state, batch, k_epochs, lr),
-            lambda: ((state.params, state.opt_state), no_stats),
+            lambda: ((state.params, state.opt_state),  # learn's 7 stats, zero
+                     (jnp.zeros((config.ppo_epochs, config.num_minibatches)),) * 7),
         )
         total, pi_l, v_l, ent, kl, clip_frac, gnorm = (jnp.mean(s) for s in stats)
         metrics = PPOMetrics(

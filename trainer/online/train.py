@@ -358,8 +358,8 @@ def _train_until(update: Any, state: PPOState, done: int, target: int, layout: P
 
 def _record_checkpoint(record: Any, params: Any, config: OnlineConfig, layout: Plan, k: int,
                        update: int) -> tuple[Any, dict[str, Any]]:
-    """Checkpoint k's E fresh episodes of the current stochastic policy (one rollout program
-    call) and its record so far (returns, timing)."""
+    """Checkpoint k's E fresh episodes of the current stochastic policy (`policy_rollout`:
+    the training programs without learning) and its record so far (returns, timing)."""
     t_rec = time.perf_counter()
     batch, returns = _policy_returns(record, params, config.seed, k,
                                      config.episodes_per_checkpoint)
