@@ -43,7 +43,7 @@ from lake_schema.writer import write_episodes, write_reference
 from tests.helpers.lake import fill_lake
 from tests.helpers.scripted import collect_lbf_heuristic_episodes
 from trainer.data import DataSelection, device_put_batch, make_loader
-from trainer.networks import Sable, param_count
+from trainer.networks import param_count
 from trainer.offline import EvalConfig, OfflineConfig, evaluate, train
 from trainer.offline.state import init_train_state
 from trainer.offline.training import make_mesh, make_update
@@ -81,13 +81,12 @@ def throughput(embeds: list[int], batch: int, seq: int, updates: int,
             t0 = time.perf_counter()
             host = [loader.batch(i) for i in range(8)]
             batch_s = (time.perf_counter() - t0) / 8
-            model = Sable(config.sable_config())
             update = make_update(config, len(tasks), mesh)
             for num_seeds in seeds:
                 data = jax.sharding.NamedSharding(mesh, P(None, "data"))
                 batches = [device_put_batch(jax.tree.map(lambda x, s=num_seeds: np.stack([x] * s),
                                                          b), data) for b in host]
-                init = [init_train_state(model, config, jax.random.PRNGKey(k))
+                init = [init_train_state(config, jax.random.PRNGKey(k))
                         for k in range(num_seeds)]
                 state = jax.device_put(jax.tree.map(lambda *x: np.stack(x), *init),
                                        jax.sharding.NamedSharding(mesh, P()))

@@ -30,6 +30,7 @@ from jax import export
 
 from lake_schema.storage import write_atomic
 from trainer.compile_cache import persistent_cache_dir
+from trainer.compiled import RUNS_RARELY
 
 logger = logging.getLogger("trainer.exported")
 _PACKAGES = ("jax", "jaxlib", "jumanji", "flax", "optax")
@@ -61,13 +62,16 @@ def _abstract(x: Any) -> jax.ShapeDtypeStruct:
 
 
 def compile_exported(
-    fn: Callable, args: Sequence[Any], key: str, donate_argnums: tuple[int, ...] = ()
+    fn: Callable, args: Sequence[Any], key: str, donate_argnums: tuple[int, ...] = (),
+    runs_rarely: bool = False,
 ) -> tuple[Callable, Any]:
     """(compiled `fn`, its abstract output) for arguments shaped like `args` (arrays or
     ShapeDtypeStructs, pytrees of them).
 
     The compiled callable takes and returns the same pytrees as `fn`. `key` names what the
     shapes do not (the task, the config); the rest of the store's key is computed here.
+    `runs_rarely` (an initialisation, called a few times per run): compiled without LLVM's
+    optimisation passes (`trainer.compiled.RUNS_RARELY`).
     """
     leaves, in_tree = jax.tree.flatten(tuple(args))
     avals = [_abstract(x) for x in leaves]
@@ -87,7 +91,8 @@ def compile_exported(
         if path is not None:
             _save(path, *loaded)
     exported, out_tree = loaded
-    compiled = jax.jit(exported.call, donate_argnums=donated).lower(*avals).compile()
+    compiled = jax.jit(exported.call, donate_argnums=donated).lower(*avals).compile(
+        RUNS_RARELY if runs_rarely else None)
 
     def call(*call_args: Any) -> Any:
         return jax.tree.unflatten(out_tree, compiled(*jax.tree.leaves(call_args)))

@@ -147,7 +147,6 @@ def test_each_algorithm_trains_logs_and_checkpoints(data, tmp_path, overrides):
 def test_target_network_is_a_polyak_average(data, tmp_path):
     import optax
 
-    from trainer.networks import Sable
     from trainer.offline.state import init_train_state
 
     config = OfflineConfig(**{**TINY, "num_updates": 1, "algorithm": "oryx"})
@@ -156,8 +155,7 @@ def test_target_network_is_a_polyak_average(data, tmp_path):
 
     info = ckpt.read_model_info(result.run_dir)
     mngr = ckpt.manager(result.run_dir)
-    model = Sable(config.sable_config())
-    init = init_train_state(model, config, jax.random.PRNGKey(config.seed))
+    init = init_train_state(config, jax.random.PRNGKey(config.seed))
     state, _, _ = ckpt.restore(mngr, 1, ckpt.abstract(init), with_extras=False)
     mngr.close()
     expected = optax.incremental_update(state.params, init.params, 0.005)

@@ -26,7 +26,7 @@ import orbax.checkpoint as ocp
 from lake_schema.storage import write_atomic
 from trainer.networks import Sable
 from trainer.offline.config import OfflineConfig
-from trainer.offline.state import init_train_state
+from trainer.offline.state import fresh_state
 
 MODEL_JSON = "model.json"
 CHECKPOINTS = "checkpoints"
@@ -127,7 +127,7 @@ def load_params(run_dir: str | os.PathLike, info: dict,
     config = OfflineConfig.from_json(info["config"])
     model = Sable(config.sable_config())
     shapes = abstract(  # onto this process's first device, whoever saved them
-        jax.eval_shape(lambda k: init_train_state(model, config, k), jax.random.PRNGKey(0)),
+        jax.eval_shape(lambda k: fresh_state(model, config, k), jax.random.PRNGKey(0)),
         jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
     if which == "best":
         best = read_best(run_dir)

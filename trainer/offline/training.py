@@ -389,7 +389,6 @@ def _train_group(lake: Lake, group: list[_Run], mesh: jax.sharding.Mesh,
     P = jax.sharding.PartitionSpec
     replicated = jax.sharding.NamedSharding(mesh, P())
     data_sharding = jax.sharding.NamedSharding(mesh, P(None, "data"))
-    model = Sable(config.sable_config())
     states = []
     try:
         for r in group:
@@ -399,7 +398,7 @@ def _train_group(lake: Lake, group: list[_Run], mesh: jax.sharding.Mesh,
             r.info = _model_info(r.config, r.selection, r.loader, r.cid, r.run_dir)
             if primary:
                 ckpt.write_json(r.run_dir / ckpt.MODEL_JSON, r.info)
-            state = init_train_state(model, r.config, jax.random.PRNGKey(r.config.seed))
+            state = init_train_state(r.config, jax.random.PRNGKey(r.config.seed))
             r.mngr = ckpt.manager(r.run_dir, config.keep_checkpoints)
             r.last_good = r.mngr.latest_step()
             loader_state = None

@@ -186,7 +186,7 @@ def _programs(task_name: str, key: OnlineConfig) -> tuple[Any, ...]:
     flag = jax.ShapeDtypeStruct((), np.bool_)
     init, abstract = compile_exported(
         lambda k, total: init_ppo_state(env, model, key, k, total),
-        (rng, jax.ShapeDtypeStruct((), np.int32)), f"init {name}")
+        (rng, jax.ShapeDtypeStruct((), np.int32)), f"init {name}", runs_rarely=True)
     update, _ = compile_exported(
         make_ppo_update(env, model, key),
         (abstract, jax.ShapeDtypeStruct((), np.int32), flag, flag), f"update {name}",
