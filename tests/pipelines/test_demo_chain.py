@@ -21,8 +21,10 @@ from lake_schema.report import latest_evaluations, multi_vs_single
 from lake_schema.storage import Lake
 
 ROOT = Path(__file__).resolve().parents[2]
+# 16 reference episodes: enough that no task's reference return is 0. 32 environments: the
+# network/PPO settings of the other online tests, so lbf/8x8-2p-2f compiles once per session.
 ONLINE = {"total_env_steps": 4096, "num_checkpoints": 1, "episodes_per_checkpoint": 2,
-          "reference_episodes": 16}  # enough that no task's reference return is 0
+          "reference_episodes": 16, "num_envs": 32}
 OFFLINE = {"env": "lbf", "split": "demo-train", "num_updates": 2, "batch_size": 6,
            "seq_len": 5, "embed_dim": 16, "num_heads": 2, "profile": "demo"}
 

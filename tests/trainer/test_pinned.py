@@ -32,9 +32,11 @@ def _online(root: Path) -> dict:
     from trainer.online import OnlineConfig, train_online
 
     lake = Lake(root / "lake-online")
+    # The network/PPO settings of the other online tests (test_online_training.py): one
+    # compilation of the task's programs per test session.
     config = OnlineConfig(
-        num_envs=4, rollout_length=16, chunk_timesteps=8, embed_dim=16, num_heads=2,
-        total_env_steps=4 * 16 * 3, num_checkpoints=2, episodes_per_checkpoint=4,
+        num_envs=32, rollout_length=64, chunk_timesteps=16, embed_dim=32, num_heads=4,
+        total_env_steps=32 * 64 * 3, num_checkpoints=2, episodes_per_checkpoint=4,
         reference_episodes=4, progress_interval_s=1e9, seed=3,
     )
     result = train_online(TASKS[0], config, lake, "pin", checkpoint_dir=root / "ck",
