@@ -144,6 +144,26 @@ def test_each_algorithm_trains_logs_and_checkpoints(data, tmp_path, overrides):
     assert {"state", "loader", "history"} <= items
 
 
+def test_the_initialisation_program_gives_the_state_of_the_optimised_one():
+    """`init_train_state` is compiled without LLVM's optimisation (it runs once per run): the
+    same state as the default compilation of `fresh_state` to the last digits, and one
+    program for configs that differ only in how the loop runs."""
+    from trainer.networks import Sable
+    from trainer.offline.state import _initialiser, fresh_state, init_train_state
+
+    config = OfflineConfig(**TINY)
+    key = jax.random.PRNGKey(7)
+    got = init_train_state(config, key)
+    want = jax.jit(lambda k: fresh_state(Sable(config.sable_config()), config, k))(key)
+    for a, b in zip(_leaves(got), _leaves(want), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert not all(np.array_equal(a, b) for a, b in  # another key, other parameters
+                   zip(_leaves(got.params), _leaves(init_train_state(config, key + 1).params),
+                       strict=True))
+    loop_only = dataclasses.replace(config, num_updates=5, seed=3, batch_size=4)
+    assert _initialiser(loop_only.step_key()) is _initialiser(config.step_key())
+
+
 def test_target_network_is_a_polyak_average(data, tmp_path):
     import optax
 
