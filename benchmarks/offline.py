@@ -60,7 +60,7 @@ def _header() -> dict:
 
 def throughput(embeds: list[int], batch: int, seq: int, updates: int,
                algorithms: list[str], chunk: int | None = None,
-               seeds: list[int] = (1,), env: str = ENV, pad: int | None = None) -> list[dict]:
+               seeds: list[int] = (1,), env: str = ENV, pad: str | int = "env") -> list[dict]:
     """Updates/s of the jitted update for each (algorithm, embed, S seeds in one program);
     `model_updates_per_s` = S x updates/s is what S seeds of one configuration get done."""
     root = DATA / f"throughput_{env}"
@@ -76,7 +76,7 @@ def throughput(embeds: list[int], batch: int, seq: int, updates: int,
         for embed in embeds:
             config = OfflineConfig(env=env, algorithm=algorithm, embed_dim=embed,
                                    batch_size=batch, seq_len=seq, chunk_timesteps=chunk,
-                                   pad_agents=pad or "env")
+                                   pad_agents=pad)
             loader = make_loader(lake, selection, config.loader_config(), root / "cache")
             t0 = time.perf_counter()
             host = [loader.batch(i) for i in range(8)]
@@ -100,7 +100,8 @@ def throughput(embeds: list[int], batch: int, seq: int, updates: int,
                 jax.block_until_ready(m.loss)
                 rate = updates / (time.perf_counter() - t0)
                 row = {"env": env, "algorithm": algorithm, "embed": embed, "B": batch, "T": seq,
-                       "N": config.pad_to(), "chunk": chunk, "seeds": num_seeds,
+                       "N": config.pad_to(loader.source.num_agents), "chunk": chunk,
+                       "seeds": num_seeds,
                        "params": param_count(init[0].params), "compile_s": round(compile_s, 1),
                        "updates_per_s": round(rate, 2),
                        "model_updates_per_s": round(num_seeds * rate, 2),
@@ -200,7 +201,8 @@ def main() -> None:
     p.add_argument("--timed-updates", type=int, default=20)
     p.add_argument("--chunk", type=int, default=None, help="chunk_timesteps")
     p.add_argument("--env", default=ENV, help="throughput: synthetic data of this env")
-    p.add_argument("--pad", type=int, default=None, help="throughput: agent slots N")
+    p.add_argument("--pad", type=lambda v: int(v) if v.isdigit() else v, default="env",
+                   help="throughput: agent slots N (`env`, `selection` or a count)")
     p.add_argument("--seeds", type=int, nargs="+", default=[1],
                    help="S: seeds trained in one vmapped program (throughput)")
     p.add_argument("--updates", type=int, default=300, help="demo training updates")

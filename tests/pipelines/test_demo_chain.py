@@ -19,14 +19,16 @@ import dagster as dg
 from lake_schema.duck import connect
 from lake_schema.report import latest_evaluations, multi_vs_single
 from lake_schema.storage import Lake
+from pipelines.demo import OFFLINE as DEMO_OFFLINE
 
 ROOT = Path(__file__).resolve().parents[2]
 # 16 reference episodes: enough that no task's reference return is 0. 32 environments: the
 # network/PPO settings of the other online tests, so lbf/8x8-2p-2f compiles once per session.
 ONLINE = {"total_env_steps": 4096, "num_checkpoints": 1, "episodes_per_checkpoint": 2,
           "reference_episodes": 16, "num_envs": 32}
-OFFLINE = {"env": "lbf", "split": "demo-train", "num_updates": 2, "batch_size": 6,
-           "seq_len": 5, "embed_dim": 16, "num_heads": 2, "profile": "demo"}
+# The demo's own offline settings (its agent padding included), at a tiny budget.
+OFFLINE = {**DEMO_OFFLINE, "num_updates": 2, "batch_size": 6, "seq_len": 5, "embed_dim": 16,
+           "num_heads": 2}
 
 
 def test_demo_chain_materialises_end_to_end(tmp_path, monkeypatch):
@@ -56,6 +58,10 @@ def test_demo_chain_materialises_end_to_end(tmp_path, monkeypatch):
     ratio = multi_vs_single(latest_evaluations(con))
     assert ratio["multi_tasks"].to_list() == [3] and ratio["seeds_single"].to_list() == [1]
     assert (tmp_path / "lake" / "reports" / "report.md").exists()
+    # padded to the selection's largest team: 3 agents (demo-train), 2 (8x8-2p-2f alone)
+    pads = [json.loads(p.read_text())["pad_to"] for p in (tmp_path / "models").rglob(
+        "model.json")]
+    assert sorted(pads) == [2, 3, 3]
 
     monkeypatch.setenv("DAGSTER_HOME", str(home))  # dagster.yaml reads it
     with dg.DagsterInstance.from_config(str(home)) as instance:

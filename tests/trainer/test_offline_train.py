@@ -164,6 +164,76 @@ def test_the_initialisation_program_gives_the_state_of_the_optimised_one():
     assert _initialiser(loop_only.step_key()) is _initialiser(config.step_key())
 
 
+def _padded_batch(n_slots: int, positions: np.ndarray, seed: int = 3):
+    """A batch of 8 samples: rows 0-3 from a 2-agent task, 4-7 from a 3-agent one, in a
+    shuffled order of 3 slots, placed at `positions` [B, 3] of `n_slots` slots (the loader's
+    padding elsewhere: observation 0, action 0, only action 0 legal, masked)."""
+    from trainer.data.batches import Batch
+
+    rng = np.random.default_rng(seed)
+    b, t, f, a = 8, 5, 75, 6
+    task = np.repeat([0, 1], 4).astype(np.int32)
+    real = np.arange(3)[None, :] < np.where(task == 0, 2, 3)[:, None]  # [B, 3]
+    order = np.stack([rng.permutation(3) for _ in range(b)])
+    mask3 = np.repeat(np.take_along_axis(real, order, 1)[:, None], t, 1)  # [B, T, 3]
+    legal3 = (rng.random((b, t, 3, a)) < 0.6) | (np.arange(a) == 0)
+    legal3 = np.where(mask3[..., None], legal3, np.arange(a) == 0)
+    actions3 = np.where(mask3, rng.integers(0, a, (b, t, 3)), 0)
+    actions3 = np.where(np.take_along_axis(legal3, actions3[..., None], -1)[..., 0], actions3, 0)
+    obs3 = np.where(mask3[..., None], rng.normal(size=(b, t, 3, f)), 0.0)
+    rows = np.arange(b)[:, None]
+    obs = np.zeros((b, t, n_slots, f), np.float32)
+    actions = np.zeros((b, t, n_slots), np.int32)
+    legal = np.broadcast_to(np.arange(a) == 0, (b, t, n_slots, a)).copy()
+    mask = np.zeros((b, t, n_slots), bool)
+    for x, x3 in ((obs, obs3), (actions, actions3), (legal, legal3), (mask, mask3)):
+        x.transpose(0, 2, 1, *range(3, x.ndim))[rows, positions] = \
+            x3.transpose(0, 2, 1, *range(3, x3.ndim))
+    first = np.zeros((b, t), bool)
+    first[:, 0] = first[:, 3] = True
+    terminated = np.zeros((b, t), bool)
+    terminated[:, 2] = True
+    return Batch(obs, actions, legal, rng.random((b, t)).astype(np.float32), terminated,
+                 np.zeros((b, t), bool), first, mask, task)
+
+
+@pytest.mark.parametrize("algorithm", ["bc", "cql", "oryx"])
+def test_the_agent_slots_count_changes_bc_and_cql_not_at_all_and_oryx_by_its_slot_softmax(
+        algorithm):
+    """Why `pad_agents: selection` is an exact speed knob for BC-Sable and CQL-Sable: with the
+    same agents in the same order, 3 slots and 8 slots (padding interleaved at random) give
+    the same loss and gradients. Oryx's ICQ weights are a softmax over the batch entries that
+    share a slot, so they are equal only when each agent keeps its slot (appended padding)."""
+    from trainer.compiled import RUNS_RARELY
+    from trainer.networks import Sable
+    from trainer.offline.state import init_train_state
+    from trainer.offline.training import compute_loss
+
+    config = OfflineConfig(**{**TINY, "algorithm": algorithm})
+    model = Sable(config.sable_config())
+    params = init_train_state(config, jax.random.PRNGKey(0)).params
+
+    fn = jax.jit(lambda b: jax.value_and_grad(
+        lambda p: compute_loss(p, params, model, b, config, 2).total)(params))
+    programs = {}  # per slot count, compiled without LLVM's optimisation: they run rarely
+
+    def loss_and_grads(batch):
+        n = batch.obs.shape[2]
+        programs[n] = programs.get(n) or fn.lower(batch).compile(RUNS_RARELY)
+        return programs[n](batch)
+
+    rng = np.random.default_rng(0)
+    scattered = np.stack([np.sort(rng.choice(8, 3, replace=False)) for _ in range(8)])
+    appended = np.broadcast_to(np.arange(3), (8, 3))
+    loss3, grads3 = loss_and_grads(_padded_batch(3, appended))
+    for positions in (appended, scattered):
+        loss8, grads8 = loss_and_grads(_padded_batch(8, positions))
+        same = np.isclose(float(loss8), float(loss3), rtol=1e-5) and all(
+            np.allclose(g8, g3, rtol=1e-4, atol=1e-6)
+            for g8, g3 in zip(_leaves(grads8), _leaves(grads3), strict=True))
+        assert same == (algorithm != "oryx" or positions is appended), (positions, loss8, loss3)
+
+
 def test_target_network_is_a_polyak_average(data, tmp_path):
     import optax
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -78,8 +79,11 @@ class OfflineConfig(NetworkKnobs):
     agent_masking: bool = knob(True, doc=(
         "switch: agent masking + per-update agent shuffling (paper). Off (the ablation): padded "
         "agent slots are treated as real agents and the agent order is fixed"))
-    pad_agents: str | int = knob("env", choices=("env",), ge=1, doc=(
-        "agent slots per batch: `env` (the environment's maximum) or a count"))
+    pad_agents: str | int = knob("env", choices=("env", "selection"), ge=1, doc=(
+        "agent slots per batch: `env` (the environment's maximum, the paper), `selection` "
+        "(the selected tasks' maximum) or a count. With agent masking, BC's and CQL's losses "
+        "do not depend on the slots' count; Oryx's batch softmax compares the entries that "
+        "share a slot, so its weights do (benchmarks/RESULTS.md, session 12)"))
     learning_rate: float = knob(1e-3, gt=0.0, le=10.0, doc="Adam step size")
     max_grad_norm: float = knob(10.0, gt=0.0, doc="global-norm gradient clipping")
     gamma: float = knob(0.99, ge=0.0, le=1.0, doc="discount")
@@ -180,9 +184,10 @@ class OfflineConfig(NetworkKnobs):
             num_workers=self.num_workers,
         )
 
-    def pad_to(self) -> int:
-        """Agent slots per batch (what the network sees without agent masking)."""
-        return ENVS[self.env].max_agents if self.pad_agents == "env" else int(self.pad_agents)
+    def pad_to(self, num_agents: Sequence[int]) -> int:
+        """Agent slots per batch for tasks of `num_agents` agents (what the network sees
+        without agent masking): the loader's rule."""
+        return self.loader_config().pad_to(self.env, tuple(num_agents))
 
     def step_key(self) -> OfflineConfig:
         """This config with the loop-only and shape-only settings reset: what a compiled update

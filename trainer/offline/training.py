@@ -228,7 +228,7 @@ def _model_info(config: OfflineConfig, selection: DataSelection, loader: Loader,
         "selection": selection.to_json(),
         "tasks": list(loader.task_names),
         "num_agents": [int(n) for n in loader.source.num_agents],
-        "pad_to": config.pad_to(),
+        "pad_to": config.pad_to(loader.source.num_agents),
         "obs_stats": loader.stats.to_json(),
         "cache": loader.cache.key,
         "data_versions": loader.cache.versions,  # lake table versions trained on (as_of)
