@@ -31,11 +31,9 @@ ENV = "lbf"
 # single-task baseline (same budget) on its first task.
 MODELS: tuple[tuple[str, dict], ...] = (("bc", {}), ("oryx", {}), ("bc", {"first_k": 1}))
 # The `demo` profiles (trainer.online.config.PROFILES, trainer.offline.config.PROFILES): small
-# budgets, the whole chain in minutes on 2 CPU cores. The models pad to the train tasks' 3
-# agents, not lbf's 8: an update about 3x faster, exactly the same BC-Sable (Oryx's slot
-# softmax compares other entries: `pad_agents`, benchmarks/RESULTS.md session 12).
+# budgets, the whole chain in minutes on 2 CPU cores.
 ONLINE = {"profile": "demo"}
-OFFLINE = {"env": ENV, "split": "demo-train", "profile": "demo", "pad_agents": "selection"}
+OFFLINE = {"env": ENV, "split": "demo-train", "profile": "demo"}
 # 32 final episodes per task (the paper: 320), as many as the periodic evaluation on the
 # training tasks that picks the best checkpoint: one compiled evaluation program for both.
 EVAL = {"episodes": 32}

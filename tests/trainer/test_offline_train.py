@@ -90,6 +90,7 @@ def test_config_ids_profiles_and_json():
     paper = OfflineConfig.profile("paper")
     assert (paper.embed_dim, paper.batch_size, paper.seq_len, paper.num_updates) == (
         512, 480, 20, 60_000)
+    assert (paper.pad_agents, OfflineConfig.profile("demo").pad_agents) == ("env", "selection")
     assert (paper.learning_rate, paper.tau, paper.max_grad_norm, paper.gamma) == (
         1e-3, 0.005, 10.0, 0.99)
     assert (paper.cql_alpha, paper.value_temperature, paper.policy_temperature,
