@@ -6,8 +6,9 @@ offline BC-Sable and Oryx on the train tasks, and BC-Sable on the first train ta
 single-task baseline) -> zero-shot evaluation on the held-out tasks -> the report, whose
 multi-task / single-task ratio on held-out tasks is the paper's headline in miniature. Every
 step is a real materialisation in the local Dagster instance, so the whole run is visible in
-the UI afterwards (`make ui`). The five task datasets, then the three models, train side by
-side, one run per CPU core (`pipelines.launch`).
+the UI afterwards (`make ui`). The runs go side by side, one per CPU core, each as soon as
+what it reads exists (`pipelines.launch`): the models start while the held-out tasks'
+datasets are still being recorded.
 """
 
 from __future__ import annotations
@@ -15,16 +16,17 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable
 
 from lake_schema.catalogue import split_tasks
 from lake_schema.cli import main as lake_cli
 from lake_schema.duck import connect
 from lake_schema.report import latest_evaluations, multi_vs_single
-from pipelines.assets.offline import TEST_SPLIT_OF
+from pipelines.assets.offline import TEST_SPLIT_OF, OfflineModelConfig
 from pipelines.definitions import defs
 from pipelines.launch import Launch, Outcome, run_parallel
 from pipelines.plots import REPORTS_DIR
+from trainer.offline.config import config_id
 
 ENV = "lbf"
 # (algorithm, selection override): the multi-task models on the whole train split, then the
@@ -48,41 +50,48 @@ SUMMARY_SQL = (
 def run_demo(instance=None, online: dict = ONLINE, offline: dict = OFFLINE,
              evaluation: dict = EVAL, models: tuple[tuple[str, dict], ...] = MODELS,
              workers: int | None = None) -> int:
-    """The chain on the lbf demo split; the arguments shrink it for tests. The independent
-    runs (one per task dataset, then one per model) go `workers` at a time, each in its own
-    process (`pipelines.launch`; default one per CPU core), into the persistent `instance`."""
+    """The chain on the lbf demo split; the arguments shrink it for tests. Its runs go
+    `workers` at a time, each in its own process (`pipelines.launch`; default one per CPU
+    core), into the persistent `instance`, each as soon as what it reads exists: a model
+    once the train tasks' datasets are in the lake, its held-out evaluation once the model
+    and the held-out tasks' references are."""
     import dagster as dg
 
     started = time.time()
     instance = instance or dg.DagsterInstance.get()
     lake = defs.resources["lake"].lake()
-    tasks = split_tasks(ENV, offline["split"]) + split_tasks(ENV, TEST_SPLIT_OF[offline["split"]])
+    train = split_tasks(ENV, offline["split"])
+    test = split_tasks(ENV, TEST_SPLIT_OF[offline["split"]])
 
     datasets = [Launch(f"online Sable on {task.name} -> lake", "build_datasets",
                        {**LOGS, "ops": {"online_sable": {"config": online}}},
-                       partition_key=task.name) for task in tasks]
-    if failed := _failures(run_parallel(datasets, instance, workers, started)):
-        return _failed(failed)
-    status = defs.resolve_job_def("check_datasets").execute_in_process(
-        instance=instance, run_config=LOGS)
-    if not status.success:
-        return _failed("check_datasets")
-    meta = status.asset_materializations_for_node("dataset_status")[0].metadata
-    print(f"[{time.time() - started:5.0f}s] dataset_status: {meta['tasks'].value} task "
-          f"datasets, incomplete: {meta['incomplete'].value}", flush=True)
-
-    trainings = []
+                       partition_key=task.name) for task in train + test]
+    train_data = tuple(d.label for d in datasets[:len(train)])
+    all_data = tuple(d.label for d in datasets)
+    launches = [*datasets, Launch("dataset status", "check_datasets", LOGS, after=all_data)]
     for algorithm, override in models:
+        knobs = {**offline, **override, "algorithm": algorithm}
+        cid = config_id(*OfflineModelConfig(**knobs).build())
         trained_on = (f"the first {override['first_k']} task(s) of {offline['split']}"
                       if "first_k" in override else offline["split"])
-        trainings.append(Launch(
-            f"offline {algorithm} on {trained_on}, evaluated on its train and held-out tasks",
-            "train_and_evaluate", {**LOGS, "ops": {
-                "offline_model": {"config": {**offline, **override, "algorithm": algorithm}},
-                "offline_eval_train": {"config": evaluation},
-                "offline_eval_test": {"config": evaluation},
-            }}, asset_selection=("offline_model", "offline_eval_train", "offline_eval_test")))
-    if failed := _failures(run_parallel(trainings, instance, workers, started)):
+        label = f"offline {algorithm} on {trained_on} ({cid}), evaluated on its train tasks"
+        launches += [
+            Launch(label, "train_and_evaluate", {**LOGS, "ops": {
+                "offline_model": {"config": knobs},
+                "offline_eval_train": {"config": evaluation}}},
+                asset_selection=("offline_model", "offline_eval_train"), after=train_data),
+            Launch(f"{cid} on the held-out tasks", "train_and_evaluate", {**LOGS, "ops": {
+                "offline_eval_test": {"config": {**evaluation, "model": cid}}}},
+                asset_selection=("offline_eval_test",), after=(label, *all_data)),
+        ]
+    outcomes = []
+    for outcome in run_parallel(launches, instance, workers, started):
+        outcomes.append(outcome)
+        if outcome.launch.label == "dataset status" and outcome.success:
+            meta = outcome.metadata["dataset_status"]
+            print(f"[{time.time() - started:5.0f}s] dataset_status: {meta['tasks']} task "
+                  f"datasets, incomplete: {meta['incomplete']}", flush=True)
+    if failed := _failures(outcomes):
         return _failed(failed)
     report = defs.resolve_job_def("train_and_evaluate").execute_in_process(  # every model's
         instance=instance, run_config=LOGS, asset_selection=[dg.AssetKey("report")])
@@ -105,8 +114,8 @@ def run_demo(instance=None, online: dict = ONLINE, offline: dict = OFFLINE,
     return 0
 
 
-def _failures(outcomes: Iterator[Outcome]) -> str:
-    """"label: error" of each failed run, once every run has ended ("" when none failed)."""
+def _failures(outcomes: Iterable[Outcome]) -> str:
+    """"label: error" of each failed run ("" when none failed)."""
     return "; ".join(o.failure for o in outcomes if not o.success)
 
 

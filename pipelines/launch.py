@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from typing import Any
@@ -34,6 +34,7 @@ class Launch:
     partition_key: str | None = None
     asset_selection: tuple[str, ...] = ()  # asset names; empty: the job's whole selection
     tags: dict[str, str] = field(default_factory=dict)
+    after: tuple[str, ...] = ()  # labels of earlier launches that must succeed first
 
 
 @dataclass(frozen=True)
@@ -63,26 +64,61 @@ def default_workers() -> int:
 def run_parallel(launches: Sequence[Launch], instance: dg.DagsterInstance,
                  workers: int | None = None, started: float | None = None
                  ) -> Iterator[Outcome]:
-    """Run `launches` in up to `workers` processes (default: `default_workers()`), in their
-    order, yielding each `Outcome` as its run ends. A failed run does not stop the others.
-    `instance` must be persistent (a DAGSTER_HOME or `dg.instance_for_test()`), since the
-    workers open it by reference; `started` (a `time.time()`) dates the progress lines."""
+    """Run `launches` in up to `workers` processes (default: `default_workers()`), yielding
+    each `Outcome` as its run ends. A launch starts once the launches it comes `after` have
+    succeeded (of those ready, the first in the list first), so a chain of stages keeps every
+    worker busy: the next stage's first run starts while the last one's slowest still runs.
+    A failed run does not stop the others; the launches after it never start (their Outcome
+    says why). `instance` must be persistent (a DAGSTER_HOME or `dg.instance_for_test()`),
+    since the workers open it by reference; `started` (a `time.time()`) dates the progress
+    lines."""
     if not launches:
         return
     if instance.is_ephemeral:
         raise ValueError("run_parallel needs a persistent Dagster instance (DAGSTER_HOME or "
                          "dg.instance_for_test()): its worker processes cannot open an "
                          "ephemeral one")
+    _check_order(launches)
     ref = instance.get_ref()
     workers = min(workers or default_workers(), len(launches))
     started = time.time() if started is None else started
+    pending, running = list(launches), {}
+    succeeded, failed = set(), set()
     pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
     try:
-        futures = [pool.submit(_run, ref, launch, started) for launch in launches]
-        for future in as_completed(futures):
-            yield future.result()
+        while pending or running:
+            for launch in list(pending):
+                blocked = [label for label in launch.after if label in failed]
+                if blocked:
+                    pending.remove(launch)
+                    failed.add(launch.label)
+                    yield Outcome(launch, False, None, {}, error=f"not run: {blocked[0]} failed")
+                elif len(running) < workers and succeeded.issuperset(launch.after):
+                    pending.remove(launch)
+                    running[pool.submit(_run, ref, launch, started)] = launch
+            if not running:  # everything left waits on a failed launch: reported above
+                continue
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                del running[future]
+                outcome = future.result()
+                (succeeded if outcome.success else failed).add(outcome.launch.label)
+                yield outcome
     finally:  # a caller that stops early (or ^C) cancels the runs not yet started
         pool.shutdown(cancel_futures=True)
+
+
+def _check_order(launches: Sequence[Launch]) -> None:
+    """Labels are unique and each launch comes after earlier ones only (so no cycle)."""
+    seen: set[str] = set()
+    for launch in launches:
+        if launch.label in seen:
+            raise ValueError(f"two launches are labelled {launch.label!r}")
+        unknown = [label for label in launch.after if label not in seen]
+        if unknown:
+            raise ValueError(f"launch {launch.label!r} comes after {unknown[0]!r}, which is not "
+                             "an earlier launch")
+        seen.add(launch.label)
 
 
 def _run(ref: Any, launch: Launch, started: float) -> Outcome:

@@ -16,10 +16,13 @@ from pathlib import Path
 
 import dagster as dg
 
+from lake_schema.catalogue import split_tasks
 from lake_schema.duck import connect
 from lake_schema.report import latest_evaluations, multi_vs_single
 from lake_schema.storage import Lake
+from pipelines.assets.offline import OfflineModelConfig
 from pipelines.demo import OFFLINE as DEMO_OFFLINE
+from trainer.offline.config import config_id
 
 ROOT = Path(__file__).resolve().parents[2]
 # 16 reference episodes: enough that no task's reference return is 0. 32 environments: the
@@ -66,10 +69,27 @@ def test_demo_chain_materialises_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(home))  # dagster.yaml reads it
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_run_records()
-    # 5 online tasks, the dataset status, 3 train + evaluate, the report
-    assert len(runs) == 10 and all(r.dagster_run.is_success for r in runs)
-    online_runs = sorted((r for r in runs if r.dagster_run.job_name == "build_datasets"),
-                         key=lambda r: r.start_time)
-    assert len(online_runs) == 5
+    # 5 online tasks, the dataset status, 3 models (with their train-task evaluations), their
+    # 3 held-out evaluations, the report
+    assert len(runs) == 13 and all(r.dagster_run.is_success for r in runs)
+    online = {r.dagster_run.tags["dagster/partition"]: r for r in runs
+              if r.dagster_run.job_name == "build_datasets"}
+    assert len(online) == 5
+    online_runs = sorted(online.values(), key=lambda r: r.start_time)
     # two at a time: a run started before the one before it ended
     assert any(b.start_time < a.end_time for a, b in pairwise(online_runs))
+
+    # each run started once what it reads existed: a model after its train tasks' datasets,
+    # its held-out evaluation after the model and every dataset (the held-out references)
+    def selecting(asset):
+        return [r for r in runs if dg.AssetKey(asset) in (r.dagster_run.asset_selection or ())]
+
+    models = {config_id(*OfflineModelConfig(**r.dagster_run.run_config["ops"][
+        "offline_model"]["config"]).build()): r for r in selecting("offline_model")}
+    held_out = selecting("offline_eval_test")
+    assert len(models) == 3 and len(held_out) == 3
+    train_end = max(online[t.name].end_time for t in split_tasks("lbf", "demo-train"))
+    assert all(r.start_time >= train_end for r in models.values())
+    for r in held_out:
+        model = models[r.dagster_run.run_config["ops"]["offline_eval_test"]["config"]["model"]]
+        assert r.start_time >= max(model.end_time, *(o.end_time for o in online.values()))
