@@ -10,8 +10,9 @@
 2. the `reproduce` job's `reproduction`, once per env: every model of the preset
    (`trainer.experiments`), trained or found finished, evaluated with the paper's protocol;
    then `report`, once.
-The independent runs (one per task dataset, then one per env) go side by side, one per CPU
-core (`pipelines.launch`; `--workers N` to change).
+The runs (one per task dataset, one per env) go side by side, one per CPU core
+(`pipelines.launch`; `--workers N` to change); an env's models start once its datasets are in
+the lake, beside the other env's datasets.
 A second launch reuses finished datasets, models and evaluations. The runs land in the
 Dagster instance of $DAGSTER_HOME (the Makefile's `./.dagster`), so the UI shows them, and
 the results in the lake's `evaluations`; `benchmarks/REPRODUCTION.md` is written from them.
@@ -68,22 +69,23 @@ def main(argv: list[str] | None = None) -> int:
                        partition_key=task,
                        tags={"sable-lake/preset": preset.name, "sable-lake/env": env})
                 for task in dataset_tasks(preset) for env in [task.split("/", 1)[0]]]
-    failed = []
-    for outcome in run_parallel(datasets, instance, args.workers, started):
-        task = outcome.launch.partition_key
-        if not outcome.success:
-            failed.append(outcome.failure)
-        elif outcome.metadata["online_sable"]["reused"]:  # a complete run of this config
-            print(f"[{time.time() - started:6.0f}s] {task}: dataset complete, reused", flush=True)
-    if failed:
-        print(f"reproduce: failed: {'; '.join(failed)} (see the log above)", file=sys.stderr)
-        return 1
-    # each env's models in a run of their own, side by side; then one report of them all
+    # each env's models in a run of their own, once that env's datasets are in the lake
+    # (beside the other env's datasets); then one report of them all
     per_env = [Launch(f"the {preset.name} models of {env}", "reproduce",
                       {**LOGS, "ops": {"reproduction": {"config": {**config, "envs": [env]}}}},
-                      asset_selection=("reproduction",)) for env in preset.envs]
-    done = list(run_parallel(per_env, instance, args.workers, started))
-    if failed := [o.failure for o in done if not o.success]:
+                      asset_selection=("reproduction",),
+                      after=tuple(d.label for d in datasets if d.tags["sable-lake/env"] == env))
+               for env in preset.envs]
+    failed, done = [], []
+    for outcome in run_parallel([*datasets, *per_env], instance, args.workers, started):
+        if not outcome.success:
+            failed.append(outcome.failure)
+        elif outcome.launch.job == "reproduce":
+            done.append(outcome)
+        elif outcome.metadata["online_sable"]["reused"]:  # a complete run of this config
+            print(f"[{time.time() - started:6.0f}s] {outcome.launch.partition_key}: dataset "
+                  "complete, reused", flush=True)
+    if failed:
         print(f"reproduce: failed: {'; '.join(failed)} (see the log above)", file=sys.stderr)
         return 1
     report = defs.resolve_job_def("reproduce").execute_in_process(
