@@ -101,7 +101,8 @@ PRESETS: dict[str, Preset] = {
     # largest team since). lbf's online budget is 2M env steps per task:
     # at the demo's 300k, 15x15-3p-5f's data stayed near random (0.22 against random 0.07,
     # its `high` checkpoints no better than its `low` ones), so the multi-task models
-    # imitated weak play; at 2M it reaches 0.49-0.54 (benchmarks/REPRODUCTION.md).
+    # imitated weak play; at 2M it reaches 0.49-0.54 (benchmarks/REPRODUCTION.md), with 64
+    # environments (the demo profile's lbf has 32 since).
     "cpu-small": Preset(
         name="cpu-small", envs=("lbf", "connector"), train_split="demo-train",
         test_split="demo-test", seeds=(0, 1, 2), online={"profile": "demo"},
@@ -112,7 +113,7 @@ PRESETS: dict[str, Preset] = {
               "300 updates, batch 32; lbf padded to 8 agent slots (env), connector to 8 "
               "(env: 45); 64 "
               "evaluation episodes (paper: 320); 3 seeds",
-        online_by_env={"lbf": {"total_env_steps": 2_000_000}},
+        online_by_env={"lbf": {"total_env_steps": 2_000_000, "num_envs": 64}},
         offline_by_env={"lbf": {"pad_agents": "env"}, "connector": {"pad_agents": 8}},
     ),
     # The paper's splits, budgets and hyperparameters (appendices J and K), for a cluster.

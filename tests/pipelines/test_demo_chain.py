@@ -25,10 +25,11 @@ from pipelines.demo import OFFLINE as DEMO_OFFLINE
 from trainer.offline.config import config_id
 
 ROOT = Path(__file__).resolve().parents[2]
-# 16 reference episodes: enough that no task's reference return is 0. 32 environments: the
-# network/PPO settings of the other online tests, so lbf/8x8-2p-2f compiles once per session.
+# 16 reference episodes: enough that no task's reference return is 0. The demo profile's lbf
+# network/PPO settings are the other online tests' (32 environments), so lbf/8x8-2p-2f
+# compiles once per session.
 ONLINE = {"total_env_steps": 4096, "num_checkpoints": 1, "episodes_per_checkpoint": 2,
-          "reference_episodes": 16, "num_envs": 32}
+          "reference_episodes": 16}
 # The demo's own offline settings (its agent padding included), at a tiny budget.
 OFFLINE = {**DEMO_OFFLINE, "num_updates": 2, "batch_size": 6, "seq_len": 5, "embed_dim": 16,
            "num_heads": 2}

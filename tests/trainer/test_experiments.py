@@ -110,7 +110,7 @@ def test_cpu_small_trains_lbf_datasets_longer_and_online_configs_validate():
     for env in preset.envs:
         knobs = preset.online_config(env)
         configs[env] = OnlineConfig.profile(knobs.pop("profile"), env=env, **knobs)
-    assert configs["lbf"].total_env_steps == 2_000_000
+    assert (configs["lbf"].total_env_steps, configs["lbf"].num_envs) == (2_000_000, 64)
     assert configs["connector"].total_env_steps == OnlineConfig().total_env_steps  # the demo's
 
 

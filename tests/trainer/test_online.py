@@ -286,7 +286,8 @@ def test_profiles_and_plan_spacing():
     paper = OnlineConfig.profile("paper")
     assert paper.embed_dim == 64 and paper.num_checkpoints == 50
     assert OnlineConfig.profile("demo") == OnlineConfig()
-    assert OnlineConfig.profile("demo", env="lbf") == OnlineConfig()
+    assert OnlineConfig.profile("demo", env="lbf") == OnlineConfig(num_envs=32)
+    assert OnlineConfig.profile("demo", env="connector") == OnlineConfig()
     rware = OnlineConfig.profile("demo", env="rware")
     assert (rware.rollout_length, rware.learning_rate) == (128, 2.5e-4)
     assert OnlineConfig.profile("demo", env="rware", rollout_length=32).rollout_length == 32

@@ -35,7 +35,11 @@ PROFILES: dict[str, dict[str, Any]] = {
 # The demo profile's per-environment settings, from benchmarks/online_sable.md: on
 # rware/tiny-2ag, 64-step rollouts at lr 5e-4 stalled (a 20M-step run fell to 0 deliveries),
 # while Mava's 128-step rollouts at lr 2.5e-4 reached 3 deliveries per episode by 8M steps.
+# On lbf, 32 environments make twice the updates of 64 from the same env steps, at the same
+# steps/s on CPU: in 300k steps 15x15-3p-5f's last checkpoints reach 0.23-0.24 against
+# 0.16-0.18 (benchmarks/RESULTS.md, session 12).
 DEMO_ENV_SETTINGS: dict[str, dict[str, Any]] = {
+    "lbf": {"num_envs": 32},
     "rware": {"rollout_length": 128, "learning_rate": 2.5e-4},
 }
 
