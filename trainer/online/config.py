@@ -48,8 +48,9 @@ DEMO_ENV_SETTINGS: dict[str, dict[str, Any]] = {
 class OnlineConfig(NetworkKnobs):
     """Online Sable (PPO) settings. Budgets count env steps: one joint step of one environment.
 
-    Defaults are the `demo` profile, what `make demo` runs: they learn lbf/8x8-2p-2f on a
-    2-core CPU in minutes. Each field's meaning, bounds and default are its `knob`.
+    Defaults are the `demo` profile, what `make demo` runs with its per-environment settings
+    (`DEMO_ENV_SETTINGS`: lbf at 32 environments): they learn lbf/8x8-2p-2f on a 2-core CPU
+    in minutes. Each field's meaning, bounds and default are its `knob`.
     """
 
     total_env_steps: int = knob(300_000, ge=1, doc=(
