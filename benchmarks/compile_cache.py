@@ -28,7 +28,8 @@ def run_once(task: str, cache: str, lake: str, checkpoints: str) -> dict:
         env=env, capture_output=True, text=True, check=True,
     ).stdout
     summary = json.loads(out[out.index("{"):])
-    return {"compile_s": summary["compile_s"], "wall_s": time.perf_counter() - start}
+    return {"compile_s": summary["compile_s"], "wall_s": time.perf_counter() - start,
+            "steps_per_s": summary["steps_per_s"]}
 
 
 def main() -> None:
@@ -42,9 +43,11 @@ def main() -> None:
         ] * args.runs:
             result = run_once(args.task, cache, f"{tmp}/lake", f"{tmp}/ckpt")
             print(f"{label:5s} compile {result['compile_s']:6.1f} s   "
-                  f"wall {result['wall_s']:6.1f} s", flush=True)
+                  f"wall {result['wall_s']:6.1f} s   "
+                  f"training {result['steps_per_s']:7.0f} env steps/s", flush=True)
     load = os.getloadavg()
-    print(f"task {args.task}; load average at the end {load[0]:.2f}")
+    print(f"task {args.task}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; "
+          f"load average at the end {load[0]:.2f}")
 
 
 if __name__ == "__main__":
