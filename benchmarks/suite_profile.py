@@ -48,9 +48,20 @@ def pytest_runtest_logstart(nodeid: str, location) -> None:
     _current["test"] = nodeid
 
 
+def pytest_runtest_logreport(report) -> None:
+    """Each test phase's wall-clock span, for the workers' timelines."""
+    record = {"worker": os.environ.get("PYTEST_XDIST_WORKER", "main"), "test": report.nodeid,
+              "phase": f"test {report.when}", "start": report.start, "stop": report.stop}
+    with LOG.open("a") as log:
+        log.write(json.dumps(record) + "\n")
+
+
 def summarise(path: Path = LOG, top: int = 40) -> None:
     """Seconds by phase, by module and by (module, function), largest first."""
     records = [json.loads(line) for line in path.read_text().splitlines()]
+    spans = [r for r in records if "start" in r]
+    records = [r for r in records if "seconds" in r]
+    timeline(spans)
     by_phase: collections.Counter[str] = collections.Counter()
     by_module: collections.Counter[str] = collections.Counter()
     by_function: collections.Counter[tuple[str, str]] = collections.Counter()
@@ -68,6 +79,26 @@ def summarise(path: Path = LOG, top: int = 40) -> None:
     print(f"\n{'seconds':>8} {'n':>4}  module :: function")
     for (module, fun), seconds in by_function.most_common(top):
         print(f"{seconds:8.1f} {count[(module, fun)]:4d}  {module} :: {fun}")
+
+
+def timeline(spans: list[dict]) -> None:
+    """Per worker: busy seconds, when it finished, and the modules in the order it ran them."""
+    if not spans:
+        return
+    t0 = min(s["start"] for s in spans)
+    workers: dict[str, list[dict]] = collections.defaultdict(list)
+    for span in spans:
+        workers[span["worker"]].append(span)
+    for worker, items in sorted(workers.items()):
+        busy = sum(s["stop"] - s["start"] for s in items)
+        end = max(s["stop"] for s in items) - t0
+        print(f"{worker}: busy {busy:6.0f} s, finished at {end:6.0f} s")
+        modules: dict[str, list[float]] = {}
+        for span in sorted(items, key=lambda s: s["start"]):
+            first_last = modules.setdefault(span["test"].split("::")[0], [span["start"], 0.0])
+            first_last[1] = span["stop"]
+        for module, (start, stop) in modules.items():
+            print(f"    {start - t0:6.0f} -> {stop - t0:6.0f} s  {module}")
 
 
 if __name__ == "__main__":
