@@ -41,7 +41,7 @@ system-packages:  ## the Debian packages the tests need, installed when missing
 
 test: $(STAMP) $(DAGSTER_HOME)/dagster.yaml system-packages  ## lint + the test suite (CPU, minutes)
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -m "not slow" -n auto --dist loadscope --no-loadscope-reorder
+	$(PY) -m pytest -m "not slow" -n auto --dist loadscope
 
 test-slow: $(STAMP) $(DAGSTER_HOME)/dagster.yaml system-packages  ## the tests marked slow
 	$(PY) -m pytest -m slow

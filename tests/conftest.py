@@ -1,14 +1,12 @@
-"""Shared fixtures: temporary lakes (local and on a real S3 server on 127.0.0.1), compiled
-programs dropped after each test module, and the long tests' modules started first."""
+"""Shared fixtures: temporary lakes (local and on a real S3 server on 127.0.0.1), and compiled
+programs dropped after each test module."""
 
 from __future__ import annotations
 
-import collections
 import os
 import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -16,21 +14,6 @@ from lake_schema.storage import Lake, S3Options
 from pipelines.screenshots import free_port
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Modules with `long(seconds)` tests first, the longest first; the rest keep their order.
-
-    Why: `make test` hands whole modules to pytest-xdist's workers in collection order
-    (`--dist loadscope --no-loadscope-reorder`). xdist's default order (most tests first)
-    put the one-test modules that run for minutes (the demo chain, the pinned runs) last, so
-    one worker ran them alone while the other idled. The seconds are rough figures from a
-    2-core machine (`benchmarks/suite_profile.py`); a stale one only costs speed."""
-    weight: collections.Counter[Path] = collections.Counter()
-    for item in items:
-        if (mark := item.get_closest_marker("long")) is not None:
-            weight[item.path] += mark.args[0]
-    items.sort(key=lambda item: -weight[item.path])  # stable
 
 
 @pytest.fixture(autouse=True, scope="module")

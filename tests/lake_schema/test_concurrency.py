@@ -56,7 +56,6 @@ def _start(ctx, fn, *args):
     return p
 
 
-@pytest.mark.long(40)  # per lake: about 10 s local, 65 s on S3
 def test_sigkilled_writers_leave_old_or_new_data_whole(ctx, any_lake):
     lake, rng = any_lake, random.Random(13)
     seeds = [0, 1, 2]

@@ -15,7 +15,6 @@ from itertools import pairwise
 from pathlib import Path
 
 import dagster as dg
-import pytest
 
 from lake_schema.catalogue import split_tasks
 from lake_schema.duck import connect
@@ -36,7 +35,6 @@ OFFLINE = {**DEMO_OFFLINE, "num_updates": 2, "batch_size": 6, "seq_len": 5, "emb
            "num_heads": 2}
 
 
-@pytest.mark.long(210)
 def test_demo_chain_materialises_end_to_end(tmp_path, monkeypatch):
     home = tmp_path / "dagster"
     home.mkdir()

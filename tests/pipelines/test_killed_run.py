@@ -56,7 +56,6 @@ def _observed_checkpoints(instance: dg.DagsterInstance) -> int:
     return len(records.records)
 
 
-@pytest.mark.long(50)
 def test_killed_run_is_reported_and_resumed(home):
     run = subprocess.Popen(
         [sys.executable, "-c", LAUNCH.format(task=TASK, config=CONFIG)], cwd=ROOT,

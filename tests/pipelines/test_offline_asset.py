@@ -104,7 +104,6 @@ def test_assets_load_into_definitions_without_importing_jax():
     assert proc.returncode == 0, proc.stderr
 
 
-@pytest.mark.long(35)
 def test_ablation_sweep_is_one_launch_of_several_models(lake, tmp_path, monkeypatch):
     from pipelines.assets.offline import ablation_sweep
 

@@ -44,7 +44,6 @@ def _materialise(lake, tmp_path, instance, **config):
     )
 
 
-@pytest.mark.long(45)
 def test_online_asset_materialises_with_metadata_and_passing_checks(lake, tmp_path):
     instance = dg.DagsterInstance.ephemeral()
     result = _materialise(lake, tmp_path, instance)

@@ -44,7 +44,6 @@ def home(tmp_path, monkeypatch):
     return lake
 
 
-@pytest.mark.long(90)
 def test_a_preset_in_one_launch_then_nothing_left_to_do(home):
     # the quality experiment (one compiled update: only the data differs), two seeds
     config = {"preset": "cpu-small", "envs": ["lbf"], "experiments": ["quality"],

@@ -96,7 +96,6 @@ def _orange_pixels(png: Path) -> int:
     return int((np.abs(rgb - [255, 127, 14]).max(axis=-1) < 8).sum())
 
 
-@pytest.mark.long(50)
 def test_report_and_model_pages_show_tables_and_plots_without_a_click(ui, tmp_path):
     base, files = ui
     report_page = _Page(dump_dom(f"{base}/assets/report"))

@@ -41,7 +41,6 @@ def dagster_home(tmp_path):
     return home
 
 
-@pytest.mark.long(30)
 def test_webserver_serves_asset_graph_and_materialization_metadata(dagster_home, tmp_path,
                                                                      monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))

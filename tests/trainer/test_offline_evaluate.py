@@ -177,7 +177,6 @@ def test_cql_without_agent_masking_evaluates_with_padded_slots(trained, tmp_path
     assert out[0].episodes == 4 and np.isfinite(out[0].mean_return)
 
 
-@pytest.mark.long(60)
 def test_bc_sable_trained_on_recorded_lbf_data_beats_the_random_policy(tmp_path):
     """It must learn: episodes of a scripted, better-than-random policy are recorded into a
     lake; BC-Sable trained on them for a small CPU budget, then run in the real environment

@@ -345,7 +345,6 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.long(35)
 def test_two_host_devices_give_the_same_loss_trajectory_as_one(data, tmp_path):
     lake, cache = data
     config = {**TINY, "num_updates": 4, "algorithm": "oryx"}

@@ -234,7 +234,6 @@ def small_programs():
     return env, config, init, make_ppo_update(env, model, config)
 
 
-@pytest.mark.long(35)
 def test_recording_runs_through_the_training_program_without_learning(small_programs):
     """Checkpoints and references are recorded through the task's training programs (no
     rollout program of their own): without learning the parameters stay; every environment's

@@ -108,7 +108,6 @@ def _close(got, want, path="") -> None:
 
 
 @pytest.mark.skipif(not PINNED.exists(), reason="no pinned numbers recorded")
-@pytest.mark.long(110)
 def test_pinned_runs_match(tmp_path):
     _close(run_all(tmp_path), json.loads(PINNED.read_text()))
 
