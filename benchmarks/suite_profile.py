@@ -6,7 +6,8 @@
 
 Each pytest process (each xdist worker) appends one JSON line per compilation to
 `benchmarks/_data/suite_compiles.jsonl`: the test that ran, the function's name, the
-phase (trace, lowering, XLA compile or cache load) and its seconds. Compilations in child
+phase (trace, lowering, XLA compile or cache load) and its seconds; and one per test phase
+with its wall-clock span, for each worker's timeline. Compilations in child
 processes the tests start (the demo chain, the killed run) are not seen: their tests'
 durations say what they cost.
 """
