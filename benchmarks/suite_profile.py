@@ -7,7 +7,8 @@
 Each pytest process (each xdist worker) appends one JSON line per compilation to
 `benchmarks/_data/suite_compiles.jsonl`: the test that ran, the function's name, the
 phase (trace, lowering, XLA compile or cache load) and its seconds; and one per test phase
-with its wall-clock span, for each worker's timeline. Compilations in child
+with its wall-clock span, for each worker's timeline (delete the file before a new run).
+Compilations in child
 processes the tests start (the demo chain, the killed run) are not seen: their tests'
 durations say what they cost.
 """
@@ -50,7 +51,10 @@ def pytest_runtest_logstart(nodeid: str, location) -> None:
 
 
 def pytest_runtest_logreport(report) -> None:
-    """Each test phase's wall-clock span, for the workers' timelines."""
+    """Each test phase's wall-clock span, for the workers' timelines (logged by the process
+    that ran it: xdist's controller sees the workers' reports again, with their `node`)."""
+    if hasattr(report, "node"):
+        return
     record = {"worker": os.environ.get("PYTEST_XDIST_WORKER", "main"), "test": report.nodeid,
               "phase": f"test {report.when}", "start": report.start, "stop": report.stop}
     with LOG.open("a") as log:
