@@ -3,6 +3,7 @@
     python benchmarks/offline.py throughput                    # CPU: embed 32/64/128, B=32, T=20
     python benchmarks/offline.py throughput --embeds 512 --batch 480   # the paper's shape (GPU)
     python benchmarks/offline.py throughput --embeds 32 --chunk 5 --seeds 1 3 8  # S seeds
+    python benchmarks/offline.py throughput --embeds 32 --seeds 1 3 --seed-program vmap
     python benchmarks/offline.py demo --updates 300            # BC / CQL / Oryx on lbf demo split
 
 `throughput`: the jitted update (forward of online + target network, loss, Adam, Polyak)
@@ -60,9 +61,13 @@ def _header() -> dict:
 
 def throughput(embeds: list[int], batch: int, seq: int, updates: int,
                algorithms: list[str], chunk: int | None = None,
-               seeds: list[int] = (1,), env: str = ENV, pad: str | int = "env") -> list[dict]:
+               seeds: list[int] = (1,), env: str = ENV, pad: str | int = "env",
+               seed_program: str = "auto") -> list[dict]:
     """Updates/s of the jitted update for each (algorithm, embed, S seeds in one program);
-    `model_updates_per_s` = S x updates/s is what S seeds of one configuration get done."""
+    `model_updates_per_s` = S x updates/s is what S seeds of one configuration get done.
+    `seed_program`: how the program runs the seeds (`vmap`, `map` one after another, or
+    `auto`: the trainer's choice for this backend, `trainer.offline.training.over_seeds`)."""
+    vectorise = {"auto": None, "vmap": True, "map": False}[seed_program]
     root = DATA / f"throughput_{env}"
     lake = Lake(root / "lake")
     tasks = tuple(t.name for t in split_tasks(env, "demo-train"))
@@ -81,7 +86,7 @@ def throughput(embeds: list[int], batch: int, seq: int, updates: int,
             t0 = time.perf_counter()
             host = [loader.batch(i) for i in range(8)]
             batch_s = (time.perf_counter() - t0) / 8
-            update = make_update(config, len(tasks), mesh)
+            update = make_update(config, len(tasks), mesh, vectorise)
             for num_seeds in seeds:
                 data = jax.sharding.NamedSharding(mesh, P(None, "data"))
                 batches = [device_put_batch(jax.tree.map(lambda x, s=num_seeds: np.stack([x] * s),
@@ -101,7 +106,7 @@ def throughput(embeds: list[int], batch: int, seq: int, updates: int,
                 rate = updates / (time.perf_counter() - t0)
                 row = {"env": env, "algorithm": algorithm, "embed": embed, "B": batch, "T": seq,
                        "N": config.pad_to(loader.source.num_agents), "chunk": chunk,
-                       "seeds": num_seeds,
+                       "seeds": num_seeds, "seed_program": seed_program,
                        "params": param_count(init[0].params), "compile_s": round(compile_s, 1),
                        "updates_per_s": round(rate, 2),
                        "model_updates_per_s": round(num_seeds * rate, 2),
@@ -164,11 +169,11 @@ def markdown(results: dict) -> str:
     lines = []
     for row in results.get("throughput", []):
         if not lines:
-            lines += ["| algorithm | embed | params | B x T x N | seeds S | compile s | "
+            lines += ["| algorithm | embed | params | B x T x N | seeds S (program) | compile s | "
                       "updates/s | S x updates/s | loader ms/batch |",
                       "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         chunk = f" (chunks of {row['chunk']})" if row.get("chunk") else ""
-        seeds = row.get("seeds", 1)
+        seeds = f"{row.get('seeds', 1)} ({row.get('seed_program', 'vmap')})"
         lines.append(f"| {row['algorithm']} | {row['embed']} | {row['params']:,} | "
                      f"{row['B']} x {row['T']} x {row['N']}{chunk} | {seeds} | "
                      f"{row['compile_s']} | {row['updates_per_s']} | "
@@ -204,7 +209,9 @@ def main() -> None:
     p.add_argument("--pad", type=lambda v: int(v) if v.isdigit() else v, default="env",
                    help="throughput: agent slots N (`env`, `selection` or a count)")
     p.add_argument("--seeds", type=int, nargs="+", default=[1],
-                   help="S: seeds trained in one vmapped program (throughput)")
+                   help="S: seeds trained in one program (throughput)")
+    p.add_argument("--seed-program", choices=["auto", "vmap", "map"], default="auto",
+                   help="throughput: how the program runs S seeds (auto: the trainer's choice)")
     p.add_argument("--updates", type=int, default=300, help="demo training updates")
     p.add_argument("--embed", type=int, default=32, help="demo model size")
     p.add_argument("--episodes", type=int, default=32, help="evaluation episodes per task")
@@ -218,7 +225,8 @@ def main() -> None:
     results["header"] = _header()
     if args.part in ("throughput", "all"):
         rows = throughput(args.embeds, args.batch, args.seq, args.timed_updates,
-                          args.algorithms, args.chunk, args.seeds, args.env, args.pad)
+                          args.algorithms, args.chunk, args.seeds, args.env, args.pad,
+                          args.seed_program)
         keep = [r for r in results.get("throughput", []) if r.get("chunk") != args.chunk]
         results["throughput"] = keep + rows
     if args.part in ("demo", "all"):

@@ -80,7 +80,7 @@ def train_model(lake: Lake, config: OfflineModelConfig, offline_config, selectio
 def train_models(lake: Lake, models_dir: str, offline_config, selection, seeds: list[int],
                  devices: list | None, log: Callable[[str], None]) -> list[tuple[dict, Any]]:
     """Train (or resume) the model of (offline_config, selection) for each seed, the seeds in
-    one vmapped program (`trainer.offline.train_seeds`), each in `<models_dir>/<config id>`;
+    one program (`trainer.offline.train_seeds`), each in `<models_dir>/<config id>`;
     returns (a reference to it, its TrainResult) per seed. The assets and the reproduction
     all train through this."""
     from trainer.offline import train_seeds  # JAX only in the run process

@@ -3,7 +3,7 @@ preset (`trainer.experiments`), skipping what is already done, and `report` comp
 
 Wiring only: the presets and experiments are `trainer.experiments`, training and evaluation
 the offline assets' own `train_models` / `evaluate_model` (the seeds of a
-configuration in one vmapped program). The task datasets come first:
+configuration in one program). The task datasets come first:
 `benchmarks/reproduce.py` materialises `online_sable` for every task the preset needs
 with the preset's online config (a complete dataset of that config is reused) and then
 launches the `reproduce` job. A second launch reuses finished models (their run directories,

@@ -366,9 +366,9 @@ def test_two_host_devices_give_the_same_loss_trajectory_as_one(data, tmp_path):
 
 
 def test_seeds_in_one_program_are_the_models_trained_alone(data, tmp_path):
-    """train_seeds vmaps the update over seeds: each seed's run directory, config id, losses
-    and parameters are those of training that seed alone; a seed resumed from another
-    update trains in its own group; finished seeds are returned as they are."""
+    """train_seeds runs the seeds through one update program: each seed's run directory,
+    config id, losses and parameters are those of training that seed alone; a seed resumed
+    from another update trains in its own group; finished seeds are returned as they are."""
     from trainer.offline import train_seeds
 
     lake, cache = data
@@ -396,6 +396,32 @@ def test_seeds_in_one_program_are_the_models_trained_alone(data, tmp_path):
     again = train_seeds(lake, SELECTION, config, [0, 1, 2], tmp_path / "together",
                         cache_dir=cache)
     assert [r.history for r in again] == [r.history for r in together]
+
+
+def test_the_vmapped_seed_update_computes_what_the_sequential_one_does(data):
+    """Accelerators vmap the update over seeds; CPU runs the seeds one after another in the
+    program (`over_seeds`). The two give each seed the same new state and metrics."""
+    from trainer.data import device_put_batch, make_loader
+    from trainer.offline.state import init_train_state
+    from trainer.offline.training import make_mesh, make_update
+
+    lake, cache = data
+    config = OfflineConfig(**{**TINY, "algorithm": "oryx"})
+    loader = make_loader(lake, SELECTION, config.loader_config(), cache)
+    stack = lambda *trees: jax.tree.map(lambda *x: np.stack(x), *trees)  # noqa: E731
+    batch = device_put_batch(stack(loader.batch(0), loader.batch(1)))
+    mesh = make_mesh()
+    results = []
+    for vectorise in (True, False):
+        states = stack(*(init_train_state(config, jax.random.PRNGKey(k)) for k in (0, 1)))
+        results.append(make_update(config, len(TASKS), mesh, vectorise)(states, batch))
+    assert make_update(config, len(TASKS), mesh) is make_update(config, len(TASKS), mesh,
+                                                                vectorise=False)
+    (vmapped_state, vmapped), (mapped_state, mapped) = results
+    assert not np.allclose(mapped.loss[0], mapped.loss[1])  # two seeds, two batches
+    for x, y in zip(_leaves((vmapped_state, vmapped)), _leaves((mapped_state, mapped)),
+                    strict=True):
+        np.testing.assert_allclose(x, y, rtol=2e-5, atol=1e-6)
 
 
 def test_seeds_sharing_a_run_directory_are_refused_before_any_io(tmp_path):

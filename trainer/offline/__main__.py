@@ -6,7 +6,7 @@
         --episodes 320 --checkpoint best
 
 `train` prints the run directory (`<models>/<config id>`; with `--seeds 0 1 2`, one per seed,
-the seeds trained together in one vmapped program); `--set k=v` overrides any
+the seeds trained together in one program); `--set k=v` overrides any
 OfflineConfig field (values parsed as JSON when they parse, else kept as strings). Bad input
 (an unknown task or flag value, a missing lake root, a folder that is no model) is one line
 on stderr, exit status 2 for arguments and 1 for the lake or files, never a traceback.
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     t.add_argument("--models", default="models")
     t.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
-                   help="train these seeds in one vmapped program, a model each "
+                   help="train these seeds in one program, a model each "
                         "(default: the config's seed alone)")
     t.add_argument("--processes", type=int, default=None, metavar="N",
                    help="start N local processes of this command, one data-parallel run")

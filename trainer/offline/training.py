@@ -6,7 +6,8 @@
 
 `make_update(config, num_tasks, mesh)` returns the pure, jitted
 `update(states, batches) -> (states, UpdateMetrics)` of S models at once (S seeds of one
-configuration, stacked on a leading axis; PureJaxRL's pattern): forward the Sable network over
+configuration, stacked on a leading axis; PureJaxRL's pattern, vmapped on accelerators, one
+seed after another inside the program on CPU: `over_seeds`): forward the Sable network over
 each batch (chunkwise, teacher-forced), the algorithm's loss (`losses.py`), Adam with
 global-norm clipping, then the Polyak target update (tau after every step). The batches are
 sharded over the mesh's `data` axis and the states replicated, so XLA splits the work over all
@@ -153,22 +154,42 @@ def make_mesh(devices: list | None = None) -> jax.sharding.Mesh:
     return jax.sharding.Mesh(np.array(devices), ("data",))
 
 
-def make_update(config: OfflineConfig, num_tasks: int,
-                mesh: jax.sharding.Mesh) -> Callable[[TrainState, Batch],
-                                                     tuple[TrainState, UpdateMetrics]]:
-    """The jitted update of S models at once (S seeds of one configuration, PureJaxRL's
-    pattern): `update_step` vmapped over a leading seed axis of the state and the batch
-    ([S, ...] and [S, B, ...]; S = 1 for one model). The state is replicated, each seed's
-    batch split along B over `mesh`; the metrics come back [S, ...].
+def over_seeds(step: Callable, vectorise: bool) -> Callable:
+    """`step(state, batch) -> (state, metrics)` of one model, made the same over a leading
+    seed axis of every input and output ([S, ...]).
+
+    `vectorise`: one vmapped step for all seeds (PureJaxRL's pattern: a small model leaves
+    most of an accelerator idle). Otherwise the seeds' steps run one after another inside the
+    one program (`lax.map`): on XLA:CPU the vmapped update is slower than S separate ones,
+    because the seed axis adds transposes and copies around the batched matmuls (BC's update:
+    76 transposes and 107 copies, vmapped over one seed 178 and 209; S = 3 vmapped ran at
+    0.65-0.75x of S updates one after another; benchmarks/RESULTS.md, session 14).
+    """
+    if vectorise:
+        return jax.vmap(step)
+    return lambda states, batches: jax.lax.map(lambda pair: step(*pair), (states, batches))
+
+
+def make_update(config: OfflineConfig, num_tasks: int, mesh: jax.sharding.Mesh,
+                vectorise: bool | None = None) -> Callable[[TrainState, Batch],
+                                                           tuple[TrainState, UpdateMetrics]]:
+    """The jitted update of S models at once (S seeds of one configuration): `update_step`
+    over a leading seed axis of the state and the batch ([S, ...] and [S, B, ...]; S = 1 for
+    one model), vmapped unless the mesh is on CPU (`over_seeds`; `vectorise` overrides, for
+    the benchmark). The state is replicated, each seed's batch split along B over `mesh`;
+    the metrics come back [S, ...].
 
     Cached on what the step depends on (not on the loop's settings), so resuming or training
     again in the same process reuses the compiled function.
     """
-    return _make_update(config.step_key(), num_tasks, mesh)
+    if vectorise is None:
+        vectorise = mesh.devices.flat[0].platform != "cpu"
+    return _make_update(config.step_key(), num_tasks, mesh, vectorise)
 
 
 @compiled_cache(maxsize=4)
-def _make_update(config: OfflineConfig, num_tasks: int, mesh: jax.sharding.Mesh):
+def _make_update(config: OfflineConfig, num_tasks: int, mesh: jax.sharding.Mesh,
+                 vectorise: bool):
     P = jax.sharding.PartitionSpec
     replicated = jax.sharding.NamedSharding(mesh, P())
     data = jax.sharding.NamedSharding(mesh, P(None, "data"))
@@ -177,7 +198,7 @@ def _make_update(config: OfflineConfig, num_tasks: int, mesh: jax.sharding.Mesh)
     def step(state: TrainState, batch: Batch) -> tuple[TrainState, UpdateMetrics]:
         return update_step(state, batch, model, config, num_tasks)
 
-    return jax.jit(jax.vmap(step), in_shardings=(replicated, data),
+    return jax.jit(over_seeds(step, vectorise), in_shardings=(replicated, data),
                    out_shardings=(replicated, replicated), donate_argnums=0)
 
 
@@ -324,7 +345,7 @@ def train_seeds(
     models_dir: str | os.PathLike,
     **options: Any,
 ) -> list[TrainResult]:
-    """Train (or resume) one model per seed of (config, selection) in one vmapped program,
+    """Train (or resume) one model per seed of (config, selection) in one program,
     each in `<models_dir>/<its config id>` (the seed sets the config's and the selection's
     seed: the same models, ids and files as training each seed alone). Options are
     `train`'s. Finished seeds are skipped; seeds resumed from different updates train in
@@ -380,8 +401,8 @@ def _train_group(lake: Lake, group: list[_Run], mesh: jax.sharding.Mesh,
                  cache_dir: str | os.PathLike | None, batches: Callable[[Any], Any] | None,
                  log: Callable[[str], None] | None) -> list[TrainResult]:
     """Train runs that start at the same update to `end`, their states stacked on a seed
-    axis through one vmapped update; each run keeps its own loader, checkpoints, metrics,
-    periodic evaluations and best parameters."""
+    axis through one update program (`over_seeds`); each run keeps its own loader,
+    checkpoints, metrics, periodic evaluations and best parameters."""
     config = group[0].config
     primary = jax.process_index() == 0  # writes the run's files; orbax coordinates the rest
     if not primary:
