@@ -161,9 +161,10 @@ def over_seeds(step: Callable, vectorise: bool) -> Callable:
     `vectorise`: one vmapped step for all seeds (PureJaxRL's pattern: a small model leaves
     most of an accelerator idle). Otherwise the seeds' steps run one after another inside the
     one program (`lax.map`): on XLA:CPU the vmapped update is slower than S separate ones,
-    because the seed axis adds transposes and copies around the batched matmuls (BC's update:
-    76 transposes and 107 copies, vmapped over one seed 178 and 209; S = 3 vmapped ran at
-    0.65-0.75x of S updates one after another; benchmarks/RESULTS.md, session 14).
+    and its compiled program has more than twice the transposes and copies (BC's update:
+    76 transposes and 107 copies, vmapped over one seed 178 and 209; at S = 3 and 8 the
+    vmapped program trained 0.71-0.87x the seed-updates/s of the sequential one on 2 cores;
+    benchmarks/RESULTS.md, session 14).
     """
     if vectorise:
         return jax.vmap(step)
