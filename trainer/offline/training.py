@@ -158,17 +158,21 @@ def over_seeds(step: Callable, vectorise: bool) -> Callable:
     """`step(state, batch) -> (state, metrics)` of one model, made the same over a leading
     seed axis of every input and output ([S, ...]).
 
-    `vectorise`: one vmapped step for all seeds (PureJaxRL's pattern: a small model leaves
-    most of an accelerator idle). Otherwise the seeds' steps run one after another inside the
-    one program (`lax.map`): on XLA:CPU the vmapped update is slower than S separate ones,
+    `vectorise`: one vmapped step for all seeds when there are several (PureJaxRL's pattern:
+    a small model leaves most of an accelerator idle). Otherwise, and for a single seed, the
+    seeds' steps run one after another inside the one program (`lax.map`; over one seed XLA
+    removes the loop): on XLA:CPU the vmapped update is slower than S separate ones,
     and its compiled program has more than twice the transposes and copies (BC's update:
     76 transposes and 107 copies, vmapped over one seed 178 and 209; at S = 3 and 8 the
     vmapped program trained 0.71-0.87x the seed-updates/s of the sequential one on 2 cores;
     benchmarks/RESULTS.md, session 14).
     """
-    if vectorise:
-        return jax.vmap(step)
-    return lambda states, batches: jax.lax.map(lambda pair: step(*pair), (states, batches))
+    def run(states: Any, batches: Any) -> Any:
+        if vectorise and jax.tree.leaves(batches)[0].shape[0] > 1:
+            return jax.vmap(step)(states, batches)
+        return jax.lax.map(lambda pair: step(*pair), (states, batches))
+
+    return run
 
 
 def make_update(config: OfflineConfig, num_tasks: int, mesh: jax.sharding.Mesh,
