@@ -180,9 +180,9 @@ def make_update(config: OfflineConfig, num_tasks: int, mesh: jax.sharding.Mesh,
                                                            tuple[TrainState, UpdateMetrics]]:
     """The jitted update of S models at once (S seeds of one configuration): `update_step`
     over a leading seed axis of the state and the batch ([S, ...] and [S, B, ...]; S = 1 for
-    one model), vmapped unless the mesh is on CPU (`over_seeds`; `vectorise` overrides, for
-    the benchmark). The state is replicated, each seed's batch split along B over `mesh`;
-    the metrics come back [S, ...].
+    one model); several seeds are vmapped unless the mesh is on CPU (`over_seeds`;
+    `vectorise` overrides, for the benchmark). The state is replicated, each seed's batch
+    split along B over `mesh`; the metrics come back [S, ...].
 
     Cached on what the step depends on (not on the loop's settings), so resuming or training
     again in the same process reuses the compiled function.
