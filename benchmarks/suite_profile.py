@@ -6,11 +6,10 @@
 
 Each pytest process (each xdist worker) appends one JSON line per compilation to
 `benchmarks/_data/suite_compiles.jsonl`: the test that ran, the function's name, the
-phase (trace, lowering, XLA compile or cache load) and its seconds; and one per test phase
-with its wall-clock span, for each worker's timeline (delete the file before a new run).
-Compilations in child
-processes the tests start (the demo chain, the killed run) are not seen: their tests'
-durations say what they cost.
+phase (trace, lowering or XLA compile) and its seconds; and one per test phase with its
+wall-clock span, for each worker's timeline (delete the file before a new run).
+Compilations in child processes the tests start (the demo chain, the killed run) are not
+seen: their tests' durations say what they cost.
 """
 
 from __future__ import annotations

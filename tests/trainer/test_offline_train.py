@@ -408,7 +408,10 @@ def test_the_vmapped_seed_update_computes_what_the_sequential_one_does(data):
     lake, cache = data
     config = OfflineConfig(**{**TINY, "algorithm": "oryx"})
     loader = make_loader(lake, SELECTION, config.loader_config(), cache)
-    stack = lambda *trees: jax.tree.map(lambda *x: np.stack(x), *trees)  # noqa: E731
+
+    def stack(*trees):
+        return jax.tree.map(lambda *x: np.stack(x), *trees)
+
     batch = device_put_batch(stack(loader.batch(0), loader.batch(1)))
     mesh = make_mesh()
     results = []
