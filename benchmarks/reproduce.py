@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     instance = dg.DagsterInstance.get()
     lake = defs.resources["lake"].lake()
     datasets = [Launch(f"online Sable on {task} -> lake", "build_datasets",
-                       {**LOGS, "ops": {"online_sable": {"config": preset.online_config(env)}}},
+                       {**LOGS, "ops": {"online_sable": {
+                           "config": preset.online_config(env, preset.held_out(task))}}},
                        partition_key=task,
                        tags={"sable-lake/preset": preset.name, "sable-lake/env": env})
                 for task in dataset_tasks(preset) for env in [task.split("/", 1)[0]]]

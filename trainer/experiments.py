@@ -8,8 +8,9 @@ shares a model with another (Oryx on every training task at full quality is the 
 point of the ablations, the quality subsets and the task scaling) trains it once.
 
 Experiments (the paper's section 4; the comparisons `lake_schema.report.COMPARISONS` draws):
-- `task_scaling` (Figure 4): BC-Sable and Oryx on the first k training tasks, for each k of
-  `task_counts`; the multi-task / single-task ratio on held-out tasks.
+- `task_scaling` (Figures 1 and 4): BC-Sable, CQL-Sable and Oryx on the first k training
+  tasks, for each k of `task_counts`; the paper's gain on held-out tasks, max over k of
+  test(k) / test(1), per algorithm and averaged (`pipelines.analysis.task_scaling_gain`).
 - `algorithms` (Table 2): BC-Sable, CQL-Sable and Oryx on every training task.
 - `ablations` (Figure 6): Oryx without HL-Gauss (MSE value loss), without agent masking and
   shuffling, without task-balanced batches (each batch from one task).
@@ -57,10 +58,20 @@ class Preset:
     # `offline` (that env's scale-down)
     online_by_env: dict[str, dict[str, Any]] = field(default_factory=dict)
     offline_by_env: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # OnlineConfig overrides of the held-out tasks' runs, last: no model trains on their data,
+    # they give each held-out task its online Sable reference (a scale-down, stated)
+    online_held_out: dict[str, Any] = field(default_factory=dict)
 
-    def online_config(self, env: str) -> dict[str, Any]:
-        """The `online_sable` config of this preset's datasets of `env`."""
-        return {**self.online, **self.online_by_env.get(env, {})}
+    def online_config(self, env: str, held_out: bool = False) -> dict[str, Any]:
+        """The `online_sable` config of this preset's datasets of `env` (of its held-out
+        split's tasks with `held_out`)."""
+        return {**self.online, **self.online_by_env.get(env, {}),
+                **(self.online_held_out if held_out else {})}
+
+    def held_out(self, task: str) -> bool:
+        """Whether `task` (`env/scenario`) is in this preset's held-out split."""
+        env = task.split("/", 1)[0]
+        return task in {t.name for t in split_tasks(env, self.test_split)}
 
 
 @dataclass(frozen=True)
@@ -116,6 +127,30 @@ PRESETS: dict[str, Preset] = {
         online_by_env={"lbf": {"total_env_steps": 2_000_000, "num_envs": 64}},
         offline_by_env={"lbf": {"pad_agents": "env"}, "connector": {"pad_agents": 8}},
     ),
+    # The headline at CPU scale: lbf's full split (paper Table 3: train on 5 tasks of 2-5
+    # agents, test on 4 of 3-8 agents, 17x17-6p-8f and 17x17-8p-10f included), the task-scaling
+    # experiment alone, every algorithm, in one launch of at most 150 min on a 2-core machine.
+    # Each setting was fixed before any test-task result existed: online Sable at the demo
+    # profile (chosen on training tasks), 1.5M env steps per training task (15x15-3p-5f was
+    # still rising at 2M, `benchmarks/REPRODUCTION.md`) and 500k per held-out task (no model
+    # trains on their data: they give the normalisation reference); offline models of embed 64
+    # (the paper's single-task optimum) padded to lbf's 8 agent slots, batch 40 (8 chunks per
+    # task at k = 5), 400 updates (what the budget allows: 9 configurations x 3 seeds at about
+    # 1 update/s, benchmarks/RESULTS.md); best checkpoint by periodic evaluation on the
+    # training tasks; 64 final evaluation episodes per task.
+    "lbf-full": Preset(
+        name="lbf-full", envs=("lbf",), train_split="train", test_split="test",
+        seeds=(0, 1, 2), online={"profile": "demo", "total_env_steps": 1_500_000},
+        offline={"profile": "demo", "embed_dim": 64, "pad_agents": "env", "batch_size": 40,
+                 "num_updates": 400},
+        eval_episodes=64, task_counts=(1, 3, 5), experiments=("task_scaling",),
+        online_held_out={"total_env_steps": 500_000},
+        notes="lbf full split (train 5 tasks, 2-5 agents; test 4 tasks, 3-8 agents); online "
+              "1.5M env steps per training task, 500k per held-out task (its reference "
+              "only); offline embed 64, 400 updates (paper: 60k), batch 40 x 20 (paper: "
+              "480 x 20), 8 agent slots; k = 1, 3, 5; 64 evaluation episodes (paper: 320); "
+              "3 seeds",
+    ),
     # The paper's splits, budgets and hyperparameters (appendices J and K), for a cluster.
     "paper": Preset(
         name="paper", envs=("rware", "lbf", "connector"), train_split="train",
@@ -162,7 +197,8 @@ def _experiment(name: str, preset: Preset, env: str) -> list[tuple[dict, dict]]:
         counts = preset.task_counts or tuple(range(1, num_train + 1))
         # k = M is the whole split: the same model as the other experiments' (same id)
         return [({"algorithm": a}, {"first_k": k} if k < num_train else {})
-                for a in ("bc", "oryx") for k in sorted({min(k, num_train) for k in counts})]
+                for a in ("bc", "cql", "oryx")
+                for k in sorted({min(k, num_train) for k in counts})]
     if name == "algorithms":
         return [({"algorithm": a}, {}) for a in ("bc", "cql", "oryx")]
     if name == "ablations":

@@ -22,6 +22,7 @@ from trainer.data.cache import (
 from trainer.data.loader import Loader, LoaderConfig
 from trainer.data.selection import DataSelection, resolve_selection
 from trainer.data.source import ChunkSource
+from trainer.errors import SelectionError
 
 TASKS = ("lbf/8x8-2p-2f", "lbf/10x10-3p-3f")
 
@@ -105,26 +106,46 @@ def _numpy_stats(lake, resolved) -> tuple[np.ndarray, np.ndarray, int]:
     return obs.mean(0), np.where(std < 1e-6, 1.0, std), len(obs)
 
 
-@pytest.mark.parametrize(("selection", "partial"), [
-    ({"tasks": TASKS}, False),  # whole checkpoints: every statistic from the cards
-    ({"tasks": TASKS, "quality": "high"}, False),
-    ({"tasks": TASKS[:1], "fraction": 0.5, "seed": 3}, True),  # partly selected: computed
-    ({"tasks": TASKS, "runs": ("r2",), "quality": "high+low", "low_fraction": 0.5}, True),
+@pytest.mark.parametrize(("selection", "scope"), [
+    ({"tasks": TASKS}, {"tasks": TASKS}),
+    # a subset of the same tasks' episodes: standardised with all of them
+    ({"tasks": TASKS, "quality": "high"}, {"tasks": TASKS}),
+    ({"tasks": TASKS[:1], "fraction": 0.5, "seed": 3}, {"tasks": TASKS[:1]}),
+    ({"tasks": TASKS, "runs": ("r2",), "quality": "high+low", "low_fraction": 0.5},
+     {"tasks": TASKS, "runs": ("r2",)}),
 ])
-def test_standardisation_stats_come_from_the_cards(filled, tmp_path, selection, partial):
+def test_standardisation_stats_are_the_whole_scope_s(filled, tmp_path, selection, scope):
+    """One statistic per environment for every model of an experiment: the selection's own
+    episodes never matter, only the tasks (or split) and runs it draws from; every
+    checkpoint is whole, so every statistic comes from a dataset card."""
     sel = DataSelection(env="lbf", **selection)
-    resolved = resolve_selection(filled, sel)
     cache = build_cache(filled, sel, tmp_path / "c")
-    mean, std, count = _numpy_stats(filled, resolved)
+    every = resolve_selection(filled, DataSelection(env="lbf", **scope))
+    mean, std, count = _numpy_stats(filled, every)
     assert cache.stats.count == count
     np.testing.assert_allclose(cache.stats.mean, mean, rtol=1e-5)
     np.testing.assert_allclose(cache.stats.std, std, rtol=1e-5)
-    whole = sum(
-        int(np.sum(te.columns["steps_file"] == f)) == 4  # fill_lake: 4 episodes a checkpoint
-        for te in resolved.tasks for f in set(te.columns["steps_file"]))
-    assert cache.manifest["stats_from_cards"] == {
-        "checkpoints": whole, "of": len(resolved.steps_files)}
-    assert whole > 0 and (whole < len(resolved.steps_files)) == partial
+    assert cache.manifest["stats_from_cards"] == {"checkpoints": len(every.steps_files),
+                                                  "of": len(every.steps_files)}
+
+
+def test_the_first_k_tasks_of_a_split_are_standardised_with_the_whole_split(lake, tmp_path):
+    """Task scaling's single-task and multi-task models see one statistic: the split's."""
+    split = ("lbf/8x8-2p-2f", "lbf/10x10-3p-3f", "lbf/15x15-3p-5f")  # lbf's demo-train
+    fill_lake(lake, split[:2], checkpoints=2, episodes=3, seed=2)
+    with pytest.raises(SelectionError, match=r"standardisation.*lbf/15x15-3p-5f"):
+        build_cache(lake, DataSelection(env="lbf", split="demo-train", first_k=1),
+                    tmp_path / "c")
+    fill_lake(lake, split[2:], checkpoints=2, episodes=3, seed=3)
+    mean, std, count = _numpy_stats(lake, resolve_selection(
+        lake, DataSelection(env="lbf", tasks=split)))
+    for selection in ({"first_k": 1}, {"first_k": 2, "quality": "high"}, {}):
+        cache = build_cache(lake, DataSelection(env="lbf", split="demo-train", **selection),
+                            tmp_path / "c")
+        assert cache.stats.count == count
+        np.testing.assert_allclose(cache.stats.mean, mean, rtol=1e-5)
+        np.testing.assert_allclose(cache.stats.std, std, rtol=1e-5)
+        assert cache.manifest["stats_scope"]["tasks"] == list(split)
 
 
 def test_stats_are_read_from_the_cards_and_computed_without_them(filled, tmp_path):

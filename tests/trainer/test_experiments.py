@@ -23,9 +23,9 @@ def test_every_model_is_valid_and_trained_once(name):
 
 def test_cpu_small_holds_out_the_test_tasks_and_counts_its_models():
     preset = get_preset("cpu-small")
-    # per env and seed: task scaling 4 (bc, oryx on 1 and 3 tasks), algorithms +1 (cql),
-    # ablations +3, quality +3 (high, low, high + 10% low)
-    assert len(models(preset)) == 11 * len(preset.envs) * len(preset.seeds)
+    # per env and seed: task scaling 6 (bc, cql, oryx on 1 and 3 tasks), algorithms +0 (the
+    # same 3-task models), ablations +3, quality +3 (high, low, high + 10% low)
+    assert len(models(preset)) == 12 * len(preset.envs) * len(preset.seeds)
     tasks = dataset_tasks(preset)
     for env in preset.envs:
         test = {t.name for t in split_tasks(env, preset.test_split)}
@@ -62,7 +62,8 @@ def test_the_experiment_wins_over_a_scale_down():
 
 
 def test_unknown_preset_and_experiment_are_named():
-    with pytest.raises(ValueError, match="unknown preset 'huge'; choose from cpu-small, paper"):
+    with pytest.raises(ValueError,
+                       match="unknown preset 'huge'; choose from cpu-small, lbf-full, paper"):
         get_preset("huge")
     preset = dataclasses.replace(get_preset("cpu-small"), experiments=("nope",))
     with pytest.raises(ValueError, match="unknown experiment 'nope'"):
@@ -112,6 +113,31 @@ def test_cpu_small_trains_lbf_datasets_longer_and_online_configs_validate():
         configs[env] = OnlineConfig.profile(knobs.pop("profile"), env=env, **knobs)
     assert (configs["lbf"].total_env_steps, configs["lbf"].num_envs) == (2_000_000, 64)
     assert configs["connector"].total_env_steps == OnlineConfig().total_env_steps  # the demo's
+
+
+def test_lbf_full_scales_every_algorithm_over_the_full_split_s_tasks():
+    """The headline's fair test: k = 1, 3, 5 of lbf's 5 training tasks for BC-Sable,
+    CQL-Sable and Oryx, 3 seeds, 8 agent slots, every task 8 chunks of a batch at k = 5;
+    the held-out tasks' online runs are the shorter reference runs."""
+    preset = get_preset("lbf-full")
+    groups = seed_groups(preset)
+    shapes = {(c.algorithm, len(s.task_names)) for _, c, s in (g[0] for g in groups)}
+    assert shapes == {(a, k) for a in ("bc", "cql", "oryx") for k in (1, 3, 5)}
+    assert all(len(g) == 3 for g in groups)
+    for _, config, selection in (g[0] for g in groups):
+        assert config.embed_dim == 64 and config.pad_to([2]) == 8
+        assert config.batch_size // len(split_tasks("lbf", "train")) >= 8
+        assert selection.standardisation_scope().task_names == tuple(
+            t.name for t in split_tasks("lbf", "train"))
+    held_out = {t.name for t in split_tasks("lbf", "test")}
+    assert {t for t in dataset_tasks(preset) if preset.held_out(t)} == held_out
+    budgets = {}
+    for t in dataset_tasks(preset):
+        knobs = preset.online_config("lbf", preset.held_out(t))
+        budgets[t] = OnlineConfig.profile(knobs.pop("profile"), env="lbf", **knobs
+                                          ).total_env_steps
+    assert {budgets[t] for t in held_out} == {500_000}
+    assert {b for t, b in budgets.items() if t not in held_out} == {1_500_000}
 
 
 def test_the_paper_preset_builds_every_model_at_the_paper_s_scale():

@@ -19,8 +19,10 @@ conversion, booleans are bytes, and the loader's gather is one numpy call per ar
 
 Layout of `<cache_dir>/<env>-<selection hash>-<data hash>/`:
     manifest.json        key, lake root, selection, tasks, lake table versions, lake files
-                         (path + size), standardisation stats (and how many checkpoints'
-                         came from their dataset cards): written last
+                         (path + size), standardisation stats of the selection's
+                         `standardisation_scope` (the whole split: one statistic for every
+                         model of an experiment), its scope and how many checkpoints' came
+                         from their dataset cards: written last
     episodes.json        which episodes, per task, in stream order (run, quality,
                          checkpoint, episode, length, steps_file, first_row)
     NN-<scenario>/       per task, S = its selected steps (canonical episode order):
@@ -74,11 +76,12 @@ from lake_schema.stats import Moments, combine, moments
 from lake_schema.storage import Lake
 from trainer.data.selection import DataSelection, ResolvedSelection, TaskEpisodes, resolve_selection
 from trainer.data.stats import ObsStats
+from trainer.errors import SelectionError
 from trainer.progress import Progress
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 CACHE_ENV = "SABLE_LAKE_CACHE"
 MANIFEST = "manifest.json"
 EPISODES = "episodes.json"
@@ -244,15 +247,8 @@ def _columns_to_numpy(batch: pa.RecordBatch, n: int, f: int, a: int, rel: str) -
     return out
 
 
-def _build_task(lake: Lake, te: TaskEpisodes, out_dir: Path, env: str,
-                cards: dict[str, dict]) -> tuple[Moments, int]:
-    """Copy one task's selected episodes into .npy files, file by file; returns the obs
-    moments of the copied agent-steps and how many checkpoints they came from cards for.
-
-    A steps file is one checkpoint; when every one of its episodes is selected and `cards`
-    (by steps file) has its card, the card's moments are that checkpoint's: exact, computed
-    when it was written. Otherwise (a partly selected checkpoint, no current card) they are
-    computed from the rows as they are copied."""
+def _build_task(lake: Lake, te: TaskEpisodes, out_dir: Path, env: str) -> None:
+    """Copy one task's selected episodes into .npy files, steps file by steps file."""
     spec = ENVS[env]
     n, f, a, s = te.num_agents, spec.obs_width, spec.num_actions, te.num_steps
     out_dir.mkdir(parents=True)
@@ -267,8 +263,6 @@ def _build_task(lake: Lake, te: TaskEpisodes, out_dir: Path, env: str,
     first = np.zeros(s, np.bool_)
     first[ep_start] = True
     np.save(out_dir / "first.npy", first)
-    stats = Moments.empty(f)
-    from_cards = 0
     files = cols["steps_file"]
     # Episodes of one steps file are contiguous in canonical order (one file per run+checkpoint)
     change = np.flatnonzero(np.r_[True, files[1:] != files[:-1], True])
@@ -280,25 +274,44 @@ def _build_task(lake: Lake, te: TaskEpisodes, out_dir: Path, env: str,
             "episode": np.repeat(cols["episode"][idx], lengths[idx]),
             "step": np.concatenate([np.arange(lengths[i]) for i in idx]),
         }
-        card = cards.get(str(files[lo]))
-        whole = card is not None and int(card["episodes"]) == int(hi - lo)
         with open_checked(lake, str(files[lo])) as pf:
-            copied = _copy_file(pf, str(files[lo]), want, out, int(ep_start[lo]), env, n,
-                                with_stats=not whole)
-        stats = combine(stats, card_moments(card) if whole else copied)
-        from_cards += int(whole)
+            _copy_file(pf, str(files[lo]), want, out, int(ep_start[lo]), env, n)
     for arr in out.values():
         arr.flush()
     del out
-    return stats, from_cards
+
+
+def standardisation_moments(lake: Lake, scope: ResolvedSelection) -> tuple[Moments, int]:
+    """The observation moments of every agent-step of `scope` (whole checkpoints: see
+    `DataSelection.standardisation_scope`) and how many of its checkpoints they came from
+    dataset cards for. A checkpoint's card holds exact moments computed when it was written;
+    one without a current card (a lake written before cards) is read and computed."""
+    env = scope.selection.env_name
+    f = ENVS[env].obs_width
+    cards = current_cards(lake, Selection(
+        env=env, tasks=[t.task.split("/", 1)[1] for t in scope.tasks],
+        runs=scope.selection.runs), ["episodes", "obs_count", "obs_mean", "obs_m2"])
+    total, from_cards = Moments.empty(f), 0
+    for te in scope.tasks:
+        files, counts = np.unique(te.columns["steps_file"], return_counts=True)
+        for rel, count in zip(files.tolist(), counts.tolist(), strict=True):
+            card = cards.get(rel)
+            if card is not None and int(card["episodes"]) == count:
+                total, from_cards = combine(total, card_moments(card)), from_cards + 1
+                continue
+            rows = max(64, _BATCH_AGENT_STEPS // te.num_agents)
+            with open_checked(lake, rel) as pf:
+                for batch in pf.iter_batches(batch_size=rows, columns=["obs"],
+                                             use_threads=False):
+                    obs = batch.column("obs").flatten().flatten().to_numpy(zero_copy_only=False)
+                    total = combine(total, moments(obs.reshape(-1, f)))
+    return total, from_cards
 
 
 def _copy_file(pf: pq.ParquetFile, rel: str, want: dict[str, np.ndarray],
-               out: dict[str, np.ndarray], dst0: int, env: str, n: int,
-               with_stats: bool = True) -> Moments:
+               out: dict[str, np.ndarray], dst0: int, env: str, n: int) -> None:
     """Copy rows want["src"] of one steps file to out[dst0:], reading only the row groups
-    that hold them, one record batch at a time; returns the copied observations' moments
-    (empty unless `with_stats`)."""
+    that hold them, one record batch at a time."""
     spec = ENVS[env]
     f, a = spec.obs_width, spec.num_actions  # columns checked by open_checked
     src = want["src"]
@@ -310,7 +323,6 @@ def _copy_file(pf: pq.ParquetFile, rel: str, want: dict[str, np.ndarray],
     batch_rows = max(64, _BATCH_AGENT_STEPS // n)
     order = np.argsort(src, kind="stable")
     sorted_src = src[order]
-    stats = Moments.empty(f)
     for g in range(pf.num_row_groups):
         lo_g, hi_g = np.searchsorted(sorted_src, rg_start[g:g + 2])
         if lo_g == hi_g:
@@ -330,10 +342,7 @@ def _copy_file(pf: pq.ParquetFile, rel: str, want: dict[str, np.ndarray],
                                              "(episode/step columns disagree)")
                 for k in out:
                     out[k][dst0 + pos] = data[k][take]
-                if with_stats:
-                    stats = combine(stats, moments(data["obs"][take]))
             row0 = row1
-    return stats
 
 
 def _key(lake: Lake, selection: DataSelection, resolved: ResolvedSelection,
@@ -405,12 +414,7 @@ def build_cache(lake: Lake, selection: DataSelection,
     env = selection.env_name
     try:
         tmp.mkdir()
-        total = Moments.empty(ENVS[env].obs_width)
         tasks = []
-        cards = current_cards(lake, Selection(
-            env=env, tasks=[t.task.split("/", 1)[1] for t in resolved.tasks],
-            runs=selection.runs), ["episodes", "obs_count", "obs_mean", "obs_m2"])
-        from_cards = 0
         # Progress in steps (what a task's build time grows with), a line per task.
         progress = Progress(sum(te.num_steps for te in resolved.tasks), "steps cached",
                             rate_unit="steps/s", log=log, logger=logger)
@@ -418,21 +422,28 @@ def build_cache(lake: Lake, selection: DataSelection,
                      f"tasks of {env})")
         for i, te in enumerate(resolved.tasks):
             d = f"{i:02d}-{te.task.split('/', 1)[1]}"
-            moments_i, cards_i = _build_task(lake, te, tmp / d, env, cards)
-            total = combine(total, moments_i)
-            from_cards += cards_i
+            _build_task(lake, te, tmp / d, env)
             tasks.append(CacheTask(te.task, te.num_agents, te.num_steps, te.num_episodes, d))
             progress.emit(sum(t.num_steps for t in tasks),
                           extra=f"  | task {i + 1}/{len(resolved.tasks)} {te.task}")
-        checkpoints = len(resolved.steps_files)
-        progress.say(f"standardisation statistics: {from_cards} of {checkpoints} checkpoints from "
-                     "their dataset cards, the rest computed")
+        try:
+            scope = resolve_selection(lake, dataclasses.replace(
+                selection.standardisation_scope(), as_of=versions))
+        except SelectionError as e:
+            raise SelectionError(f"standardisation statistics come from every task of the "
+                                 f"selection's split or tasks: {e}") from None
+        total, from_cards = standardisation_moments(lake, scope)
+        checkpoints = len(scope.steps_files)
+        progress.say(f"standardisation statistics of {len(scope.tasks)} task(s) "
+                     f"({', '.join(t.task for t in scope.tasks)}): {from_cards} of "
+                     f"{checkpoints} checkpoints from their dataset cards, the rest computed")
         (tmp / EPISODES).write_text(json.dumps({t.task: t.to_json() for t in resolved.tasks}))
         manifest = {
             "version": CACHE_VERSION, "key": final.name, "env": env, "lake": lake.root,
             "selection": selection.to_json(), "versions": versions,
             "tasks": [t.__dict__ for t in tasks],
             "files": stamps, "stats": ObsStats.from_moments(total).to_json(),
+            "stats_scope": scope.selection.to_json(),
             "stats_from_cards": {"checkpoints": from_cards, "of": checkpoints},
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }

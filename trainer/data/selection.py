@@ -118,6 +118,21 @@ class DataSelection:
         """The selected tasks as `env/scenario`, in selection (= task index) order."""
         return self._names
 
+    def standardisation_scope(self) -> DataSelection:
+        """The episodes whose observation statistics standardise this selection's model: every
+        episode (every quality, every checkpoint) of the whole split, or of the named tasks,
+        of the same runs at the same table versions.
+
+        Why not the selection itself: the paper standardises per environment, and a
+        comparison of models (1 task against 5, `high` against `all`) must not also compare
+        different input statistics. Every model of one experiment names the same split, so
+        all of them see one statistic."""
+        if self.split is not None:
+            return DataSelection(env=self.env_name, split=self.split, runs=self.runs,
+                                 as_of=self.as_of)
+        return DataSelection(env=self.env_name, tasks=self.task_names, runs=self.runs,
+                             as_of=self.as_of)
+
     @classmethod
     def from_json(cls, d: dict) -> DataSelection:
         """Inverse of `to_json` (a split selection stays a split selection)."""
