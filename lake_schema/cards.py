@@ -7,7 +7,10 @@ checkpoint's write also commits one row of the `cards` table (same key as its `s
 `episodes`, replaced with them; `lake_schema.writer`) summarising exactly those rows:
 episodes and steps, return moments and quantiles, per-feature observation moments (count,
 mean, M2: mergeable), min, max and a uniform sample of agent-steps (for quantiles), action
-counts per agent slot, and what produced the rows (config, code version).
+counts per agent slot, what produced the rows (config, code version), and the share of its
+steps whose discounted return-to-go lies outside the env's HL-Gauss value support
+(`lake_schema.returns`: what the offline critics would see clipped; null on a card written
+before that column, until `card --backfill` or `migrate` fills it in).
 
 The card of a (task, run) is the aggregation of its checkpoint rows (`dataset_cards`): exact
 moments for any subset of checkpoints (Chan et al.'s combine), observation quantiles from
@@ -37,6 +40,13 @@ import pyarrow as pa
 from lake_schema.catalogue import Task
 from lake_schema.errors import LakeValueError
 from lake_schema.reader import Selection, read_table
+from lake_schema.returns import (
+    GAMMA,
+    MAX_OUTSIDE,
+    SupportFit,
+    lengths_from_steps,
+    returns_to_go_fit,
+)
 from lake_schema.schema import CARD_QUANTILES, CARD_SAMPLE
 from lake_schema.stats import Moments, combine, moments
 from lake_schema.storage import Lake
@@ -71,6 +81,15 @@ def _numpy_steps(steps: pa.Table, num_agents: int) -> tuple[np.ndarray, np.ndarr
     obs = steps["obs"].combine_chunks().flatten().flatten().to_numpy(zero_copy_only=False)
     action = steps["action"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
     return obs.reshape(s, num_agents, -1), action.reshape(s, num_agents)
+
+
+def rtg_fit(task: Task, steps: pa.Table) -> SupportFit:
+    """The discounted returns-to-go (gamma 0.99, no bootstrap) of a checkpoint's `steps`
+    rows (their `step` and `reward` columns, episodes back to back as stored) against the
+    env's value support."""
+    step = steps["step"].to_numpy()
+    reward = steps["reward"].to_numpy()
+    return returns_to_go_fit(reward, lengths_from_steps(step), task.spec.value_support)
 
 
 def card_record(task: Task, steps: pa.Table, episodes: pa.Table, steps_file: str,
@@ -121,6 +140,7 @@ def card_record(task: Task, steps: pa.Table, episodes: pa.Table, steps_file: str
         "config": config,
         "code_version": version,
         "written_at": dt.datetime.now(dt.UTC),
+        "rtg_outside_support": rtg_fit(task, steps).fraction,
     }
 
 
@@ -170,6 +190,16 @@ def return_moments(rows: Sequence[dict]) -> Moments:
     return m
 
 
+def rtg_share(rows: Sequence[dict]) -> float | None:
+    """The returns-to-go share outside the value support of the union of some checkpoints'
+    card rows (weighted by their steps), over the rows that have it; None if none has."""
+    rows = [r for r in rows if r.get("rtg_outside_support") is not None]
+    steps = sum(r["steps"] for r in rows)
+    if not steps:
+        return None
+    return sum(r["rtg_outside_support"] * r["steps"] for r in rows) / steps
+
+
 @dataclass(frozen=True)
 class DatasetCard:
     """The card of one task dataset (task, run): its current checkpoint rows (sorted by
@@ -199,6 +229,20 @@ class DatasetCard:
         """[N agent slots, A actions]: each slot's share of each action over the run."""
         counts = np.sum([r["action_counts"] for r in self.checkpoints], axis=0)
         return counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+
+    @property
+    def rtg_outside_support(self) -> float | None:
+        """The share of the dataset's steps whose discounted return-to-go lies outside the
+        env's value support: the checkpoints' shares weighted by their steps (exact: each is
+        a count over steps). None when no checkpoint's card has it (cards written before the
+        column); `rtg_unknown` names the checkpoints left out."""
+        return rtg_share(self.checkpoints)
+
+    @property
+    def rtg_unknown(self) -> tuple[int, ...]:
+        """Checkpoints whose card does not have the returns-to-go share (written before it)."""
+        return tuple(r["checkpoint"] for r in self.checkpoints
+                     if r.get("rtg_outside_support") is None)
 
     @property
     def producers(self) -> list[tuple[str | None, str | None]]:
@@ -260,6 +304,25 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]
     return [lines[0], "  ".join("-" * w for w in widths), *lines[1:]]
 
 
+def _share(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2%}"
+
+
+def rtg_line(card: DatasetCard) -> str:
+    """One line: the dataset's share of returns-to-go outside the value support, and the
+    checkpoints it does not cover (cards written before it), with the fix."""
+    lo, hi = card.task.spec.value_support
+    share = card.rtg_outside_support
+    line = (f"returns-to-go (gamma {GAMMA}) outside the value support [{lo:g}, {hi:g}]: "
+            + ("not computed" if share is None else f"{share:.2%} of the steps")
+            + (f" (over {MAX_OUTSIDE:.0%}: the critic's targets are clipped)"
+               if share is not None and share > MAX_OUTSIDE else ""))
+    if card.rtg_unknown:
+        line += (f"; not computed for checkpoint(s) {', '.join(map(str, card.rtg_unknown))} "
+                 "(cards written before it): `python -m lake_schema card --backfill`")
+    return line
+
+
 def format_card(card: DatasetCard, max_features: int | None = None) -> str:
     """The card as text: what `python -m lake_schema card TASK` prints."""
     t = card.task
@@ -281,14 +344,16 @@ def format_card(card: DatasetCard, max_features: int | None = None) -> str:
                      f"{ref['random_episodes']} episodes)")
     for config, version in card.producers:
         lines.append(f"  produced by: {version or 'unknown code'}; config {config or 'unknown'}")
+    lines.append("  " + rtg_line(card))
     q_names = [f"p{round(q * 100)}" for q in CARD_QUANTILES]
     lines += ["", "returns per checkpoint:"]
     lines += ["  " + x for x in _table(
         ["checkpoint", "quality", "env_steps", "episodes", "steps", "mean", "std", "min",
-         *q_names, "max"],
+         *q_names, "max", "rtg_out"],
         [[r["checkpoint"], r["quality"], r["env_steps"], r["episodes"], r["steps"],
           _num(r["return_mean"]), _num(np.sqrt(r["return_m2"] / r["episodes"])),
-          _num(r["return_min"]), *map(_num, r["return_quantiles"]), _num(r["return_max"])]
+          _num(r["return_min"]), *map(_num, r["return_quantiles"]), _num(r["return_max"]),
+          _share(r.get("rtg_outside_support"))]
          for r in card.checkpoints])]
     lines += ["", "returns per quality:"]
     per_quality = []
@@ -299,10 +364,11 @@ def format_card(card: DatasetCard, max_features: int | None = None) -> str:
             per_quality.append([q, len(rows), m.count, sum(r["steps"] for r in rows),
                                 _num(m.mean[0]), _num(m.std[0]),
                                 _num(min(r["return_min"] for r in rows)),
-                                _num(max(r["return_max"] for r in rows))])
+                                _num(max(r["return_max"] for r in rows)),
+                                _share(rtg_share(rows))])
     lines += ["  " + x for x in _table(
-        ["quality", "checkpoints", "episodes", "steps", "mean", "std", "min", "max"],
-        per_quality)]
+        ["quality", "checkpoints", "episodes", "steps", "mean", "std", "min", "max",
+         "rtg_out"], per_quality)]
     obs = card.obs()
     width = t.spec.obs_width if max_features is None else min(max_features, t.spec.obs_width)
     lines += ["", f"observations per feature ({obs.moments.count} agent-steps; quantiles from a "
@@ -329,6 +395,9 @@ def card_json(card: DatasetCard) -> dict:
     return {
         "task": card.task.name, "run": card.run, "episodes": card.episodes,
         "steps": card.steps, "stale_checkpoints": list(card.stale),
+        "value_support": list(card.task.spec.value_support),
+        "rtg_outside_support": card.rtg_outside_support,
+        "rtg_not_computed": list(card.rtg_unknown),
         "reference": None if card.reference is None else {
             k: v for k, v in card.reference.items() if k != "recorded_at"},
         "checkpoints": [{k: v for k, v in r.items() if k not in skip}

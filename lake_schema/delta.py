@@ -34,6 +34,7 @@ from lake_schema.errors import (
     SchemaVersionError,
 )
 from lake_schema.schema import (
+    ADDED_COLUMNS,
     META_TABLE,
     META_VERSION,
     SCHEMA_VERSION,
@@ -127,10 +128,12 @@ def _shape(t: pa.DataType) -> str:
 
 
 def column_differences(got: pa.Schema, spec: TableSpec) -> list[str]:
-    """How a file's columns differ from the table's (empty when they match)."""
+    """How a file's columns differ from the table's (empty when they match). A column added
+    to the table since (`schema.ADDED_COLUMNS`) may be missing: the file predates it."""
     have = {f.name: _shape(f.type) for f in got}
     want = {f.name: _shape(f.type) for f in spec.schema}
-    diff = [f"missing {n}" for n in want if n not in have]
+    added = ADDED_COLUMNS.get(spec.name, ())
+    diff = [f"missing {n}" for n in want if n not in have and n not in added]
     diff += [f"unexpected {n}" for n in have if n not in want]
     diff += [f"{n} is {have[n]}, expected {want[n]}" for n in want
              if n in have and have[n] != want[n]]
@@ -209,11 +212,13 @@ def open_table(lake: Lake, tid: str, version: int | None = None) -> DeltaTable |
 
 
 def ensure_table(lake: Lake, tid: str) -> DeltaTable:
-    """Open `tid`, creating it (empty, version 0) if the lake has none; concurrent creators
-    are fine: the loser of the version-0 commit opens the winner's table."""
+    """Open `tid` for writing, creating it (empty, version 0) if the lake has none, and adding
+    the columns the code has added since the table was created (`add_missing_columns`);
+    concurrent creators are fine: the loser of the version-0 commit opens the winner's
+    table."""
     dt = open_table(lake, tid)
     if dt is not None:
-        return dt
+        return add_missing_columns(lake, tid, dt)
     lake.prepare_for_writing()
     spec = spec_of(tid)
     with contextlib.suppress(DeltaError):  # another writer created it first: open theirs
@@ -224,6 +229,41 @@ def ensure_table(lake: Lake, tid: str) -> DeltaTable:
     dt = open_table(lake, tid)
     if dt is None:
         raise LakeFileError(tid, "could not create the Delta table")
+    return dt
+
+
+def missing_columns(dt: DeltaTable, tid: str) -> list[pa.Field]:
+    """The columns of `schema.ADDED_COLUMNS` that the table's Delta schema lacks (a table
+    created before they were added), as the table would hold them."""
+    spec = spec_of(tid)
+    have = set(pa.schema(dt.schema().to_arrow()).names)
+    return [f for f in file_schema(spec)
+            if f.name in ADDED_COLUMNS.get(spec.name, ()) and f.name not in have]
+
+
+def add_missing_columns(lake: Lake, tid: str, dt: DeltaTable) -> DeltaTable:
+    """Add the table's missing added columns (nullable) to its Delta schema: one ADD COLUMN
+    commit (a metadata change; no data file is rewritten, and every reader gives null for
+    the files written before). Why on write: the rows the code writes have the columns, and
+    delta-rs refuses rows whose columns the table does not have; a lake only read is never
+    changed. A concurrent writer adding the same columns is fine: whichever commit lands,
+    the columns are there afterwards (checked, or a LakeFileError naming the table)."""
+    fields = missing_columns(dt, tid)
+    if not fields:
+        return dt
+    from deltalake import Field  # delta-rs's own field type: what `alter` takes
+
+    lake.prepare_for_writing()
+    try:
+        dt.alter.add_columns([Field.from_arrow(f) for f in fields])
+    except (CommitFailedError, DeltaError) as e:
+        dt = open_table(lake, tid)
+        if dt is None or missing_columns(dt, tid):
+            raise LakeFileError(tid, f"could not add the column(s) "
+                                     f"{', '.join(f.name for f in fields)} ({_one_line(e)})"
+                                ) from e
+        return dt
+    dt.update_incremental()
     return dt
 
 

@@ -22,7 +22,7 @@ import duckdb
 from lake_schema import delta
 from lake_schema.catalogue import ENVS
 from lake_schema.reader import check_partition_values
-from lake_schema.schema import TABLES, table_spec
+from lake_schema.schema import ADDED_COLUMNS, TABLES, table_spec
 from lake_schema.storage import Lake
 
 
@@ -62,7 +62,24 @@ def connect(lake: Lake, database: str = ":memory:",
                 selects.append(f"SELECT * FROM {src}")
         source = " UNION ALL BY NAME ".join(selects) if selects else _empty_select(table)
         con.execute(f'CREATE OR REPLACE VIEW "{table}" AS {source}')
+        _add_missing_columns(con, table, source)
     return con
+
+
+def _add_missing_columns(con: duckdb.DuckDBPyConnection, table: str, source: str) -> None:
+    """Give the view the table's added columns (`schema.ADDED_COLUMNS`) that none of its
+    files has yet (a lake written before them), as NULL: not computed."""
+    added = ADDED_COLUMNS.get(table, ())
+    if not added:
+        return
+    have = {row[0] for row in con.execute(f'DESCRIBE "{table}"').fetchall()}
+    missing = [c for c in added if c not in have]
+    if not missing:
+        return
+    types = {name: ctype for name, ctype, *_ in con.execute(
+        f"DESCRIBE {_empty_select(table)}").fetchall()}
+    nulls = ", ".join(f'NULL::{types[c]} AS "{c}"' for c in missing)
+    con.execute(f'CREATE OR REPLACE VIEW "{table}" AS SELECT *, {nulls} FROM ({source})')
 
 
 def _read_parquet(lake: Lake, table: str, rels: list[str]) -> str:
@@ -70,7 +87,9 @@ def _read_parquet(lake: Lake, table: str, rels: list[str]) -> str:
     types = {p: "INTEGER" if p == "checkpoint" else "VARCHAR" for p in spec.delta_partitions}
     hive = "{" + ", ".join(f"'{k}': '{v}'" for k, v in types.items()) + "}"
     paths = ", ".join("'" + lake.url(r).replace("'", "''") + "'" for r in rels)
-    return f"read_parquet([{paths}], hive_partitioning = true, hive_types = {hive})"
+    # files written before an added column lack it: match the files' columns by name
+    union = ", union_by_name = true" if ADDED_COLUMNS.get(table) else ""
+    return f"read_parquet([{paths}], hive_partitioning = true, hive_types = {hive}{union})"
 
 
 def _empty_select(table: str) -> str:

@@ -7,6 +7,12 @@ anything moves, so a refusal changes nothing. Then the old folders are moved asi
 `_pre_delta/`, each checkpoint is committed like a new write (steps, then the episodes
 index pointing at the new steps file), references and evaluations are copied, and the old
 files are deleted (kept with `--keep-old`).
+
+A Delta lake whose tables predate a column added since (`schema.ADDED_COLUMNS`) is brought
+up to date too: the columns are added to those tables' Delta schemas (null in the rows
+written before) and filled in where the lake's own rows determine them (a card's
+`rtg_outside_support`, from its steps' rewards: `writer.backfill_rtg`); a value that cannot
+be computed stays null, meaning not computed.
 """
 
 from __future__ import annotations
@@ -90,7 +96,9 @@ def migrate(lake: Lake, keep_old: bool = False) -> Iterator[str]:
                 "_staging/ to drop them, then run migrate again")
     old = legacy_files(lake)
     if not old:
-        yield f"{lake.root}: nothing to migrate (no pre-Delta files)"
+        lines = list(add_columns(lake))
+        yield from lines or [f"{lake.root}: nothing to migrate (no pre-Delta files, no "
+                             "column to add)"]
         return
     for table in old:
         tid = "episodes" if table == "steps" else table  # steps tables live in steps/<env>
@@ -138,4 +146,22 @@ def migrate(lake: Lake, keep_old: bool = False) -> Iterator[str]:
         yield f"removed {OLD}/ (the old files)"
     else:
         yield f"kept the old files in {OLD}/ (delete it when satisfied)"
+    yield from add_columns(lake)
     yield "done: run `python -m lake_schema verify --deep` to check the new tables"
+
+
+def add_columns(lake: Lake) -> Iterator[str]:
+    """Add the columns of `schema.ADDED_COLUMNS` to the lake's Delta tables created before
+    them, then fill in what the rows determine; yields one line per change (none: the lake
+    is up to date). Readers never need this (they give null for a missing added column);
+    it makes the tables' schemas current and the values known."""
+    from lake_schema.writer import backfill_rtg
+
+    for tid in delta.existing_tables(lake):
+        dt = delta.open_table(lake, tid)
+        fields = delta.missing_columns(dt, tid) if dt is not None else []
+        if fields:
+            delta.add_missing_columns(lake, tid, dt)
+            yield (f"{tid}: added column(s) {', '.join(f.name for f in fields)} (null in the "
+                   "rows written before: not computed)")
+    yield from backfill_rtg(lake)

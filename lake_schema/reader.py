@@ -28,7 +28,9 @@ from lake_schema.errors import (
     UnknownTaskError,
 )
 from lake_schema.schema import (
+    ADDED_COLUMNS,
     LAYOUT,
+    TableSpec,
     check_table,
     table_spec,
     validate_partition,
@@ -37,7 +39,7 @@ from lake_schema.storage import Lake
 
 __all__ = ["LakeFileError", "SchemaVersionError", "Selection", "Snapshot", "list_files",
            "open_checked", "parse_partition", "read_files", "read_table",
-           "snapshot", "table_versions"]
+           "snapshot", "table_versions", "with_added_columns"]
 
 
 @dataclass(frozen=True)
@@ -220,6 +222,20 @@ def _with_partitions(table: pa.Table, rel: str) -> pa.Table:
     return table
 
 
+def with_added_columns(data: pa.Table, spec: TableSpec, wanted: Sequence[str],
+                       num_rows: int) -> pa.Table:
+    """`data` (one file's columns) plus, as nulls, the `wanted` columns the file predates
+    (`schema.ADDED_COLUMNS`: null means not computed), in the table's column order."""
+    missing = [c for c in ADDED_COLUMNS.get(spec.name, ())
+               if c in wanted and c not in data.column_names]
+    for c in missing:
+        data = data.append_column(spec.schema.field(c), pa.nulls(num_rows,
+                                                                 spec.schema.field(c).type))
+    if missing:
+        data = data.select([c for c in spec.schema.names if c in data.column_names])
+    return data
+
+
 def read_files(
     lake: Lake, files: Iterable[str], table: str, env: str | None, columns: list[str] | None
 ) -> pa.Table:
@@ -230,17 +246,21 @@ def read_files(
     for rel in files:
         with open_checked(lake, rel) as pf:
             expected = spec.schema
-            wanted = [c for c in columns if c in expected.names] if columns is not None else None
+            wanted = [c for c in columns if c in expected.names] if columns is not None else (
+                expected.names)
+            present = set(pf.schema_arrow.names)
             try:
-                if wanted == []:  # partition columns only: keep the row count, read nothing
-                    n = pf.metadata.num_rows
+                if not any(c in present for c in wanted):  # partition or added columns only:
+                    n = pf.metadata.num_rows  # keep the row count, read nothing
                     data = pa.table({"_": pa.nulls(n)}).drop_columns(["_"])
                 else:
-                    data = pf.read(columns=wanted, use_threads=False)
+                    data = pf.read(columns=[c for c in wanted if c in present],
+                                   use_threads=False)
                     target = pa.schema([expected.field(c) for c in data.column_names])
                     data = data.cast(target)
             except Exception as e:
                 raise LakeFileError(rel, f"corrupted data ({e})") from e
+            data = with_added_columns(data, spec, wanted, pf.metadata.num_rows)
         parts.append(_with_partitions(data, rel))
     full = spec.full_schema()
     if columns is not None:

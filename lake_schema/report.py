@@ -18,6 +18,7 @@ import math
 from typing import Any
 
 import duckdb
+import numpy as np
 import polars as pl
 
 # A model's latest evaluation per task: rows of its current training run first (a model
@@ -34,6 +35,13 @@ WITH ranked AS (
 SELECT env, task, model, algorithm, split, "update", episodes, mean_return, std_return,
        normalised_return, reference_return, config
 FROM ranked WHERE r = 1
+"""
+# The random policy's return of the `references` row each evaluation was normalised with
+# (the row whose online Sable return is the evaluation's `reference_return`): the
+# normalisation's scale where that return is not positive (`lake_schema.checks.Reference`).
+RANDOM_OF_REFERENCE = """
+SELECT env, task, sable_return AS reference_return, any_value(random_return) AS random_return
+FROM "references" GROUP BY ALL
 """
 
 # Settings of how a model was trained that are not what it is: logging, checkpointing,
@@ -81,10 +89,13 @@ def _text(value: Any) -> str:
 
 
 def latest_evaluations(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """Each model's latest evaluation per task, with its seed and a `configuration` id."""
+    """Each model's latest evaluation per task, with its seed, a `configuration` id and
+    `normalised_se`: the per-episode standard error of its normalised return (the episodes'
+    standard deviation over sqrt(episodes), in normalised units; null without a scale)."""
     latest = pl.from_arrow(con.sql(LATEST_EVALUATIONS).to_arrow_table())
     if latest.is_empty():
         return latest
+    latest = latest.with_columns(normalised_se=_per_episode_se(con, latest))
     knobs = [knobs_of(c, e) for c, e in zip(latest["config"], latest["episodes"], strict=True)]
     names = sorted({k for row in knobs for k in row} - {"seed"}, key=_knob_order)
     columns = {name: [row.get(name, "null") for row in knobs] for name in ["seed", *names]}
@@ -92,6 +103,23 @@ def latest_evaluations(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
         json.dumps({n: row.get(n, "null") for n in names}, sort_keys=True) for row in knobs]
     # `algorithm` comes back as a knob, from the config
     return latest.drop("config", "algorithm").hstack(pl.DataFrame(columns))
+
+
+def _per_episode_se(con: duckdb.DuckDBPyConnection, latest: pl.DataFrame) -> pl.Series:
+    """std_return / sqrt(episodes) / scale, where scale is the normalisation's: online Sable's
+    return when positive (the paper's R / R_Sable), else online Sable's minus random's."""
+    try:
+        randoms = pl.from_arrow(con.sql(RANDOM_OF_REFERENCE).to_arrow_table())
+    except duckdb.Error:  # a lake without references: no scale known
+        randoms = pl.DataFrame(schema={"env": pl.String, "task": pl.String,
+                                       "reference_return": pl.Float64,
+                                       "random_return": pl.Float64})
+    joined = latest.select("env", "task", "reference_return", "std_return", "episodes").join(
+        randoms, on=["env", "task", "reference_return"], how="left", maintain_order="left")
+    ref = pl.col("reference_return")
+    scale = pl.when(ref > 0).then(ref).otherwise(ref - pl.col("random_return"))
+    se = pl.col("std_return") / pl.col("episodes").cast(pl.Float64).sqrt() / scale.abs()
+    return joined.select(se.alias("normalised_se")).to_series()
 
 
 def _knob_order(name: str) -> tuple[int, str]:
@@ -103,7 +131,8 @@ def _knob_order(name: str) -> tuple[int, str]:
 def knob_columns(latest: pl.DataFrame) -> list[str]:
     """The knob columns of `latest_evaluations` (everything but the fixed columns)."""
     fixed = {"env", "task", "model", "split", "update", "episodes", "mean_return",
-             "std_return", "normalised_return", "reference_return", "seed", "configuration"}
+             "std_return", "normalised_return", "reference_return", "seed", "configuration",
+             "normalised_se"}
     return [c for c in latest.columns if c not in fixed]
 
 
@@ -119,13 +148,24 @@ def _mean_se_n(values: pl.Expr, name: str) -> list[pl.Expr]:
 
 
 def per_seed(latest: pl.DataFrame) -> pl.DataFrame:
-    """Each model's mean normalised return over the tasks of each split (one row a model)."""
+    """Each model's mean normalised return over the tasks of each split (one row a model),
+    and `<split>_episode_se`: its per-episode standard error (the tasks' errors combined:
+    sqrt(sum se_t^2) / T; null when a task has none)."""
     index = ["env", "configuration", "model", "seed", *knob_columns(latest)]
-    by_split = latest.group_by([*index, "split"]).agg(pl.col("normalised_return").mean())
+    by_split = latest.group_by([*index, "split"]).agg(
+        pl.col("normalised_return").mean(),
+        ((pl.col("normalised_se") ** 2).sum().sqrt() / pl.len()).alias("episode_se"),
+        pl.col("normalised_se").null_count().alias("missing_se"))
+    by_split = by_split.with_columns(
+        pl.when(pl.col("missing_se") == 0).then(pl.col("episode_se")).alias("episode_se"))
     wide = by_split.pivot(on="split", index=index, values="normalised_return")
+    se = by_split.pivot(on="split", index=index, values="episode_se")
+    se = se.rename({split: f"{split}_episode_se" for split in SPLITS if split in se.columns})
+    wide = wide.join(se, on=index, how="left", nulls_equal=True)
     for split in SPLITS:
-        if split not in wide.columns:
-            wide = wide.with_columns(pl.lit(None, pl.Float64).alias(split))
+        for column in (split, f"{split}_episode_se"):
+            if column not in wide.columns:
+                wide = wide.with_columns(pl.lit(None, pl.Float64).alias(column))
     return wide
 
 
@@ -253,26 +293,105 @@ def model_table(latest: pl.DataFrame, split: str) -> pl.DataFrame:
             .sort(["update", "model"], descending=[True, False]))
 
 
-def multi_vs_single(latest: pl.DataFrame) -> pl.DataFrame:
-    """Held-out normalised return of the multi-task configuration (most training tasks) over
-    the single-task ones (their mean), within each group that differs only in its tasks."""
-    scaling = compare(latest, "train_tasks")
+def task_scaling_gain(latest: pl.DataFrame, resamples: int = 4000, seed: int = 0
+                      ) -> pl.DataFrame:
+    """The paper's headline (Figures 1 and 4): on held-out tasks, the maximum over the number
+    of training tasks k of test(k) / test(1), per algorithm and averaged over the algorithms
+    of each env; beside it test(M) / test(1) at the most training tasks M.
+
+    test(k) is the mean over seeds of a model's mean normalised return on the held-out tasks,
+    within one task-scaling group (configurations equal in every knob but their tasks).
+    Uncertainty: a bootstrap over seeds (each k's seeds resampled with replacement, the
+    statistics recomputed) when every k has several seeds; with one seed, each test(k) is
+    drawn from a normal with its per-episode standard error instead. Columns `*_lo`/`*_hi`
+    are the 2.5 and 97.5 percentiles, `*_se` the bootstrap standard deviation. The maximum
+    over k is biased upwards by noise (it picks the luckiest k): `at_m` does not pick.
+    Rows: one per (env, algorithm, `compared`: the other knobs that tell the groups apart),
+    then one `mean` row per env averaging them (the paper's figure); a gain is null where
+    test(1) is not positive."""
+    scaling = per_seed(latest) if not latest.is_empty() else pl.DataFrame()
     if scaling.is_empty():
         return pl.DataFrame()
+    rng = np.random.default_rng(seed)
+    knobs = [k for k in knob_columns(latest) if k not in ("train_tasks", "num_train_tasks")]
     rows = []
-    for (env, compared), group in scaling.group_by(["env", "compared"], maintain_order=True):
-        single = group.filter(pl.col("num_train_tasks") == 1)
-        most = group["num_train_tasks"].max()
-        if single.is_empty() or most == 1:
+    for (env,), part in scaling.group_by(["env"], maintain_order=True):
+        context = differing(part, knobs)
+        groups = []
+        for _, group in part.group_by(knobs, maintain_order=True):
+            counts = sorted({int(k) for k in group["num_train_tasks"].to_list()})
+            if len(counts) < 2 or counts[0] != 1 or group["test"].null_count():
+                continue
+            by_k = [group.filter(pl.col("num_train_tasks") == str(k)) for k in counts]
+            first = group.row(0, named=True)
+            others = label(first, [k for k in context if k != "algorithm"])
+            groups.append(((first["algorithm"], "" if others == "all" else others), counts,
+                           by_k))
+        if not groups:
             continue
-        multi = group.filter(pl.col("num_train_tasks") == most)
-        m, s = multi["test_mean"].mean(), single["test_mean"].mean()
-        rows.append({"env": env, "compared": compared, "multi_tasks": int(most),
-                     "multi_test": m, "single_test": s,
-                     "multi_over_single": m / s if s else None,
-                     "seeds_multi": int(multi["test_n"].sum()),
-                     "seeds_single": int(single["test_n"].sum())})
-    return pl.DataFrame(rows) if rows else pl.DataFrame()
+        draws, one_seed = [], False
+        for name, counts, by_k in groups:
+            point = np.array([g["test"].mean() for g in by_k])
+            n = [len(g) for g in by_k]
+            one_seed |= min(n) == 1
+            sample = np.empty((resamples, len(counts)))
+            for j, g in enumerate(by_k):
+                values = g["test"].to_numpy()
+                if min(n) > 1:
+                    pick = rng.integers(0, len(values), (resamples, len(values)))
+                    sample[:, j] = values[pick].mean(axis=1)
+                else:
+                    se = g["test_episode_se"].to_numpy().astype(float)
+                    se = np.sqrt(np.sum(np.nan_to_num(se) ** 2)) / len(se)
+                    sample[:, j] = rng.normal(values.mean(), se, resamples)
+            gain, at_m = _gains(point[None, :])
+            gains, at_ms = _gains(sample)
+            draws.append((gains, at_ms))
+            rows.append(_gain_row(env, name, counts, point, gain[0], at_m[0], gains, at_ms,
+                                  n, one_seed=min(n) == 1))
+        if len(groups) > 1:
+            mine = rows[-len(groups):]
+            mean_gain = np.mean([np.nan if r["gain"] is None else r["gain"] for r in mine])
+            mean_at_m = np.mean([np.nan if r["at_m"] is None else r["at_m"] for r in mine])
+            rows.append(_gain_row(
+                env, ("mean", ""), None, None, mean_gain, mean_at_m,
+                np.mean([d[0] for d in draws], axis=0), np.mean([d[1] for d in draws], axis=0),
+                [min(r["seeds"] for r in mine)], one_seed=one_seed))
+    return pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
+
+
+def _gains(test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """max_k test[:, k] / test[:, 0] and test[:, -1] / test[:, 0] per row of [draws, K]
+    (NaN where test(1) is not positive: a ratio to a non-positive return means nothing)."""
+    base = test[:, :1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(base > 0, test / base, np.nan)
+    return ratio.max(axis=1), ratio[:, -1]
+
+
+def _gain_row(env: str, name: tuple[str, str], counts: list[int] | None, point: np.ndarray | None,
+              gain: float, at_m: float, gains: np.ndarray, at_ms: np.ndarray, seeds: list[int],
+              one_seed: bool) -> dict[str, Any]:
+    def q(x: np.ndarray, p: float) -> float | None:
+        x = x[np.isfinite(x)]
+        return float(np.percentile(x, p)) if len(x) else None
+
+    def sd(x: np.ndarray) -> float | None:
+        x = x[np.isfinite(x)]
+        return float(x.std(ddof=1)) if len(x) > 1 else None
+
+    best = None if point is None or not np.isfinite(gain) else counts[int(np.nanargmax(
+        point / point[0]))]
+    return {"env": env, "algorithm": name[0], "compared": name[1],
+            "gain": float(gain) if np.isfinite(gain) else None, "gain_se": sd(gains),
+            "gain_lo": q(gains, 2.5), "gain_hi": q(gains, 97.5), "best_k": best,
+            "at_m": float(at_m) if np.isfinite(at_m) else None, "at_m_se": sd(at_ms),
+            "at_m_lo": q(at_ms, 2.5), "at_m_hi": q(at_ms, 97.5),
+            "m": None if counts is None else counts[-1],
+            "test_by_k": None if point is None else " / ".join(
+                f"{k}: {v:.3f}" for k, v in zip(counts, point, strict=True)),
+            "seeds": min(seeds),
+            "uncertainty": "per-episode s.e. (1 seed)" if one_seed else "bootstrap over seeds"}
 
 
 # The comparisons the report draws (the paper's experiments): a title and the one knob that
@@ -307,7 +426,7 @@ def comparisons(latest: pl.DataFrame) -> dict[str, tuple[str, pl.DataFrame]]:
 
 
 # Leading columns of a table shown at 1600 px, in this order (what a reader looks for first).
-LEADING = ("label", "compared", "model", "multi_over_single", *SPLITS, "mean")
+LEADING = ("label", "compared", "model", *SPLITS, "mean")
 
 
 def narrow(table: pl.DataFrame, floats: int = 3) -> pl.DataFrame:

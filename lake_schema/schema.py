@@ -256,8 +256,20 @@ CARDS_SCHEMA = pa.schema(
                                   "when unknown"),
         _f("code_version", pa.string(), "the sable-lake version and git commit that wrote them"),
         _f("written_at", pa.timestamp("ms", tz="UTC"), "when the card was written (UTC)"),
+        _f("rtg_outside_support", pa.float64(),
+           "share of its steps whose discounted return-to-go (gamma 0.99, to the episode's "
+           "end) lies outside the env's HL-Gauss value support ("
+           + _per_env(lambda s: f"[{s.value_support[0]:g}, {s.value_support[1]:g}]", " ", ", ")
+           + "); null: not computed (a card written before the column)"),
     ]
 )
+
+# Columns added to a table after lakes were written without them. A file written before
+# lacks them and reads them as null ("not computed"); a table created before gains them in
+# its Delta schema on its next write (`delta.ensure_table`: Delta's ADD COLUMN, a metadata
+# commit: old files stay as they are, Delta readers give null for them too). How a value is
+# filled in later, if it can be: `python -m lake_schema migrate` (cards: `card --backfill`).
+ADDED_COLUMNS: dict[str, tuple[str, ...]] = {"cards": ("rtg_outside_support",)}
 
 # Columns a record may leave out (written as null).
 OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {"evaluations": ("data_versions",),

@@ -20,7 +20,12 @@ from lake_schema import delta
 from lake_schema.catalogue import ENVS
 from lake_schema.delta import DELTA_LOG, DataFile
 from lake_schema.errors import LakeError, LakeFileError
-from lake_schema.reader import check_partition_values, open_checked, read_files
+from lake_schema.reader import (
+    check_partition_values,
+    open_checked,
+    read_files,
+    with_added_columns,
+)
 from lake_schema.schema import TABLES, table_spec
 from lake_schema.storage import Lake
 
@@ -61,7 +66,9 @@ def _check_file(lake: Lake, table: str, f: DataFile, deep: bool) -> int:
         if deep:
             try:
                 for i in range(pf.num_row_groups):
-                    pf.read_row_group(i, use_threads=False).cast(spec.schema)
+                    group = pf.read_row_group(i, use_threads=False)
+                    with_added_columns(group, spec, spec.schema.names, group.num_rows).cast(
+                        spec.schema)
             except Exception as e:
                 raise LakeFileError(f.rel, f"corrupted data pages ({e})") from e
     return n

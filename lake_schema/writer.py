@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lake_schema import delta
-from lake_schema.cards import card_record, code_version, current_cards
+from lake_schema.cards import card_record, code_version, current_cards, rtg_fit
 from lake_schema.catalogue import ENVS, Task, get_task
 from lake_schema.delta import DataFile
 from lake_schema.errors import LakeConflictError, LakeFileError, LakeValueError
@@ -333,6 +333,39 @@ def backfill_cards(lake: Lake, env: str | None = None, task: str | None = None
                 delta.delete_where(lake, "cards", spec.key_predicate(values))
                 done.append(f"removed the card of {spec.key_name(values)} (no such checkpoint; "
                             f"it summarised {rel})")
+    return done + backfill_rtg(lake, env, task)
+
+
+def backfill_rtg(lake: Lake, env: str | None = None, task: str | None = None) -> list[str]:
+    """Fill in `rtg_outside_support` (the share of returns-to-go outside the env's value
+    support) of every current card written before that column, from its steps' `step` and
+    `reward` columns only; returns one line per card filled. The rest of each card row is
+    kept as it was. A lake without cards, or whose cards all have it, is left unchanged (no
+    commit, not even the column's)."""
+    lake.check_readable()
+    if not delta.is_table(lake, "cards"):
+        return []
+    envs = [env] if env is not None else list(ENVS)
+    spec = table_spec("cards")
+    done = []
+    for e in envs:
+        sel = Selection(env=e, tasks=None if task is None else [task])
+        index = read_table(lake, "episodes", sel, ["steps_file"])
+        indexed = set(index["steps_file"].to_pylist())
+        cards = current_cards(lake, sel)
+        todo = [(rel, row) for rel, row in sorted(cards.items())
+                if row["rtg_outside_support"] is None and rel in indexed]
+        for rel, row in todo:
+            steps = read_files(lake, [rel], "steps", e, ["step", "reward"])
+            fit = rtg_fit(get_task(f"{e}/{row['task']}"), steps)
+            partition = {p: row[p] for p in spec.partitions}
+            key = spec.key_name(partition)
+            _commit_pointing_at(
+                lake, "cards", pa.Table.from_pylist(
+                    [{**row, "rtg_outside_support": fit.fraction}], schema=spec.schema),
+                partition, delta.ensure_table(lake, "cards"), rel, key)
+            done.append(f"filled rtg_outside_support of the card of {key}: {fit.fraction:.2%} "
+                        f"of {fit.total} returns-to-go outside the value support")
     return done
 
 

@@ -10,13 +10,16 @@ point of the ablations, the quality subsets and the task scaling) trains it once
 Experiments (the paper's section 4; the comparisons `lake_schema.report.COMPARISONS` draws):
 - `task_scaling` (Figures 1 and 4): BC-Sable, CQL-Sable and Oryx on the first k training
   tasks, for each k of `task_counts`; the paper's gain on held-out tasks, max over k of
-  test(k) / test(1), per algorithm and averaged (`pipelines.analysis.task_scaling_gain`).
+  test(k) / test(1), per algorithm and averaged (`lake_schema.report.task_scaling_gain`).
 - `algorithms` (Table 2): BC-Sable, CQL-Sable and Oryx on every training task.
-- `ablations` (Figure 6): Oryx without HL-Gauss (MSE value loss), without agent masking and
+- `ablations` (Figure 6): without HL-Gauss (MSE value loss), without agent masking and
   shuffling, without task-balanced batches (each batch from one task).
-- `quality` (Figure 11): Oryx on the high, low, and high + 10% low subsets.
-- `dataset_size` (Figure 5): Oryx on a fraction of each task's episodes.
-- `model_size` (Figure 5): Oryx at other embedding sizes.
+- `quality` (Figure 11): the high, low, and high + 10% low subsets.
+- `dataset_size` (Figure 5a): a fraction of each task's episodes, on the first
+  `dataset_size_tasks` training tasks.
+- `model_size` (Figures 5b, 12): other embedding sizes.
+The last four run Oryx unless the preset's `sweep_algorithms` names more (the paper: Oryx and
+CQL-Sable in the ablations, all three algorithms in the others).
 
 This module imports no JAX (the Dagster code location loads it).
 """
@@ -30,7 +33,7 @@ from typing import Any
 
 from lake_schema.catalogue import split_tasks
 from trainer.data.selection import DataSelection
-from trainer.offline.config import OfflineConfig
+from trainer.offline.config import ALGORITHMS, OfflineConfig
 
 EXPERIMENTS = ("task_scaling", "algorithms", "ablations", "quality", "dataset_size",
                "model_size")
@@ -61,6 +64,9 @@ class Preset:
     # OnlineConfig overrides of the held-out tasks' runs, last: no model trains on their data,
     # they give each held-out task its online Sable reference (a scale-down, stated)
     online_held_out: dict[str, Any] = field(default_factory=dict)
+    # the algorithms of each sweep (ablations, quality, dataset_size, model_size); absent: Oryx
+    sweep_algorithms: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    dataset_size_tasks: int | None = None  # the dataset-size sweep's first k tasks; None: all
 
     def online_config(self, env: str, held_out: bool = False) -> dict[str, Any]:
         """The `online_sable` config of this preset's datasets of `env` (of its held-out
@@ -152,11 +158,30 @@ PRESETS: dict[str, Preset] = {
               "3 seeds",
     ),
     # The paper's splits, budgets and hyperparameters (appendices J and K), for a cluster.
+    # Online: the paper gives no online budget; the `paper` profile's is Mava's rec_sable
+    # default (1220 updates of 32 environments x 128 steps, about 5M env steps). Recording at
+    # the paper's scale (appendix L): Connector, 50 checkpoints of 160 rollouts x 1280 steps
+    # (10.24M steps a task), here 2,048 episodes a checkpoint (204,800 steps at its 100-step
+    # limit); RWARE, Mava's evenly spaced evaluations of 128 episodes: 610 of them (78,080
+    # episodes, Table 8's largest dataset; its 122- and 244-rollout datasets are the dataset
+    # size sweep's fractions 0.2 and 0.4, on 5 training tasks as Figure 5a); LBF, about 3.99M
+    # steps a task, here 50 checkpoints of 798 episodes (3.99M steps at its 100-step limit).
+    # The recorder counts episodes where the paper counts steps: shorter episodes record
+    # fewer steps. Sweeps as the paper's: ablations on Oryx and CQL-Sable (Figure 6), quality
+    # and model size on all three (Figures 11, 5b and 12: embed 64 to 768).
     "paper": Preset(
         name="paper", envs=("rware", "lbf", "connector"), train_split="train",
         test_split="test", seeds=(0, 1, 2), online={"profile": "paper"},
         offline={"profile": "paper"}, eval_episodes=320, task_counts=None,
-        fractions=(0.1, 0.25, 0.5), embed_dims=(64, 128, 256),
+        fractions=(0.2, 0.4), embed_dims=(64, 128, 256, 768),
+        online_by_env={
+            "rware": {"num_checkpoints": 610, "episodes_per_checkpoint": 128},
+            "connector": {"num_checkpoints": 50, "episodes_per_checkpoint": 2048},
+            "lbf": {"num_checkpoints": 50, "episodes_per_checkpoint": 798},
+        },
+        sweep_algorithms={"ablations": ("oryx", "cql"), "quality": ALGORITHMS,
+                          "dataset_size": ALGORITHMS, "model_size": ALGORITHMS},
+        dataset_size_tasks=5,
     ),
 }
 
@@ -192,27 +217,33 @@ def dataset_tasks(preset: Preset) -> list[str]:
 def _experiment(name: str, preset: Preset, env: str) -> list[tuple[dict, dict]]:
     """(offline knobs, selection fields) of one experiment on one env, before seeds."""
     num_train = len(split_tasks(env, preset.train_split))
-    oryx = {"algorithm": "oryx"}
     if name == "task_scaling":
         counts = preset.task_counts or tuple(range(1, num_train + 1))
         # k = M is the whole split: the same model as the other experiments' (same id)
         return [({"algorithm": a}, {"first_k": k} if k < num_train else {})
-                for a in ("bc", "cql", "oryx")
-                for k in sorted({min(k, num_train) for k in counts})]
+                for a in ALGORITHMS for k in sorted({min(k, num_train) for k in counts})]
     if name == "algorithms":
-        return [({"algorithm": a}, {}) for a in ("bc", "cql", "oryx")]
-    if name == "ablations":
-        return [(oryx, {}), ({**oryx, "value_loss": "mse"}, {}),
-                ({**oryx, "agent_masking": False}, {}),
-                ({**oryx, "batch_mode": "single_task"}, {})]
-    if name == "quality":
-        return [(oryx, {"quality": q}) for q in ("all", "high", "low")] + [
-            (oryx, {"quality": "high+low", "low_fraction": 0.1})]
-    if name == "dataset_size":
-        return [(oryx, {})] + [(oryx, {"fraction": f}) for f in preset.fractions]
-    if name == "model_size":
-        return [(oryx, {})] + [({**oryx, "embed_dim": d}, {}) for d in preset.embed_dims]
-    raise ValueError(f"unknown experiment {name!r}; choose from {', '.join(EXPERIMENTS)}")
+        return [({"algorithm": a}, {}) for a in ALGORITHMS]
+    out = []
+    for algorithm in preset.sweep_algorithms.get(name, ("oryx",)):
+        base = {"algorithm": algorithm}
+        if name == "ablations":
+            out += [(base, {}), ({**base, "value_loss": "mse"}, {}),
+                    ({**base, "agent_masking": False}, {}),
+                    ({**base, "batch_mode": "single_task"}, {})]
+        elif name == "quality":
+            out += [(base, {"quality": q}) for q in ("all", "high", "low")] + [
+                (base, {"quality": "high+low", "low_fraction": 0.1})]
+        elif name == "dataset_size":
+            k = preset.dataset_size_tasks
+            tasks = {"first_k": k} if k is not None and k < num_train else {}
+            out += [(base, tasks)] + [(base, {**tasks, "fraction": f})
+                                       for f in preset.fractions]
+        elif name == "model_size":
+            out += [(base, {})] + [({**base, "embed_dim": d}, {}) for d in preset.embed_dims]
+        else:
+            raise ValueError(f"unknown experiment {name!r}; choose from {', '.join(EXPERIMENTS)}")
+    return out
 
 
 def models(preset: Preset) -> list[ModelSpec]:

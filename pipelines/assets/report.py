@@ -17,8 +17,8 @@ from lake_schema.report import (
     configurations,
     latest_evaluations,
     markdown_table,
-    multi_vs_single,
     narrow,
+    task_scaling_gain,
 )
 from pipelines.plots import (
     REPORTS_DIR,
@@ -34,18 +34,21 @@ from pipelines.resources import LakeResource
                 "reproduction"],
           kinds={"duckdb"})
 def report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-    """Train vs held-out normalised return per configuration (mean, standard error and n over
-    seeds), multi- vs single-task on held-out tasks, and each one-knob comparison."""
+    """The headline first: the multi-task gain on held-out tasks per algorithm and averaged
+    (the paper's max over k of test(k) / test(1), with test(M) / test(1) beside it, each with
+    its uncertainty); then train vs held-out normalised return per configuration (mean,
+    standard error and n over seeds) and each one-knob comparison."""
     the_lake = lake.lake()
     latest = latest_evaluations(connect(the_lake))
     configs = configurations(latest)
-    ratio = multi_vs_single(latest)
+    gain = task_scaling_gain(latest)
     compared = comparisons(latest)
-    tables = {"Configurations: train vs held-out normalised return": configs,
-              "Multi-task over single-task, held-out tasks": ratio,
+    tables = {"Multi-task gain on held-out tasks (max over k of test(k) / test(1))": gain,
+              "Configurations: train vs held-out normalised return": configs,
               **{title: table for title, (_, table) in compared.items()}}
     text = "\n\n".join(f"## {title}\n\n{markdown_table(table)}" for title, table in tables.items())
     metadata: dict[str, object] = {
+        "headline": dg.MetadataValue.md(headline_text(gain)),
         "configurations": len(configs),
         "models": latest["model"].n_unique() if not latest.is_empty() else 0,
         "evaluations": len(latest),
@@ -63,10 +66,11 @@ def report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
         plots = {"train_vs_test": configurations_png(configs, "normalised return")}
         metadata["train_vs_test"] = publish_png(the_lake, plots["train_vs_test"],
                                                 "train_vs_test.png")
-        if not ratio.is_empty():
-            metadata["multi_over_single"] = table_metadata(narrow(ratio))
-            metadata["multi_over_single_mean"] = round(
-                float(ratio["multi_over_single"].mean()), 4)
+        if not gain.is_empty():
+            metadata["task_scaling_gain"] = table_metadata(gain)
+            for row in gain.filter(pl.col("gain").is_not_null()).iter_rows(named=True):
+                metadata.setdefault(f"{row['env']}_{row['algorithm']}_gain",
+                                    round(row["gain"], 4))
         for title, (knob, table) in compared.items():
             shown = "num_train_tasks" if knob == "train_tasks" else knob
             name = f"compare_{knob}"
@@ -81,6 +85,31 @@ def report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
     metadata["files"] = dg.MetadataValue.path(the_lake.url(REPORTS_DIR))
     context.log.info(f"report written to {the_lake.url(REPORTS_DIR)}")
     return dg.MaterializeResult(metadata=metadata)
+
+
+def headline_text(gain: pl.DataFrame) -> str:
+    """One line per env and algorithm: the gain with its 95% interval, test(M) / test(1)
+    beside it, and what the uncertainty is over (shown first on the asset's page)."""
+    if gain.is_empty():
+        return "_no task-scaling comparison yet (models on 1 and on several training tasks)_"
+    return "\n".join(gain_line(r) for r in gain.iter_rows(named=True))
+
+
+def gain_line(row: dict) -> str:
+    """`lbf bc: 1.12x [0.95, 1.31] (best k = 3); test(5)/test(1) 1.05x [...]; bootstrap ...`"""
+    def interval(value, lo, hi):
+        if value is None:
+            return "undefined (test(1) not positive)"
+        bounds = f" [{lo:.2f}, {hi:.2f}]" if lo is not None and hi is not None else ""
+        return f"{value:.2f}x{bounds}"
+
+    best = f" (best k = {row['best_k']})" if row.get("best_k") is not None else ""
+    m = row.get("m") or "M"
+    which = " ".join(x for x in (row["env"], row["algorithm"], row.get("compared")) if x)
+    return (f"- {which}: max over k of test(k)/test(1) "
+            f"{interval(row['gain'], row['gain_lo'], row['gain_hi'])}{best}; test({m})/test(1) "
+            f"{interval(row['at_m'], row['at_m_lo'], row['at_m_hi'])}; 95% interval, "
+            f"{row['uncertainty']}, {row['seeds']} seed(s)")
 
 
 def headline_numbers(configs) -> dict[str, float]:

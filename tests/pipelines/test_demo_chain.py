@@ -18,7 +18,7 @@ import dagster as dg
 
 from lake_schema.catalogue import split_tasks
 from lake_schema.duck import connect
-from lake_schema.report import latest_evaluations, multi_vs_single
+from lake_schema.report import latest_evaluations, task_scaling_gain
 from lake_schema.storage import Lake
 from pipelines.assets.offline import OfflineModelConfig
 from pipelines.demo import OFFLINE as DEMO_OFFLINE
@@ -48,7 +48,8 @@ def test_demo_chain_materialises_end_to_end(tmp_path, monkeypatch):
     done = subprocess.run([sys.executable, "-c", demo], cwd=ROOT, env=env, text=True,
                           capture_output=True, timeout=1200)
     assert done.returncode == 0, done.stderr[-4000:]
-    assert "multi-task over single-task" in done.stdout
+    assert "multi-task over single-task on the held-out tasks, at the demo's scale" in done.stdout
+    assert "95% interval, per-episode s.e. (1 seed), 1 seed(s)" in done.stdout
 
     con = connect(Lake(tmp_path / "lake"))
     tasks = con.execute("select count(distinct task) from episodes").fetchone()[0]
@@ -59,8 +60,8 @@ def test_demo_chain_materialises_end_to_end(tmp_path, monkeypatch):
     # BC on 3 tasks and on 1 (the single-task baseline), Oryx on 3; each on the 2 test tasks
     assert rows == [("bc", "test", 4), ("bc", "train", 4), ("oryx", "test", 2),
                     ("oryx", "train", 3)]
-    ratio = multi_vs_single(latest_evaluations(con))
-    assert ratio["multi_tasks"].to_list() == [3] and ratio["seeds_single"].to_list() == [1]
+    gain = task_scaling_gain(latest_evaluations(con))
+    assert gain["m"].to_list() == [3] and gain["seeds"].to_list() == [1]
     assert (tmp_path / "lake" / "reports" / "report.md").exists()
     # padded to the selection's largest team: 3 agents (demo-train), 2 (8x8-2p-2f alone)
     pads = [json.loads(p.read_text())["pad_to"] for p in (tmp_path / "models").rglob(

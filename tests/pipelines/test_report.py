@@ -15,7 +15,7 @@ from lake_schema.report import (
     configurations,
     latest_evaluations,
     model_table,
-    multi_vs_single,
+    task_scaling_gain,
 )
 from lake_schema.writer import write_records
 from pipelines.assets.offline import evaluation_metadata
@@ -94,16 +94,59 @@ def test_configurations_group_seeds_with_mean_se_and_n(evaluated):
 
 def test_comparisons_never_mix_configurations(evaluated):
     latest = latest_evaluations(connect(evaluated))
-    ratio = multi_vs_single(latest).to_dicts()
+    (gain,) = task_scaling_gain(latest).to_dicts()
     # only the 300-update `all` pair: the 50-update `high` model differs in two more knobs
-    assert len(ratio) == 1
-    assert ratio[0]["multi_over_single"] == pytest.approx(_mean_se(MULTI)[0]
-                                                          / _mean_se(SINGLE)[0])
-    assert ratio[0]["seeds_multi"] == 3 and ratio[0]["seeds_single"] == 3
+    assert gain["gain"] == pytest.approx(_mean_se(MULTI)[0] / _mean_se(SINGLE)[0])
+    assert gain["seeds"] == 3 and gain["uncertainty"] == "bootstrap over seeds"
     found = comparisons(latest)
     assert list(found) == ["Task scaling"]  # no quality or length comparison is possible
     knob, scaling = found["Task scaling"]
     assert knob == "train_tasks" and scaling["num_train_tasks"].to_list() == [1, 3]
+
+
+def test_the_paper_s_gain_is_the_best_k_over_one_task_averaged_over_algorithms(lake):
+    """By hand: BC's held-out means are 0.4 (k=1), 0.6 (k=3), 0.5 (k=5): gain 0.6/0.4 = 1.5
+    at k = 3, test(M)/test(1) = 1.25; Oryx's 0.5, 0.55, 0.75: 1.5 at k = 5, 1.5; their mean
+    1.5 and 1.375. The bootstrap over three seeds brackets the point values."""
+    held_out = {"bc": (0.4, 0.6, 0.5), "oryx": (0.5, 0.55, 0.75)}
+    for algorithm, means in held_out.items():
+        for k, mean in zip((1, 3, 5), means, strict=True):
+            for seed, offset in zip(SEEDS, (-0.05, 0.0, 0.05), strict=True):
+                add_model(lake, f"{algorithm}-{k}-{seed}", (TRAIN * 2)[:k],
+                          {TEST[0]: mean + offset, TEST[1]: mean + offset},
+                          algorithm=algorithm, seed=seed)
+    rows = {r["algorithm"]: r for r in task_scaling_gain(
+        latest_evaluations(connect(lake))).to_dicts()}
+    assert set(rows) == {"bc", "oryx", "mean"}
+    assert (rows["bc"]["gain"], rows["bc"]["best_k"], rows["bc"]["at_m"]) == pytest.approx(
+        (1.5, 3, 1.25))
+    assert (rows["oryx"]["gain"], rows["oryx"]["best_k"], rows["oryx"]["at_m"]
+            ) == pytest.approx((0.75 / 0.5, 5, 0.75 / 0.5))
+    assert (rows["mean"]["gain"], rows["mean"]["at_m"]) == pytest.approx((1.5, 1.375))
+    for row in rows.values():
+        assert row["gain_lo"] < row["gain"] < row["gain_hi"] and row["gain_se"] > 0
+        assert row["uncertainty"] == "bootstrap over seeds" and row["seeds"] == 3
+
+
+def test_one_seed_s_gain_carries_its_per_episode_standard_error(lake):
+    """With one seed the uncertainty is the episodes': std_return 0.1 over sqrt(8) episodes,
+    normalised by the reference return 0.5, per task, two tasks averaged:
+    se(test(k)) = sqrt(2) * (0.1 / sqrt(8) / 0.5) / 2 = 0.05. The ratio 0.6 / 0.4 = 1.5 has,
+    by the delta method, se = 1.5 * sqrt((0.05/0.6)^2 + (0.05/0.4)^2) = 0.225."""
+    for k, mean in ((1, 0.4), (3, 0.6)):
+        add_model(lake, f"bc-{k}", (TRAIN * 2)[:k], {TEST[0]: mean, TEST[1]: mean},
+                  algorithm="bc")
+    for task in TEST:
+        write_records(lake, "references", {"env": "lbf", "task": task, "run": "r"}, [{
+            "sable_return": 0.5, "sable_return_std": 0.0, "sable_episodes": 8,
+            "random_return": 0.1, "random_return_std": 0.0, "random_episodes": 8,
+            "env_steps": 1000, "recorded_at": dt.datetime.now(dt.UTC)}])
+    latest = latest_evaluations(connect(lake))
+    assert latest["normalised_se"].to_list() == pytest.approx([0.1 / np.sqrt(8) / 0.5] * 4)
+    (row,) = task_scaling_gain(latest, resamples=20_000).to_dicts()
+    assert row["gain"] == pytest.approx(1.5) and row["seeds"] == 1
+    assert row["uncertainty"] == "per-episode s.e. (1 seed)"
+    assert row["at_m_se"] == pytest.approx(0.225, rel=0.15)
 
 
 def test_one_knob_comparison_sets_side_by_side_what_differs_in_it_alone(lake):
@@ -140,7 +183,14 @@ def test_report_asset_writes_tables_plots_and_files(evaluated):
     for name in ("train_vs_test", "compare_train_tasks"):
         assert_published(evaluated, meta[name].value, f"{name}.png")
     report_md = evaluated.fs.cat_file(evaluated.path("reports/report.md")).decode()
-    assert "Multi-task over single-task" in report_md
+    assert "Multi-task gain on held-out tasks" in report_md
+    # the headline leads the page: the gain with its interval and what it is over
+    assert next(iter(meta)) == "headline"
+    assert meta["headline"].value.startswith(
+        "- lbf oryx quality=all num_updates=300: max over k of test(k)/test(1) ")
+    assert "95% interval, bootstrap over seeds, 3 seed(s)" in meta["headline"].value
+    assert meta["lbf_oryx_gain"].value == pytest.approx(
+        _mean_se(MULTI)[0] / _mean_se(SINGLE)[0], abs=1e-4)
     names = {p.rsplit("/", 1)[1] for p in evaluated.find("reports")}
     assert {"report.md", "train_vs_test.png", "compare_train_tasks.png"} <= names
 

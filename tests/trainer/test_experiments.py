@@ -154,5 +154,22 @@ def test_the_paper_preset_builds_every_model_at_the_paper_s_scale():
         assert not set(selection.task_names) & test
         configs.append(config)
     assert {c.env for c in configs} == {"rware", "lbf", "connector"}
-    assert {c.embed_dim for c in configs} == {512, 64, 128, 256}
+    assert {c.embed_dim for c in configs} == {512, 64, 128, 256, 768}
     assert {(c.batch_size, c.seq_len, c.num_updates) for c in configs} == {(480, 20, 60_000)}
+    # the sweeps cover the paper's algorithms: ablations on Oryx and CQL-Sable (Figure 6),
+    # quality and model size on all three (Figures 11, 5b, 12)
+    def algorithms(experiment, **knob):
+        return {s.offline["algorithm"] for s in models(preset) if s.experiment == experiment
+                and all({**s.offline, **s.selection}.get(k) == v for k, v in knob.items())}
+    assert algorithms("ablations", value_loss="mse") == {"oryx", "cql"}
+    assert algorithms("quality", quality="low") == {"bc", "cql", "oryx"}
+    assert algorithms("model_size", embed_dim=768) == {"bc", "cql", "oryx"}
+    assert algorithms("dataset_size", fraction=0.2) == {"bc", "cql", "oryx"}
+    # recording at the paper's scale (appendix L)
+    def recording(env):
+        knobs = preset.online_config(env)
+        c = OnlineConfig.profile(knobs.pop("profile"), env=env, **knobs)
+        return c.num_checkpoints, c.episodes_per_checkpoint
+    assert recording("connector") == (50, 2048)  # 50 x 204,800 steps = 10.24M at 100 steps
+    assert recording("rware") == (610, 128)  # Table 8: 610 rollouts = 78,080 episodes
+    assert recording("lbf") == (50, 798)  # about 3.99M steps at 100 steps an episode

@@ -57,8 +57,12 @@ class MultiAgentEnv:
     - lbf: the sum of the agents' rewards (Jumanji normalises them: a whole episode sums to at
       most 1 when all food is eaten).
     - rware: Jumanji's shared reward (+1 per delivered requested shelf).
-    - connector: the sum of per-agent rewards (+1 on connecting, -0.03 per step for each agent
-      not yet connected).
+    - connector: the mean over agents of Jumanji's per-agent rewards (each agent +1 when it
+      connects, -0.03 per step while it is unconnected). Why the mean: the value models share
+      one team value, and the mean keeps Jumanji's (and Mava's) per-agent scale, so an
+      episode's connection rewards sum to at most 1, and with the catalogue's time limit the
+      discounted returns-to-go fit the paper's HL-Gauss support [-1, 1] (og-marl's evaluation
+      of Oryx scores connector the same way: the per-step mean over agents).
     Termination vs truncation: lbf terminates when all food is eaten, rware on an agent
     collision, connector when every agent is connected or blocked; all three truncate at
     `time_limit`. Termination wins when both happen on the same step.
@@ -121,6 +125,9 @@ class MultiAgentEnv:
         return terminated, last & ~terminated
 
     def _team_reward(self, reward: jax.Array) -> jax.Array:
+        """Jumanji's reward -> the scalar team reward (see the class docstring)."""
+        if self.task.env == "connector":
+            return jnp.mean(reward).astype(jnp.float32)
         return jnp.sum(reward).astype(jnp.float32)  # rware's is already a scalar
 
     # ------------------------------------------------------------ the interface

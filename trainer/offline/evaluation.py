@@ -8,7 +8,11 @@ For each task, E environments are vmapped and stepped for one time limit (lax.sc
 recurrent policy, through the one rollout loop (`trainer.envs.rollout`): BC-Sable and Oryx
 act through Sable's `act` (autoregressive over agents, legal actions only; sampled, or greedy
 with `EvalConfig.greedy`), CQL-Sable takes the autoregressive greedy action of its Q head
-(`act` with `q_values`). Observations are standardised with the training data's statistics.
+(`act` with `q_values`). Why: og-marl's evaluation of Oryx samples each agent's action from
+its policy's categorical (and Mava's evaluator samples by default, `evaluation_greedy:
+False`), while og-marl's Q-learning baselines (IQL+CQL) act greedily on Q; BC-Sable is a
+policy like Oryx's, so it samples too. Observations are standardised with the training
+data's statistics (`DataSelection.standardisation_scope`: one per split).
 Each environment's first episode counts (every episode ends within the time limit), so E
 episodes give E returns.
 
