@@ -33,6 +33,7 @@ LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 def main(argv: list[str] | None = None) -> int:
     import dagster as dg
+    import polars as pl
 
     from pipelines.definitions import defs
     from pipelines.launch import Launch, run_parallel
@@ -99,6 +100,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[{time.time() - started:6.0f}s] done: {sum(m['models'] for m in meta)} models, "
           f"{sum(m['task_evaluations_run'] for m in meta)} task evaluations run this launch; "
           f"the report: {lake.url('reports/report.md')}")
+    from lake_schema.duck import connect
+    from lake_schema.report import latest_evaluations, task_scaling_gain
+    from pipelines.assets.report import gain_line
+
+    gain = task_scaling_gain(latest_evaluations(connect(lake)))
+    if not gain.is_empty():
+        print(f"multi-task gain on held-out tasks ({preset.notes or 'the paper scale'}):")
+        for row in gain.filter(pl.col("env").is_in(preset.envs)).iter_rows(named=True):
+            by_k = f"  [held-out means by k: {row['test_by_k']}]" if row["test_by_k"] else ""
+            print(f"  {gain_line(row)[2:]}{by_k}")
     return 0
 
 

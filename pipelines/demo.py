@@ -106,7 +106,8 @@ def run_demo(instance=None, online: dict = ONLINE, offline: dict = OFFLINE,
         print(f"\nmulti-task over single-task on the held-out tasks, at the demo's scale ("
               f"{demo_scale(online, offline, evaluation)}):")
         for row in gain.iter_rows(named=True):
-            print(f"  {gain_line(row)[2:]}  [held-out means by k: {row['test_by_k']}]")
+            by_k = f"  [held-out means by k: {row['test_by_k']}]" if row["test_by_k"] else ""
+            print(f"  {gain_line(row)[2:]}{by_k}")
         print("  One seed at this scale is a smoke test of the chain, not a finding: "
               "`benchmarks/reproduce.py --preset lbf-full` is the headline's test "
               "(benchmarks/REPRODUCTION.md).")
