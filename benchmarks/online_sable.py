@@ -60,11 +60,12 @@ def success_per_checkpoint(lake: Lake, task_name: str, run: str) -> dict[int, fl
         eps = read_table(lake, "episodes", sel, ["checkpoint", "return"])
         ck, ret = eps["checkpoint"].to_numpy(), eps["return"].to_numpy()
         return {int(k): float(ret[ck == k].mean()) for k in np.unique(ck)}
-    # connector: each step's team reward is (#agents connecting now) - 0.03 * (#still
-    # unconnected); with at most 16 agents the penalty is < 0.5, so round() counts connections.
+    # connector: each step's team reward is the mean over agents, so N x reward is
+    # (#agents connecting now) - 0.03 * (#still unconnected); with at most 16 agents the
+    # penalty is < 0.5, so round() counts connections.
     steps = read_table(lake, "steps", sel, ["checkpoint", "episode", "reward"])
     ck, ep = steps["checkpoint"].to_numpy(), steps["episode"].to_numpy()
-    conn = np.round(steps["reward"].to_numpy()).clip(min=0)
+    conn = np.round(steps["reward"].to_numpy() * task.num_agents).clip(min=0)
     out = {}
     for k in np.unique(ck):
         m = ck == k

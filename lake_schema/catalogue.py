@@ -54,8 +54,9 @@ class Task:
             return (0.0, 1.0)
         if self.env == "rware":  # +1 per delivery, at most one per agent per step
             return (0.0, float(self.num_agents * self.time_limit))
-        # connector: per agent -0.03 per unconnected step, +1 on connection
-        return (-0.03 * self.time_limit * self.num_agents, float(self.num_agents))
+        # connector, the mean over agents of (+1 on connection, -0.03 per unconnected step):
+        # every agent connecting sums to 1; none ever connecting, -0.03 on every step
+        return (-0.03 * self.time_limit, 1.0)
 
 
 # ---------------------------------------------------------------- scenario parsing
@@ -110,12 +111,39 @@ def _rware_task(scenario: str) -> Task:
     return Task("rware", scenario, n, 500, MappingProxyType(gen), note)
 
 
+# Connector's team reward and time limit are chosen together so that the discounted (gamma
+# 0.99) returns-to-go fit the paper's HL-Gauss support [-1, 1] (appendix K), which the value
+# heads clip to:
+# - team reward: the MEAN over agents of Jumanji's per-agent reward (+1 when the agent
+#   connects, -0.03 per step while it is unconnected: Jumanji's DenseRewardFn, which Mava
+#   passes through per agent and og-marl's evaluation of Oryx averages per step). It keeps the
+#   per-agent scale of all three, so an episode's connection rewards sum to at most 1. (The
+#   sum over agents with the old g * g limit put 73-86% of the random policy's targets
+#   outside [-1, 1] on the demo-train grids, about [-9, 4] on 12x12x4a; the sum is still
+#   67-84% outside at 40 steps.)
+# - time limit: 40 steps on every grid. The lowest return-to-go is an episode where no agent
+#   ever connects: -0.03 (1 - 0.99^T) / 0.01, which is >= -1 only for T <= 40 (-0.993 at 40;
+#   -1.185 at Jumanji's default 50, -1.90 at Mava's 100), so at 40 no policy's target can lie
+#   outside [-1, 1]. Measured with the random policy on the five demo grids (64 episodes
+#   each: benchmarks/connector_value_support.py): 0% outside at 40; 0.9-2.0% at 41,
+#   1.8-3.8% at 42; 6-15% at Jumanji's 50 and 14-48% at Mava's 100 (random agents often
+#   never connect: they block themselves or wander). Both references' limits fail the 1%
+#   target, and 40 is the largest that passes (41 fails on four of the five grids). It
+#   leaves time to connect: the generator's head-to-target distances on the demo grids are
+#   at most 36 (95th percentile 16 on 12x12 to 30 on 24x24), and the random policy connects
+#   as many agents within 40 steps as within 50 (5-11%). The cost is on the paper's larger
+#   grids: some targets lie beyond 40 steps there (of 16 resets: 2.5% of the agents on
+#   30x30x10a, 9% on 39x39x13a, 15% on 72x72x45a), which a longer limit would need a wider
+#   support (or a smaller per-step penalty than Jumanji's) to allow.
+CONNECTOR_TIME_LIMIT = 40
+
+
 def _connector_task(scenario: str) -> Task:
     m = _CONNECTOR.match(scenario)
     if not m or m[1] != m[2]:
         raise ValueError(f"bad connector scenario {scenario!r}: expected '<g>x<g>x<N>a'")
     g, n = int(m[1]), int(m[3])
-    return Task("connector", scenario, n, g * g,
+    return Task("connector", scenario, n, CONNECTOR_TIME_LIMIT,
                 MappingProxyType({"grid_size": g, "num_agents": n}))
 
 
@@ -186,7 +214,9 @@ ENVS: MappingProxyType[str, EnvSpec] = MappingProxyType(
         ),
         "connector": EnvSpec(
             "connector", "Connector-v3", obs_width=54, obs_dtype="float32", num_actions=5,
-            value_support=(-1.0, 1.0), team_reward="sum of the agents' rewards",
+            value_support=(-1.0, 1.0),
+            team_reward="mean of the agents' rewards (+1 on connecting, -0.03 per step "
+                        "while unconnected)",
             max_agents=_max_agents("connector"),
         ),
     }

@@ -17,9 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from lake_schema.cards import current_cards, rtg_fit
 from lake_schema.catalogue import Task, scenario
 from lake_schema.errors import MissingReferenceError
-from lake_schema.reader import Selection, read_table
+from lake_schema.reader import Selection, read_files, read_table
+from lake_schema.returns import GAMMA, MAX_OUTSIDE
 from lake_schema.storage import Lake
 from lake_schema.verify import Problem, VerifyReport, verify
 
@@ -185,6 +187,44 @@ def returns_within_bounds(lake: Lake, task: Task, run: str) -> Outcome:
                    {"bounds": f"[{lo}, {hi}]", "outside": outside,
                     "min": float(r.min()) if r.size else math.nan,
                     "max": float(r.max()) if r.size else math.nan})
+
+
+def returns_to_go_in_support(lake: Lake, task: Task, run: str,
+                             max_outside: float = MAX_OUTSIDE) -> Outcome:
+    """At most `max_outside` (1%) of the run's discounted returns-to-go (gamma 0.99, to each
+    episode's end, no bootstrap) lie outside the env's HL-Gauss value support.
+
+    Why: the offline critics classify values over that support and clip what lies outside,
+    so a dataset whose targets fall outside trains a critic that cannot represent them
+    (connector's summed reward over a g * g limit put most of them outside [-1, 1]). Each
+    checkpoint's share comes from its current dataset card; a checkpoint whose card lacks it
+    (written before the column) or has none is computed from its steps' rewards."""
+    lo, hi = task.spec.value_support
+    sel = _selection(task, run)
+    files = sorted(set(read_table(lake, "episodes", sel, ["steps_file"])["steps_file"]
+                       .to_pylist()))
+    cards = current_cards(lake, sel, ["steps", "rtg_outside_support"])
+    outside, total, computed = 0.0, 0, 0
+    for rel in files:
+        card = cards.get(rel)
+        if card is not None and card["rtg_outside_support"] is not None:
+            outside += card["rtg_outside_support"] * card["steps"]
+            total += card["steps"]
+        else:
+            fit = rtg_fit(task, read_files(lake, [rel], "steps", task.env, ["step", "reward"]))
+            outside, total, computed = outside + fit.outside, total + fit.total, computed + 1
+    fraction = outside / total if total else math.nan
+    passed = total > 0 and fraction <= max_outside
+    if not total:
+        summary = f"{task.name} run {run}: no steps recorded"
+    else:
+        summary = (f"{task.name} run {run}: {fraction:.2%} of {total} discounted returns-to-go "
+                   f"(gamma {GAMMA}) lie outside the value support [{lo:g}, {hi:g}] "
+                   f"({'at most' if passed else 'more than'} {max_outside:.0%})")
+    return Outcome(passed, {"summary": summary, "task": task.name, "run": run,
+                            "outside_fraction": fraction, "max_outside": max_outside,
+                            "value_support": f"[{lo:g}, {hi:g}]", "steps": total,
+                            "checkpoints": len(files), "computed_from_steps": computed})
 
 
 # ----------------------------------------------------------------------------- files

@@ -301,7 +301,7 @@ def _add_vault_commands(sub) -> None:
                      help="default from the uid: Good -> high, Medium / Poor -> low")
     imp.add_argument("--run", help="run id (default vault-<uid>; a prefix for several uids)")
     imp.add_argument("--replace", action="store_true", help="replace a run already imported")
-    imp.add_argument("--team-reward", choices=["sum", "shared"],
+    imp.add_argument("--team-reward", choices=["sum", "mean", "shared"],
                      help="per-agent rewards -> team reward (default: the env's rule)")
     imp.add_argument("--memory-mb", type=_positive_int, default=256,
                      help="memory budget (default 256)")

@@ -64,11 +64,12 @@ DEFAULT_MEMORY_MB = 256
 
 # og-marl's tiers (vault uids) -> the lake's quality tags. Anything else needs --quality.
 UID_QUALITY = {"good": "high", "expert": "high", "medium": "low", "poor": "low"}
-TEAM_REWARD_RULES = ("sum", "shared")
+TEAM_REWARD_RULES = ("sum", "mean", "shared")
 # How each environment's team reward is formed from per-agent rewards (catalogue's
 # EnvSpec.team_reward): rware's reward is shared (every agent holds the team's), so summing
-# it would count each delivery N times.
-DEFAULT_TEAM_REWARD = {"lbf": "sum", "rware": "shared", "connector": "sum"}
+# it would count each delivery N times; connector's is the mean over agents (Mava's Vaults
+# hold Jumanji's per-agent rewards; the catalogue explains why the mean).
+DEFAULT_TEAM_REWARD = {"lbf": "sum", "rware": "shared", "connector": "mean"}
 _META_KEY = "sable_lake"  # our extra key in the metadata of an exported Vault
 
 # The fields an import reads: vault leaf -> what it becomes. Others are ignored (reported).
@@ -204,7 +205,7 @@ class FieldMap:
     """How a Vault's leaves map onto one task's step arrays; checked before any write."""
 
     task: Task
-    team_reward: str  # "sum" or "shared"
+    team_reward: str  # "sum", "mean" or "shared"
     per_agent_reward: bool  # rewards (B, T, N) rather than (B, T)
     per_agent_flags: dict[str, bool]  # terminals / truncations: (B, T, N) or (B, T)
     has_truncations: bool
@@ -307,6 +308,8 @@ def _map_window(fm: FieldMap, raw: dict[str, np.ndarray]) -> dict[str, np.ndarra
                                              "team reward rule is 'shared' (pass "
                                              "--team-reward sum to add them)")
             team = rewards[:, 0]
+        elif fm.team_reward == "mean":
+            team = rewards.mean(axis=-1)
         else:
             team = rewards.sum(axis=-1)
     else:

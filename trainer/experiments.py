@@ -161,7 +161,7 @@ PRESETS: dict[str, Preset] = {
     # Online: the paper gives no online budget; the `paper` profile's is Mava's rec_sable
     # default (1220 updates of 32 environments x 128 steps, about 5M env steps). Recording at
     # the paper's scale (appendix L): Connector, 50 checkpoints of 160 rollouts x 1280 steps
-    # (10.24M steps a task), here 2,048 episodes a checkpoint (204,800 steps at its 100-step
+    # (10.24M steps a task), here 5,120 episodes a checkpoint (204,800 steps at its 40-step
     # limit); RWARE, Mava's evenly spaced evaluations of 128 episodes: 610 of them (78,080
     # episodes, Table 8's largest dataset; its 122- and 244-rollout datasets are the dataset
     # size sweep's fractions 0.2 and 0.4, on 5 training tasks as Figure 5a); LBF, about 3.99M
@@ -176,7 +176,7 @@ PRESETS: dict[str, Preset] = {
         fractions=(0.2, 0.4), embed_dims=(64, 128, 256, 768),
         online_by_env={
             "rware": {"num_checkpoints": 610, "episodes_per_checkpoint": 128},
-            "connector": {"num_checkpoints": 50, "episodes_per_checkpoint": 2048},
+            "connector": {"num_checkpoints": 50, "episodes_per_checkpoint": 5120},
             "lbf": {"num_checkpoints": 50, "episodes_per_checkpoint": 798},
         },
         sweep_algorithms={"ablations": ("oryx", "cql"), "quality": ALGORITHMS,

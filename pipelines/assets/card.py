@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from lake_schema.cards import DatasetCard, dataset_cards, format_card
+from lake_schema.cards import DatasetCard, dataset_cards, format_card, rtg_line
 from lake_schema.catalogue import get_task
 from lake_schema.schema import CARD_QUANTILES
 from pipelines.partitions import task_partitions
@@ -29,8 +29,9 @@ def _checkpoints(cards: list[DatasetCard]) -> pl.DataFrame:
         "return_mean": r["return_mean"], "return_std": float(np.sqrt(r["return_m2"]
                                                                      / r["episodes"])),
         "return_min": r["return_min"], "return_median": r["return_quantiles"][median],
-        "return_max": r["return_max"],
-    } for c in cards for r in c.checkpoints])
+        "return_max": r["return_max"], "rtg_outside_support": r.get("rtg_outside_support"),
+    } for c in cards for r in c.checkpoints], schema_overrides={
+        "rtg_outside_support": pl.Float64})  # all null on cards written before the column
 
 
 def _features(card: DatasetCard) -> pl.DataFrame:
@@ -56,9 +57,10 @@ def _actions(cards: list[DatasetCard]) -> pl.DataFrame:
 def dataset_card(context: dg.AssetExecutionContext, config: DatasetCardConfig,
                  lake: LakeResource) -> dg.MaterializeResult:
     """The task's dataset card per run, as written with its checkpoints: episodes and steps
-    per checkpoint and quality, return distributions, per-feature observation statistics,
-    action frequencies per agent slot, the reference returns, and what produced the data.
-    Fails, naming the fix, when the lake has no data or no cards for the task."""
+    per checkpoint and quality, return distributions, the share of discounted returns-to-go
+    outside the env's value support, per-feature observation statistics, action frequencies
+    per agent slot, the reference returns, and what produced the data. Fails, naming the
+    fix, when the lake has no data or no cards for the task."""
     from pipelines.card_plots import action_histogram_png, returns_by_checkpoint_png
     from pipelines.plots import publish_png, table_metadata
 
@@ -73,6 +75,8 @@ def dataset_card(context: dg.AssetExecutionContext, config: DatasetCardConfig,
         "steps": sum(c.steps for c in cards),
         "stale_checkpoints": ", ".join(f"{c.run}:{k}" for c in cards for k in c.stale)
         or "none",
+        "rtg_outside_support": dg.MetadataValue.md("\n".join(
+            f"- run {c.run}: {rtg_line(c)}" for c in cards)),
         "per_checkpoint": table_metadata(_checkpoints(cards)),
         "returns_by_checkpoint": publish_png(
             the_lake, returns_by_checkpoint_png(cards, task.name),
@@ -87,6 +91,9 @@ def dataset_card(context: dg.AssetExecutionContext, config: DatasetCardConfig,
             for c in cards for cfg, version in c.producers)),
         "card": dg.MetadataValue.md("\n\n".join(f"```\n{format_card(c)}\n```" for c in cards)),
     }
+    share = cards[-1].rtg_outside_support  # the last run listed (as observations_run)
+    if share is not None:
+        meta["rtg_outside_fraction"] = float(share)
     if references:  # the latest run's: the normalisation constant and the floor
         meta |= {"sable_return": float(references[-1]["sable_return"]),
                  "random_return": float(references[-1]["random_return"])}

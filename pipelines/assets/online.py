@@ -198,6 +198,16 @@ def online_returns_within_bounds(
 
 
 @dg.asset_check(asset=online_sable, partitions_def=task_partitions)
+def online_returns_to_go_in_value_support(
+    context: dg.AssetCheckExecutionContext, lake: LakeResource
+) -> dg.AssetCheckResult:
+    """At most 1% of the recorded discounted returns-to-go (gamma 0.99) lie outside the env's
+    HL-Gauss value support, which the offline critics clip to; fails naming the task and the
+    share (`summary`)."""
+    return _check_run(context, lake, _of_run(checks.returns_to_go_in_support))
+
+
+@dg.asset_check(asset=online_sable, partitions_def=task_partitions)
 def online_reference_present(
     context: dg.AssetCheckExecutionContext, lake: LakeResource
 ) -> dg.AssetCheckResult:
@@ -219,5 +229,6 @@ online_checks = [
     online_checkpoints_have_rows,
     online_no_nan,
     online_returns_within_bounds,
+    online_returns_to_go_in_value_support,
     online_reference_present,
 ]

@@ -1,6 +1,7 @@
 """Dataset cards: written with each checkpoint, equal to numpy over the lake's own rows,
 replaced with the checkpoint, checked by `verify`, backfilled, and printed by the CLI."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -8,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from lake_schema import delta
-from lake_schema.cards import dataset_cards
+from lake_schema.cards import dataset_cards, format_card
 from lake_schema.catalogue import get_task
 from lake_schema.cli import main
 from lake_schema.errors import LakeValueError
@@ -199,3 +200,61 @@ def test_cli_prints_the_card_and_refuses_bad_input(filled, capsys):
         assert len(err) == 1 and words in err[0], (args, err)
     assert main(["--root", filled.root + "-missing", "card", TASK]) == 1
     assert "-missing does not exist" in capsys.readouterr().err
+
+
+def _rtg_by_hand(rewards: list[float]) -> list[float]:
+    out, g = [], 0.0
+    for r in reversed(rewards):
+        g = r + 0.99 * g
+        out.append(g)
+    return out[::-1]
+
+
+def test_cards_report_the_share_of_returns_to_go_outside_the_value_support(filled, capsys):
+    """Per checkpoint (the card row) and for the run (steps-weighted), equal to the
+    recursion G = r + 0.99 G' over the lake's own rows against lbf's support [-1, 1]."""
+    steps = read_table(filled, "steps", SEL, ["checkpoint", "episode", "step", "reward"])
+    rows = sorted(steps.to_pylist(), key=lambda r: (r["checkpoint"], r["episode"], r["step"]))
+    outside, total = {}, {}
+    for ck in (0, 1, 2):
+        for ep in {r["episode"] for r in rows if r["checkpoint"] == ck}:
+            g = _rtg_by_hand([r["reward"] for r in rows
+                              if (r["checkpoint"], r["episode"]) == (ck, ep)])
+            outside[ck] = outside.get(ck, 0) + sum(abs(x) > 1 + 1e-6 for x in g)
+            total[ck] = total.get(ck, 0) + len(g)
+    (card,) = dataset_cards(filled, get_task(TASK))
+    for row in card.checkpoints:
+        ck = row["checkpoint"]
+        assert row["rtg_outside_support"] == pytest.approx(outside[ck] / total[ck])
+    # synthetic rewards are 0/1 (not lbf's normalised ones): some targets lie above 1
+    assert sum(outside.values()) > 0
+    share = sum(outside.values()) / sum(total.values())
+    assert card.rtg_outside_support == pytest.approx(share) and card.rtg_unknown == ()
+    text = format_card(card)
+    assert f"outside the value support [-1, 1]: {share:.2%} of the steps" in text
+    assert main(["--root", filled.root, "card", TASK, "--format", "json"]) == 0
+    (doc,) = json.loads(capsys.readouterr().out)
+    assert doc["rtg_outside_support"] == pytest.approx(share)
+    assert doc["value_support"] == [-1.0, 1.0]
+    assert [c["rtg_outside_support"] for c in doc["checkpoints"]] == pytest.approx(
+        [outside[k] / total[k] for k in (0, 1, 2)])
+
+
+def test_a_card_row_without_the_share_reads_as_not_computed(filled):
+    """A card written before the column: null, left out of the run's share, named in the
+    printed card with the command that fills it in."""
+    rows = read_table(filled, "cards", SEL).to_pylist()
+    (card,) = dataset_cards(filled, get_task(TASK))
+    partial = dataclasses.replace(card, checkpoints=tuple(
+        {**r, "rtg_outside_support": None} if r["checkpoint"] == 1 else r
+        for r in card.checkpoints))
+    kept = [r for r in rows if r["checkpoint"] != 1]
+    assert partial.rtg_unknown == (1,)
+    assert partial.rtg_outside_support == pytest.approx(
+        sum(r["rtg_outside_support"] * r["steps"] for r in kept)
+        / sum(r["steps"] for r in kept))
+    assert "not computed for checkpoint(s) 1" in format_card(partial)
+    none = dataclasses.replace(card, checkpoints=tuple(
+        {**r, "rtg_outside_support": None} for r in card.checkpoints))
+    assert none.rtg_outside_support is None
+    assert "value support [-1, 1]: not computed" in format_card(none)

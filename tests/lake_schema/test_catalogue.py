@@ -43,7 +43,9 @@ def test_generator_parameters_follow_the_design():
             assert t.generator["shelf_columns"] % 2 == 1
     conn = get_task("connector/72x72x45a")
     assert dict(conn.generator) == {"grid_size": 72, "num_agents": 45}
-    assert conn.time_limit == 72 * 72
+    # 40 on every grid: the largest limit whose discounted returns-to-go (mean team reward)
+    # always fit the value support [-1, 1] (the catalogue's comment)
+    assert {t.time_limit for t in TASKS.values() if t.env == "connector"} == {40}
 
 
 def test_env_specs_declare_padding_and_widths():
@@ -65,8 +67,21 @@ def test_unknown_names_suggest_the_closest():
 
 def test_return_bounds():
     assert get_task("lbf/8x8-2p-2f").return_bounds() == (0.0, 1.0)
+    # connector's team reward is the mean over agents: all connect sums to 1, none to -0.03
+    # per step of the time limit
     lo, hi = get_task("connector/12x12x4a").return_bounds()
-    assert lo == pytest.approx(-0.03 * 144 * 4) and hi == 4
+    assert lo == pytest.approx(-0.03 * 40) and hi == 1.0
+
+
+def test_connector_worst_case_return_to_go_fits_the_value_support():
+    """No connector episode can have a discounted return-to-go outside [-1, 1]: the lowest is
+    -0.03 on every step of a whole episode, the highest every agent's +1 / N at once."""
+    task = get_task("connector/24x24x6a")
+    lo, hi = task.spec.value_support
+    worst = -0.03 * (1 - 0.99 ** task.time_limit) / (1 - 0.99)
+    assert lo <= worst < lo + 0.01  # 40 is the largest limit that fits (-0.993)
+    assert -0.03 * (1 - 0.99 ** (task.time_limit + 1)) / (1 - 0.99) < lo
+    assert task.return_bounds()[1] <= hi
 
 
 def test_lake_root_resolution(monkeypatch, tmp_path):

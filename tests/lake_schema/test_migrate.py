@@ -9,15 +9,24 @@ import os
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from lake_schema import delta
+from lake_schema.cards import dataset_cards, rtg_fit
+from lake_schema.catalogue import get_task
+from lake_schema.checks import returns_to_go_in_support
 from lake_schema.cli import main
+from lake_schema.duck import connect
 from lake_schema.errors import LegacyLakeError
 from lake_schema.reader import Selection, read_table
 from lake_schema.schema import EVALUATIONS_SCHEMA, REFERENCES_SCHEMA, table_spec
+from lake_schema.storage import Lake
 from lake_schema.synthetic import synthetic_episodes
 from lake_schema.verify import verify
+from lake_schema.writer import write_episodes
+from tests.helpers.lake import fill_lake
 
 LBF = "lbf/8x8-2p-2f"
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -110,3 +119,91 @@ def test_migrate_refuses_saying_how_and_changes_nothing(lake, capsys, damage):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and "again" in err[0]
     assert sorted(p for p, _, files in os.walk(lake.root) for p in [p, *files]) == before
+
+
+# ------------------------------------------------- a column added to a Delta table since
+
+RTG = "rtg_outside_support"
+
+
+def lake_before_rtg(root) -> Lake:
+    """A Delta lake written by the code before `cards.rtg_outside_support`: its cards table's
+    Delta schema and files lack the column (two checkpoints of lbf)."""
+    from lake_schema import schema
+
+    old_cards = pa.schema([f for f in schema.CARDS_SCHEMA if f.name != RTG])
+    with pytest.MonkeyPatch.context() as m:
+        m.setitem(schema._SCHEMAS, "cards", old_cards)
+        m.setitem(schema.ADDED_COLUMNS, "cards", ())
+        fill_lake(Lake(root), [LBF], checkpoints=2, episodes=3)
+    lake = Lake(root)  # a new process: no Delta table cached from the old code
+    dt = delta.open_table(lake, "cards")
+    assert RTG not in pa.schema(dt.schema().to_arrow()).names
+    return lake
+
+
+def _shares_from_steps(lake) -> dict[int, float]:
+    steps = read_table(lake, "steps", Selection(env="lbf"), ["checkpoint", "step", "reward"])
+    out = {}
+    for ck in sorted(set(steps["checkpoint"].to_pylist())):
+        part = steps.filter(pc.equal(steps["checkpoint"], ck))
+        out[ck] = rtg_fit(get_task(LBF), part).fraction
+    return out
+
+
+def test_cards_written_before_the_rtg_column_read_as_not_computed(tmp_path):
+    """Readers, verify, the DuckDB views and the card all work on the old table: null."""
+    lake = lake_before_rtg(tmp_path / "lake")
+    cards = read_table(lake, "cards").to_pylist()
+    assert len(cards) == 2 and all(r[RTG] is None for r in cards)
+    only = read_table(lake, "cards", columns=["checkpoint", RTG]).to_pylist()
+    assert sorted((r["checkpoint"], r[RTG]) for r in only) == [(0, None), (1, None)]
+    report = verify(lake, deep=True)
+    assert report.ok, report.problems
+    assert connect(lake).execute(f"SELECT count(*), count({RTG}) FROM cards").fetchone() == (
+        2, 0)
+    (card,) = dataset_cards(lake, get_task(LBF))
+    assert card.rtg_outside_support is None and card.rtg_unknown == (0, 1)
+    # the asset check's rule computes the share from the steps where no card has it
+    outcome = returns_to_go_in_support(lake, get_task(LBF), "r1", max_outside=1.0)
+    assert outcome.passed and outcome.metadata["computed_from_steps"] == 2
+    shares = _shares_from_steps(lake)
+    steps = {r["checkpoint"]: r["steps"] for r in cards}
+    assert outcome.metadata["outside_fraction"] == pytest.approx(
+        sum(shares[k] * steps[k] for k in shares) / sum(steps.values()))
+
+
+def test_migrate_adds_the_column_and_fills_it_from_the_steps(tmp_path, capsys):
+    lake = lake_before_rtg(tmp_path / "lake")
+    versions = delta.current_versions(lake, ["cards"])
+    assert main(["--root", str(lake.root), "migrate"]) == 0
+    out = capsys.readouterr().out
+    assert f"cards: added column(s) {RTG}" in out
+    assert out.count(f"filled {RTG}") == 2
+    lake = Lake(lake.root)
+    assert RTG in pa.schema(delta.open_table(lake, "cards").schema().to_arrow()).names
+    got = {r["checkpoint"]: r[RTG] for r in read_table(lake, "cards").to_pylist()}
+    assert got == pytest.approx(_shares_from_steps(lake))
+    assert delta.current_versions(lake, ["cards"])["cards"] == versions["cards"] + 3
+    report = verify(lake, deep=True)
+    assert report.ok, report.problems
+    (card,) = dataset_cards(lake, get_task(LBF))
+    assert card.rtg_unknown == () and card.rtg_outside_support is not None
+    assert main(["--root", str(lake.root), "migrate"]) == 0  # again: nothing to do
+    assert "nothing to migrate" in capsys.readouterr().out
+
+
+def test_a_write_to_an_old_cards_table_adds_the_column_and_backfill_fills_the_rest(
+        tmp_path, capsys):
+    lake = lake_before_rtg(tmp_path / "lake")
+    write_episodes(lake, LBF, "r1", 2, "high", synthetic_episodes(LBF, [5, 6], seed=3))
+    got = {r["checkpoint"]: r[RTG] for r in read_table(lake, "cards").to_pylist()}
+    assert got[0] is None and got[1] is None and got[2] is not None  # old rows: not computed
+    report = verify(lake, deep=True)
+    assert report.ok, report.problems
+    assert connect(lake).execute(f"SELECT count(*), count({RTG}) FROM cards").fetchone() == (
+        3, 1)
+    assert main(["--root", str(lake.root), "card", "--backfill"]) == 0
+    assert capsys.readouterr().out.count(f"filled {RTG}") == 2
+    got = {r["checkpoint"]: r[RTG] for r in read_table(lake, "cards").to_pylist()}
+    assert got == pytest.approx(_shares_from_steps(lake))

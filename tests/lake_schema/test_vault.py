@@ -417,3 +417,21 @@ def test_an_episode_over_the_time_limit_is_refused_and_replace_reimports(tmp_pat
                     LBF, "--run", "never"], capsys)
     assert rc == 1 and err.startswith("sable-lake: error: terminals: no terminal or "
                                       "truncation flag within the time limit 100")
+
+
+def test_connector_per_agent_rewards_import_as_their_mean(tmp_path):
+    """Mava's connector Vaults hold Jumanji's per-agent rewards; the lake's team reward is
+    their mean (the catalogue's rule, `DEFAULT_TEAM_REWARD`), or the sum when asked."""
+    task = "connector/12x12x4a"
+    exp = og_marl_steps(task, [[30, 20]], tail=0)
+    exp["observations"] = exp["observations"].astype(np.float32)
+    write_raw_vault(tmp_path / "v.vlt", "Good", exp)
+    lake = Lake(tmp_path / "lake")
+    (r,) = import_vault(lake, tmp_path / "v.vlt", task)
+    assert r.team_reward == "mean"
+    rewards = exp["rewards"][0]  # [T, N]
+    got = np.concatenate([e["reward"] for e in lake_episodes(lake, task, "vault-Good")])
+    np.testing.assert_allclose(got, rewards.mean(-1), rtol=1e-6)
+    (r,) = import_vault(lake, tmp_path / "v.vlt", task, run="summed", team_reward="sum")
+    got = np.concatenate([e["reward"] for e in lake_episodes(lake, task, "summed")])
+    np.testing.assert_allclose(got, rewards.sum(-1), rtol=1e-6)

@@ -55,6 +55,20 @@ def test_dataset_card_asset_metadata(lake):
         assert_published(lake, meta[key].value, alt)
     assert "dataset card: lbf/10x10-3p-3f, run r1" in meta["card"].value
     assert "sable-lake" in meta["produced_by"].value
+    # the share of discounted returns-to-go outside the value support: per checkpoint (the
+    # card rows), per run (steps-weighted) and the latest run's as a number
+    cards = {(c["run"], c["checkpoint"]): c for c in read_table(
+        lake, "cards", Selection(env="lbf", tasks=["10x10-3p-3f"])).to_pylist()}
+    for r in rows:
+        want = cards[(r["run"], r["checkpoint"])]["rtg_outside_support"]
+        assert want is not None and np.isclose(r["rtg_outside_support"], want, atol=1e-3)
+    r2 = [c for (run, _), c in cards.items() if run == "r2"]
+    share = sum(c["rtg_outside_support"] * c["steps"] for c in r2) / sum(c["steps"] for c in r2)
+    assert np.isclose(meta["rtg_outside_fraction"].value, share)
+    text = meta["rtg_outside_support"].value
+    assert "- run r1: returns-to-go (gamma 0.99) outside the value support [-1, 1]: " in text
+    assert f"- run r2: returns-to-go (gamma 0.99) outside the value support [-1, 1]: " \
+           f"{share:.2%} of the steps" in text
 
     one = _materialise(lake, run="r1")
     assert one.success

@@ -108,12 +108,14 @@ def test_ablation_sweep_is_one_launch_of_several_models(lake, tmp_path, monkeypa
     from pipelines.assets.offline import ablation_sweep
 
     monkeypatch.setenv("SABLE_LAKE_CACHE", str(tmp_path / "cache"))
-    fill_lake(lake, TASKS, checkpoints=1, episodes=4, lengths=(8, 30), seed=1)
-    for task in (*TASKS, "lbf/12x12-4p-5f"):
+    # every task of the split: the models' observation statistics are the whole split's
+    split = (*TASKS, "lbf/15x15-3p-5f")  # lbf's demo-train
+    fill_lake(lake, split, checkpoints=1, episodes=4, lengths=(8, 30), seed=1)
+    for task in (*split, "lbf/12x12-4p-5f"):
         write_reference(lake, task, "online", sable_returns=[0.5], random_returns=[0.1],
                         env_steps=1)
     models = tmp_path / "models"
-    base = {**MODEL, "tasks": None, "split": "train", "models_dir": str(models)}
+    base = {**MODEL, "tasks": None, "split": "demo-train", "models_dir": str(models)}
     config = {"base": base, "algorithms": ["bc"], "first_k": [1, 2],
               "evaluation": {"episodes": 2, "tasks": ["lbf/12x12-4p-5f"]}}
     result = dg.materialize(

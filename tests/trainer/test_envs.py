@@ -232,7 +232,8 @@ def test_autoreset_keeps_final_step_and_swaps_in_reset(connector_walk):
         raw_term = raw_last & np.all(np.asarray(raw.discount) == 0, axis=-1)
         np.testing.assert_array_equal(step.terminated, raw_term)
         np.testing.assert_array_equal(step.truncated, raw_last & ~raw_term)
-        np.testing.assert_allclose(step.reward, np.asarray(raw.reward).sum(-1), rtol=1e-6)
+        # the team reward is the mean over agents of Jumanji's own per-agent reward
+        np.testing.assert_allclose(step.reward, np.asarray(raw.reward).mean(-1), rtol=1e-6)
         np.testing.assert_array_equal(step.first, raw_last)
         gathered += int(raw_last.sum() == 1)
         many += int(raw_last.sum() > 1)
@@ -248,6 +249,40 @@ def test_autoreset_keeps_final_step_and_swaps_in_reset(connector_walk):
                 np.testing.assert_array_equal(state.inner.grid[b], raw.observation.grid[b])
                 np.testing.assert_array_equal(step.legal[b], raw.observation.action_mask[b])
     assert ended >= 2 and gathered >= 1 and many >= 1
+
+
+def test_connector_team_reward_is_the_mean_of_jumanjis_per_agent_rewards(connector_walk):
+    """Against Jumanji's own `timestep.reward` ([N] per agent: +1 on connecting, -0.03 per
+    step while unconnected) on real steps: the team reward is their mean, never the sum."""
+    env, record = connector_walk
+    n = env.num_agents
+    seen_connection = seen_penalty = False
+    for _, _, _, step, raw, *_ in record[1:]:
+        per_agent = np.asarray(raw.reward)  # [B, N]
+        assert per_agent.shape == (4, n)
+        np.testing.assert_allclose(np.asarray(step.reward), per_agent.mean(-1), rtol=1e-6)
+        np.testing.assert_allclose(np.asarray(step.reward) * n, per_agent.sum(-1), rtol=1e-5,
+                                   atol=1e-6)
+        seen_connection |= bool((per_agent > 0.5).any())
+        seen_penalty |= bool(np.isclose(per_agent, -0.03).any())
+    assert seen_penalty and seen_connection  # both parts of Jumanji's reward occurred
+
+
+def test_connector_episodes_truncate_at_the_catalogue_limit(connector_walk):
+    """Connector's time limit is the catalogue's 40 steps (not g * g): an episode that the
+    environment does not end is truncated on its 40th step, never later."""
+    env, record = connector_walk
+    assert env.time_limit == get_task("connector/12x12x4a").time_limit == 40
+    first = np.stack([np.asarray(r[3].first) for r in record])  # [61, B]
+    terminated = np.stack([np.asarray(r[3].terminated) for r in record])
+    truncated = np.stack([np.asarray(r[3].truncated) for r in record])
+    truncations = 0
+    for length, t, b in _episode_lengths(first, terminated | truncated):
+        assert length <= 40
+        if truncated[t, b]:
+            truncations += 1
+            assert length == 40 and not terminated[t, b]
+    assert truncations >= 1
 
 
 def test_connector_random_returns_within_task_bounds(connector_walk):

@@ -170,6 +170,6 @@ def test_the_paper_preset_builds_every_model_at_the_paper_s_scale():
         knobs = preset.online_config(env)
         c = OnlineConfig.profile(knobs.pop("profile"), env=env, **knobs)
         return c.num_checkpoints, c.episodes_per_checkpoint
-    assert recording("connector") == (50, 2048)  # 50 x 204,800 steps = 10.24M at 100 steps
+    assert recording("connector") == (50, 5120)  # 50 x 204,800 steps = 10.24M at 40 steps
     assert recording("rware") == (610, 128)  # Table 8: 610 rollouts = 78,080 episodes
     assert recording("lbf") == (50, 798)  # about 3.99M steps at 100 steps an episode

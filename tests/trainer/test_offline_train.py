@@ -422,9 +422,11 @@ def test_the_vmapped_seed_update_computes_what_the_sequential_one_does(data):
                                                                 vectorise=False)
     (vmapped_state, vmapped), (mapped_state, mapped) = results
     assert not np.allclose(mapped.loss[0], mapped.loss[1])  # two seeds, two batches
+    # atol: Adam's first step moves each parameter by about lr x g / |g|, so float32
+    # reassociation noise in a near-zero gradient entry shows at up to ~1% of lr (1e-3)
     for x, y in zip(_leaves((vmapped_state, vmapped)), _leaves((mapped_state, mapped)),
                     strict=True):
-        np.testing.assert_allclose(x, y, rtol=2e-5, atol=1e-6)
+        np.testing.assert_allclose(x, y, rtol=2e-5, atol=1e-5)
 
 
 def test_seeds_sharing_a_run_directory_are_refused_before_any_io(tmp_path):
