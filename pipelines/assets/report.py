@@ -104,6 +104,8 @@ def gain_line(row: dict) -> str:
         return f"{value:.2f}x{bounds}"
 
     best = f" (best k = {row['best_k']})" if row.get("best_k") is not None else ""
+    if row.get("best_k") == 1:  # the maximum includes k = 1, so it is never below 1
+        best = " (no k beat one task: the statistic is at least 1 by definition)"
     m = row.get("m") or "M"
     which = " ".join(x for x in (row["env"], row["algorithm"], row.get("compared")) if x)
     return (f"- {which}: max over k of test(k)/test(1) "
