@@ -18,7 +18,7 @@ import jax
 F = TypeVar("F", bound=Callable[..., Any])
 # Compiler options for a program called a few times per run (an initialisation): XLA:CPU
 # with LLVM at -O0 compiles it in about half the time and runs it a few times slower, which
-# a program run once does not notice (benchmarks/RESULTS.md, session 11). XLA's own HLO
+# a program run once does not notice (benchmarks/RESULTS.md, 83f658a). XLA's own HLO
 # passes (fusion, simplification) still run. Usage: `jit(f).lower(...).compile(RUNS_RARELY)`.
 RUNS_RARELY = {"xla_backend_optimization_level": 0}
 _CLEARERS: list[Callable[[], None]] = []

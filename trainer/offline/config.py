@@ -85,7 +85,7 @@ class OfflineConfig(NetworkKnobs):
         "environment's maximum: the paper profile) or a count. With agent masking, BC's and "
         "CQL's losses do not depend on the count (an update at 3 slots is about 3x faster "
         "than at lbf's 8); Oryx's batch softmax compares the entries that share a slot, so "
-        "its weights do (benchmarks/RESULTS.md, session 12)"))
+        "its weights do (benchmarks/RESULTS.md, 1bdd043)"))
     learning_rate: float = knob(1e-3, gt=0.0, le=10.0, doc="Adam step size")
     max_grad_norm: float = knob(10.0, gt=0.0, doc="global-norm gradient clipping")
     gamma: float = knob(0.99, ge=0.0, le=1.0, doc="discount")

@@ -165,7 +165,7 @@ def over_seeds(step: Callable, vectorise: bool) -> Callable:
     and its compiled program has more than twice the transposes and copies (BC's update:
     76 transposes and 107 copies, vmapped over one seed 178 and 209; at S = 3 and 8 the
     vmapped program trained 0.71-0.87x the seed-updates/s of the sequential one on 2 cores;
-    benchmarks/RESULTS.md, session 14).
+    benchmarks/RESULTS.md, 931f0e4).
     """
     def run(states: Any, batches: Any) -> Any:
         if vectorise and jax.tree.leaves(batches)[0].shape[0] > 1:

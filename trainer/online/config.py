@@ -39,7 +39,7 @@ PROFILES: dict[str, dict[str, Any]] = {
 # while Mava's 128-step rollouts at lr 2.5e-4 reached 3 deliveries per episode by 8M steps.
 # On lbf, 32 environments make twice the updates of 64 from the same env steps, at the same
 # steps/s on CPU: in 300k steps 15x15-3p-5f's last checkpoints reach 0.23-0.24 against
-# 0.16-0.18 (benchmarks/RESULTS.md, session 12).
+# 0.16-0.18 (benchmarks/RESULTS.md, 1bdd043).
 DEMO_ENV_SETTINGS: dict[str, dict[str, Any]] = {
     "lbf": {"num_envs": 32},
     "rware": {"rollout_length": 128, "learning_rate": 2.5e-4},
