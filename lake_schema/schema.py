@@ -100,15 +100,31 @@ class TableSpec:
         return tuple(p for p in self.partitions if not (self.name == "steps" and p == "env"))
 
     def key_predicate(self, values: dict[str, object]) -> str:
-        """The Delta predicate selecting one write key's rows (values already validated)."""
-        return " AND ".join(
-            f"{p} = {values[p]}" if p == "checkpoint" else f"{p} = '{values[p]}'"
-            for p in self.key if p in self.delta_partitions
-        )
+        """The Delta predicate selecting one write key's rows."""
+        return equals_predicate({p: values[p] for p in self.key if p in self.delta_partitions})
 
     def key_name(self, values: dict[str, object]) -> str:
         """A write key as people read it: `steps env=lbf/task=.../checkpoint=3`."""
         return f"{self.name} " + "/".join(f"{p}={values[p]}" for p in self.key)
+
+
+def sql_literal(value: object) -> str:
+    """`value` as a SQL literal for a Delta predicate: an int as digits, a string quoted with
+    its quotes doubled, so no value can change the predicate's meaning (`x' OR '1'='1` is
+    one string); anything else is refused."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise LakeValueError(f"cannot select rows by {value!r}: a predicate value is an int "
+                             "or a string")
+    if isinstance(value, int):
+        return str(int(value))
+    if "\x00" in value:
+        raise LakeValueError(f"cannot select rows by {value!r}: it holds a NUL character")
+    return "'" + value.replace("'", "''") + "'"
+
+
+def equals_predicate(values: dict[str, object]) -> str:
+    """`"col" = literal AND ...`: the Delta predicate selecting rows with these values."""
+    return " AND ".join(f'"{c}" = {sql_literal(v)}' for c, v in values.items())
 
 
 def obs_type(env: str) -> pa.DataType:

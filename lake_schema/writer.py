@@ -30,6 +30,7 @@ from lake_schema.reader import Selection, read_files, read_table
 from lake_schema.schema import (
     OPTIONAL_COLUMNS,
     TableSpec,
+    equals_predicate,
     table_spec,
     validate_partition,
 )
@@ -408,14 +409,13 @@ def write_records(
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as e:
         raise LakeValueError(f"{table}: bad record for {partition}: {e}") from e
     _check_finite(table, data, partition)
-    narrow = ""
     for col, value in (replace_rows or {}).items():
         if col not in spec.schema.names or not isinstance(value, int | str) or isinstance(
                 value, bool):
             raise LakeValueError(f"{table}: cannot replace rows by {col}={value!r}")
         if any(r.get(col) != value for r in records):
             raise LakeValueError(f"{table}: every record must have {col}={value!r}")
-        narrow += f' AND "{col}" = ' + (f"'{value}'" if isinstance(value, str) else str(value))
+    narrow = f" AND {equals_predicate(replace_rows)}" if replace_rows else ""
     lake.prepare_for_writing()
     key = spec.key_name(partition)
     dt = delta.replace_key(lake, table, _with_partition(data, spec, partition), partition,
@@ -461,9 +461,10 @@ def delete_run(lake: Lake, task: str | Task, run: str) -> list[str]:
     if not lake.is_s3 and not os.path.exists(lake.root):
         return []  # a new lake: nothing to delete (a writer may start one)
     lake.check_readable()
-    where = f"task = '{task.scenario}' AND run = '{run}'"
-    removed = delta.delete_where(lake, "episodes", f"env = '{task.env}' AND {where}")
-    removed += delta.delete_where(lake, "cards", f"env = '{task.env}' AND {where}")
+    where = equals_predicate({"task": task.scenario, "run": run})
+    with_env = equals_predicate({"env": task.env, "task": task.scenario, "run": run})
+    removed = delta.delete_where(lake, "episodes", with_env)
+    removed += delta.delete_where(lake, "cards", with_env)
     removed += delta.delete_where(lake, delta.table_id("steps", task.env), where)
-    removed += delta.delete_where(lake, "references", f"env = '{task.env}' AND {where}")
+    removed += delta.delete_where(lake, "references", with_env)
     return removed

@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from lake_schema import delta
 from lake_schema.catalogue import UnknownTaskError
 from lake_schema.duck import connect
 from lake_schema.reader import (
@@ -359,6 +360,31 @@ def test_concurrent_evaluations_of_one_model_keep_every_row(lake):
                   replace_rows={"update": 2})
     rows = sorted(read_table(lake, "evaluations").to_pylist(), key=lambda r: r["update"])
     assert [(r["update"], r["mean_return"]) for r in rows] == [(1, 0.5), (2, 0.7)]
+
+
+@pytest.mark.parametrize("hostile", ["x' OR '1'='1", "it's", "a\"b", "' OR true --"])
+def test_a_hostile_replace_rows_value_is_one_string_not_predicate_text(lake, hostile):
+    """A quote in a replace_rows value must neither widen the predicate (`x' OR '1'='1`
+    once replaced every evaluation row of the lake) nor break it (`it's` raised a raw
+    DeltaError): the value is one string, so only rows holding it are replaced."""
+    part = {"env": "lbf", "task": "12x12-4p-5f", "model": "m1"}
+    for update in (1, 2, 3):
+        write_records(lake, "evaluations", part, [_evaluation(update=update)],
+                      replace_rows={"update": update})
+    for mean in (0.6, 0.7):  # written twice: the second replaces the first, nothing else
+        write_records(lake, "evaluations", part, [_evaluation(config=hostile, mean_return=mean)],
+                      replace_rows={"config": hostile})
+    rows = read_table(lake, "evaluations").to_pylist()
+    assert sorted((r["config"], r["mean_return"]) for r in rows) == sorted(
+        [("{}", 0.5)] * 3 + [(hostile, 0.7)])
+
+
+def test_a_predicate_value_of_another_type_is_refused(lake):
+    part = {"env": "lbf", "task": "12x12-4p-5f", "model": "m1"}
+    with pytest.raises(LakeValueError, match=r"cannot replace rows by update=1\.5"):
+        write_records(lake, "evaluations", part, [_evaluation(update=1)],
+                      replace_rows={"update": 1.5})
+    assert not delta.is_table(lake, "evaluations")  # refused before anything was written
 
 
 def test_unknown_schema_version_is_refused_naming_the_table(lake):
