@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import posixpath
 import re
 import time
 import urllib.parse
@@ -298,9 +299,22 @@ def _to_files(table: pa.Table, tid: str) -> list[DataFile]:
                   for k, v in a.items() if k.startswith("partition.")}
         if env is not None:
             values = {"env": env, **values}
-        rel = f"{tid}/{urllib.parse.unquote(a['path'])}"
+        rel = inside_table(tid, urllib.parse.unquote(a["path"]))
         out.append(DataFile(rel, int(a["size_bytes"]), int(a.get("num_records") or 0), values))
     return sorted(out, key=lambda f: f.rel)
+
+
+def inside_table(tid: str, path: str) -> str:
+    """`tid/path`, root-relative, when `path` (a data path from a Delta log, relative to the
+    table) names a file inside the table's folder; else a LakeFileError naming it. A log
+    entry such as `../../victim/x.parquet` or an absolute URI would make every reader
+    return another folder's rows as this table's."""
+    rel = posixpath.normpath(f"{tid}/{path}")
+    if ("://" in path or path.startswith("/") or not rel.startswith(f"{tid}/")
+            or any(part in ("", ".", "..") for part in path.split("/"))):
+        raise LakeFileError(f"{tid}/{path}", "a data path outside its table (refused: "
+                                             "a crafted or foreign Delta log)")
+    return rel
 
 
 def key_files(dt: DeltaTable, tid: str, values: dict[str, object]) -> list[DataFile]:
@@ -450,8 +464,24 @@ def vacuum(lake: Lake, tid: str, retention_hours: float, dry_run: bool = False) 
     dt = open_table(lake, tid)
     if dt is None:
         raise LakeValueError(f"the lake {lake.root} has no table {tid}")
-    gone = dt.vacuum(retention_hours=int(retention_hours), dry_run=dry_run,
-                     enforce_retention_duration=False, full=True)
+    if tid.startswith("steps/"):
+        # Steps files the episodes index names are kept even when the steps table no longer
+        # lists them: a write killed between its steps and its index commits leaves the old
+        # steps removed from the steps table but still the ones readers see (the index is
+        # the commit point, `reader.indexed_steps`).
+        from lake_schema.reader import Selection, indexed_steps  # reader imports this module
+
+        indexed = {f.rel for f in indexed_steps(
+            lake, Selection(env=parse_table_id(tid)[1])).files}
+        gone = [p for p in dt.vacuum(retention_hours=int(retention_hours), dry_run=True,
+                                     enforce_retention_duration=False, full=True)
+                if f"{tid}/{p}" not in indexed]
+        if not dry_run:
+            for p in gone:
+                lake.fs.rm(lake.path(f"{tid}/{p}"))
+    else:
+        gone = dt.vacuum(retention_hours=int(retention_hours), dry_run=dry_run,
+                         enforce_retention_duration=False, full=True)
     # A writer killed while writing a data file leaves the object store's staging file
     # (`<name>#<n>` on a local disk) beside the table: never a data file, and not one that
     # delta-rs's vacuum lists, so it goes here.

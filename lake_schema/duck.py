@@ -21,7 +21,7 @@ import duckdb
 
 from lake_schema import delta
 from lake_schema.catalogue import ENVS
-from lake_schema.reader import check_partition_values
+from lake_schema.reader import Selection, indexed_steps, snapshot
 from lake_schema.schema import ADDED_COLUMNS, TABLES, table_spec
 from lake_schema.storage import Lake
 
@@ -36,34 +36,50 @@ def connect(lake: Lake, database: str = ":memory:",
 
     A table with no data yet gets an empty view, so queries never fail for lack of data.
     `as_of` pins tables to versions ({table id: version}, as `reader.table_versions` gives).
+    The steps views hold exactly the steps files that the `episodes` view's index version
+    lists (`reader.indexed_steps`), so a join of the two never mixes two writes of a key.
+    A steps file the index lists but the lake lacks fails the queries that read that env's
+    steps, naming the file; queries of the other views still work.
     """
     lake.check_readable()
     con = duckdb.connect(database)
     if lake.is_s3:
         con.register_filesystem(lake.fs)
+    index = snapshot(lake, "episodes", Selection(as_of=_version(as_of, "episodes")))
+    files = {"episodes": index.files,
+             "steps": indexed_steps(lake, Selection(as_of=index.versions)).files}
     for table in TABLES:
-        tids = [delta.table_id("steps", e) for e in ENVS] if table == "steps" else [table]
-        selects = []
-        for tid in tids:
-            dt = delta.open_table(lake, tid, _version(as_of, tid))
-            if dt is None:
-                continue
-            files = delta.data_files(dt, tid)
-            for f in files:
-                check_partition_values(table, f)
-            if not files:
-                continue
-            src = _read_parquet(lake, table, [f.rel for f in files])
-            if table == "steps":
-                env = tid.split("/", 1)[1]
-                selects.append(f"SELECT *, '{env}' AS env FROM {src}")
-                con.execute(f'CREATE OR REPLACE VIEW "steps_{env}" AS {selects[-1]}')
-            else:
-                selects.append(f"SELECT * FROM {src}")
+        if table not in files:
+            files[table] = snapshot(lake, table, Selection(as_of=_version(as_of, table))).files
+        if table == "steps":
+            selects = [_steps_view(con, lake, env, [f.rel for f in files[table]
+                                                    if f.partition["env"] == env])
+                       for env in ENVS]
+            selects = [s for s in selects if s]
+        else:
+            rels = [f.rel for f in files[table]]
+            selects = [f"SELECT * FROM {_read_parquet(lake, table, rels)}"] if rels else []
         source = " UNION ALL BY NAME ".join(selects) if selects else _empty_select(table)
         con.execute(f'CREATE OR REPLACE VIEW "{table}" AS {source}')
         _add_missing_columns(con, table, source)
     return con
+
+
+def _steps_view(con: duckdb.DuckDBPyConnection, lake: Lake, env: str, rels: list[str]) -> str:
+    """Create the `steps_<env>` view over `rels` and return its SELECT ('' when empty). When
+    a file is missing, the view fails when read, naming it (DuckDB would otherwise fail at
+    view creation, taking every other view with it)."""
+    if not rels:
+        return ""
+    missing = sorted(set(rels) - set(lake.find(delta.table_id("steps", env))))
+    if missing:
+        message = f"{missing[0]}: listed by the episodes index but missing".replace("'", "''")
+        select = (f"SELECT *, '{env}' AS env FROM ({_null_row('steps')}) "
+                  f"WHERE error('{message}') IS NULL")
+    else:
+        select = f"SELECT *, '{env}' AS env FROM {_read_parquet(lake, 'steps', rels)}"
+    con.execute(f'CREATE OR REPLACE VIEW "steps_{env}" AS {select}')
+    return select
 
 
 def _add_missing_columns(con: duckdb.DuckDBPyConnection, table: str, source: str) -> None:
@@ -92,11 +108,15 @@ def _read_parquet(lake: Lake, table: str, rels: list[str]) -> str:
     return f"read_parquet([{paths}], hive_partitioning = true, hive_types = {hive}{union})"
 
 
-def _empty_select(table: str) -> str:
+def _null_row(table: str) -> str:
+    """One row of NULLs typed as the table's columns (steps typed as lbf's)."""
     spec = table_spec(table, "lbf") if table == "steps" else table_spec(table)
     con = duckdb.connect()
     con.register("empty", spec.full_schema().empty_table())
     cols = con.execute("DESCRIBE empty").fetchall()
     con.close()
-    casts = ", ".join(f'NULL::{ctype} AS "{name}"' for name, ctype, *_ in cols)
-    return f"SELECT {casts} WHERE false"
+    return "SELECT " + ", ".join(f'NULL::{ctype} AS "{name}"' for name, ctype, *_ in cols)
+
+
+def _empty_select(table: str) -> str:
+    return f"{_null_row(table)} WHERE false"

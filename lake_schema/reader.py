@@ -13,9 +13,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lake_schema import delta
@@ -54,7 +55,8 @@ class Selection:
     runs: Sequence[str] | None = None
     models: Sequence[str] | None = None
     # Pin reads to table versions: {table id: version} (ids as in `table_versions`, e.g.
-    # "episodes", "steps/lbf"), or one int for the table being read. None: current.
+    # "episodes", "steps/lbf"), or one int for the table being read. None: current. Steps
+    # are read through the episodes index, so its "episodes" version (or the int) pins them.
     as_of: Mapping[str, int] | int | None = field(default=None, hash=False)
 
     def version_of(self, tid: str) -> int | None:
@@ -152,9 +154,12 @@ def _table_ids(table: str, selection: Selection) -> list[str]:
 
 def snapshot(lake: Lake, table: str, selection: Selection = Selection()) -> Snapshot:
     """The files of `table` matching `selection` (from the Delta log, at `selection.as_of`
-    or the current version) and the version of each table read; opens no data file."""
+    or the current version) and the version of each table read; opens no data file, except
+    for steps, which are read through the episodes index (`indexed_steps`)."""
     check_table(table)
     lake.check_readable()
+    if table == "steps":
+        return indexed_steps(lake, selection)
     allowed = selection.values()
     files: list[DataFile] = []
     versions: dict[str, int] = {}
@@ -178,6 +183,35 @@ def snapshot(lake: Lake, table: str, selection: Selection = Selection()) -> Snap
             check_partition_values(table, f)
             files.append(f)
     return Snapshot(tuple(files), versions)
+
+
+def indexed_steps(lake: Lake, selection: Selection = Selection()) -> Snapshot:
+    """The steps files that the episodes index lists, at the index version the selection
+    pins (`as_of`'s "episodes", else the current one): the lake's commit point.
+
+    A checkpoint's write commits its steps, then its index rows, in two Delta tables, so
+    between the two commits (or after a writer killed there) the steps table already holds
+    the new steps while the index still describes the old ones. Reading the files the index
+    names, rather than the steps table's current files, gives every reader one snapshot
+    across the two tables: exactly the steps its episodes rows describe. The files an index
+    names stay on disk while it names them (`delta.vacuum` keeps them)."""
+    index_selection = replace(selection, as_of=selection.version_of("episodes"))
+    index = snapshot(lake, "episodes", index_selection)
+    files: dict[str, DataFile] = {}
+    for f in index.files:
+        tid = delta.table_id("steps", f.partition["env"])
+        names = read_files(lake, [f.rel], "episodes", None, ["steps_file"])["steps_file"]
+        for rel in pc.unique(names).to_pylist():
+            if not isinstance(rel, str) or not rel.startswith(f"{tid}/"):
+                raise LakeFileError(f.rel, f"steps_file {rel!r} is not a file of {tid}")
+            rel = delta.inside_table(tid, rel[len(tid) + 1:])
+            steps = DataFile(rel, 0, 0, parse_partition(rel))  # size, rows: not in the index
+            check_partition_values("steps", steps)
+            if {p: v for p, v in steps.partition.items() if p in f.partition} != {
+                    p: v for p, v in f.partition.items() if p in steps.partition}:
+                raise LakeFileError(f.rel, f"steps_file {rel} is another key's steps")
+            files[rel] = steps
+    return Snapshot(tuple(files[r] for r in sorted(files)), index.versions)
 
 
 def list_files(lake: Lake, table: str, selection: Selection = Selection()) -> list[str]:

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -21,6 +22,7 @@ from lake_schema.reader import (
     LakeFileError,
     Selection,
     list_files,
+    parse_partition,
     read_table,
     snapshot,
     table_versions,
@@ -274,6 +276,25 @@ def _evaluation(**changes) -> dict:
     } | changes
 
 
+def _assert_steps_match_the_index(lake) -> None:
+    """Every reader of steps sees exactly the steps of the episodes rows it read: per key,
+    the steps rows equal the index's sum of lengths (read_table and the DuckDB views)."""
+    index = read_table(lake, "episodes", Selection(env="lbf")).to_pylist()
+    steps = read_table(lake, "steps", Selection(env="lbf"), ["task", "checkpoint"]).to_pylist()
+    want, got = {}, {}
+    for r in index:
+        want[r["task"], r["checkpoint"]] = want.get((r["task"], r["checkpoint"]), 0) + r["length"]
+    for r in steps:
+        got[r["task"], r["checkpoint"]] = got.get((r["task"], r["checkpoint"]), 0) + 1
+    assert got == want
+    mixed = connect(lake).execute("""
+        SELECT count(*) FROM (SELECT task, checkpoint, sum(length) AS n FROM episodes
+                              GROUP BY ALL) e
+        FULL JOIN (SELECT task, checkpoint, count(*) AS n FROM steps GROUP BY ALL) s
+        USING (task, checkpoint) WHERE e.n IS DISTINCT FROM s.n""").fetchone()[0]
+    assert mixed == 0
+
+
 def test_exception_mid_write_leaves_the_old_data_whole(lake, monkeypatch):
     """The episodes commit fails after the steps commit: readers through the index keep the
     old checkpoint whole (its steps file stays until a vacuum), verify names the leftover."""
@@ -297,8 +318,15 @@ def test_exception_mid_write_leaves_the_old_data_whole(lake, monkeypatch):
     assert read_table(lake, "episodes", Selection(env="lbf")).to_pylist() == before
     for row in before:
         assert os.path.exists(lake.path(row["steps_file"]))
+    _assert_steps_match_the_index(lake)
     report = verify(lake)
     assert not report.ok and all("8x8-2p-2f" in p.path for p in report.problems)
+    # a vacuum before the rewrite keeps the steps the index names (the steps table no
+    # longer lists them: the killed write replaced them there)
+    delta.vacuum(lake, "steps/lbf", retention_hours=0)
+    _assert_steps_match_the_index(lake)
+    assert read_table(lake, "steps", Selection(env="lbf")).num_rows == sum(
+        r["length"] for r in before)
     # writing the key again repairs it
     write_episodes(lake, LBF, "run0", 0, "high", synthetic_episodes(LBF, [6]))
     assert verify(lake).ok
@@ -425,3 +453,30 @@ def test_write_atomic_replaces_whole_files_and_leaves_nothing_on_failure(tmp_pat
     with pytest.raises(FileNotFoundError):
         write_atomic(tmp_path / "missing" / "meta.json", "x")
     assert [p.name for p in tmp_path.iterdir()] == ["meta.json"]
+
+
+def _append_to_log(lake, tid: str, path: str, partition: dict[str, str], size: int) -> None:
+    """Commit an `add` action by hand, as a crafted or foreign Delta log would hold it."""
+    import json
+
+    log = Path(lake.path(f"{tid}/_delta_log"))
+    version = max(int(p.stem) for p in log.glob("*.json")) + 1
+    add = {"path": path, "partitionValues": partition, "size": size,
+           "modificationTime": 0, "dataChange": True}
+    (log / f"{version:020d}.json").write_text(json.dumps({"add": add}) + "\n")
+
+
+def test_a_log_entry_outside_its_table_is_refused_by_every_reader(lake, tmp_path):
+    """`../../victim/...` in the log once made read_table and the views return another
+    folder's rows as the lake's."""
+    fill(lake, tasks=(LBF,), checkpoints=1)
+    mine = list_files(lake, "episodes")[0]
+    victim = tmp_path / "victim" / "x.parquet"
+    victim.parent.mkdir()
+    victim.write_bytes(Path(lake.path(mine)).read_bytes())
+    rel = os.path.relpath(victim, lake.path("episodes"))
+    _append_to_log(lake, "episodes", rel, parse_partition(mine), victim.stat().st_size)
+    for read in (lambda: read_table(lake, "episodes"), lambda: connect(lake),
+                 lambda: read_table(lake, "steps", Selection(env="lbf"))):
+        with pytest.raises(LakeFileError, match="outside its table"):
+            read()
