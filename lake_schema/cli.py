@@ -24,7 +24,8 @@
                                                 compute missing or stale cards from the rows
 
 Bad arguments exit with status 2, bad data (a missing root, a corrupted or foreign file, a
-table of another schema version) with status 1, each with one line on stderr naming it.
+table of another schema version, a table the lake does not hold) or unreachable storage with
+status 1, each with one line on stderr naming it; never a traceback. Ctrl-C exits 130.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
@@ -44,7 +46,7 @@ from lake_schema.catalogue import TASKS, UnknownTaskError, split_names, split_ta
 from lake_schema.duck import connect
 from lake_schema.errors import LakeError, LakeRootError, LakeValueError
 from lake_schema.schema import SCHEMA_VERSION, TableDoc, describe_table
-from lake_schema.storage import Lake
+from lake_schema.storage import ROOT_ENV, Lake, resolve_root
 from lake_schema.verify import verify
 
 
@@ -132,6 +134,8 @@ def cmd_query(lake: Lake, args: argparse.Namespace) -> int:
     con = connect(lake)
     try:
         cur = con.execute(args.sql)
+        if cur is None:  # DuckDB's answer to SQL of only blanks and comments
+            raise UsageError("query: the SQL holds no statement")
         columns = [d[0] for d in cur.description or []]
         rows = cur.fetchall()
     except _USER_SQL_ERRORS as e:
@@ -150,6 +154,10 @@ def cmd_verify(lake: Lake, args: argparse.Namespace) -> int:
         print(f"BAD {p}")
     status = "ok" if report.ok else f"{len(report.problems)} problem(s)"
     print(f"verified {report.files} files, {report.rows} rows in {lake.root}: {status}")
+    if report.unhashed:
+        print(f"note: {report.unhashed} file(s) have no recorded content hash (written before "
+              "hashes were recorded, or by another tool): their pages were read, their values "
+              "not compared")
     return 0 if report.ok else 1
 
 
@@ -179,8 +187,16 @@ def cmd_versions(lake: Lake, args: argparse.Namespace) -> int:
 
 
 def _tables_arg(lake: Lake, names: Sequence[str]) -> list[str]:
+    """The tables named (each checked to be in the lake, as `history` does, so a mistyped
+    env is an error rather than a quiet `0 0`), or every table the lake holds."""
     lake.check_readable()
-    return [_table_arg(t) for t in names] if names else delta.existing_tables(lake)
+    if not names:
+        return delta.existing_tables(lake)
+    tids = [_table_arg(t) for t in names]
+    for tid in tids:
+        if delta.open_table(lake, tid) is None:
+            raise LakeValueError(f"the lake {lake.root} has no table {tid}")
+    return tids
 
 
 def cmd_optimize(lake: Lake, args: argparse.Namespace) -> int:
@@ -193,8 +209,6 @@ def cmd_optimize(lake: Lake, args: argparse.Namespace) -> int:
 
 
 def cmd_vacuum(lake: Lake, args: argparse.Namespace) -> int:
-    if args.retention_hours < 0:
-        raise UsageError("--retention-hours must be >= 0")
     rows = []
     for tid in _tables_arg(lake, args.tables):
         gone = delta.vacuum(lake, tid, args.retention_hours, dry_run=args.dry_run)
@@ -269,6 +283,40 @@ def _add_schema_command(sub) -> None:
     p.add_argument("--format", choices=["table", "markdown", "json"], default="table")
 
 
+# delta-rs holds the retention as i64 milliseconds (it panics past ~2.5e12 hours); a billion
+# hours keeps every version of any lake just as well.
+MAX_RETENTION_HOURS = 10**9
+
+
+def _retention_hours(text: str) -> int:
+    """An argparse type: whole hours in [0, MAX_RETENTION_HOURS], a fraction rounded up (Delta
+    vacuums by whole hours; rounding down would delete files the user asked to keep)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= MAX_RETENTION_HOURS:  # nan fails both
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of hours from 0 to {MAX_RETENTION_HOURS:,}")
+    return math.ceil(value)
+
+
+def _root_arg(text: str) -> str:
+    """An argparse type: a root `Lake` accepts (not empty, a local path or s3://bucket)."""
+    try:
+        resolve_root(text)
+    except LakeRootError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+    return text
+
+
+def _path_arg(text: str) -> str:
+    """An argparse type: a path, not empty (which would mean the current folder)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path")
+    return text
+
+
 def _positive_int(text: str) -> int:
     """An argparse type: a whole number >= 1 (argparse turns the error into exit 2)."""
     try:
@@ -294,7 +342,8 @@ def _add_vault_commands(sub) -> None:
         return p
 
     imp = add("import-vault", "cli_import", "convert an og-marl / flashbax Vault")
-    imp.add_argument("path", help="<rel_dir>/<vault_name> (its uids) or one <uid> folder")
+    imp.add_argument("path", type=_path_arg,
+                     help="<rel_dir>/<vault_name> (its uids) or one <uid> folder")
     imp.add_argument("--task", required=True, help="env/scenario, e.g. rware/tiny-2ag")
     imp.add_argument("--uid", action="append", help="uid to import (repeatable; default all)")
     imp.add_argument("--quality", choices=["low", "high"],
@@ -306,7 +355,7 @@ def _add_vault_commands(sub) -> None:
     imp.add_argument("--memory-mb", type=_positive_int, default=256,
                      help="memory budget (default 256)")
     exp = add("export-vault", "cli_export", "write a lake selection as a Vault")
-    exp.add_argument("dest", help="<rel_dir>/<vault_name>; the Vault is DEST/<uid>")
+    exp.add_argument("dest", type=_path_arg, help="<rel_dir>/<vault_name>; the Vault is DEST/<uid>")
     exp.add_argument("--task", required=True, help="env/scenario")
     exp.add_argument("--uid", required=True, help="the Vault uid, e.g. Good")
     exp.add_argument("--quality", choices=["low", "high"])
@@ -323,14 +372,14 @@ def _add_card_command(sub) -> None:
         from lake_schema.writer import backfill_cards
 
         if args.backfill:
-            task = get_task(args.task) if args.task else None
+            task = get_task(args.task) if args.task is not None else None  # '': unknown
             lines = backfill_cards(lake, task.env if task else None,
                                    task.scenario if task else None)
             for line in lines:
                 print(line)
             print(f"{len(lines)} card(s) written or removed in {lake.root}")
             return 0
-        if not args.task:
+        if args.task is None:
             raise UsageError("card needs a task (env/scenario), or --backfill")
         if args.features is not None and args.features < 0:
             raise UsageError("--features must be >= 0")
@@ -355,7 +404,8 @@ def _add_card_command(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m lake_schema", description=__doc__.split("\n")[0])
-    parser.add_argument("--root", help="lake root (default: $SABLE_LAKE or ./lake)")
+    parser.add_argument("--root", type=_root_arg,
+                        help="lake root (default: $SABLE_LAKE or ./lake)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def add(name: str, fn, help_: str) -> argparse.ArgumentParser:
@@ -377,9 +427,10 @@ def build_parser() -> argparse.ArgumentParser:
     vac = add("vacuum", cmd_vacuum, "delete files that no kept version needs (while nobody "
                                     "writes)")
     vac.add_argument("tables", nargs="*", help="table ids (default: all)")
-    vac.add_argument("--retention-hours", type=float, default=168.0,
-                     help="keep files older versions need for this long (default 168; 0: "
-                          "only the current version stays readable)")
+    vac.add_argument("--retention-hours", type=_retention_hours, default=168,
+                     help="keep files older versions need for this long, in whole hours (a "
+                          "fraction rounds up; default 168; 0: only the current version "
+                          "stays readable)")
     vac.add_argument("--dry-run", action="store_true", help="only count what would go")
     add("migrate", cmd_migrate, "convert a pre-Delta lake into Delta tables").add_argument(
         "--keep-old", action="store_true", help="keep the old files under _pre_delta/")
@@ -402,9 +453,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every failure is one line on stderr (2: usage, 1: the lake)."""
     try:
         args = build_parser().parse_args(argv)
-        lake = Lake(args.root)
-    except (UsageError, LakeRootError) as e:
+    except UsageError as e:
         print(f"sable-lake: error: {_first_line(e)}", file=sys.stderr)
+        return 2
+    try:
+        lake = Lake(args.root)
+    except LakeRootError as e:  # --root passed _root_arg: the root is $SABLE_LAKE's
+        print(f"sable-lake: error: ${ROOT_ENV}: {_first_line(e)}", file=sys.stderr)
         return 2
     try:
         return args.fn(lake, args)
@@ -413,4 +468,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except (LakeError, DeltaError, duckdb.Error, OSError, ValueError) as e:
         print(f"sable-lake: error: {_first_line(e)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("sable-lake: error: interrupted", file=sys.stderr)
+        return 130  # the shell's status for a command ended by SIGINT
+    except Exception as e:  # a case the lake has no message for: still one line, named
+        print(f"sable-lake: error: {_first_line(e)} ({type(e).__name__}; unexpected, please "
+              "report it)", file=sys.stderr)
         return 1

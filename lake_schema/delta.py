@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import posixpath
 import re
 import time
@@ -34,6 +35,7 @@ from lake_schema.errors import (
     LegacyLakeError,
     SchemaVersionError,
 )
+from lake_schema.integrity import CONTENT_HASH, content_hash
 from lake_schema.schema import (
     ADDED_COLUMNS,
     META_TABLE,
@@ -194,18 +196,18 @@ def open_table(lake: Lake, tid: str, version: int | None = None) -> DeltaTable |
         try:  # only the commits since: a full load replays the log (tens of ms)
             dt.update_incremental()
         except DeltaError as e:
-            raise LakeFileError(tid, f"unreadable Delta log ({_one_line(e)})") from e
+            raise LakeFileError(tid, unreadable_log(e)) from e
         check_metadata(dt, tid)
         return dt
     try:
         dt = DeltaTable(lake.url(tid), version=version, storage_options=lake.storage_options())
     except TableNotFoundError as e:
-        raise LakeFileError(tid, f"unreadable Delta log ({_one_line(e)})") from e
+        raise LakeFileError(tid, unreadable_log(e)) from e
     except DeltaError as e:
         if version is not None:
             raise LakeValueError(f"{tid}: cannot load version {version} "
                                  f"({_one_line(e)})") from e
-        raise LakeFileError(tid, f"unreadable Delta log ({_one_line(e)})") from e
+        raise LakeFileError(tid, unreadable_log(e)) from e
     check_metadata(dt, tid)
     if version is None:
         cache[tid] = dt  # kept up to date by update_incremental on the next open
@@ -266,6 +268,11 @@ def add_missing_columns(lake: Lake, tid: str, dt: DeltaTable) -> DeltaTable:
         return dt
     dt.update_incremental()
     return dt
+
+
+def unreadable_log(e: BaseException) -> str:
+    return (f"unreadable Delta log ({_one_line(e)}); `python -m lake_schema verify` names "
+            "the entry")
 
 
 def _one_line(e: BaseException) -> str:
@@ -356,25 +363,30 @@ def with_table_meanings(data: pa.Table, dt: DeltaTable) -> pa.Table:
 
 def replace_key(
     lake: Lake, tid: str, data: pa.Table, values: dict[str, object],
-    snapshot: DeltaTable | None = None, operation: str = "write", extra_predicate: str = "",
+    snapshot: DeltaTable | None = None, operation: str = "write",
 ) -> DeltaTable:
-    """Replace one write key's rows with `data` in one commit; returns the table at that
-    commit. With `snapshot`, the commit is checked against every commit since it was loaded
-    (CommitFailedError if one touched the same key); without, a conflicting commit is
-    retried on a fresh snapshot (the last writer wins, whole)."""
+    """Replace all of one write key's rows with `data` in one commit (one file, its content
+    hash recorded in the commit); returns the table at that commit. With `snapshot`, the
+    commit is checked against every commit since it was loaded (CommitFailedError if one
+    touched the same key); without, a conflicting commit is retried on a fresh snapshot
+    (the last writer wins, whole)."""
     spec = spec_of(tid)
-    data = data.select(delta_schema(spec).names).cast(delta_schema(spec))
+    # one record batch: delta-rs may write several batches in any order, and the rows'
+    # order is part of the data (the episodes index points at steps by row number)
+    data = data.select(delta_schema(spec).names).cast(delta_schema(spec)).combine_chunks()
+    # the key's rows are one file (ONE_FILE), so the rows' hash is the file's (`integrity`)
+    recorded = {"sable_lake.operation": operation,
+                CONTENT_HASH: content_hash(data.drop_columns(list(spec.delta_partitions)))}
     attempts = 1 if snapshot is not None else COMMIT_RETRIES
     for attempt in range(attempts):
         dt = snapshot if snapshot is not None else ensure_table(lake, tid)
         try:
             write_deltalake(
                 dt, with_table_meanings(data, dt), mode="overwrite",
-                predicate=spec.key_predicate(values) + extra_predicate,
+                predicate=spec.key_predicate(values),
                 partition_by=list(spec.delta_partitions), target_file_size=ONE_FILE,
                 writer_properties=WRITER_PROPERTIES, storage_options=lake.storage_options(),
-                commit_properties=CommitProperties(
-                    custom_metadata={"sable_lake.operation": operation}),
+                commit_properties=CommitProperties(custom_metadata=recorded),
             )
             return dt
         except (CommitFailedError, DeltaError) as e:
@@ -473,14 +485,14 @@ def vacuum(lake: Lake, tid: str, retention_hours: float, dry_run: bool = False) 
 
         indexed = {f.rel for f in indexed_steps(
             lake, Selection(env=parse_table_id(tid)[1])).files}
-        gone = [p for p in dt.vacuum(retention_hours=int(retention_hours), dry_run=True,
+        gone = [p for p in dt.vacuum(retention_hours=math.ceil(retention_hours), dry_run=True,
                                      enforce_retention_duration=False, full=True)
                 if f"{tid}/{p}" not in indexed]
         if not dry_run:
             for p in gone:
                 lake.fs.rm(lake.path(f"{tid}/{p}"))
     else:
-        gone = dt.vacuum(retention_hours=int(retention_hours), dry_run=dry_run,
+        gone = dt.vacuum(retention_hours=math.ceil(retention_hours), dry_run=dry_run,
                          enforce_retention_duration=False, full=True)
     # A writer killed while writing a data file leaves the object store's staging file
     # (`<name>#<n>` on a local disk) beside the table: never a data file, and not one that

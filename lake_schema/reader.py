@@ -138,10 +138,14 @@ def check_partition_values(table: str, f: DataFile) -> None:
         validate_partition(table, _typed(f.partition))
     except (LakeValueError, UnknownTaskError) as e:
         raise LakeFileError(f.rel, f"bad partition value: {e}") from e
-    for p, v in parse_partition(f.rel).items():  # the path agrees with the log
+    path = parse_partition(f.rel)  # readers take partition columns from the folders
+    for p, v in path.items():  # so the path must agree with the log
         if f.partition.get(p) != v:
             raise LakeFileError(f.rel, f"path says {p}={v}, the Delta log "
                                        f"{p}={f.partition.get(p)}")
+    if set(path) != set(f.partition):
+        raise LakeFileError(f.rel, f"its folders hold {sorted(path) or 'no'} partition "
+                                   f"values, the Delta log {sorted(f.partition)}")
 
 
 def _table_ids(table: str, selection: Selection) -> list[str]:

@@ -14,9 +14,11 @@ import contextlib
 import logging
 import os
 import posixpath
+import re
 import uuid
 from dataclasses import dataclass, field
 from functools import cached_property
+from urllib.parse import urlsplit, urlunsplit
 
 import fsspec
 
@@ -26,6 +28,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_ROOT = "./lake"
 ROOT_ENV = "SABLE_LAKE"
+# The bucket check before a command's first S3 request: a dead endpoint is named in seconds.
+PROBE_CONNECT_TIMEOUT_S = 3
+PROBE_READ_TIMEOUT_S = 10
+# The names botocore sends at all (S3 itself is stricter): any other is refused before a request.
+_BUCKET_NAME = re.compile(r"[a-zA-Z0-9.\-_]{1,255}")
 
 
 @dataclass(frozen=True)
@@ -59,14 +66,29 @@ class S3Options:
             }
         )
 
-    def filesystem(self) -> fsspec.AbstractFileSystem:
+    @property
+    def endpoint(self) -> str:
+        """The endpoint for messages: its URL less any user:password part, never a key."""
+        if not self.endpoint_url:
+            return "the default AWS S3 endpoint"
+        parts = urlsplit(self.endpoint_url)
+        return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+    def filesystem(self, fail_fast: bool = False) -> fsspec.AbstractFileSystem:
+        """An s3fs filesystem for these settings. `fail_fast`: one try, a short connect
+        timeout, for a reachability check that answers in seconds where s3fs and botocore
+        otherwise retry a dead endpoint for about ten seconds."""
         import s3fs
 
         client_kwargs = {"region_name": self.region} if self.region else {}
-        config_kwargs = (
+        config_kwargs: dict = (
             {"s3": {"addressing_style": self.addressing_style}} if self.addressing_style else {}
         )
-        return s3fs.S3FileSystem(
+        if fail_fast:
+            config_kwargs.update(connect_timeout=PROBE_CONNECT_TIMEOUT_S,
+                                 read_timeout=PROBE_READ_TIMEOUT_S,
+                                 retries={"max_attempts": 1})
+        fs = s3fs.S3FileSystem(
             key=self.key,
             secret=self.secret,
             endpoint_url=self.endpoint_url,
@@ -74,7 +96,9 @@ class S3Options:
             config_kwargs=config_kwargs,
             use_listings_cache=False,
         )
-
+        if fail_fast:  # fsspec caches instances by arguments: only probes share this one
+            fs.retries = 1
+        return fs
 
     def storage_options(self) -> dict[str, str]:
         """delta-rs object-store options for these settings (unset ones: AWS_* variables).
@@ -120,10 +144,16 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
 def resolve_root(root: str | os.PathLike | None = None) -> str:
     """The lake root: the argument, else $SABLE_LAKE, else ./lake; local paths made absolute."""
     raw = os.fspath(root) if root is not None else os.environ.get(ROOT_ENV) or DEFAULT_ROOT
+    if not raw:  # an empty argument would silently be the current folder
+        raise LakeRootError("empty lake root: a local path or s3://bucket[/prefix]")
     if raw.startswith("s3://"):
         bucket_and_prefix = raw[len("s3://"):].strip("/")
         if not bucket_and_prefix:
-            raise ValueError(f"bad lake root {raw!r}: expected s3://bucket[/prefix]")
+            raise LakeRootError(f"bad lake root {raw!r}: expected s3://bucket[/prefix]")
+        bucket = bucket_and_prefix.split("/", 1)[0]
+        if not _BUCKET_NAME.fullmatch(bucket):
+            raise LakeRootError(f"bad lake root {raw!r}: {bucket!r} is not a bucket name "
+                                "(letters, digits, '.', '-', '_')")
         return "s3://" + bucket_and_prefix
     if "://" in raw:
         raise LakeRootError(f"bad lake root {raw!r}: a local path or s3://bucket[/prefix]")
@@ -137,6 +167,7 @@ class Lake:
         self.root = resolve_root(root)
         self._s3 = (s3 or S3Options()).merged_over(S3Options.from_env())
         self._write_checked = False
+        self._bucket_checked = False
 
     def __repr__(self) -> str:
         return f"Lake({self.root!r})"
@@ -196,13 +227,7 @@ class Lake:
     def check_readable(self) -> None:
         """Readers and the CLI: the root must exist and be a directory (or an S3 bucket)."""
         if self.is_s3:
-            bucket = self.path().split("/", 1)[0]
-            try:
-                ok = self.fs.exists(bucket)
-            except Exception as e:  # unreachable endpoint, refused credentials
-                raise LakeRootError(f"lake root {self.root}: {e}") from e
-            if not ok:
-                raise LakeRootError(f"lake root {self.root}: no such bucket {bucket!r}")
+            self._check_bucket()
             return
         if not os.path.exists(self.root):
             raise LakeRootError(f"lake root {self.root} does not exist")
@@ -215,6 +240,7 @@ class Lake:
         if self._write_checked:
             return
         if self.is_s3:
+            self._check_bucket()
             self._check_conditional_put()
         elif not os.path.exists(self.root):
             # a warning, so it shows with no logging set up: a mistyped root is seen at once
@@ -223,6 +249,33 @@ class Lake:
         elif not os.path.isdir(self.root):
             raise LakeRootError(f"lake root {self.root} is not a directory")
         self._write_checked = True
+
+    def _check_bucket(self) -> None:
+        """The bucket must exist and answer, checked once per Lake object with one quick
+        request: s3fs's own `exists` reads every failure (a dead endpoint, refused
+        credentials) as "no such bucket", and only after retrying for seconds."""
+        if self._bucket_checked:
+            return
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+        from botocore.exceptions import HTTPClientError, NoCredentialsError
+
+        bucket = self.path().split("/", 1)[0]
+        try:
+            self._s3.filesystem(fail_fast=True).call_s3("head_bucket", Bucket=bucket)
+        except FileNotFoundError as e:
+            raise LakeRootError(f"lake root {self.root}: no such bucket {bucket!r}") from e
+        except PermissionError as e:
+            raise LakeRootError(f"lake root {self.root}: access to bucket {bucket!r} refused "
+                                f"(check the credentials)") from e
+        except NoCredentialsError as e:
+            raise LakeRootError(f"lake root {self.root}: no S3 credentials (set "
+                                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)") from e
+        except (BotoConnectionError, HTTPClientError, TimeoutError) as e:
+            raise LakeRootError(f"lake root {self.root}: cannot reach the S3 endpoint "
+                                f"{self._s3.endpoint}") from e
+        except Exception as e:  # e.g. a server's refusal of another kind
+            raise LakeRootError(f"lake root {self.root}: {' '.join(str(e).split())}") from e
+        self._bucket_checked = True
 
     def _check_conditional_put(self) -> None:
         """Two PUTs of one new key with If-None-Match: * must not both succeed; a server that

@@ -415,13 +415,43 @@ def write_records(
             raise LakeValueError(f"{table}: cannot replace rows by {col}={value!r}")
         if any(r.get(col) != value for r in records):
             raise LakeValueError(f"{table}: every record must have {col}={value!r}")
-    narrow = f" AND {equals_predicate(replace_rows)}" if replace_rows else ""
     lake.prepare_for_writing()
     key = spec.key_name(partition)
-    dt = delta.replace_key(lake, table, _with_partition(data, spec, partition), partition,
-                           operation=f"write {key}", extra_predicate=narrow)
+    if replace_rows:
+        dt = _replace_some_rows(lake, table, partition, data, replace_rows, key)
+    else:
+        dt = delta.replace_key(lake, table, _with_partition(data, spec, partition), partition,
+                               operation=f"write {key}")
     files = delta.key_files(dt, table, partition)
     return WriteResult(tuple(f.rel for f in files), len(records), sum(f.size for f in files))
+
+
+def _replace_some_rows(lake: Lake, table: str, partition: dict[str, object], data: pa.Table,
+                       replace_rows: dict[str, object], key: str):
+    """Rewrite the key with its rows that do not hold `replace_rows`' values plus `data`, in
+    one commit against the snapshot those rows were read from (a concurrent commit to the
+    key makes it conflict: read again and retry). The key stays one file, whose content
+    hash the commit records (`lake_schema.integrity`)."""
+    spec = table_spec(table)
+    for attempt in range(delta.COMMIT_RETRIES):
+        dt = delta.ensure_table(lake, table)
+        kept = read_files(lake, [f.rel for f in delta.key_files(dt, table, partition)], table,
+                          None, spec.schema.names)
+        if kept.num_rows:
+            drop = None
+            for col, value in replace_rows.items():
+                m = pc.fill_null(pc.equal(kept[col], pa.scalar(value, kept[col].type)), False)
+                drop = m if drop is None else pc.and_(drop, m)
+            kept = kept.filter(pc.invert(drop))
+        rows = pa.concat_tables([kept.cast(spec.schema), data])
+        try:
+            return delta.replace_key(lake, table, _with_partition(rows, spec, partition),
+                                     partition, snapshot=dt, operation=f"write {key}")
+        except Exception as e:
+            if not delta.is_conflict(e):
+                raise
+            time.sleep(0.01 * (attempt + 1))
+    raise LakeConflictError(key, f"gave up after {delta.COMMIT_RETRIES} conflicting commits")
 
 
 def write_reference(

@@ -1,6 +1,7 @@
 """Bad input to `python -m lake_schema` is one line on stderr, never a traceback: every command
 that reads refuses a missing root and a file root; a writer creates a new lake and says so;
-`query` passes DuckDB's message through whole."""
+`query` passes DuckDB's message through whole; bad command-line input exits 2, bad data and
+unreachable storage exit 1, each naming the argument, table or endpoint at fault."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import os
 
 import pytest
 
-from lake_schema.cli import main
-from lake_schema.storage import Lake
+from lake_schema import cli
+from lake_schema.cli import build_parser, main
+from lake_schema.storage import Lake, S3Options
 from lake_schema.synthetic import synthetic_episodes
 from lake_schema.writer import write_episodes
+from pipelines.screenshots import free_port
 from tests.helpers.lake import fill_lake
 
 LBF = "lbf/8x8-2p-2f"
@@ -96,3 +99,103 @@ def test_vault_commands_refuse_a_bad_budget_and_a_file_destination(lake, tmp_pat
     assert main(["--root", lake.root, "export-vault", str(tmp_path / "afile"), "--task", LBF,
                  "--uid", "Good"]) == 1
     assert "afile: is a file; export-vault writes the Vault folder" in _one_line_error(capsys)
+
+
+@pytest.fixture(scope="module")
+def small_lake(tmp_path_factory) -> Lake:
+    """One lbf episode: tables to name (and tables of other envs missing)."""
+    lake = Lake(tmp_path_factory.mktemp("small") / "lake")
+    fill_lake(lake, [LBF], checkpoints=1, episodes=1, lengths=(3, 3))
+    return lake
+
+
+# (arguments after --root LAKE, exit status, words the one line on stderr must hold)
+BAD_INPUT = [
+    (["query", ""], 2, "query: the SQL holds no statement"),
+    (["query", "-- a comment only"], 2, "query: the SQL holds no statement"),
+    *[(["vacuum", "--dry-run", "--retention-hours", hours], 2,
+       f"argument --retention-hours: '{hours}' is not a number of hours from 0 to")
+      for hours in ("inf", "1e30", "nan", "-1", "")],
+    (["optimize", "steps/connector"], 1, "has no table steps/connector"),
+    (["vacuum", "--dry-run", "steps/connector"], 1, "has no table steps/connector"),
+    (["optimize", "nope"], 2, "unknown table 'nope'"),
+    (["history", ""], 2, "unknown table ''"),
+    (["import-vault", "", "--task", LBF], 2, "argument path: an empty path"),
+    (["export-vault", "", "--task", LBF, "--uid", "Good"], 2, "argument dest: an empty path"),
+    (["card", ""], 2, "unknown task ''"),
+    (["card", "--backfill", ""], 2, "unknown task ''"),
+    (["tasks", "--env", ""], 2, "unknown environment ''"),
+    (["schema", ""], 2, "unknown table ''"),
+]
+
+
+@pytest.mark.parametrize(("args", "status", "words"), BAD_INPUT, ids=lambda v: repr(v))
+def test_bad_input_is_one_line_naming_it(args, status, words, small_lake, capsys):
+    assert main(["--root", small_lake.root, *args]) == status
+    assert words in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize(("root", "words"), [
+    ("", "argument --root: empty lake root"),
+    ("s3://", "argument --root: bad lake root 's3://'"),
+    ("s3://a bucket/x", "argument --root: bad lake root 's3://a bucket/x': 'a bucket' is not a "
+                        "bucket name"),
+    ("gs://bucket/x", "argument --root: bad lake root 'gs://bucket/x'"),
+])
+def test_a_bad_root_is_a_usage_error_naming_root(root, words, capsys):
+    assert main(["--root", root, "ls"]) == 2
+    assert words in _one_line_error(capsys)
+
+
+def test_a_bad_sable_lake_variable_is_named(monkeypatch, capsys):
+    monkeypatch.setenv("SABLE_LAKE", "s3://")
+    assert main(["ls"]) == 2
+    assert "$SABLE_LAKE: bad lake root 's3://'" in _one_line_error(capsys)
+
+
+def test_retention_hours_round_up_to_whole_hours():
+    """Delta vacuums by whole hours: half an hour asked keeps files for one, never for none."""
+    args = build_parser().parse_args(["vacuum", "--retention-hours", "0.5"])
+    assert args.retention_hours == 1
+
+
+def test_an_interrupt_and_an_unforeseen_error_are_one_line(small_lake, monkeypatch, capsys):
+    def interrupted(lake, args):
+        raise KeyboardInterrupt
+
+    def broken(lake, args):
+        raise RuntimeError("something\nunforeseen")
+
+    monkeypatch.setattr(cli, "cmd_ls", interrupted)
+    assert main(["--root", small_lake.root, "ls"]) == 130
+    assert _one_line_error(capsys) == "sable-lake: error: interrupted"
+    monkeypatch.setattr(cli, "cmd_ls", broken)
+    assert main(["--root", small_lake.root, "ls"]) == 1
+    assert "something unforeseen (RuntimeError; unexpected" in _one_line_error(capsys)
+
+
+def _s3_env(monkeypatch, options: S3Options) -> None:
+    """The CLI's S3 settings are the AWS_* variables."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", options.endpoint_url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", options.key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", options.secret)
+    monkeypatch.setenv("AWS_REGION", options.region)
+    monkeypatch.setenv("SABLE_LAKE_S3_ADDRESSING_STYLE", options.addressing_style)
+
+
+def test_an_unreachable_s3_endpoint_is_named_at_once(monkeypatch, capsys):
+    port = free_port()  # nothing listens there
+    _s3_env(monkeypatch, S3Options(endpoint_url=f"http://user:p4ssw0rd@127.0.0.1:{port}", key="k",
+                                   secret="s3cr3t", region="eu-west-1",
+                                   addressing_style="path"))
+    assert main(["--root", "s3://bucket/lake", "ls"]) == 1
+    line = _one_line_error(capsys)
+    assert f"cannot reach the S3 endpoint http://127.0.0.1:{port}" in line, line
+    assert "p4ssw0rd" not in line and "s3cr3t" not in line and "no such bucket" not in line
+
+
+def test_a_missing_bucket_on_a_reachable_endpoint_is_named(s3_server, monkeypatch, capsys):
+    _s3_env(monkeypatch, s3_server)
+    assert main(["--root", "s3://no-such-bucket-cli/lake", "ls"]) == 1
+    assert "no such bucket 'no-such-bucket-cli'" in _one_line_error(capsys)

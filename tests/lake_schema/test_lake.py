@@ -480,3 +480,25 @@ def test_a_log_entry_outside_its_table_is_refused_by_every_reader(lake, tmp_path
                  lambda: read_table(lake, "steps", Selection(env="lbf"))):
         with pytest.raises(LakeFileError, match="outside its table"):
             read()
+
+
+@pytest.mark.parametrize("entry, named", [
+    ("x.parquet", "episodes/x.parquet: its folders hold no partition values"),
+    ("env=lbf/task=8x8-2p-2f/run=run0/quality=low/checkpoint=2147483648/x.parquet",
+     "episodes: unreadable Delta log .*verify. names the entry"),
+])
+def test_a_crafted_log_entry_is_one_named_error_for_every_reader(lake, entry, named):
+    """A file without hive folders raised ArrowInvalid from read_table and a DuckDB binder
+    error from connect(); a checkpoint beyond int32 is refused by delta-rs for the whole
+    table, which readers name (verify names the entry itself)."""
+    fill(lake, tasks=(LBF,), checkpoints=1)
+    mine = list_files(lake, "episodes")[0]
+    Path(lake.path(f"episodes/{entry}")).parent.mkdir(parents=True, exist_ok=True)
+    Path(lake.path(f"episodes/{entry}")).write_bytes(Path(lake.path(mine)).read_bytes())
+    values = parse_partition(mine)
+    values.update(parse_partition(f"episodes/{entry}"))
+    _append_to_log(lake, "episodes", entry, values, 1000)
+    for read in (lambda: read_table(lake, "episodes"), lambda: connect(lake),
+                 lambda: read_table(lake, "steps", Selection(env="lbf"))):
+        with pytest.raises(LakeFileError, match=named):
+            read()

@@ -207,7 +207,24 @@ def test_a_failed_build_leaves_nothing(filled, tmp_path):
         f.write(b"\0" * 64)
     with pytest.raises(LakeFileError, match="steps/lbf/task=10x10-3p-3f"):
         build_cache(filled, sel, tmp_path / "c")
-    assert list((tmp_path / "c").iterdir()) == []
+    assert not any((tmp_path / "c").rglob("*"))
+
+
+def test_a_steps_file_whose_values_changed_is_never_cached(filled, tmp_path):
+    """Valid Parquet with other numbers (bit rot that decodes, or a rewrite in place): the
+    build compares the rows with the content hash their commit recorded."""
+    import pyarrow.parquet as pq
+
+    sel = DataSelection(env="lbf", tasks=TASKS)
+    victim = resolve_selection(filled, sel).tasks[0].columns["steps_file"][0]
+    t = pq.read_table(filled.path(victim))
+    reward = t["reward"].to_numpy().copy()
+    reward[0] += 1.0
+    pq.write_table(t.set_column(t.schema.get_field_index("reward"), "reward",
+                                pa.array(reward)), filled.path(victim))
+    with pytest.raises(LakeFileError, match="rows differ from those committed"):
+        build_cache(filled, sel, tmp_path / "c")
+    assert not any((tmp_path / "c").rglob("*"))
 
 
 def test_a_damaged_cache_is_rebuilt_never_returned(filled, tmp_path):

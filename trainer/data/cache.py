@@ -71,6 +71,7 @@ import pyarrow.parquet as pq
 
 from lake_schema.cards import card_moments, current_cards
 from lake_schema.catalogue import ENVS
+from lake_schema.integrity import check_file, recorded_hashes
 from lake_schema.reader import LakeFileError, Selection, open_checked, table_versions
 from lake_schema.stats import Moments, combine, moments
 from lake_schema.storage import Lake
@@ -117,6 +118,20 @@ def file_stamps(lake: Lake, rels: list[str]) -> dict[str, int]:
             raise LakeFileError(rel, "listed by the episodes table but not found (vacuumed?)"
                                 ) from e
     return stamps
+
+
+def check_contents(lake: Lake, env: str, resolved: ResolvedSelection) -> None:
+    """Every lake file the build reads holds the rows its commit recorded (`lake_schema.
+    integrity`; a file without a recorded hash is read as it is): a byte flipped on disk can
+    decode to other values with no Parquet error, and the cache would keep them. One more
+    read of each file, once per cache build."""
+    for tid, rels in (("episodes", resolved.episode_files),
+                      (f"steps/{env}", resolved.steps_files)):
+        hashes = recorded_hashes(lake, tid)
+        for rel in sorted(set(rels)):
+            if rel in hashes:
+                with open_checked(lake, rel) as pf:
+                    check_file(pf, rel, hashes[rel])
 
 
 def _expected_arrays(env: str, task: CacheTask) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
@@ -409,6 +424,7 @@ def build_cache(lake: Lake, selection: DataSelection,
     if existing is not None:
         return existing
     stamps = file_stamps(lake, [*resolved.episode_files, *resolved.steps_files])
+    check_contents(lake, selection.env_name, resolved)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
     env = selection.env_name
