@@ -41,7 +41,7 @@ from collections.abc import Sequence
 import duckdb
 from deltalake.exceptions import DeltaError
 
-from lake_schema import delta
+from lake_schema import delta, maintenance
 from lake_schema.catalogue import TASKS, UnknownTaskError, split_names, split_tasks, splits_of
 from lake_schema.duck import connect
 from lake_schema.errors import LakeError, LakeRootError, LakeValueError
@@ -202,7 +202,7 @@ def _tables_arg(lake: Lake, names: Sequence[str]) -> list[str]:
 def cmd_optimize(lake: Lake, args: argparse.Namespace) -> int:
     rows = []
     for tid in _tables_arg(lake, args.tables):
-        m = delta.optimize(lake, tid)
+        m = maintenance.optimize(lake, tid)
         rows.append((tid, m.get("numFilesRemoved", 0), m.get("numFilesAdded", 0)))
     _print_rows(["table", "files_removed", "files_added"], rows, args.format)
     return 0
@@ -211,7 +211,7 @@ def cmd_optimize(lake: Lake, args: argparse.Namespace) -> int:
 def cmd_vacuum(lake: Lake, args: argparse.Namespace) -> int:
     rows = []
     for tid in _tables_arg(lake, args.tables):
-        gone = delta.vacuum(lake, tid, args.retention_hours, dry_run=args.dry_run)
+        gone = maintenance.vacuum(lake, tid, args.retention_hours, dry_run=args.dry_run)
         rows.append((tid, len(gone)))
     _print_rows(["table", "would_delete" if args.dry_run else "deleted"], rows, args.format)
     return 0

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import posixpath
 import re
 import time
@@ -452,54 +451,3 @@ def history(lake: Lake, tid: str) -> list[dict]:
             "added_rows": metrics.get("num_added_rows", ""),
         })
     return rows
-
-
-# ---------------------------------------------------------------- maintenance
-
-
-def optimize(lake: Lake, tid: str, target_size: int = 256 << 20) -> dict:
-    """Compact each partition's small files into one (a new version; the old files stay for
-    `as_of` reads until `vacuum`). Steps tables are left alone: each key is already one
-    file, and the episodes index names it. Run while nobody writes."""
-    if tid.startswith("steps/"):
-        return {"numFilesRemoved": 0, "numFilesAdded": 0, "skipped": "steps"}
-    dt = open_table(lake, tid)
-    if dt is None:
-        raise LakeValueError(f"the lake {lake.root} has no table {tid}")
-    return dt.optimize.compact(target_size=target_size, writer_properties=WRITER_PROPERTIES)
-
-
-def vacuum(lake: Lake, tid: str, retention_hours: float, dry_run: bool = False) -> list[str]:
-    """Delete files that no version within `retention_hours` needs, and files no commit
-    ever listed (full vacuum: a killed or losing writer's leftovers). Run while nobody
-    writes: a write in flight has files its commit does not list yet. Returns them."""
-    dt = open_table(lake, tid)
-    if dt is None:
-        raise LakeValueError(f"the lake {lake.root} has no table {tid}")
-    if tid.startswith("steps/"):
-        # Steps files the episodes index names are kept even when the steps table no longer
-        # lists them: a write killed between its steps and its index commits leaves the old
-        # steps removed from the steps table but still the ones readers see (the index is
-        # the commit point, `reader.indexed_steps`).
-        from lake_schema.reader import Selection, indexed_steps  # reader imports this module
-
-        indexed = {f.rel for f in indexed_steps(
-            lake, Selection(env=parse_table_id(tid)[1])).files}
-        gone = [p for p in dt.vacuum(retention_hours=math.ceil(retention_hours), dry_run=True,
-                                     enforce_retention_duration=False, full=True)
-                if f"{tid}/{p}" not in indexed]
-        if not dry_run:
-            for p in gone:
-                lake.fs.rm(lake.path(f"{tid}/{p}"))
-    else:
-        gone = dt.vacuum(retention_hours=math.ceil(retention_hours), dry_run=dry_run,
-                         enforce_retention_duration=False, full=True)
-    # A writer killed while writing a data file leaves the object store's staging file
-    # (`<name>#<n>` on a local disk) beside the table: never a data file, and not one that
-    # delta-rs's vacuum lists, so it goes here.
-    staging = [rel for rel in lake.find(tid)
-               if STAGING_FILE.search(rel) and f"/{DELTA_LOG}/" not in f"/{rel}"]
-    if not dry_run:
-        for rel in staging:
-            lake.fs.rm(lake.path(rel))
-    return [*gone, *(rel[len(tid) + 1:] for rel in staging)]

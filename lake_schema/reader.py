@@ -198,7 +198,7 @@ def indexed_steps(lake: Lake, selection: Selection = Selection()) -> Snapshot:
     the new steps while the index still describes the old ones. Reading the files the index
     names, rather than the steps table's current files, gives every reader one snapshot
     across the two tables: exactly the steps its episodes rows describe. The files an index
-    names stay on disk while it names them (`delta.vacuum` keeps them)."""
+    names stay on disk while it names them (`maintenance.vacuum` keeps them)."""
     index_selection = replace(selection, as_of=selection.version_of("episodes"))
     index = snapshot(lake, "episodes", index_selection)
     files: dict[str, DataFile] = {}

@@ -61,13 +61,13 @@ class MaintenanceConfig(dg.Config):
                    "(vacuum) in every lake table. Run while nobody writes.")
 def compact_and_vacuum(context: dg.OpExecutionContext, lake: LakeResource,
                        config: MaintenanceConfig) -> None:
-    from lake_schema import delta
+    from lake_schema import delta, maintenance
 
     the_lake = lake.lake()
     the_lake.check_readable()
     for tid in delta.existing_tables(the_lake):
-        compacted = delta.optimize(the_lake, tid)
-        gone = delta.vacuum(the_lake, tid, config.retention_hours)
+        compacted = maintenance.optimize(the_lake, tid)
+        gone = maintenance.vacuum(the_lake, tid, config.retention_hours)
         context.log.info(f"{tid}: {compacted.get('numFilesRemoved', 0)} files compacted, "
                          f"{len(gone)} deleted")
 

@@ -15,6 +15,7 @@ from pydantic import Field
 
 from lake_schema import checks
 from lake_schema.catalogue import Task, get_task
+from lake_schema.delta import table_id
 from lake_schema.storage import Lake
 from pipelines.checks import check_result
 from pipelines.configs import derive, knob_values
@@ -87,7 +88,7 @@ def online_sable(
     curve = pl.DataFrame([{"checkpoint": r.checkpoint, "env_steps": r.env_steps,
                            "quality": r.quality, "mean_return": r.mean_return,
                            "episodes": r.episodes} for r in result.curve])
-    partition = f"env={task.env}/task={task.scenario}/run={run}"
+    run_folder = f"task={task.scenario}/run={run}"  # the run's folder in each table
     return dg.MaterializeResult(
         metadata={
             "run": run,
@@ -105,8 +106,10 @@ def online_sable(
             "reused": result.reused,
             "learning_curve": publish_png(the_lake, png, "learning curve"),
             "checkpoints": table_metadata(curve),  # inline however many checkpoints
-            "steps_partition": dg.MetadataValue.path(the_lake.url(f"steps/{partition}")),
-            "episodes_partition": dg.MetadataValue.path(the_lake.url(f"episodes/{partition}")),
+            "steps_partition": dg.MetadataValue.path(
+                the_lake.url(f"{table_id('steps', task.env)}/{run_folder}")),
+            "episodes_partition": dg.MetadataValue.path(
+                the_lake.url(f"episodes/env={task.env}/{run_folder}")),
         }
     )
 

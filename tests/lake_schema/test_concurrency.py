@@ -14,8 +14,9 @@ import time
 import pytest
 
 from lake_schema import stress
-from lake_schema.delta import existing_tables, vacuum
+from lake_schema.delta import existing_tables
 from lake_schema.duck import connect
+from lake_schema.maintenance import vacuum
 from lake_schema.reader import Selection, read_table
 from lake_schema.verify import verify
 

@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from lake_schema import delta
+from lake_schema import delta, maintenance
 from lake_schema.catalogue import UnknownTaskError
 from lake_schema.duck import connect
 from lake_schema.reader import (
@@ -183,7 +183,7 @@ def test_one_task_query_opens_only_that_tasks_files(lake):
 def test_standard_readers_agree_without_project_code(lake):
     from deltalake import DeltaTable
 
-    from lake_schema.delta import vacuum
+    from lake_schema.maintenance import vacuum
 
     fill(lake)
     write_episodes(lake, LBF, "run0", 0, "low", synthetic_episodes(LBF, [7, 8, 9, 10], seed=0))
@@ -323,7 +323,7 @@ def test_exception_mid_write_leaves_the_old_data_whole(lake, monkeypatch):
     assert not report.ok and all("8x8-2p-2f" in p.path for p in report.problems)
     # a vacuum before the rewrite keeps the steps the index names (the steps table no
     # longer lists them: the killed write replaced them there)
-    delta.vacuum(lake, "steps/lbf", retention_hours=0)
+    maintenance.vacuum(lake, "steps/lbf", retention_hours=0)
     _assert_steps_match_the_index(lake)
     assert read_table(lake, "steps", Selection(env="lbf")).num_rows == sum(
         r["length"] for r in before)

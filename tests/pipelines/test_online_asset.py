@@ -3,6 +3,7 @@ a tiny budget, its checks pass, materialising again reuses the completed run, an
 with resume off replaces its rows."""
 
 import json
+import os
 
 import dagster as dg
 import pydantic
@@ -69,7 +70,9 @@ def test_online_asset_materialises_with_metadata_and_passing_checks(lake, tmp_pa
     assert 0.0 <= meta["random_return"].value <= 1.0
     assert_published(lake, meta["learning_curve"].value, "learning curve")
     assert [r.data["quality"] for r in meta["checkpoints"].records] == ["low", "high"]
-    assert "env=lbf/task=8x8-2p-2f/run=sable-seed0" in meta["episodes_partition"].value
+    for link in ("steps_partition", "episodes_partition"):  # the run's folders in the lake
+        assert "task=8x8-2p-2f/run=sable-seed0" in meta[link].value
+        assert os.path.isdir(meta[link].value), meta[link].value
     # the dataset card names what produced the rows: this online config and the code
     (card,) = dataset_cards(lake, get_task(TASK))
     ((config, version),) = card.producers
