@@ -1,4 +1,4 @@
-"""The attack on the lake (issue #30): kills, racing writers and readers during replacements,
+"""The attack on the lake: kills, racing writers and readers during replacements,
 on a local root and on an S3-compatible server, with the count of every way the lake failed.
 
 Runs `lake_schema.stress.run_attack` twice, on a fresh local lake and on fresh buckets of a
