@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -502,3 +503,17 @@ def test_a_crafted_log_entry_is_one_named_error_for_every_reader(lake, entry, na
                  lambda: read_table(lake, "steps", Selection(env="lbf"))):
         with pytest.raises(LakeFileError, match=named):
             read()
+
+
+def test_a_missing_steps_file_fails_only_the_queries_that_read_it(lake):
+    """One missing steps file once made every DuckDB query fail, even of episodes only."""
+    fill(lake, tasks=(LBF,), checkpoints=2)
+    victim = list_files(lake, "steps", Selection(env="lbf"))[0]
+    os.remove(lake.path(victim))
+    con = connect(lake)
+    assert con.execute("SELECT count(*) FROM episodes").fetchone()[0] > 0
+    assert con.execute("SELECT count(*) FROM evaluations").fetchone()[0] == 0
+    with pytest.raises(duckdb.Error, match=re.escape(victim) + ".*missing"):
+        con.execute("SELECT count(*) FROM steps").fetchone()
+    with pytest.raises(LakeFileError, match="missing"):
+        read_table(lake, "steps", Selection(env="lbf"))
