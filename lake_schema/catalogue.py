@@ -180,8 +180,14 @@ _SPLITS: dict[str, dict[str, tuple[str, ...]]] = {
         "demo-test": ("21x21x5a", "24x24x6a"),
     },
 }
-PAPER_SPLITS = ("train", "test")
+PAPER_SPLITS = ("train", "test")  # (training split, its held-out split)
 DEMO_SPLITS = ("demo-train", "demo-test")
+
+
+def held_out_split(train_split: str) -> str | None:
+    """The held-out split paired with a training split (`test` for `train`, `demo-test` for
+    `demo-train`); None for any other name."""
+    return dict((PAPER_SPLITS, DEMO_SPLITS)).get(train_split)
 
 
 def _build_tasks() -> dict[str, Task]:

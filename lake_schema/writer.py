@@ -11,6 +11,7 @@ naming the key.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import time
@@ -452,6 +453,38 @@ def _replace_some_rows(lake: Lake, table: str, partition: dict[str, object], dat
                 raise
             time.sleep(0.01 * (attempt + 1))
     raise LakeConflictError(key, f"gave up after {delta.COMMIT_RETRIES} conflicting commits")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One `evaluations` row: a model evaluated on one task at one training update with one
+    number of episodes (its partition, env/task/model, is given to `write_evaluation`)."""
+
+    algorithm: str
+    split: str  # train: a training task of the model; test: held out
+    update: int
+    episodes: int
+    mean_return: float
+    std_return: float
+    normalised_return: float
+    reference_return: float
+    config: str = "{}"  # JSON, `trainer.offline.evaluation.evaluation_config_json`
+    evaluated_at: dt.datetime | None = None
+    data_versions: str | None = None  # JSON {table id: version} the model trained on
+
+    def record(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def write_evaluation(lake: Lake, task: str | Task, model: str,
+                     evaluation: Evaluation) -> WriteResult:
+    """Write one evaluation of `model` on `task`, replacing only the row of the same
+    (update, episodes): the model's other evaluations stay, also when written concurrently."""
+    task = get_task(task) if isinstance(task, str) else task
+    return write_records(
+        lake, "evaluations", {"env": task.env, "task": task.scenario, "model": model},
+        [evaluation.record()],
+        replace_rows={"update": evaluation.update, "episodes": evaluation.episodes})
 
 
 def write_reference(

@@ -18,11 +18,11 @@ import sys
 import time
 from collections.abc import Iterable
 
-from lake_schema.catalogue import split_tasks
+from lake_schema.catalogue import held_out_split, split_tasks
 from lake_schema.cli import main as lake_cli
 from lake_schema.duck import connect
 from lake_schema.report import latest_evaluations, task_scaling_gain
-from pipelines.assets.offline import TEST_SPLIT_OF, OfflineModelConfig
+from pipelines.assets.offline import OfflineModelConfig
 from pipelines.assets.report import gain_line
 from pipelines.definitions import defs
 from pipelines.launch import Launch, Outcome, run_parallel
@@ -62,7 +62,7 @@ def run_demo(instance=None, online: dict = ONLINE, offline: dict = OFFLINE,
     instance = instance or dg.DagsterInstance.get()
     lake = defs.resources["lake"].lake()
     train = split_tasks(ENV, offline["split"])
-    test = split_tasks(ENV, TEST_SPLIT_OF[offline["split"]])
+    test = split_tasks(ENV, held_out_split(offline["split"]))
 
     datasets = [Launch(f"online Sable on {task.name} -> lake", "build_datasets",
                        {**LOGS, "ops": {"online_sable": {"config": online}}},

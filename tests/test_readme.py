@@ -27,7 +27,7 @@ from lake_schema.cli import main, schema_markdown
 from lake_schema.duck import connect
 from lake_schema.schema import TABLES, describe_table
 from lake_schema.storage import Lake
-from lake_schema.writer import write_records, write_reference
+from lake_schema.writer import Evaluation, write_evaluation, write_reference
 from tests.helpers.lake import fill_lake
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -96,12 +96,9 @@ def workdir(tmp_path_factory) -> Path:
     config = _real_config_json("high", 50)
     model = json.loads(config)["config_id"]
     for task, split in ((TRAIN, "train"), (TEST, "test")):
-        write_records(lake, "evaluations", {"env": "lbf", "task": task.split("/")[1],
-                                            "model": model}, [{
-            "algorithm": "bc", "split": split, "update": 50, "episodes": 4,
-            "mean_return": 0.45, "std_return": 0.1, "normalised_return": 0.5,
-            "reference_return": 0.9, "config": config, "evaluated_at": None,
-            "data_versions": "{}"}])
+        write_evaluation(lake, task, model, Evaluation(
+            "bc", split, 50, episodes=4, mean_return=0.45, std_return=0.1,
+            normalised_return=0.5, reference_return=0.9, config=config, data_versions="{}"))
     return root
 
 

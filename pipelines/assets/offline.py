@@ -9,17 +9,15 @@ its run. Evaluations are rows of the lake's `evaluations` table keyed by the con
 any two models can be compared with a query.
 """
 
-import os
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import dagster as dg
 import polars as pl
 from pydantic import Field
 
 from lake_schema import checks
-from lake_schema.catalogue import split_tasks
 from lake_schema.duck import connect
 from lake_schema.report import latest_evaluations, model_table
 from lake_schema.storage import Lake
@@ -30,14 +28,13 @@ from pipelines.resources import ComputeResource, LakeResource
 from trainer.data.selection import DataSelection
 from trainer.offline.config import PROFILES as OFFLINE_PROFILES
 from trainer.offline.config import EvalConfig, OfflineConfig
-
-MODELS_ENV = "SABLE_LAKE_MODELS"
-TEST_SPLIT_OF = {"train": "test", "demo-train": "demo-test"}
-
-
-def models_root(models_dir: str) -> Path:
-    """Where models live: the config's `models_dir`, else $SABLE_LAKE_MODELS, else ./models."""
-    return Path(models_dir or os.environ.get(MODELS_ENV) or "models")
+from trainer.offline.runs import (
+    MODELS_ENV,
+    evaluate_model,
+    mean_normalised,
+    models_root,
+    train_models,
+)
 
 
 class _OfflineModel(dg.Config):
@@ -75,22 +72,6 @@ def train_model(lake: Lake, config: OfflineModelConfig, offline_config, selectio
     ((ref, result),) = train_models(lake, config.models_dir, offline_config, selection,
                                     [offline_config.seed], devices, log)
     return ref, result, offline_config, selection
-
-
-def train_models(lake: Lake, models_dir: str, offline_config, selection, seeds: list[int],
-                 devices: list | None, log: Callable[[str], None]) -> list[tuple[dict, Any]]:
-    """Train (or resume) the model of (offline_config, selection) for each seed, the seeds in
-    one program (`trainer.offline.train_seeds`), each in `<models_dir>/<config id>`;
-    returns (a reference to it, its TrainResult) per seed. The assets and the reproduction
-    all train through this."""
-    from trainer.offline import train_seeds  # JAX only in the run process
-
-    results = train_seeds(lake, selection, offline_config, seeds, models_root(models_dir),
-                          devices=devices, log=log)
-    return [({"config_id": r.config_id, "run_dir": str(r.run_dir.absolute()),
-              "env": offline_config.env, "algorithm": offline_config.algorithm,
-              "train_tasks": list(selection.task_names), "split": selection.split,
-              "update": r.update}, r) for r in results]
 
 
 @dg.asset(group_name="offline", kinds={"jax"}, deps=["online_sable"])
@@ -145,53 +126,13 @@ class _OfflineEval(dg.Config):
 OfflineEvalConfig = derive("OfflineEvalConfig", _OfflineEval, EvalConfig)
 
 
-def eval_targets(info: dict, config: OfflineEvalConfig, role: str
-                 ) -> tuple[list[str] | None, str | None]:
-    """(tasks, split) to evaluate a model on: as configured, else its own training tasks
-    (`train`) or the test split paired with its training split (`test`)."""
-    tasks, split = config.tasks, config.split
-    if not tasks and split is None:
-        if role == "train":
-            tasks = info["tasks"]
-        else:
-            split = TEST_SPLIT_OF.get(info["selection"].get("split") or "")
-            if split is None:
-                raise ValueError(f"model {info['config_id']} was not trained on a named train "
-                                 "split: give the test split or tasks in the config")
-    return tasks or None, split
-
-
-def evaluate_model(lake: Lake, run_dir: Path, config: OfflineEvalConfig, role: str,
-                   log: Callable[[str], None] | None = None, skip: Collection[str] = ()):
-    """(model info, TaskResults) of the model in `run_dir` on its `role` tasks (`eval_targets`)
-    less the `skip` ones (catalogue names: already evaluated), written to `evaluations`;
-    progress lines to `log`. The assets, the sweep and the reproduction evaluate through
-    this."""
-    from trainer.offline import evaluate
-    from trainer.offline.checkpoint import read_model_info
-
-    info = read_model_info(run_dir)
-    tasks, split = eval_targets(info, config, role)
-    if skip:
-        names = tasks or [t.name for t in split_tasks(info["env"], split)]
-        tasks, split = [n for n in names if n not in skip], None
-        if not tasks:
-            return info, []
-    return info, evaluate(lake, run_dir, tasks=tasks, split=split,
-                          eval_config=config.eval_config(), log=log)
-
-
-def mean_normalised(results) -> float:
-    """Mean normalised return over the evaluated tasks."""
-    return sum(r.normalised_return for r in results) / len(results)
-
-
 def _evaluate(context: dg.AssetExecutionContext, config: OfflineEvalConfig, lake: LakeResource,
               compute: ComputeResource, model: dict, role: str) -> dg.MaterializeResult:
     run_dir = (models_root(config.models_dir) / config.model) if config.model else Path(
         model["run_dir"])
     with compute.placed():
-        info, results = evaluate_model(lake.lake(), run_dir, config, role, context.log.info)
+        info, results = evaluate_model(lake.lake(), run_dir, config.eval_config(), role,
+                                       config.tasks, config.split, context.log.info)
     context.log.info(f"{info['config_id']}: mean normalised return {mean_normalised(results):.3f}"
                      f" on {len(results)} {role} tasks")
     return dg.MaterializeResult(metadata=evaluation_metadata(
@@ -292,7 +233,8 @@ def ablation_sweep(context: dg.AssetExecutionContext, config: AblationSweepConfi
                    "train_tasks": len(selection.task_names), "quality": selection.quality}
             for role in ("train", "test"):
                 _, results = evaluate_model(
-                    lake.lake(), Path(ref["run_dir"]), config.evaluation, role,
+                    lake.lake(), Path(ref["run_dir"]), config.evaluation.eval_config(), role,
+                    config.evaluation.tasks, config.evaluation.split,
                     lambda line: context.log.info(f"sweep: {line}"))
                 row[f"{role}_normalised"] = round(mean_normalised(results), 4)
             rows.append(row)

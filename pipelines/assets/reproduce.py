@@ -2,7 +2,7 @@
 preset (`trainer.experiments`), skipping what is already done, and `report` compares them.
 
 Wiring only: the presets and experiments are `trainer.experiments`, training and evaluation
-the offline assets' own `train_models` / `evaluate_model` (the seeds of a
+`trainer.offline.runs`' `train_models` / `evaluate_model` (the seeds of a
 configuration in one program). The task datasets come first:
 `benchmarks/reproduce.py` materialises `online_sable` for every task the preset needs
 with the preset's online config (a complete dataset of that config is reused) and then
@@ -23,10 +23,11 @@ from lake_schema.duck import connect
 from lake_schema.reader import Selection, read_table
 from lake_schema.report import latest_evaluations
 from lake_schema.storage import Lake
-from pipelines.assets.offline import OfflineEvalConfig, evaluate_model, train_models
+from pipelines.assets.offline import OfflineEvalConfig
 from pipelines.plots import table_metadata
 from pipelines.resources import ComputeResource, LakeResource
 from trainer.experiments import EXPERIMENTS, PRESETS, Preset, get_preset, narrow, seed_groups
+from trainer.offline.runs import evaluate_model, train_models
 
 
 class ReproduceConfig(dg.Config):
@@ -92,8 +93,9 @@ def reproduction(context: dg.AssetExecutionContext, config: ReproduceConfig,
                 since = read_model_info(ref["run_dir"]).get("trained_since")
                 skip = already.get((ref["config_id"], since), set())
                 for role in ("train", "test"):
-                    _, results = evaluate_model(the_lake, Path(ref["run_dir"]), evaluation,
-                                                role, context.log.info, skip=skip)
+                    _, results = evaluate_model(
+                        the_lake, Path(ref["run_dir"]), evaluation.eval_config(), role,
+                        evaluation.tasks, evaluation.split, context.log.info, skip=skip)
                     evaluated += len(results)
                 done.append((spec.experiment, ref["config_id"],
                              {**spec.offline, **spec.selection}))

@@ -10,7 +10,7 @@ from lake_schema.catalogue import get_task
 from lake_schema.schema import quality_for_checkpoint
 from lake_schema.storage import Lake
 from lake_schema.synthetic import synthetic_episodes
-from lake_schema.writer import write_episodes, write_records
+from lake_schema.writer import Evaluation, write_episodes, write_evaluation
 
 
 def fill_lake(lake: Lake, tasks: Sequence[str], runs: Sequence[str] = ("r1",),
@@ -37,10 +37,7 @@ def fill_lake(lake: Lake, tasks: Sequence[str], runs: Sequence[str] = ("r1",),
 def add_evaluation_updates(lake: Lake, model: str, updates: int = 3) -> None:
     """`updates` evaluation rows of one model on one task, one write (and one file) each:
     small files for the maintenance tests to compact."""
-    part = {"env": "lbf", "task": "12x12-4p-5f", "model": model}
     for update in range(updates):
-        write_records(lake, "evaluations", part, [{
-            "algorithm": "bc", "split": "test", "update": update, "episodes": 2,
-            "mean_return": 0.1, "std_return": 0.0, "normalised_return": 0.1,
-            "reference_return": 1.0, "config": "{}", "evaluated_at": None}],
-            replace_rows={"update": update})
+        write_evaluation(lake, "lbf/12x12-4p-5f", model, Evaluation(
+            "bc", "test", update, episodes=2, mean_return=0.1, std_return=0.0,
+            normalised_return=0.1, reference_return=1.0))

@@ -7,23 +7,12 @@ reads that did not (`AttackCounts.findings`). benchmarks/lake_attack.py runs the
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
 from lake_schema import stress
 
 NO_FAILURES = dict.fromkeys(stress.FAILURES, 0)
-
-
-@pytest.fixture(scope="module")
-def ctx():
-    ctx = stress.context()
-    warm = ctx.Process(target=time.sleep, args=(0,))  # start the forkserver now
-    warm.start()
-    warm.join()
-    return ctx
 
 
 # a write to the S3 server takes seconds, so there the test kills once, at the point that

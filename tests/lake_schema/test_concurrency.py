@@ -31,15 +31,6 @@ LEFTOVERS = ("not in the Delta log", "steps with no episodes index row",
              "dataset card of a checkpoint the episodes table does not hold")
 
 
-@pytest.fixture(scope="module")
-def ctx():
-    ctx = stress.context()
-    warm = ctx.Process(target=time.sleep, args=(0,))  # start the forkserver now
-    warm.start()
-    warm.join()
-    return ctx
-
-
 @pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
 def any_lake(request, lake):
     if request.param == "local":

@@ -33,8 +33,10 @@ from lake_schema.synthetic import synthetic_episodes
 from lake_schema.verify import verify
 from lake_schema.writer import (
     EpisodeBatch,
+    Evaluation,
     delete_run,
     write_episodes,
+    write_evaluation,
     write_records,
     write_reference,
 )
@@ -94,14 +96,7 @@ def test_references_and_evaluations_round_trip(lake):
     assert ref[0]["random_return"] == pytest.approx(0.05)
     assert (ref[0]["env"], ref[0]["task"], ref[0]["run"]) == ("lbf", "8x8-2p-2f", "run0")
 
-    record = {
-        "algorithm": "oryx", "split": "test", "update": 100, "episodes": 32,
-        "mean_return": 0.5, "std_return": 0.1, "normalised_return": 0.625,
-        "reference_return": 0.8, "config": '{"algorithm": "oryx"}',
-        "evaluated_at": dt.datetime.now(dt.UTC),
-    }
-    write_records(lake, "evaluations", {"env": "lbf", "task": "12x12-4p-5f", "model": "m1"},
-                  [record])
+    write_evaluation(lake, "lbf/12x12-4p-5f", "m1", Evaluation(**_evaluation()))
     ev = read_table(lake, "evaluations").to_pylist()
     assert ev[0]["normalised_return"] == 0.625 and ev[0]["model"] == "m1"
     with pytest.raises(LakeValueError, match="lacks column"):
@@ -270,11 +265,9 @@ def test_bad_references_and_evaluations_are_refused(lake):
 
 
 def _evaluation(**changes) -> dict:
-    return {
-        "algorithm": "oryx", "split": "test", "update": 100, "episodes": 32,
-        "mean_return": 0.5, "std_return": 0.1, "normalised_return": 0.625,
-        "reference_return": 0.8, "config": "{}", "evaluated_at": dt.datetime.now(dt.UTC),
-    } | changes
+    return Evaluation("oryx", "test", 100, episodes=32, mean_return=0.5, std_return=0.1,
+                      normalised_return=0.625, reference_return=0.8,
+                      evaluated_at=dt.datetime.now(dt.UTC)).record() | changes
 
 
 def _assert_steps_match_the_index(lake) -> None:

@@ -17,7 +17,7 @@ from lake_schema.report import (
     model_table,
     task_scaling_gain,
 )
-from lake_schema.writer import write_records
+from lake_schema.writer import Evaluation, write_evaluation, write_records
 from pipelines.assets.offline import evaluation_metadata
 from pipelines.assets.report import report
 from pipelines.plots import INLINE_MARKDOWN_LIMIT
@@ -42,11 +42,10 @@ def add_model(lake, model, train_tasks, scores, *, algorithm="oryx", quality="al
         "evaluation": {"checkpoint": "latest", "greedy": False, "seed": 0},
     })
     for task, score in scores.items():
-        write_records(lake, "evaluations", {"env": "lbf", "task": task, "model": model}, [{
-            "algorithm": algorithm, "split": "train" if task in train_tasks else "test",
-            "update": update, "episodes": 8, "mean_return": score / 2,
-            "std_return": 0.1, "normalised_return": score, "reference_return": 0.5,
-            "config": config, "evaluated_at": dt.datetime.now(dt.UTC)}])
+        write_evaluation(lake, f"lbf/{task}", model, Evaluation(
+            algorithm, "train" if task in train_tasks else "test", update, episodes=8,
+            mean_return=score / 2, std_return=0.1, normalised_return=score,
+            reference_return=0.5, config=config, evaluated_at=dt.datetime.now(dt.UTC)))
 
 
 # held-out scores (task 0, task 1) of each seed

@@ -27,6 +27,7 @@ import sys
 from lake_schema.storage import Lake
 from trainer.cli_overrides import one_line_errors, parse_overrides
 from trainer.offline.config import EvalConfig
+from trainer.offline.runs import MODELS_ENV, models_root
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--algorithm", default="oryx")
     t.add_argument("--profile", default="demo")
     t.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
-    t.add_argument("--models", default="models")
+    t.add_argument("--models", default=None,
+                   help=f"where models live (default ${MODELS_ENV}, else ./models)")
     t.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
                    help="train these seeds in one program, a model each "
                         "(default: the config's seed alone)")
@@ -100,7 +102,7 @@ def _run(args: argparse.Namespace) -> int:
                                        **parse_overrides(args.set, OfflineConfig))
         selection = dataclasses.replace(selection, seed=config.seed)  # as the assets do
         results = train_seeds(Lake(args.lake), selection, config, args.seeds or [config.seed],
-                              args.models)
+                              models_root(args.models))
         if distributed.is_primary():
             print("\n".join(str(r.run_dir) for r in results))
         return 0

@@ -46,10 +46,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lake_schema.catalogue import get_task, scenario
+from lake_schema.catalogue import get_task
 from lake_schema.checks import reference_returns
 from lake_schema.storage import Lake
-from lake_schema.writer import write_records
+from lake_schema.writer import Evaluation, write_evaluation
 from trainer.compiled import compiled_cache
 from trainer.data import ObsStats
 from trainer.envs import MultiAgentEnv, make_env
@@ -186,14 +186,6 @@ def evaluation_tasks(env: str, tasks: Sequence[str] | None = None,
     return names
 
 
-def _merge_write(lake: Lake, env: str, task: str, model_id: str, record: dict) -> None:
-    """Write `record` into the (env, task, model) partition, replacing only the row of the
-    same (update, episodes) in one commit: concurrent evaluations keep every row."""
-    write_records(lake, "evaluations", {"env": env, "task": scenario(task), "model": model_id},
-                  [record], replace_rows={"update": record["update"],
-                                          "episodes": record["episodes"]})
-
-
 def evaluation_config_json(info: dict, eval_config: EvalConfig) -> str:
     """The `config` column of an evaluation row: the model's config id and when its training
     began (`trained_since`: a retrained model's rows supersede its predecessor's), OfflineConfig,
@@ -256,10 +248,8 @@ def evaluate(
         (log or logger.info)(f"{name} ({res.split}): return {res.mean_return:.3f} +- "
                              f"{res.std_return:.3f}, normalised {res.normalised_return:.3f}")
         if write:
-            record = {"algorithm": info["algorithm"], **{k: getattr(res, k) for k in (
-                "split", "update", "episodes", "mean_return", "std_return",
-                "normalised_return", "reference_return")}, "config": config_json,
-                "evaluated_at": now,
-                "data_versions": json.dumps(info.get("data_versions"), sort_keys=True)}
-            _merge_write(lake, env, name, info["config_id"], record)
+            write_evaluation(lake, name, info["config_id"], Evaluation(
+                info["algorithm"], res.split, res.update, res.episodes, res.mean_return,
+                res.std_return, res.normalised_return, res.reference_return, config_json, now,
+                json.dumps(info.get("data_versions"), sort_keys=True)))
     return results
