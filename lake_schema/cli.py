@@ -328,20 +328,47 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def cmd_import_vault(lake: Lake, args: argparse.Namespace) -> int:
+    """`import-vault`: one line per uid as it is imported (so a later uid's failure does
+    not hide the runs already in the lake). tensorstore loads here, on use."""
+    from lake_schema.vault import import_vault
+
+    import_vault(lake, args.path, args.task, args.uid or None, args.quality, args.run,
+                 replace=args.replace, team_reward=args.team_reward,
+                 memory_bytes=args.memory_mb << 20,
+                 on_done=lambda r: print(r.line(), flush=True))
+    return 0
+
+
+def cmd_export_vault(lake: Lake, args: argparse.Namespace) -> int:
+    """`export-vault`: one line naming the Vault written."""
+    from lake_schema.vault import export_vault
+
+    lake.check_readable()
+    r = export_vault(lake, args.dest, args.task, args.uid, args.quality, args.checkpoints,
+                     args.run or None)
+    print(f"wrote {r.path}: {r.episodes} episodes, {r.steps} steps")
+    return 0
+
+
+def _checkpoint_range(text: str) -> tuple[int, int]:
+    """An argparse type: `K` or `LO:HI` (inclusive)."""
+    lo, _, hi = text.partition(":")
+    try:
+        return (int(lo), int(hi)) if hi else (int(lo), int(lo))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not K or LO:HI") from None
+
+
 def _add_vault_commands(sub) -> None:
-    """`import-vault` / `export-vault` (lake_schema.vault; tensorstore loads on use)."""
+    """`import-vault` / `export-vault` (lake_schema.vault)."""
 
-    def add(name: str, fn_name: str, help_: str) -> argparse.ArgumentParser:
-        def fn(lake: Lake, args: argparse.Namespace) -> int:
-            from lake_schema import vault
-
-            return getattr(vault, fn_name)(lake, args)
-
+    def add(name: str, fn, help_: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)
         p.set_defaults(fn=fn)
         return p
 
-    imp = add("import-vault", "cli_import", "convert an og-marl / flashbax Vault")
+    imp = add("import-vault", cmd_import_vault, "convert an og-marl / flashbax Vault")
     imp.add_argument("path", type=_path_arg,
                      help="<rel_dir>/<vault_name> (its uids) or one <uid> folder")
     imp.add_argument("--task", required=True, help="env/scenario, e.g. rware/tiny-2ag")
@@ -354,12 +381,12 @@ def _add_vault_commands(sub) -> None:
                      help="per-agent rewards -> team reward (default: the env's rule)")
     imp.add_argument("--memory-mb", type=_positive_int, default=256,
                      help="memory budget (default 256)")
-    exp = add("export-vault", "cli_export", "write a lake selection as a Vault")
+    exp = add("export-vault", cmd_export_vault, "write a lake selection as a Vault")
     exp.add_argument("dest", type=_path_arg, help="<rel_dir>/<vault_name>; the Vault is DEST/<uid>")
     exp.add_argument("--task", required=True, help="env/scenario")
     exp.add_argument("--uid", required=True, help="the Vault uid, e.g. Good")
     exp.add_argument("--quality", choices=["low", "high"])
-    exp.add_argument("--checkpoints", help="K or LO:HI (inclusive)")
+    exp.add_argument("--checkpoints", type=_checkpoint_range, help="K or LO:HI (inclusive)")
     exp.add_argument("--run", action="append", help="run id (repeatable; default all)")
 
 

@@ -51,7 +51,6 @@ from lake_schema.storage import Lake
 from lake_schema.writer import EpisodeBatch, delete_run, write_episodes
 
 if TYPE_CHECKING:
-    import argparse
 
     import tensorstore as ts
 
@@ -756,38 +755,6 @@ def _tree(flat: dict[str, str]) -> dict:
             node = node.setdefault(p, {})
         node[leaf] = flat[k]
     return out
-
-
-# ---------------------------------------------------------------- CLI (lake_schema.cli)
-
-
-def _checkpoint_range(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    try:
-        lo, _, hi = text.partition(":")
-        return (int(lo), int(hi)) if hi else (int(lo), int(lo))
-    except ValueError as e:
-        raise LakeValueError(f"bad --checkpoints {text!r}: K or LO:HI") from e
-
-
-def cli_import(lake: Lake, args: argparse.Namespace) -> int:
-    """`import-vault`: one line per uid as it is imported (so a later uid's failure does
-    not hide the runs already in the lake)."""
-    import_vault(lake, args.path, args.task, args.uid or None, args.quality, args.run,
-                 replace=args.replace, team_reward=args.team_reward,
-                 memory_bytes=args.memory_mb << 20, on_done=lambda r: print(r.line(),
-                                                                            flush=True))
-    return 0
-
-
-def cli_export(lake: Lake, args: argparse.Namespace) -> int:
-    """`export-vault`: one line naming the Vault written."""
-    lake.check_readable()
-    r = export_vault(lake, args.dest, args.task, args.uid, args.quality,
-                     _checkpoint_range(args.checkpoints), args.run or None)
-    print(f"wrote {r.path}: {r.episodes} episodes, {r.steps} steps")
-    return 0
 
 
 __all__ = ["Budget", "ExportResult", "FieldMap", "ImportResult", "VaultSource", "VaultWriter",

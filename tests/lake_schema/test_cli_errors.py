@@ -122,6 +122,8 @@ BAD_INPUT = [
     (["history", ""], 2, "unknown table ''"),
     (["import-vault", "", "--task", LBF], 2, "argument path: an empty path"),
     (["export-vault", "", "--task", LBF, "--uid", "Good"], 2, "argument dest: an empty path"),
+    *[(["export-vault", "out", "--task", LBF, "--uid", "Good", "--checkpoints", text], 2,
+       f"argument --checkpoints: '{text}' is not K or LO:HI") for text in ("x", "1:y", "")],
     (["card", ""], 2, "unknown task ''"),
     (["card", "--backfill", ""], 2, "unknown task ''"),
     (["tasks", "--env", ""], 2, "unknown environment ''"),
