@@ -101,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{sum(m['task_evaluations_run'] for m in meta)} task evaluations run this launch; "
           f"the report: {lake.url('reports/report.md')}")
     from lake_schema.duck import connect
-    from lake_schema.report import latest_evaluations, task_scaling_gain
     from pipelines.assets.report import gain_line
+    from trainer.analysis import latest_evaluations, task_scaling_gain
 
     gain = task_scaling_gain(latest_evaluations(connect(lake)))
     if not gain.is_empty():

@@ -21,12 +21,12 @@ from collections.abc import Iterable
 from lake_schema.catalogue import held_out_split, split_tasks
 from lake_schema.cli import main as lake_cli
 from lake_schema.duck import connect
-from lake_schema.report import latest_evaluations, task_scaling_gain
 from pipelines.assets.offline import OfflineModelConfig
 from pipelines.assets.report import gain_line
 from pipelines.definitions import defs
 from pipelines.launch import Launch, Outcome, run_parallel
 from pipelines.plots import REPORTS_DIR
+from trainer.analysis import latest_evaluations, task_scaling_gain
 from trainer.offline.config import config_id
 
 ENV = "lbf"

@@ -19,8 +19,8 @@ import os
 import dagster as dg
 
 from lake_schema.catalogue import scenario
-from lake_schema.report import ordered_knob
 from lake_schema.storage import Lake
+from trainer.analysis import ordered_knob
 
 REPORTS_DIR = "reports"
 REPORTS_URL_ENV = "SABLE_REPORTS_URL"

@@ -7,10 +7,10 @@ end to end, and a second launch reuses what is done. Models are identified by th
 shares a model with another (Oryx on every training task at full quality is the reference
 point of the ablations, the quality subsets and the task scaling) trains it once.
 
-Experiments (the paper's section 4; the comparisons `lake_schema.report.COMPARISONS` draws):
+Experiments (the paper's section 4; the comparisons `trainer.analysis.COMPARISONS` draws):
 - `task_scaling` (Figures 1 and 4): BC-Sable, CQL-Sable and Oryx on the first k training
   tasks, for each k of `task_counts`; the paper's gain on held-out tasks, max over k of
-  test(k) / test(1), per algorithm and averaged (`lake_schema.report.task_scaling_gain`).
+  test(k) / test(1), per algorithm and averaged (`trainer.analysis.task_scaling_gain`).
 - `algorithms` (Table 2): BC-Sable, CQL-Sable and Oryx on every training task.
 - `ablations` (Figure 6): without HL-Gauss (MSE value loss), without agent masking and
   shuffling, without task-balanced batches (each batch from one task).

@@ -19,12 +19,12 @@ from pydantic import Field
 
 from lake_schema import checks
 from lake_schema.duck import connect
-from lake_schema.report import latest_evaluations, model_table
 from lake_schema.storage import Lake
 from pipelines.checks import check_result
 from pipelines.configs import derive, knob_values, plain_fields
 from pipelines.plots import publish_png, table_metadata, task_bars_png, training_curves_png
 from pipelines.resources import ComputeResource, LakeResource
+from trainer.analysis import latest_evaluations, model_table
 from trainer.data.selection import DataSelection
 from trainer.offline.config import PROFILES as OFFLINE_PROFILES
 from trainer.offline.config import EvalConfig, OfflineConfig

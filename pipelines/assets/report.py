@@ -2,7 +2,7 @@
 
 Ablations never overwrite each other (each model is its own config id in `evaluations`), so
 this asset can be rebuilt at any time from everything accumulated so far. The grouping and
-comparison rules live in `lake_schema.report`; this asset renders them: tables as Dagster
+comparison rules live in `trainer.analysis`; this asset renders them: tables as Dagster
 table metadata and plots as inline images (both shown on the asset's page without a click;
 see `pipelines.plots`), each algorithm's headline numbers as numeric metadata (the UI plots
 them across materialisations), and the same under `<lake>/reports/`.
@@ -12,14 +12,6 @@ import dagster as dg
 import polars as pl
 
 from lake_schema.duck import connect
-from lake_schema.report import (
-    comparisons,
-    configurations,
-    latest_evaluations,
-    markdown_table,
-    narrow,
-    task_scaling_gain,
-)
 from pipelines.plots import (
     REPORTS_DIR,
     comparison_png,
@@ -28,6 +20,14 @@ from pipelines.plots import (
     table_metadata,
 )
 from pipelines.resources import LakeResource
+from trainer.analysis import (
+    comparisons,
+    configurations,
+    latest_evaluations,
+    markdown_table,
+    narrow,
+    task_scaling_gain,
+)
 
 
 @dg.asset(group_name="reports", deps=["offline_eval_train", "offline_eval_test", "ablation_sweep",

@@ -21,11 +21,11 @@ from pydantic import Field
 
 from lake_schema.duck import connect
 from lake_schema.reader import Selection, read_table
-from lake_schema.report import latest_evaluations
 from lake_schema.storage import Lake
 from pipelines.assets.offline import OfflineEvalConfig
 from pipelines.plots import table_metadata
 from pipelines.resources import ComputeResource, LakeResource
+from trainer.analysis import latest_evaluations
 from trainer.experiments import EXPERIMENTS, PRESETS, Preset, get_preset, narrow, seed_groups
 from trainer.offline.runs import evaluate_model, train_models
 

@@ -10,11 +10,11 @@ import polars as pl
 
 from lake_schema.catalogue import get_task
 from lake_schema.checks import missing_checkpoints, reference_present, task_problems
-from lake_schema.report import markdown_table
 from lake_schema.verify import verify
 from pipelines.assets.online import recorded_run
 from pipelines.partitions import task_partitions
 from pipelines.resources import LakeResource
+from trainer.analysis import markdown_table
 
 COMPLETE_CHECK = "recorded_datasets_complete"
 

@@ -18,10 +18,10 @@ import dagster as dg
 
 from lake_schema.catalogue import split_tasks
 from lake_schema.duck import connect
-from lake_schema.report import latest_evaluations, task_scaling_gain
 from lake_schema.storage import Lake
 from pipelines.assets.offline import OfflineModelConfig
 from pipelines.demo import OFFLINE as DEMO_OFFLINE
+from trainer.analysis import latest_evaluations, task_scaling_gain
 from trainer.offline.config import config_id
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,19 +10,19 @@ import numpy as np
 import pytest
 
 from lake_schema.duck import connect
-from lake_schema.report import (
-    comparisons,
-    configurations,
-    latest_evaluations,
-    model_table,
-    task_scaling_gain,
-)
 from lake_schema.writer import Evaluation, write_evaluation, write_records
 from pipelines.assets.offline import evaluation_metadata
 from pipelines.assets.report import report
 from pipelines.plots import INLINE_MARKDOWN_LIMIT
 from pipelines.resources import default_resources
 from tests.helpers.plots import assert_published
+from trainer.analysis import (
+    comparisons,
+    configurations,
+    latest_evaluations,
+    model_table,
+    task_scaling_gain,
+)
 
 TRAIN = ["8x8-2p-2f", "10x10-3p-3f", "15x15-3p-5f"]
 TEST = ["12x12-4p-5f", "14x14-3p-3f"]

@@ -14,10 +14,10 @@ import pytest
 from lake_schema.catalogue import split_tasks
 from lake_schema.duck import connect
 from lake_schema.reader import Selection, read_table
-from lake_schema.report import LATEST_EVALUATIONS
 from lake_schema.writer import write_reference
 from pipelines.definitions import defs
 from tests.helpers.lake import fill_lake
+from trainer.analysis import LATEST_EVALUATIONS
 from trainer.offline.checkpoint import read_model_info
 
 TRAIN = [t.name for t in split_tasks("lbf", "demo-train")]

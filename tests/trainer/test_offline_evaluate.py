@@ -11,11 +11,11 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from lake_schema.duck import connect
 from lake_schema.reader import Selection, read_table
-from lake_schema.report import latest_evaluations
 from lake_schema.storage import Lake
 from lake_schema.writer import write_episodes, write_reference
 from tests.helpers.lake import fill_lake
 from tests.helpers.scripted import collect_lbf_heuristic_episodes
+from trainer.analysis import latest_evaluations
 from trainer.data import DataSelection
 from trainer.envs import make_env
 from trainer.networks import Sable, SableConfig
@@ -93,7 +93,7 @@ def test_results_go_to_the_evaluations_table_and_accumulate(trained):
     config = json.loads(rows[0]["config"])
     assert config["config_id"] == result.config_id and config["train_tasks"] == list(TASKS)
     assert config["config"]["algorithm"] == "bc" and config["selection"]["env"] == "lbf"
-    # the contract with lake_schema.report: every knob it reads out of the JSON is there
+    # the contract with trainer.analysis: every knob it reads out of the JSON is there
     latest = latest_evaluations(connect(lake))
     assert latest.height == 2 and latest.null_count().sum_horizontal().item() == 0, latest
     knobs = latest.row(0, named=True)

@@ -191,7 +191,7 @@ def evaluation_config_json(info: dict, eval_config: EvalConfig) -> str:
     began (`trained_since`: a retrained model's rows supersede its predecessor's), OfflineConfig,
     dataset selection and training tasks, and the evaluation settings.
 
-    A contract: `lake_schema.report.knobs_of` reads `config`, `selection`, `train_tasks` and
+    A contract: `trainer.analysis.knobs_of` reads `config`, `selection`, `train_tasks` and
     `evaluation` out of it (tested in test_offline_evaluate)."""
     return json.dumps({
         "config_id": info["config_id"], "trained_since": info.get("trained_since"),
