@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lake_schema.catalogue import ENVS
+from trainer.data import balancing
 from trainer.data.config import LoaderConfig
 from trainer.data.selection import DataSelection
 from trainer.knobs import check_divides, check_knobs, knob
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 
 ALGORITHMS = ("bc", "cql", "oryx")
 VALUE_LOSSES = ("hl_gauss", "mse")
-BATCH_MODES = ("balanced", "single_task", "proportional")
 TASK_WEIGHTINGS = ("equal", "agent_steps")
 # Every profile, defined here once: `demo` is the defaults (what `make demo` trains), `paper`
 # the seed paper's settings (appendix K).
@@ -70,7 +70,7 @@ class OfflineConfig(NetworkKnobs):
         "HL-Gauss (v_min, v_max); null = the environment's"))
     batch_size: int = knob(32, ge=1, doc="B chunks per update (paper: 480)")
     seq_len: int = knob(20, ge=1, doc="T steps per chunk (paper: 20)")
-    batch_mode: str = knob("balanced", choices=BATCH_MODES, doc=(
+    batch_mode: str = knob("balanced", choices=balancing.MODES, doc=(
         "switch: the loader's task balancing: `balanced` (paper), `single_task` (the ablation: "
         "each batch from one random task) or `proportional`"))
     task_weighting: str = knob("equal", choices=TASK_WEIGHTINGS, doc=(
