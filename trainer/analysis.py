@@ -21,6 +21,9 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from trainer.knobs import fields_without
+from trainer.offline.config import OfflineConfig
+
 # A model's latest evaluation per task: rows of its current training run first (a model
 # retrained under the same config id has a later `trained_since`), then the most trained
 # checkpoint, the most episodes, the most recent.
@@ -44,10 +47,10 @@ SELECT env, task, sable_return AS reference_return, any_value(random_return) AS 
 FROM "references" GROUP BY ALL
 """
 
-# Settings of how a model was trained that are not what it is: logging, checkpointing,
-# workers, and the lake versions it read (repeats of a configuration may read newer data).
-NOT_KNOBS = frozenset({"seed", "log_every", "checkpoint_every", "keep_checkpoints",
-                       "num_workers", "data_versions"})
+# Settings of how a model was trained that are not what it is (the knobs declared
+# `model=False`: logging, checkpointing, workers), the seed (repeats of a configuration) and
+# the lake versions it read (repeats may read newer data).
+NOT_KNOBS = fields_without(OfflineConfig, "model") | {"seed", "data_versions"}
 # The data selection's fields that choose the training tasks: replaced by `train_tasks`.
 TASK_FIELDS = frozenset({"tasks", "split", "first_k", "env"})
 # The columns every table leads with, in this order (train before test everywhere).

@@ -1,11 +1,12 @@
 """Knobs: the one declaration of a configuration field (default, bounds, choices, help) and
 the one validator every configuration class runs.
 
-Why: each knob used to be declared in a trainer dataclass, validated by per-module helpers,
-mirrored in a Dagster Config class and listed again in hand-kept knob lists. Now a field is
-declared once, `name: int = knob(32, ge=1, doc="...")`; `check_knobs(self)` in
-`__post_init__` validates it, and `pipelines/configs.py` derives the Dagster fields (type,
-bounds, description) from the same declaration. Adding a knob is one edit plus its test.
+Why: a knob declared in several places (a trainer dataclass, a validator, a Dagster Config
+class, lists of the knobs that do not change a model) drifts. So a field is declared once,
+`name: int = knob(32, ge=1, doc="...")`; `check_knobs(self)` in `__post_init__` validates
+it, `pipelines/configs.py` derives the Dagster fields (type, bounds, description) from the
+same declaration, and what the knob changes (`model=`, `program=`) gives the model id, the
+compiled programs' keys and the report's knobs. Adding a knob is one edit plus its test.
 Checks between fields (divisibility, one knob needing another) stay in the class.
 """
 
@@ -20,12 +21,30 @@ from typing import Any
 
 
 def knob(default: Any, *, doc: str, ge: float | None = None, gt: float | None = None,
-         le: float | None = None, choices: Sequence[str] | None = None) -> Any:
+         le: float | None = None, choices: Sequence[str] | None = None,
+         model: bool = True, program: bool = True) -> Any:
     """A dataclass field with its bounds (ge/gt/le), choices (for strings) and help text;
-    `default` may be `dataclasses.MISSING` (a required field)."""
+    `default` may be `dataclasses.MISSING` (a required field). What the knob changes is said
+    here too, once: `model=False` for a setting that leaves the trained model as it is
+    (logging, checkpointing, workers: not in the model's id, not a knob of the report),
+    `program=False` for one the compiled update does not depend on (those, and the budget,
+    the seed and shapes, which jit handles), so runs differing only in it share programs."""
     meta = {"doc": doc, "ge": ge, "gt": gt, "le": le,
-            "choices": tuple(choices) if choices is not None else None}
+            "choices": tuple(choices) if choices is not None else None,
+            "model": model, "program": program and model}
     return dataclasses.field(default=default, metadata=meta)
+
+
+def fields_without(cls: type, what: str) -> frozenset[str]:
+    """The knobs of `cls` that do not change `what` ("model" or "program")."""
+    return frozenset(f.name for f in knob_fields(cls) if not f.metadata[what])
+
+
+def program_key(config: Any) -> Any:
+    """`config` with every knob that does not change the compiled program set to its default:
+    the key under which runs that differ only in such knobs share one compilation."""
+    return dataclasses.replace(config, **{f.name: f.default for f in knob_fields(type(config))
+                                          if not f.metadata["program"]})
 
 
 @functools.cache

@@ -26,7 +26,7 @@ from lake_schema.catalogue import ENVS
 from trainer.data import balancing
 from trainer.data.config import LoaderConfig
 from trainer.data.selection import DataSelection
-from trainer.knobs import check_divides, check_knobs, knob
+from trainer.knobs import check_divides, check_knobs, fields_without, knob, program_key
 from trainer.networks.config import NetworkKnobs, SableConfig
 
 if TYPE_CHECKING:
@@ -43,9 +43,6 @@ PROFILES: dict[str, dict[str, Any]] = {
               "pad_agents": "env", "log_every": 100, "checkpoint_every": 1000,
               "eval_every": 100},
 }
-# Fields that do not change the trained model: left out of the config id.
-_NOT_IN_ID = frozenset({"log_every", "checkpoint_every", "keep_checkpoints", "eval_every",
-                        "eval_episodes", "num_workers"})
 
 
 @dataclass(frozen=True)
@@ -68,9 +65,9 @@ class OfflineConfig(NetworkKnobs):
     smoothing_ratio: float = knob(0.75, gt=0.0, le=100.0, doc="HL-Gauss sigma / bin width")
     value_support: tuple[float, float] | None = knob(None, doc=(
         "HL-Gauss (v_min, v_max); null = the environment's"))
-    batch_size: int = knob(32, ge=1, doc="B chunks per update (paper: 480)")
+    batch_size: int = knob(32, ge=1, program=False, doc="B chunks per update (paper: 480)")
     seq_len: int = knob(20, ge=1, doc="T steps per chunk (paper: 20)")
-    batch_mode: str = knob("balanced", choices=balancing.MODES, doc=(
+    batch_mode: str = knob("balanced", choices=balancing.MODES, program=False, doc=(
         "switch: the loader's task balancing: `balanced` (paper), `single_task` (the ablation: "
         "each batch from one random task) or `proportional`"))
     task_weighting: str = knob("equal", choices=TASK_WEIGHTINGS, doc=(
@@ -80,7 +77,8 @@ class OfflineConfig(NetworkKnobs):
     agent_masking: bool = knob(True, doc=(
         "switch: agent masking + per-update agent shuffling (paper). Off (the ablation): padded "
         "agent slots are treated as real agents and the agent order is fixed"))
-    pad_agents: str | int = knob("selection", choices=("env", "selection"), ge=1, doc=(
+    pad_agents: str | int = knob("selection", choices=("env", "selection"), ge=1,
+                                 program=False, doc=(
         "agent slots per batch: `selection` (the selected tasks' largest team), `env` (the "
         "environment's maximum: the paper profile) or a count. With agent masking, BC's and "
         "CQL's losses do not depend on the count (an update at 3 slots is about 3x faster "
@@ -95,17 +93,19 @@ class OfflineConfig(NetworkKnobs):
     value_temperature: float = knob(1000.0, gt=0.0, doc="Oryx's ICQ value temperature")
     policy_temperature: float = knob(0.1, gt=0.0, doc="Oryx's ICQ policy temperature")
     critic_coef: float = knob(1.0, ge=0.0, doc="Oryx's critic loss coefficient")
-    num_updates: int = knob(300, ge=1, doc="training length (paper: 60k)")
-    seed: int = knob(0, ge=0, doc="the seed of everything random")
-    log_every: int = knob(50, ge=1, doc="updates between progress lines (and NaN checks)")
-    checkpoint_every: int = knob(500, ge=1, doc="updates between orbax checkpoints")
-    keep_checkpoints: int = knob(2, ge=1, doc="orbax checkpoints kept")
-    eval_every: int = knob(100, ge=0, doc=(
+    num_updates: int = knob(300, ge=1, program=False, doc="training length (paper: 60k)")
+    seed: int = knob(0, ge=0, program=False, doc="the seed of everything random")
+    log_every: int = knob(50, ge=1, model=False,
+                          doc="updates between progress lines (and NaN checks)")
+    checkpoint_every: int = knob(500, ge=1, model=False, doc="updates between orbax checkpoints")
+    keep_checkpoints: int = knob(2, ge=1, model=False, doc="orbax checkpoints kept")
+    eval_every: int = knob(100, ge=0, model=False, doc=(
         "periodic evaluation on the training tasks (0 = off): the best checkpoint by mean "
         "normalised return is kept apart (`best/`), and is what evaluation takes by default "
         "(the paper's protocol: selected on training tasks only)"))
-    eval_episodes: int = knob(32, ge=1, doc="episodes per task of a periodic evaluation")
-    num_workers: int = knob(0, ge=0, doc="Grain worker processes for the loader")
+    eval_episodes: int = knob(32, ge=1, model=False,
+                              doc="episodes per task of a periodic evaluation")
+    num_workers: int = knob(0, ge=0, model=False, doc="Grain worker processes for the loader")
 
     def __post_init__(self) -> None:
         if isinstance(self.value_support, list):
@@ -192,12 +192,9 @@ class OfflineConfig(NetworkKnobs):
         return self.loader_config().pad_to(self.env, tuple(num_agents))
 
     def step_key(self) -> OfflineConfig:
-        """This config with the loop-only and shape-only settings reset: what a compiled update
-        depends on (shapes are jit's own business)."""
-        return dataclasses.replace(
-            self, batch_size=1, pad_agents="env", batch_mode="balanced", num_updates=1, seed=0,
-            log_every=1, checkpoint_every=1, keep_checkpoints=1, eval_every=0, eval_episodes=1,
-            num_workers=0)
+        """This config with the knobs the compiled update does not depend on (`program=False`:
+        the loop, the budget, the seed, shapes, which are jit's own business) reset."""
+        return program_key(self)
 
     def check_selection(self, selection: DataSelection) -> None:
         """A selection this model can train on: same env, enough batch for the tasks."""
@@ -210,7 +207,8 @@ class OfflineConfig(NetworkKnobs):
 
 def config_id(config: OfflineConfig, selection: DataSelection) -> str:
     """A short, stable id of (config, selection): what the model is, not how it is logged."""
-    model = {k: v for k, v in config.to_json().items() if k not in _NOT_IN_ID}
+    model = {k: v for k, v in config.to_json().items()
+             if k not in fields_without(OfflineConfig, "model")}
     blob = json.dumps({"config": model, "selection": selection.to_json()}, sort_keys=True)
     return f"{config.env}-{config.algorithm}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 

@@ -55,18 +55,18 @@ class OnlineConfig(NetworkKnobs):
     in minutes. Each field's meaning, bounds and default are its `knob`.
     """
 
-    total_env_steps: int = knob(300_000, ge=1, doc=(
+    total_env_steps: int = knob(300_000, ge=1, program=False, doc=(
         "training budget; rounded down to whole updates of num_envs * rollout_length steps"))
-    num_checkpoints: int = knob(6, ge=1, doc=(
+    num_checkpoints: int = knob(6, ge=1, program=False, doc=(
         "K recording checkpoints, evenly spaced over the updates (the last at the end of "
         "training); quality `low` in the first two thirds, `high` after"))
-    episodes_per_checkpoint: int = knob(64, ge=1, doc=(
+    episodes_per_checkpoint: int = knob(64, ge=1, program=False, doc=(
         "E episodes recorded at each checkpoint, with the current stochastic policy in fresh "
         "environments (the paper records by steps: about 4M steps a task on LBF, 10.24M on "
         "Connector, 128 episodes an evaluation on RWARE, appendix L; the demo's short "
         "training moves returns less than 16 "
         "episodes' noise, so its quality tags need more)"))
-    reference_episodes: int = knob(64, ge=1, doc=(
+    reference_episodes: int = knob(64, ge=1, program=False, doc=(
         "episodes of the final policy (and of the random policy) whose mean return is the "
         "task's `references` row (every normalised return divides by it)"))
     num_envs: int = knob(64, ge=1, doc="vmapped environments")
@@ -97,8 +97,9 @@ class OnlineConfig(NetworkKnobs):
         "with shuffled agents, recompute pi_old under the epoch's agent order (an extra "
         "forward pass per epoch) instead of using the acting log-probs (Mava's behaviour, the "
         "default: it learned as well on lbf and is ~30% faster)"))
-    seed: int = knob(0, ge=0, doc="everything random derives from it")
-    progress_interval_s: float = knob(10.0, ge=0.0, doc="seconds between progress lines")
+    seed: int = knob(0, ge=0, program=False, doc="everything random derives from it")
+    progress_interval_s: float = knob(10.0, ge=0.0, model=False,
+                                      doc="seconds between progress lines")
 
     def __post_init__(self) -> None:
         check_knobs(self)

@@ -20,7 +20,6 @@ no stale checkpoints behind.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import logging
@@ -48,6 +47,7 @@ from lake_schema.writer import delete_run, write_episodes, write_reference
 from trainer import compiled
 from trainer.envs import make_env
 from trainer.exported import compile_exported
+from trainer.knobs import program_key
 from trainer.networks import Sable, param_count
 from trainer.online.config import OnlineConfig, Plan, plan, resolve_task
 from trainer.online.ppo import (
@@ -151,12 +151,9 @@ class OnlineResult:
 
 
 def _compile_key(config: OnlineConfig) -> OnlineConfig:
-    """The config with every field that does not change the compiled update set to a constant,
-    so runs that differ only in budget, schedule or seed share one compilation."""
-    return dataclasses.replace(
-        config, total_env_steps=1, num_checkpoints=1, episodes_per_checkpoint=1,
-        reference_episodes=1, seed=0, progress_interval_s=0.0,
-    )
+    """The config with every knob that does not change the compiled update (`program=False`:
+    budget, schedule, seed) reset, so runs that differ only in those share one compilation."""
+    return program_key(config)
 
 
 _PROGRAMS: OrderedDict[tuple[str, OnlineConfig], tuple[Any, ...]] = OrderedDict()
