@@ -50,7 +50,7 @@ from lake_schema.duck import connect
 from lake_schema.reader import Selection, list_files, read_table
 from lake_schema.schema import quality_for_checkpoint, table_spec
 from lake_schema.storage import Lake
-from lake_schema.synthetic import synthetic_episodes
+from lake_schema.testing import synthetic_episodes
 from lake_schema.writer import EpisodeBatch, write_episodes
 
 ENV = "rware"

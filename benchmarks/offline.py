@@ -11,7 +11,7 @@ on batches from the real loader (synthetic lbf data of the demo-train tasks, age
 the env's 8), preloaded on the device so the figure is the update itself; the loader's own
 batch time is reported beside it.
 
-`demo`: a scripted, better-than-random LBF policy (`tests.helpers.scripted`) records each
+`demo`: a scripted, better-than-random LBF policy (`trainer.scripted`) records each
 demo-train task's dataset (a `low` checkpoint at epsilon 0.5 and a `high` one at epsilon
 0.1); each algorithm trains on the three tasks together (task-balanced batches, HL-Gauss,
 agent masking), then runs zero-shot on the train and test tasks. Online Sable references are
@@ -33,22 +33,22 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.helpers: the data policy
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's packages
 
 import jax
 import numpy as np
 
 from lake_schema.catalogue import split_tasks
 from lake_schema.storage import Lake
+from lake_schema.testing import fill_lake
 from lake_schema.writer import write_episodes, write_reference
-from tests.helpers.lake import fill_lake
-from tests.helpers.scripted import collect_lbf_heuristic_episodes
 from trainer.data import DataSelection, device_put_batch, make_loader
 from trainer.networks import param_count
 from trainer.offline import EvalConfig, OfflineConfig, evaluate, train
 from trainer.offline.state import init_train_state
 from trainer.offline.training import make_mesh, make_update
 from trainer.recording import collect_random_episodes
+from trainer.scripted import collect_lbf_heuristic_episodes
 
 DATA = Path(__file__).parent / "_data" / "offline"
 ENV = "lbf"

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from lake_schema.catalogue import get_task
-from lake_schema.synthetic import synthetic_episodes
+from lake_schema.testing import synthetic_episodes
 from lake_schema.vault import VaultWriter
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -42,7 +42,7 @@ from lake_schema.errors import LakeConflictError, LakeError, LakeValueError
 from lake_schema.maintenance import vacuum
 from lake_schema.reader import Selection, read_files, read_table, table_versions
 from lake_schema.storage import Lake, S3Options
-from lake_schema.synthetic import synthetic_episodes
+from lake_schema.testing import synthetic_episodes
 from lake_schema.verify import verify
 from lake_schema.writer import EpisodeBatch, write_episodes, write_records
 

@@ -27,8 +27,8 @@ from lake_schema.cli import main, schema_markdown
 from lake_schema.duck import connect
 from lake_schema.schema import TABLES, describe_table
 from lake_schema.storage import Lake
+from lake_schema.testing import fill_lake
 from lake_schema.writer import Evaluation, write_evaluation, write_reference
-from tests.helpers.lake import fill_lake
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 FENCE = re.compile(r"^(?P<indent> *)```(?P<info>[^`]*)$")

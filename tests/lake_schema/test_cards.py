@@ -16,10 +16,9 @@ from lake_schema.errors import LakeValueError
 from lake_schema.reader import Selection, read_table
 from lake_schema.schema import CARD_QUANTILES
 from lake_schema.storage import Lake
-from lake_schema.synthetic import synthetic_episodes
+from lake_schema.testing import fill_lake, synthetic_episodes
 from lake_schema.verify import verify
 from lake_schema.writer import backfill_cards, delete_run, write_episodes, write_reference
-from tests.helpers.lake import fill_lake
 
 TASK = "lbf/8x8-2p-2f"
 SEL = Selection(env="lbf", tasks=["8x8-2p-2f"], runs=["r1"])

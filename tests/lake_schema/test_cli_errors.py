@@ -13,10 +13,9 @@ import pytest
 from lake_schema import cli
 from lake_schema.cli import build_parser, main
 from lake_schema.storage import Lake, S3Options
-from lake_schema.synthetic import synthetic_episodes
+from lake_schema.testing import fill_lake, synthetic_episodes
 from lake_schema.writer import write_episodes
 from pipelines.screenshots import free_port
-from tests.helpers.lake import fill_lake
 
 LBF = "lbf/8x8-2p-2f"
 

@@ -15,10 +15,9 @@ import pytest
 from lake_schema import delta, integrity
 from lake_schema.cli import main
 from lake_schema.reader import Selection, list_files, read_table
-from lake_schema.synthetic import synthetic_episodes
+from lake_schema.testing import add_evaluation_updates, synthetic_episodes
 from lake_schema.verify import verify
 from lake_schema.writer import write_episodes, write_reference
-from tests.helpers.lake import add_evaluation_updates
 
 LBF = "lbf/8x8-2p-2f"
 

@@ -29,7 +29,7 @@ from lake_schema.reader import (
     table_versions,
 )
 from lake_schema.schema import LakeValueError, quality_for_checkpoint
-from lake_schema.synthetic import synthetic_episodes
+from lake_schema.testing import synthetic_episodes
 from lake_schema.verify import verify
 from lake_schema.writer import (
     EpisodeBatch,
@@ -335,7 +335,7 @@ def test_killed_writer_before_its_commit_leaves_nothing_visible(lake):
         import deltalake
         import lake_schema.delta as delta
         from lake_schema.storage import Lake
-        from lake_schema.synthetic import synthetic_episodes
+        from lake_schema.testing import synthetic_episodes
         from lake_schema.writer import write_episodes
         real = delta.write_deltalake
         def write_then_die(*a, **k):

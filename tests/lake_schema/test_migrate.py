@@ -23,10 +23,9 @@ from lake_schema.errors import LegacyLakeError
 from lake_schema.reader import Selection, read_table
 from lake_schema.schema import EVALUATIONS_SCHEMA, REFERENCES_SCHEMA, table_spec
 from lake_schema.storage import Lake
-from lake_schema.synthetic import synthetic_episodes
+from lake_schema.testing import fill_lake, synthetic_episodes
 from lake_schema.verify import verify
 from lake_schema.writer import write_episodes
-from tests.helpers.lake import fill_lake
 
 LBF = "lbf/8x8-2p-2f"
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)

@@ -9,7 +9,7 @@ from lake_schema.catalogue import get_task
 from lake_schema.duck import connect
 from lake_schema.reader import Selection, list_files, read_table, table_versions
 from lake_schema.storage import Lake
-from lake_schema.synthetic import synthetic_episodes
+from lake_schema.testing import synthetic_episodes
 from lake_schema.verify import verify
 from lake_schema.writer import write_episodes, write_reference
 

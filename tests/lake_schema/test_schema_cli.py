@@ -23,10 +23,9 @@ from lake_schema.schema import (
     description,
     table_spec,
 )
-from lake_schema.synthetic import synthetic_episodes
+from lake_schema.testing import add_evaluation_updates, synthetic_episodes
 from lake_schema.verify import verify
 from lake_schema.writer import write_episodes, write_reference
-from tests.helpers.lake import add_evaluation_updates
 
 LBF = "lbf/8x8-2p-2f"
 

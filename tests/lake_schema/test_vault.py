@@ -23,7 +23,7 @@ from lake_schema.cli import main
 from lake_schema.errors import LakeValueError
 from lake_schema.reader import Selection, read_table
 from lake_schema.storage import Lake
-from lake_schema.synthetic import synthetic_episodes
+from lake_schema.testing import synthetic_episodes
 from lake_schema.vault import Budget, VaultWriter, import_vault
 from lake_schema.verify import verify
 from lake_schema.writer import write_episodes

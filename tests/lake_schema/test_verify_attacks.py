@@ -18,10 +18,9 @@ from lake_schema import delta
 from lake_schema.cli import main
 from lake_schema.delta import DataFile
 from lake_schema.reader import read_table
-from lake_schema.synthetic import synthetic_episodes
+from lake_schema.testing import add_evaluation_updates, synthetic_episodes
 from lake_schema.verify import Problem, printable, verify
 from lake_schema.writer import write_episodes, write_reference
-from tests.helpers.lake import add_evaluation_updates
 
 LBF = "lbf/8x8-2p-2f"
 KEY0 = "env=lbf/task=8x8-2p-2f/run=run0/quality=low/checkpoint=0"

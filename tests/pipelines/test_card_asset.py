@@ -7,10 +7,10 @@ import dagster as dg
 import numpy as np
 
 from lake_schema.reader import Selection, read_table
+from lake_schema.testing import fill_lake
 from lake_schema.writer import write_reference
 from pipelines.assets.card import dataset_card
 from pipelines.resources import default_resources
-from tests.helpers.lake import fill_lake
 from tests.helpers.plots import assert_published
 
 TASK = "lbf/10x10-3p-3f"

@@ -1,13 +1,12 @@
 """The lake maintenance job compacts and vacuums every table through the lake resource."""
 
 from lake_schema.reader import list_files, read_table
-from lake_schema.synthetic import synthetic_episodes
+from lake_schema.testing import add_evaluation_updates, synthetic_episodes
 from lake_schema.verify import verify
 from lake_schema.writer import write_episodes
 from pipelines.definitions import defs
 from pipelines.jobs import maintain_lake
 from pipelines.resources import default_resources
-from tests.helpers.lake import add_evaluation_updates
 
 
 def test_maintain_lake_compacts_and_vacuums(lake):

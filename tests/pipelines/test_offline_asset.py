@@ -12,10 +12,10 @@ import pytest
 
 from lake_schema.errors import LakeValueError
 from lake_schema.reader import Selection, read_table
+from lake_schema.testing import fill_lake
 from lake_schema.writer import write_reference
 from pipelines.assets.offline import offline_eval_test, offline_eval_train, offline_model
 from pipelines.resources import default_resources
-from tests.helpers.lake import fill_lake
 from tests.helpers.plots import assert_published
 
 TASKS = ["lbf/8x8-2p-2f", "lbf/10x10-3p-3f"]

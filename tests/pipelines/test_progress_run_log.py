@@ -3,10 +3,10 @@ Dagster run log, with ETAs, through the `log` the assets pass to the trainer."""
 
 import dagster as dg
 
+from lake_schema.testing import fill_lake
 from lake_schema.writer import write_reference
 from pipelines.assets.offline import offline_eval_train, offline_model
 from pipelines.resources import default_resources
-from tests.helpers.lake import fill_lake
 
 TASKS = ["lbf/8x8-2p-2f", "lbf/10x10-3p-3f"]
 # test_offline_asset.py's tiny model, a metrics row (and a progress line) per update

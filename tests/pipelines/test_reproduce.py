@@ -14,9 +14,9 @@ import pytest
 from lake_schema.catalogue import split_tasks
 from lake_schema.duck import connect
 from lake_schema.reader import Selection, read_table
+from lake_schema.testing import fill_lake
 from lake_schema.writer import write_reference
 from pipelines.definitions import defs
-from tests.helpers.lake import fill_lake
 from trainer.analysis import LATEST_EVALUATIONS
 from trainer.offline.checkpoint import read_model_info
 

@@ -10,7 +10,7 @@ import pytest
 
 from lake_schema.catalogue import get_task
 from lake_schema.checks import returns_to_go_in_support
-from lake_schema.synthetic import synthetic_episodes
+from lake_schema.testing import synthetic_episodes
 from lake_schema.writer import write_episodes
 from pipelines.assets.online import (
     ASSET,

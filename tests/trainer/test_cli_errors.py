@@ -8,7 +8,7 @@ import time
 import pytest
 
 from lake_schema.storage import Lake
-from tests.helpers.lake import fill_lake
+from lake_schema.testing import fill_lake
 from trainer.offline.__main__ import main as offline_main
 from trainer.online.__main__ import main as online_main
 

@@ -9,9 +9,8 @@ import pyarrow.compute as pc
 import pytest
 
 from lake_schema.reader import LakeFileError, Selection, read_table, table_versions
-from lake_schema.synthetic import synthetic_episodes
+from lake_schema.testing import fill_lake, synthetic_episodes
 from lake_schema.writer import write_episodes
-from tests.helpers.lake import fill_lake
 from trainer.data.cache import (
     CACHE_ENV,
     CacheDamagedError,

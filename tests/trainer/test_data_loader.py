@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 
 from lake_schema.storage import Lake
-from lake_schema.synthetic import synthetic_episodes
+from lake_schema.testing import fill_lake, synthetic_episodes
 from lake_schema.writer import write_episodes
-from tests.helpers.lake import fill_lake
 from trainer.data import (
     PAD_LEGAL_ACTION,
     ChunkSource,

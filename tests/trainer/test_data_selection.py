@@ -5,7 +5,7 @@ import pytest
 
 from lake_schema.duck import connect
 from lake_schema.storage import Lake
-from tests.helpers.lake import fill_lake
+from lake_schema.testing import fill_lake
 from trainer.data.selection import (
     DataSelection,
     SelectionError,

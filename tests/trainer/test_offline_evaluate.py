@@ -12,9 +12,8 @@ from jax.sharding import NamedSharding, PartitionSpec
 from lake_schema.duck import connect
 from lake_schema.reader import Selection, read_table
 from lake_schema.storage import Lake
+from lake_schema.testing import fill_lake
 from lake_schema.writer import write_episodes, write_reference
-from tests.helpers.lake import fill_lake
-from tests.helpers.scripted import collect_lbf_heuristic_episodes
 from trainer.analysis import latest_evaluations
 from trainer.data import DataSelection
 from trainer.envs import make_env
@@ -31,6 +30,7 @@ from trainer.offline import (
 from trainer.offline.checkpoint import load_params, read_model_info
 from trainer.offline.evaluation import episode_runner, evaluate_params, q_values_fn
 from trainer.recording import collect_random_episodes
+from trainer.scripted import collect_lbf_heuristic_episodes
 
 TASKS = ("lbf/8x8-2p-2f", "lbf/10x10-3p-3f")
 TINY = dict(embed_dim=16, num_heads=2, batch_size=8, seq_len=5, pad_agents=4, log_every=1,

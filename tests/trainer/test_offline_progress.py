@@ -8,7 +8,7 @@ import pytest
 
 import trainer.offline.training as training
 from lake_schema.storage import Lake
-from tests.helpers.lake import fill_lake
+from lake_schema.testing import fill_lake
 from trainer.data import DataSelection
 from trainer.offline import OfflineConfig, train
 from trainer.progress import Progress, duration

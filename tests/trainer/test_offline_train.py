@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from lake_schema.storage import Lake
-from tests.helpers.lake import fill_lake
+from lake_schema.testing import fill_lake
 from trainer.data import DataSelection
 from trainer.offline import NonFiniteLossError, OfflineConfig, config_id, train
 from trainer.offline import checkpoint as ckpt

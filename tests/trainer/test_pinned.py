@@ -58,9 +58,9 @@ def _offline(root: Path) -> dict:
     from trainer.offline import EvalConfig, OfflineConfig, evaluate, train
 
     try:
-        from tests.helpers.lake import fill_lake
+        from lake_schema.testing import fill_lake
     except ImportError:
-        from tests.helpers.lake import fill_lake
+        from lake_schema.testing import fill_lake
 
     lake = Lake(root / "lake-offline")
     fill_lake(lake, TASKS, checkpoints=1, episodes=4, lengths=(8, 30), seed=9)
