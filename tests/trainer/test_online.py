@@ -334,7 +334,7 @@ def test_bad_run_id_and_profile_are_refused(lake, tmp_path):
 
 
 def test_progress_lines_give_an_eta():
-    from trainer.online.train import Progress
+    from trainer.online.training import Progress
     from trainer.progress import duration
 
     assert [duration(s) for s in (5, 65, 3725, float("nan"))] == ["5s", "1m05s", "1h02m", "?"]

@@ -1,7 +1,7 @@
 """Online Sable end to end on lbf/8x8-2p-2f: it learns (beats the random policy, measured),
 records whole checkpoints with quality tags, and an interrupted run resumes without
 duplicating lake rows. Every run here shares one compiled update (same network and PPO
-settings, see `trainer.online.train._compile_key`)."""
+settings, see `trainer.online.training._compile_key`)."""
 
 import dataclasses
 

@@ -12,7 +12,7 @@ from trainer import lazy_exports
 
 _MODULES = {
     "trainer.online.config": ("OnlineConfig", "PROFILES", "Plan", "plan", "resolve_task"),
-    "trainer.online.train": (
+    "trainer.online.training": (
         "CheckpointRecord", "CheckpointStore", "OnlineResult", "default_checkpoint_dir",
         "train_online",
     ),

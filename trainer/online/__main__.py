@@ -13,7 +13,7 @@ import sys
 from lake_schema.storage import Lake
 from trainer.cli_overrides import one_line_errors, parse_overrides
 from trainer.online.config import PROFILES, OnlineConfig
-from trainer.online.train import train_online
+from trainer.online.training import train_online
 from trainer.tasks import resolve_task
 
 
