@@ -22,7 +22,7 @@ def run_once(task: str, cache: str, lake: str, checkpoints: str) -> dict:
     env = {**os.environ, "SABLE_JAX_CACHE": cache, "JAX_PLATFORMS": "cpu"}
     start = time.perf_counter()
     out = subprocess.run(
-        [sys.executable, "-m", "trainer.online", task, "--root", lake, "--fresh",
+        [sys.executable, "-m", "trainer.online", task, "--lake", lake, "--fresh",
          "--checkpoint-dir", checkpoints, "--set", "total_env_steps=20000",
          "num_checkpoints=2", "episodes_per_checkpoint=4", "reference_episodes=4"],
         env=env, capture_output=True, text=True, check=True,

@@ -48,7 +48,7 @@ def make_inputs(b: int, t: int, n: int, seed: int = 0) -> tuple[np.ndarray, ...]
 
 
 def bench_train(embed: int, b: int, t: int, n: int, reps: int) -> tuple[float, float, int]:
-    model = Sable(SableConfig(OBS_WIDTH, NUM_ACTIONS, embed_dim=embed))
+    model = Sable(SableConfig(obs_width=OBS_WIDTH, num_actions=NUM_ACTIONS, embed_dim=embed))
     params = model.init_params(jax.random.PRNGKey(0))
     inputs = make_inputs(b, t, n)
 
@@ -67,7 +67,7 @@ def bench_train(embed: int, b: int, t: int, n: int, reps: int) -> tuple[float, f
 
 
 def bench_act(embed: int, envs: int, n: int, steps: int, reps: int) -> float:
-    model = Sable(SableConfig(OBS_WIDTH, NUM_ACTIONS, embed_dim=embed))
+    model = Sable(SableConfig(obs_width=OBS_WIDTH, num_actions=NUM_ACTIONS, embed_dim=embed))
     params = model.init_params(jax.random.PRNGKey(0))
     obs, _, legal, first, mask = make_inputs(envs, steps, n)
     xs = tuple(jnp.swapaxes(x, 0, 1) for x in (obs, legal, first, mask))

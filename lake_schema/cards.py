@@ -375,21 +375,23 @@ def format_card(card: DatasetCard, max_features: int | None = None) -> str:
                   f"sample of up to {CARD_SAMPLE} per checkpoint):"]
     lines += ["  " + x for x in _table(
         ["feature", "mean", "std", "min", *q_names, "max"],
-        [[i, _num(obs.moments.mean[i]), _num(obs.moments.std[i]), _num(obs.min[i]),
-          *(_num(v) for v in obs.quantiles[:, i]), _num(obs.max[i])] for i in range(width)])]
+        [[t.spec.obs_features[i], _num(obs.moments.mean[i]), _num(obs.moments.std[i]),
+          _num(obs.min[i]), *(_num(v) for v in obs.quantiles[:, i]), _num(obs.max[i])]
+         for i in range(width)])]
     if width < t.spec.obs_width:
         lines.append(f"  ... {t.spec.obs_width - width} more features")
     freq = card.action_frequencies()
     lines += ["", "action frequencies per agent slot:"]
     lines += ["  " + x for x in _table(
-        ["slot", *(f"a{a}" for a in range(freq.shape[1]))],
+        ["slot", *t.spec.action_names],
         [[i, *(f"{v:.3f}" for v in row)] for i, row in enumerate(freq)])]
     return "\n".join(lines)
 
 
 def card_json(card: DatasetCard) -> dict:
     """The card as plain JSON values (`card --format json`): per-checkpoint rows without the
-    observation sample, the merged observation statistics, action frequencies, references."""
+    observation sample, the merged observation statistics, action frequencies, references,
+    and the env's feature and action names (the order of the obs lists and action columns)."""
     obs = card.obs()
     skip = {"obs_sample", "obs_m2", "obs_mean", "obs_min", "obs_max", "written_at"}
     return {
@@ -406,5 +408,7 @@ def card_json(card: DatasetCard) -> dict:
         "obs": {"count": obs.moments.count, "mean": obs.moments.mean.tolist(),
                 "std": obs.moments.std.tolist(), "min": obs.min.tolist(),
                 "max": obs.max.tolist(), "quantiles": obs.quantiles.tolist()},
+        "obs_features": list(card.task.spec.obs_features),
         "action_frequencies": card.action_frequencies().tolist(),
+        "action_names": list(card.task.spec.action_names),
     }

@@ -19,7 +19,8 @@ from lake_schema.errors import UnknownTaskError
 
 @dataclass(frozen=True)
 class EnvSpec:
-    """What every task of one environment shares: widths, dtypes, value support."""
+    """What every task of one environment shares: widths, dtypes, what each observation
+    feature and action is, value support."""
 
     name: str
     jumanji_id: str
@@ -28,7 +29,15 @@ class EnvSpec:
     num_actions: int
     value_support: tuple[float, float]  # HL-Gauss support (paper, appendix K)
     team_reward: str  # how the team reward is formed from Jumanji's reward
+    obs_features: tuple[str, ...]  # [F] what each observation feature is (trainer.envs)
+    action_names: tuple[str, ...]  # [A] Jumanji's actions, in its index order
     max_agents: int = 0  # filled from the tasks below
+
+    def __post_init__(self) -> None:
+        if len(self.obs_features) != self.obs_width or len(self.action_names) != self.num_actions:
+            raise ValueError(f"{self.name}: {len(self.obs_features)} feature names for width "
+                             f"{self.obs_width}, {len(self.action_names)} action names for "
+                             f"{self.num_actions} actions")
 
 
 @dataclass(frozen=True)
@@ -206,16 +215,64 @@ def _max_agents(env: str) -> int:
     return max(t.num_agents for t in TASKS.values() if t.env == env)
 
 
+# ---------------------------------------------------------------- feature and action names
+
+# What `trainer.envs` puts at each index of an agent's observation row, so cards and plots
+# can label features and actions by meaning (tests/trainer/test_feature_names.py rebuilds
+# real observations and checks every name against the state). A grid cell is named by its
+# offset from the agent, `(row, col)`: rows grow downwards, `(+0,+0)` is the agent's own
+# cell, windows are row-major (row offset outer).
+
+
+def _cells(prefix: str, radius: int, skip_centre: bool = False) -> tuple[str, ...]:
+    return tuple(f"{prefix}({dr:+d},{dc:+d})" for dr in range(-radius, radius + 1)
+                 for dc in range(-radius, radius + 1) if not (skip_centre and dr == dc == 0))
+
+
+def _interleaved(prefixes: tuple[str, ...], radius: int, skip_centre: bool = False
+                 ) -> tuple[str, ...]:
+    """Cell by cell, each cell's features together: `a(-1,-1), b(-1,-1), a(-1,+0), ...`."""
+    per_prefix = [_cells(p, radius, skip_centre) for p in prefixes]
+    return tuple(name for cell in zip(*per_prefix, strict=True) for name in cell)
+
+
+# lbf: Jumanji's grid observation at fov 2, [3, 5, 5] flattened channel-major: the levels of
+# the agents in view (the centre is the agent's own), the levels of uneaten food, and 1 where
+# a cell is inside the grid and empty.
+_LBF_FEATURES = (_cells("agent_level", 2) + _cells("food_level", 2) + _cells("accessible", 2))
+# rware: Jumanji's 66 features at sensor range 1: the agent's own (row, col), whether it
+# carries a shelf, its facing (one-hot up/right/down/left: Jumanji's Direction order) and
+# whether it stands on a highway cell; then for each of the 8 cells around it another agent
+# there and that agent's facing (5 each); then for each of the 9 cells of its 3x3 view a shelf
+# there and whether it is requested (2 each).
+_FACINGS = ("up", "right", "down", "left")
+_RWARE_FEATURES = (
+    "self_row", "self_col", "self_carrying", *(f"self_facing_{d}" for d in _FACINGS),
+    "self_on_highway",
+    *_interleaved(("agent", *(f"agent_facing_{d}" for d in _FACINGS)), 1, skip_centre=True),
+    *_interleaved(("shelf", "shelf_requested"), 1),
+)
+# connector: `trainer.envs.adapters.connector_obs`: the own head and target as (row, col) / g,
+# then a 5x5 blockers window on the head (+1 off the grid or another agent's head, -1 a path)
+# and a 5x5 targets window (+1 the own target, -1 another agent's).
+_CONNECTOR_FEATURES = ("head_row", "head_col", "target_row", "target_col",
+                       *_cells("blocker", 2), *_cells("target", 2))
+
 ENVS: MappingProxyType[str, EnvSpec] = MappingProxyType(
     {
         "lbf": EnvSpec(
             "lbf", "LevelBasedForaging-v0", obs_width=3 * 5 * 5, obs_dtype="int8",
             num_actions=6, value_support=(-1.0, 1.0),
-            team_reward="sum of the agents' normalised rewards", max_agents=_max_agents("lbf"),
+            team_reward="sum of the agents' normalised rewards", obs_features=_LBF_FEATURES,
+            action_names=("noop", "up", "down", "left", "right", "load"),
+            max_agents=_max_agents("lbf"),
         ),
         "rware": EnvSpec(
             "rware", "RobotWarehouse-v0", obs_width=66, obs_dtype="int8", num_actions=5,
             value_support=(-20.0, 20.0), team_reward="the shared reward (+1 per delivery)",
+            obs_features=_RWARE_FEATURES,
+            # Jumanji's LEFT and RIGHT turn the robot in place; only FORWARD moves it
+            action_names=("noop", "forward", "turn_left", "turn_right", "toggle_load"),
             max_agents=_max_agents("rware"),
         ),
         "connector": EnvSpec(
@@ -223,6 +280,8 @@ ENVS: MappingProxyType[str, EnvSpec] = MappingProxyType(
             value_support=(-1.0, 1.0),
             team_reward="mean of the agents' rewards (+1 on connecting, -0.03 per step "
                         "while unconnected)",
+            obs_features=_CONNECTOR_FEATURES,
+            action_names=("noop", "up", "right", "down", "left"),
             max_agents=_max_agents("connector"),
         ),
     }
@@ -231,10 +290,24 @@ ENVS: MappingProxyType[str, EnvSpec] = MappingProxyType(
 # ---------------------------------------------------------------- lookups
 
 
+# Up to this many valid names are all listed (an env's tasks, its splits); a longer list (all
+# 52 tasks) gives its closest few.
+_LIST_ALL = 12
+
+
 def _unknown(kind: str, name: str, valid: list[str]) -> UnknownTaskError:
+    """The error naming `name` with its closest valid names: a few, never a truncated
+    alphabetical list in which the meant name may be missing."""
     close = difflib.get_close_matches(name, valid, n=5, cutoff=0.5)
-    hint = f"; did you mean {', '.join(close)}?" if close else f"; valid: {', '.join(valid[:12])}"
-    return UnknownTaskError(f"unknown {kind} {name!r}{hint}")
+    if close:
+        hint = f"did you mean {', '.join(close)}?"
+    elif len(valid) <= _LIST_ALL:
+        hint = f"valid: {', '.join(valid)}"
+    else:
+        nearest = difflib.get_close_matches(name, valid, n=3, cutoff=0.0)
+        hint = (f"the closest of {len(valid)}: {', '.join(nearest)} (`python -m lake_schema "
+                "tasks` lists them all)")
+    return UnknownTaskError(f"unknown {kind} {name!r}; {hint}")
 
 
 def env_spec(env: str) -> EnvSpec:
@@ -252,8 +325,10 @@ def get_task(name: str) -> Task:
     """Look a task up by `env/scenario`; unknown names list the closest valid ones."""
     if name in TASKS:
         return TASKS[name]
-    if "/" in name and name.split("/", 1)[0] not in ENVS:
-        env_spec(name.split("/", 1)[0])
+    env, sep, _ = name.partition("/")
+    if sep:
+        env_spec(env)  # an unknown env is named as such
+        raise _unknown("task", name, task_names(env))
     raise _unknown("task", name, list(TASKS))
 
 

@@ -23,9 +23,14 @@
     python -m lake_schema card --backfill [ENV/SCENARIO]
                                                 compute missing or stale cards from the rows
 
-Bad arguments exit with status 2, bad data (a missing root, a corrupted or foreign file, a
-table of another schema version, a table the lake does not hold) or unreachable storage with
-status 1, each with one line on stderr naming it; never a traceback. Ctrl-C exits 130.
+`--lake ROOT` (default: $SABLE_LAKE, else ./lake) names the lake, before or after the
+command. Every command but `tasks`, `schema` and `import-vault` (which may start a lake)
+needs a lake there: a root that holds none is an error naming it, never an empty lake.
+
+Bad arguments exit with status 2, bad data (a missing root, a root that holds no lake, a
+corrupted or foreign file, a table of another schema version, a table the lake does not
+hold) or unreachable storage with status 1, each with one line on stderr naming it; never a
+traceback. Ctrl-C exits 130; a reader that stops early (`| head`) ends it quietly, 141.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
@@ -42,11 +48,19 @@ import duckdb
 from deltalake.exceptions import DeltaError
 
 from lake_schema import delta, maintenance
-from lake_schema.catalogue import TASKS, UnknownTaskError, split_names, split_tasks, splits_of
+from lake_schema.catalogue import (
+    TASKS,
+    UnknownTaskError,
+    get_task,
+    split_names,
+    split_tasks,
+    splits_of,
+)
 from lake_schema.duck import connect
 from lake_schema.errors import LakeError, LakeRootError, LakeValueError
-from lake_schema.schema import SCHEMA_VERSION, TableDoc, describe_table
+from lake_schema.schema import QUALITIES, SCHEMA_VERSION, TableDoc, describe_table
 from lake_schema.storage import ROOT_ENV, Lake, resolve_root
+from lake_schema.vault import TEAM_REWARD_RULES
 from lake_schema.verify import verify
 
 
@@ -89,7 +103,6 @@ def _print_rows(columns: Sequence[str], rows: Sequence[Sequence[object]], fmt: s
 
 def _partition_stats(lake: Lake) -> list[tuple[str, str, str, int, int, int]]:
     """(table, env, task, files, rows, bytes) from the Delta logs; no data file opened."""
-    lake.check_readable()
     stats: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
     for tid in delta.existing_tables(lake):
         table = delta.parse_table_id(tid)[0]
@@ -162,17 +175,24 @@ def cmd_verify(lake: Lake, args: argparse.Namespace) -> int:
 
 
 def _table_arg(tid: str) -> str:
+    """An argparse type: a table id (`steps/lbf`, `episodes`), checked before the lake is."""
     try:
         table, env = delta.parse_table_id(tid)
     except LakeError as e:
-        raise UsageError(str(e)) from e
+        raise argparse.ArgumentTypeError(str(e)) from e
     return delta.table_id(table, env)
 
 
+def _task_arg(name: str) -> str:
+    """An argparse type: a catalogue task name (`env/scenario`)."""
+    try:
+        return get_task(name).name
+    except UnknownTaskError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+
+
 def cmd_history(lake: Lake, args: argparse.Namespace) -> int:
-    tid = _table_arg(args.table)
-    lake.check_readable()
-    rows = delta.history(lake, tid)
+    rows = delta.history(lake, args.table)
     cols = ["version", "time", "operation", "predicate", "added_files", "removed_files",
             "added_rows"]
     _print_rows(cols, [[r[c] for c in cols] for r in rows], args.format)
@@ -180,19 +200,16 @@ def cmd_history(lake: Lake, args: argparse.Namespace) -> int:
 
 
 def cmd_versions(lake: Lake, args: argparse.Namespace) -> int:
-    lake.check_readable()
     versions = delta.current_versions(lake, delta.existing_tables(lake))
     _print_rows(["table", "version"], sorted(versions.items()), args.format)
     return 0
 
 
-def _tables_arg(lake: Lake, names: Sequence[str]) -> list[str]:
+def _tables_arg(lake: Lake, tids: Sequence[str]) -> list[str]:
     """The tables named (each checked to be in the lake, as `history` does, so a mistyped
     env is an error rather than a quiet `0 0`), or every table the lake holds."""
-    lake.check_readable()
-    if not names:
+    if not tids:
         return delta.existing_tables(lake)
-    tids = [_table_arg(t) for t in names]
     for tid in tids:
         if delta.open_table(lake, tid) is None:
             raise LakeValueError(f"the lake {lake.root} has no table {tid}")
@@ -220,7 +237,6 @@ def cmd_vacuum(lake: Lake, args: argparse.Namespace) -> int:
 def cmd_migrate(lake: Lake, args: argparse.Namespace) -> int:
     from lake_schema.migrate import migrate
 
-    lake.check_readable()
     for line in migrate(lake, keep_old=args.keep_old):
         print(line)
     return 0
@@ -267,7 +283,7 @@ def cmd_schema(lake: Lake, args: argparse.Namespace) -> int:
 
 
 def schema_markdown(doc: TableDoc) -> str:
-    """A table's columns as the README's Markdown table (the README's are this, verbatim)."""
+    """A table's columns as a Markdown table: what `schema TABLE --format markdown` prints."""
     lines = ["| column | type | meaning |", "| --- | --- | --- |"]
     for c in doc.columns:
         where = " (partition)" if c.partition else ""
@@ -331,12 +347,15 @@ def _positive_int(text: str) -> int:
 def cmd_import_vault(lake: Lake, args: argparse.Namespace) -> int:
     """`import-vault`: one line per uid as it is imported (so a later uid's failure does
     not hide the runs already in the lake). tensorstore loads here, on use."""
-    from lake_schema.vault import import_vault
+    from lake_schema.vault import TeamRewardError, import_vault
 
-    import_vault(lake, args.path, args.task, args.uid or None, args.quality, args.run,
-                 replace=args.replace, team_reward=args.team_reward,
-                 memory_bytes=args.memory_mb << 20,
-                 on_done=lambda r: print(r.line(), flush=True))
+    try:
+        import_vault(lake, args.path, args.task, args.uid or None, args.quality, args.run,
+                     replace=args.replace, team_reward=args.team_reward,
+                     memory_bytes=args.memory_mb << 20,
+                     on_done=lambda r: print(r.line(), flush=True))
+    except TeamRewardError as e:  # the Vault is fine; the command needs --team-reward
+        raise UsageError(str(e)) from e
     return 0
 
 
@@ -344,7 +363,6 @@ def cmd_export_vault(lake: Lake, args: argparse.Namespace) -> int:
     """`export-vault`: one line naming the Vault written."""
     from lake_schema.vault import export_vault
 
-    lake.check_readable()
     r = export_vault(lake, args.dest, args.task, args.uid, args.quality, args.checkpoints,
                      args.run or None)
     print(f"wrote {r.path}: {r.episodes} episodes, {r.steps} steps")
@@ -371,21 +389,24 @@ def _add_vault_commands(sub) -> None:
     imp = add("import-vault", cmd_import_vault, "convert an og-marl / flashbax Vault")
     imp.add_argument("path", type=_path_arg,
                      help="<rel_dir>/<vault_name> (its uids) or one <uid> folder")
-    imp.add_argument("--task", required=True, help="env/scenario, e.g. rware/tiny-2ag")
+    imp.add_argument("--task", required=True, type=_task_arg,
+                     help="env/scenario, e.g. rware/tiny-2ag")
     imp.add_argument("--uid", action="append", help="uid to import (repeatable; default all)")
-    imp.add_argument("--quality", choices=["low", "high"],
+    imp.add_argument("--quality", choices=QUALITIES,
                      help="default from the uid: Good -> high, Medium / Poor -> low")
     imp.add_argument("--run", help="run id (default vault-<uid>; a prefix for several uids)")
     imp.add_argument("--replace", action="store_true", help="replace a run already imported")
-    imp.add_argument("--team-reward", choices=["sum", "mean", "shared"],
-                     help="per-agent rewards -> team reward (default: the env's rule)")
+    imp.add_argument("--team-reward", choices=TEAM_REWARD_RULES,
+                     help="per-agent rewards -> team reward: sum, mean, or shared (every "
+                          "agent holds the team's; default: the Vault's rule if it names "
+                          "one, else the env's)")
     imp.add_argument("--memory-mb", type=_positive_int, default=256,
                      help="memory budget (default 256)")
     exp = add("export-vault", cmd_export_vault, "write a lake selection as a Vault")
     exp.add_argument("dest", type=_path_arg, help="<rel_dir>/<vault_name>; the Vault is DEST/<uid>")
-    exp.add_argument("--task", required=True, help="env/scenario")
+    exp.add_argument("--task", required=True, type=_task_arg, help="env/scenario")
     exp.add_argument("--uid", required=True, help="the Vault uid, e.g. Good")
-    exp.add_argument("--quality", choices=["low", "high"])
+    exp.add_argument("--quality", choices=QUALITIES)
     exp.add_argument("--checkpoints", type=_checkpoint_range, help="K or LO:HI (inclusive)")
     exp.add_argument("--run", action="append", help="run id (repeatable; default all)")
 
@@ -395,11 +416,10 @@ def _add_card_command(sub) -> None:
 
     def cmd_card(lake: Lake, args: argparse.Namespace) -> int:
         from lake_schema.cards import card_json, dataset_cards, format_card
-        from lake_schema.catalogue import get_task
         from lake_schema.writer import backfill_cards
 
         if args.backfill:
-            task = get_task(args.task) if args.task is not None else None  # '': unknown
+            task = get_task(args.task) if args.task is not None else None
             lines = backfill_cards(lake, task.env if task else None,
                                    task.scenario if task else None)
             for line in lines:
@@ -410,7 +430,6 @@ def _add_card_command(sub) -> None:
             raise UsageError("card needs a task (env/scenario), or --backfill")
         if args.features is not None and args.features < 0:
             raise UsageError("--features must be >= 0")
-        lake.check_readable()
         cards = dataset_cards(lake, get_task(args.task), args.run)
         if args.format == "json":
             print(json.dumps([card_json(c) for c in cards]))
@@ -420,7 +439,7 @@ def _add_card_command(sub) -> None:
 
     p = sub.add_parser("card", help="a task dataset's card; --backfill computes missing ones")
     p.set_defaults(fn=cmd_card)
-    p.add_argument("task", nargs="?", help="env/scenario, e.g. lbf/8x8-2p-2f")
+    p.add_argument("task", nargs="?", type=_task_arg, help="env/scenario, e.g. lbf/8x8-2p-2f")
     p.add_argument("--run", help="one run's card (default: every run of the task)")
     p.add_argument("--features", type=int, help="print the first N observation features only")
     p.add_argument("--format", choices=["table", "json"], default="table")
@@ -429,10 +448,21 @@ def _add_card_command(sub) -> None:
                         "or TASK's), remove cards of deleted checkpoints")
 
 
+# The commands that read no lake (`tasks`, `schema`: the code's catalogue and schema) or may
+# start one (`import-vault`, as a writer does); every other needs a lake at the root.
+NO_LAKE_NEEDED = ("tasks", "schema", "import-vault")
+
+
+def _add_lake_flag(parser: argparse.ArgumentParser) -> None:
+    """`--lake` on the main parser and on every command's, so it goes before or after the
+    command; unset (SUPPRESS) where not given, so one position never blanks the other."""
+    parser.add_argument("--lake", type=_root_arg, default=argparse.SUPPRESS,
+                        help="lake root (default: $SABLE_LAKE, else ./lake)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m lake_schema", description=__doc__.split("\n")[0])
-    parser.add_argument("--root", type=_root_arg,
-                        help="lake root (default: $SABLE_LAKE or ./lake)")
+    _add_lake_flag(parser)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def add(name: str, fn, help_: str) -> argparse.ArgumentParser:
@@ -447,13 +477,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("verify", cmd_verify, "check every file").add_argument(
         "--deep", action="store_true", help="also read every data page")
     add("history", cmd_history, "a table's versions").add_argument(
-        "table", help="episodes, references, evaluations or steps/<env>")
+        "table", type=_table_arg, help="episodes, references, evaluations or steps/<env>")
     add("versions", cmd_versions, "the current version of every table")
     add("optimize", cmd_optimize, "compact small files (run while nobody writes)").add_argument(
-        "tables", nargs="*", help="table ids (default: all)")
+        "tables", nargs="*", type=_table_arg, help="table ids (default: all)")
     vac = add("vacuum", cmd_vacuum, "delete files that no kept version needs (while nobody "
                                     "writes)")
-    vac.add_argument("tables", nargs="*", help="table ids (default: all)")
+    vac.add_argument("tables", nargs="*", type=_table_arg, help="table ids (default: all)")
     vac.add_argument("--retention-hours", type=_retention_hours, default=168,
                      help="keep files older versions need for this long, in whole hours (a "
                           "fraction rounds up; default 168; 0: only the current version "
@@ -469,11 +499,25 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--split", help="only this split's tasks (needs --env)")
     tasks.add_argument("--names", action="store_true",
                        help="comma-separated task names only (a split's partitions)")
+    for command in sub.choices.values():
+        _add_lake_flag(command)
     return parser
 
 
 def _first_line(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
+
+
+def _silence_stdout() -> None:
+    """After a closed pipe: stdout to /dev/null, so the interpreter's flush at exit does not
+    report the same broken pipe again."""
+    try:
+        stdout = sys.stdout.fileno()
+    except (OSError, ValueError):  # no file descriptor (a captured stdout): nothing to flush
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, stdout)
+    os.close(devnull)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -484,12 +528,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sable-lake: error: {_first_line(e)}", file=sys.stderr)
         return 2
     try:
-        lake = Lake(args.root)
-    except LakeRootError as e:  # --root passed _root_arg: the root is $SABLE_LAKE's
+        lake = Lake(getattr(args, "lake", None))
+    except LakeRootError as e:  # --lake passed _root_arg: the root is $SABLE_LAKE's
         print(f"sable-lake: error: ${ROOT_ENV}: {_first_line(e)}", file=sys.stderr)
         return 2
     try:
-        return args.fn(lake, args)
+        if args.command not in NO_LAKE_NEEDED:
+            lake.check_holds_lake()
+        status = args.fn(lake, args)
+        sys.stdout.flush()  # a reader gone (`| head -1`) shows here, not at exit
+        return status
+    except BrokenPipeError:  # the reader has what it wanted: no error, the shell's status
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE, what a command killed by the closed pipe returns
     except (UsageError, UnknownTaskError) as e:
         print(f"sable-lake: error: {_first_line(e)}", file=sys.stderr)
         return 2

@@ -7,9 +7,12 @@ Partition columns live in the path and the Delta log, not in the Parquet files, 
 standard reader (Delta or hive-partitioned Parquet) recovers them.
 
 Every column, file or partition, says what it means here and only here: its Arrow field
-carries `{"description": ...}`, which goes into the Delta schema (a table created since) and
-into every Parquet file written since; `describe_table` and `python -m lake_schema schema
-TABLE` print it, and the README's column tables are generated from it (a test compares them).
+carries `{"description": ...}`, and a list column its shape (`{"shape": "[N][F]"}`: N agents,
+F observation features, A actions, K sampled agent-steps, a number where the length is
+fixed); both go into the Delta schema (a table created since) and into every Parquet file
+written since. `describe_table` and `python -m lake_schema schema TABLE` print them; the
+README's table of tables names every table's partitions and columns, in order, with the
+shapes of its list columns (tests/test_readme.py checks it against `describe_table`).
 """
 
 from __future__ import annotations
@@ -32,16 +35,36 @@ INT32_MAX = 2**31 - 1
 
 QUALITIES = ("low", "high")
 DESCRIPTION = "description"  # the field-metadata key of a column's one-line meaning
+SHAPE = "shape"  # the field-metadata key of a list column's shape, one [dim] per list level
+_DIM = re.compile(r"\[([^\[\]]+)\]")
 
 
-def _f(name: str, type_: pa.DataType, description: str) -> pa.Field:
-    """A column with its meaning in the field metadata (Delta schema and Parquet files)."""
-    return pa.field(name, type_, metadata={DESCRIPTION: description})
+def _list_sizes(t: pa.DataType) -> list[int | None]:
+    """The list levels of a type, outermost first: the fixed size of each, or None."""
+    sizes = []
+    while pa.types.is_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t):
+        sizes.append(t.list_size if pa.types.is_fixed_size_list(t) else None)
+        t = t.value_type
+    return sizes
+
+
+def _f(name: str, type_: pa.DataType, description: str, dims: str = "") -> pa.Field:
+    """A column with its meaning, and a list column with its shape `dims` (one [dim] per
+    list level), in the field metadata (Delta schema and Parquet files)."""
+    if len(_DIM.findall(dims)) != len(_list_sizes(type_)):
+        raise ValueError(f"column {name}: shape {dims!r} does not match type {type_}")
+    return pa.field(name, type_, metadata={DESCRIPTION: description} | (
+        {SHAPE: dims} if dims else {}))
 
 
 def description(field: pa.Field) -> str:
     """A column's one-line meaning ("" for a field without one, e.g. from an older file)."""
     return (field.metadata or {}).get(DESCRIPTION.encode(), b"").decode()
+
+
+def shape(field: pa.Field) -> str:
+    """A list column's shape, e.g. `[N][F]` ("" for other columns and older files)."""
+    return (field.metadata or {}).get(SHAPE.encode(), b"").decode()
 
 
 # The partition columns: in the path (`env=lbf/...`) and the Delta log, not in the files.
@@ -146,12 +169,12 @@ _STEPS_DESCRIPTIONS = {
                "checkpoint it is the episode key",
     "step": "the step's index within its episode (from 0)",
     "num_agents": "N, the task's number of agents: the length of every per-agent list",
-    "obs": "[N][F] each agent's observation when it chose this step's action, in the env's "
+    "obs": "each agent's observation when it chose this step's action, in the env's "
            "own dtype (F and dtype: "
            + _per_env(lambda s: f"{s.obs_width} {s.obs_dtype}", " ", ", ") + ")",
-    "action": "[N] each agent's action, an index into the env's A actions (A: "
+    "action": "each agent's action, an index into the env's A actions (A: "
               + _per_env(lambda s: str(s.num_actions), " ", ", ") + ")",
-    "legal": "[N][A] which actions each agent could take at this step (true: legal)",
+    "legal": "which actions each agent could take at this step (true: legal)",
     "reward": "the team reward that followed this step's joint action (" + _per_env(
         lambda s: s.team_reward) + ")",
     "terminated": "the environment ended the episode after this step (lbf: all food eaten; "
@@ -159,6 +182,7 @@ _STEPS_DESCRIPTIONS = {
     "truncated": "the task's time limit ended the episode after this step (termination wins "
                  "when both happen)",
 }
+_STEPS_SHAPES = {"obs": "[N][F]", "action": "[N]", "legal": "[N][A]"}
 
 
 def steps_schema(env: str) -> pa.Schema:
@@ -172,14 +196,15 @@ def steps_schema(env: str) -> pa.Schema:
         "episode": pa.int32(),
         "step": pa.int32(),
         "num_agents": pa.int16(),
-        "obs": obs_type(env),  # [N][obs_width]
-        "action": pa.list_(pa.int8()),  # [N]
-        "legal": legal_type(env),  # [N][num_actions]
+        "obs": obs_type(env),
+        "action": pa.list_(pa.int8()),
+        "legal": legal_type(env),
         "reward": pa.float32(),  # team reward
         "terminated": pa.bool_(),
         "truncated": pa.bool_(),
     }
-    return pa.schema([_f(n, t, _STEPS_DESCRIPTIONS[n]) for n, t in types.items()])
+    return pa.schema([_f(n, t, _STEPS_DESCRIPTIONS[n], _STEPS_SHAPES.get(n, ""))
+                      for n, t in types.items()])
 
 
 EPISODES_SCHEMA = pa.schema(
@@ -256,18 +281,17 @@ CARDS_SCHEMA = pa.schema(
         _f("return_min", pa.float64(), "lowest episode return"),
         _f("return_max", pa.float64(), "highest episode return"),
         _f("return_quantiles", pa.list_(pa.float64()), "episode-return quantiles at "
-                                                       "CARD_QUANTILES (5/25/50/75/95%)"),
+           "CARD_QUANTILES (5/25/50/75/95%)", f"[{len(CARD_QUANTILES)}]"),
         _f("obs_count", pa.int64(), "agent-steps the observation statistics cover: steps x N"),
-        _f("obs_mean", pa.list_(pa.float64()), "[F] per-feature mean of the observations"),
-        _f("obs_m2", pa.list_(pa.float64()), "[F] per-feature sum of squared deviations "
-                                             "(mergeable; std = sqrt(m2 / count))"),
-        _f("obs_min", pa.list_(pa.float64()), "[F] per-feature minimum"),
-        _f("obs_max", pa.list_(pa.float64()), "[F] per-feature maximum"),
-        _f("obs_sample", pa.list_(pa.list_(pa.float32())), "[K <= CARD_SAMPLE][F] a uniform "
-                                                           "sample of agent-step observations "
-                                                           "(for quantiles)"),
-        _f("action_counts", pa.list_(pa.list_(pa.int64())), "[N agent slots][A actions] how "
-                                                            "often each action was taken"),
+        _f("obs_mean", pa.list_(pa.float64()), "per-feature mean of the observations", "[F]"),
+        _f("obs_m2", pa.list_(pa.float64()), "per-feature sum of squared deviations "
+                                             "(mergeable; std = sqrt(m2 / count))", "[F]"),
+        _f("obs_min", pa.list_(pa.float64()), "per-feature minimum", "[F]"),
+        _f("obs_max", pa.list_(pa.float64()), "per-feature maximum", "[F]"),
+        _f("obs_sample", pa.list_(pa.list_(pa.float32())), "a uniform sample of K <= "
+           f"CARD_SAMPLE ({CARD_SAMPLE}) agent-step observations (for quantiles)", "[K][F]"),
+        _f("action_counts", pa.list_(pa.list_(pa.int64())), "how often each agent slot took "
+                                                            "each action", "[N][A]"),
         _f("config", pa.string(), "what produced the rows (the online config), JSON; null "
                                   "when unknown"),
         _f("code_version", pa.string(), "the sable-lake version and git commit that wrote them"),
@@ -370,10 +394,12 @@ def validate_partition(table: str, values: dict[str, object]) -> dict[str, objec
 
 @dataclass(frozen=True)
 class ColumnDoc:
-    """One column as people read it: its type written with shapes, e.g. `int8 [N][75]`."""
+    """One column as people read it: its type written with its shape, e.g. `int8 [N][F=75]`,
+    and the shape alone (`[N][F]`; "" for a column that is no list)."""
 
     name: str
     type: str
+    shape: str
     partition: bool
     description: str
 
@@ -390,12 +416,23 @@ class TableDoc:
     columns: tuple[ColumnDoc, ...]
 
 
-def type_name(t: pa.DataType) -> str:
-    """An Arrow type with shapes: a variable list is [N] (one entry per agent), a fixed list
-    [k]; `list<fixed_size_list<int8, 75>>` reads `int8 [N][75]`."""
+def type_name(field: pa.Field) -> str:
+    """A column's type with its shape (`shape(field)`): `list<fixed_size_list<int8, 75>>`
+    of shape [N][F] reads `int8 [N][F=75]`, a list of shape [F] `float64 [F]`; a fixed
+    size the shape does not name is its number, a length nothing declares `[?]`."""
+    t = field.type
+    sizes = _list_sizes(t)
+    names = _DIM.findall(shape(field))
+    if len(names) != len(sizes):
+        names = [""] * len(sizes)
     dims = []
-    while pa.types.is_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t):
-        dims.append(f"[{t.list_size}]" if pa.types.is_fixed_size_list(t) else "[N]")
+    for name, size in zip(names, sizes, strict=True):
+        if size is None:
+            dims.append(f"[{name or '?'}]")
+        elif name and name != str(size):
+            dims.append(f"[{name}={size}]")
+        else:
+            dims.append(f"[{size}]")
         t = t.value_type
     if pa.types.is_timestamp(t):
         base = f"timestamp[{t.unit}, {t.tz}]" if t.tz else f"timestamp[{t.unit}]"
@@ -419,13 +456,13 @@ def describe_table(table: str) -> TableDoc:
     specs = [table_spec(name, e) for e in envs]
     columns = []
     for i, field in enumerate(specs[0].full_schema()):
-        types = [type_name(s.full_schema().field(i).type) for s in specs]
+        types = [type_name(s.full_schema().field(i)) for s in specs]
         if len(set(types)) > 1:
             text = "; ".join(f"{e}: {t}" for e, t in zip(envs, types, strict=True))
         else:
             text = types[0]
-        columns.append(ColumnDoc(field.name, text, field.name in specs[0].partitions,
-                                 description(field)))
+        columns.append(ColumnDoc(field.name, text, shape(field),
+                                 field.name in specs[0].partitions, description(field)))
     ids = tuple(f"steps/{e}" for e in envs) if name == "steps" else (name,)
     return TableDoc(name, ids, specs[0].partitions, specs[0].key, ROW_KEYS[name],
                     tuple(columns))

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 import fsspec
 
 from lake_schema.errors import LakeRootError, S3SafetyError
+from lake_schema.schema import TABLES
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +234,20 @@ class Lake:
             raise LakeRootError(f"lake root {self.root} does not exist")
         if not os.path.isdir(self.root):
             raise LakeRootError(f"lake root {self.root} is not a directory")
+
+    def check_holds_lake(self) -> None:
+        """Readers that must find a lake (the CLI's reading commands, offline training and
+        evaluation): the root must exist and hold at least one of the lake's tables, so a
+        mistyped root fails naming it instead of reading as an empty lake."""
+        self.check_readable()
+        try:
+            names = {posixpath.basename(p.rstrip("/"))
+                     for p in self.fs.ls(self.path(), detail=False)}
+        except FileNotFoundError:  # an S3 prefix with nothing under it
+            names = set()
+        if names.isdisjoint(TABLES):
+            raise LakeRootError(f"no lake at {self.root}: it holds none of the tables "
+                                f"{', '.join(TABLES)}")
 
     def prepare_for_writing(self) -> None:
         """Writers may create a new local lake (and say so); on S3, check the endpoint can

@@ -70,6 +70,9 @@ TEAM_REWARD_RULES = ("sum", "mean", "shared")
 # hold Jumanji's per-agent rewards; the catalogue explains why the mean).
 DEFAULT_TEAM_REWARD = {"lbf": "sum", "rware": "shared", "connector": "mean"}
 _META_KEY = "sable_lake"  # our extra key in the metadata of an exported Vault
+# Steps of one batch row read at once when checking that a Vault's per-agent rewards are
+# all equal: 64k steps of 32 agents' float32 rewards is 8 MiB.
+_REWARD_SCAN_STEPS = 1 << 16
 
 # The fields an import reads: vault leaf -> what it becomes. Others are ignored (reported).
 OBS, ACTIONS, REWARDS = "observations", "actions", "rewards"
@@ -205,6 +208,7 @@ class FieldMap:
 
     task: Task
     team_reward: str  # "sum", "mean" or "shared"
+    team_reward_chosen: bool  # by the caller or the Vault's metadata, not the env's default
     per_agent_reward: bool  # rewards (B, T, N) rather than (B, T)
     per_agent_flags: dict[str, bool]  # terminals / truncations: (B, T, N) or (B, T)
     has_truncations: bool
@@ -249,7 +253,8 @@ def plan_fields(src: VaultSource, task: Task, team_reward: str | None = None) ->
     if rule not in TEAM_REWARD_RULES:
         raise LakeValueError(f"team reward rule {rule!r}: one of {TEAM_REWARD_RULES}")
     return FieldMap(
-        task, rule, per_agent_reward=shape[REWARDS] == (n,),
+        task, rule, team_reward_chosen=bool(team_reward or meta_rule),
+        per_agent_reward=shape[REWARDS] == (n,),
         per_agent_flags={f: shape[f] == (n,) for f in (TERMINALS, TRUNCATIONS) if f in shape},
         has_truncations=TRUNCATIONS in shape, has_legals=LEGALS in shape,
         ignored=tuple(sorted(set(src.leaves) - set(_READ))))
@@ -319,6 +324,42 @@ def _map_window(fm: FieldMap, raw: dict[str, np.ndarray]) -> dict[str, np.ndarra
                  if fm.has_truncations else np.zeros(w, bool))
     return {"obs": obs, "action": actions, "legal": legal, "reward": reward,
             "terminated": terminated, "truncated": truncated}
+
+
+class TeamRewardError(LakeValueError):
+    """A Vault whose team reward the import would get wrong by the env's default rule (a
+    shared reward stored per agent, which `sum` counts N times): the caller must choose."""
+
+
+def _rewards_shared(src: VaultSource) -> bool:
+    """Every step's per-agent rewards equal across the agents, and some reward not zero:
+    a team reward stored once per agent. Reads the rewards leaf only, a window at a time,
+    and stops at the first step whose agents' rewards differ (per-agent rewards show one
+    within the first rewarded steps)."""
+    leaf, nonzero = src.leaves[REWARDS], False
+    for b in range(src.batch):
+        for start in range(0, src.length, _REWARD_SCAN_STEPS):
+            r = leaf[b, start:min(src.length, start + _REWARD_SCAN_STEPS)].read().result()
+            if not (r == r[:, :1]).all():
+                return False
+            nonzero = nonzero or bool(r.any())
+    return nonzero
+
+
+def check_team_reward(src: VaultSource, fm: FieldMap) -> None:
+    """Refuse the env's default `sum` on a Vault whose agents all hold the same reward at
+    every step: that is a shared team reward stored per agent (as a Vault written from a
+    team reward holds it), and summing it counts it N times. Neither the caller nor the
+    Vault's metadata chose a rule, so the caller must (`--team-reward`)."""
+    n = fm.task.num_agents
+    if (fm.team_reward_chosen or fm.team_reward != "sum" or not fm.per_agent_reward
+            or n == 1 or not _rewards_shared(src)):
+        return
+    raise TeamRewardError(
+        f"{REWARDS}: every step's rewards are equal across the {n} agents of {src.path}, a "
+        f"team reward stored per agent, which {fm.task.env}'s default rule 'sum' would count "
+        f"{n} times; pass --team-reward shared to import it as it is, or --team-reward sum "
+        f"to add them all the same (task {fm.task.name})")
 
 
 # ---------------------------------------------------------------- import
@@ -528,6 +569,7 @@ def import_vault(
         fm = plan_fields(src, task, team_reward)
         if src.length == 0:
             raise VaultFormatError(f"{src.path}: the Vault holds no steps")
+        check_team_reward(src, fm)
         if not replace and _has_run(lake, task, r):
             raise LakeValueError(f"run {r} of {task.name} is already in the lake; pass "
                                  "--replace to import it again")

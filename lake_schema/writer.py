@@ -473,7 +473,8 @@ class Evaluation:
     data_versions: str | None = None  # JSON {table id: version} the model trained on
 
     def record(self) -> dict:
-        return dataclasses.asdict(self)
+        """The row's columns (a subclass's own fields are not columns)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(Evaluation)}
 
 
 def write_evaluation(lake: Lake, task: str | Task, model: str,

@@ -1,21 +1,31 @@
-"""The README's code blocks run, and its column tables are the schema's.
+"""The README's code blocks run, and what it says about the code matches the code.
 
 Every fenced block is checked by its info string: `python` blocks are executed, `sql`
-statements run on the lake's DuckDB views and must return rows, `bash` lines (all of them
-`python -m lake_schema ...`) run through the CLI and must exit 0, `json` and `yaml` blocks
-must parse (the `evaluations.config` example must have exactly the layout the code writes).
-All of this against a small real lake in a temporary directory, as `./lake`. A block the
-test cannot afford (`make demo`, training, a Vault that is not there) says so itself:
-```` ```bash no-test ````; a block without an info string is a diagram, not code.
+statements run on the lake's DuckDB views and must return rows with no column all null,
+`bash` lines (all of them `python -m lake_schema ...`) run through the CLI and must exit 0,
+`yaml job=NAME` blocks must be a run config that job accepts (and the offline models it
+describes must validate), `yaml instance` blocks must parse. All of this against a small real
+lake in a temporary directory, as `./lake`. A block the test cannot afford (`make demo`,
+training, a cluster) says so itself, with its reason: ```` ```bash no-test (reason) ````; its
+command lines are still checked: every `--flag` must be one its program accepts and every
+`make` target must exist. A block without an info string is a diagram, not code.
+
+Beside the blocks: the lake's table of tables names exactly the schema's columns and
+partitions, the layout table names existing paths and every module, every relative link and
+image exists, and the README section `dagster.yaml` points to exists.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import io
 import json
 import re
 import shlex
+import subprocess
+import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,14 +33,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lake_schema.cli import main, schema_markdown
+from lake_schema.cli import main
 from lake_schema.duck import connect
-from lake_schema.schema import TABLES, describe_table
+from lake_schema.schema import CARD_QUANTILES, TABLES, describe_table
 from lake_schema.storage import Lake
 from lake_schema.testing import fill_lake
 from lake_schema.writer import Evaluation, write_evaluation, write_reference
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
 FENCE = re.compile(r"^(?P<indent> *)```(?P<info>[^`]*)$")
 TRAIN, TEST = "lbf/8x8-2p-2f", "lbf/12x12-4p-5f"
 
@@ -39,8 +50,17 @@ TRAIN, TEST = "lbf/8x8-2p-2f", "lbf/12x12-4p-5f"
 class Block:
     line: int  # 1-based line of the opening fence
     language: str
-    flags: tuple[str, ...]
+    flags: str  # the info string after the language: `no-test (reason)`, `job=NAME`, `instance`
     code: str
+
+    @property
+    def tested(self) -> bool:
+        return not self.flags.startswith("no-test")
+
+    @property
+    def reason(self) -> str:
+        """Why a `no-test` block is not run (empty when it gives none)."""
+        return self.flags.removeprefix("no-test").strip(" :()")
 
     def __str__(self) -> str:
         return f"README.md:{self.line} ({self.language or 'text'})"
@@ -54,10 +74,10 @@ def readme_blocks() -> list[Block]:
         if not m:
             i += 1
             continue
-        info = m["info"].split()
+        language, _, flags = m["info"].strip().partition(" ")
         end = next(j for j in range(i + 1, len(lines)) if lines[j].strip() == "```")
         code = textwrap.dedent("\n".join(lines[i + 1:end]))
-        blocks.append(Block(i + 1, info[0] if info else "", tuple(info[1:]), code))
+        blocks.append(Block(i + 1, language, flags.strip(), code))
         i = end + 1
     return blocks
 
@@ -66,7 +86,7 @@ BLOCKS = readme_blocks()
 
 
 def _blocks(language: str) -> list[Block]:
-    return [b for b in BLOCKS if b.language == language and "no-test" not in b.flags]
+    return [b for b in BLOCKS if b.language == language and b.tested]
 
 
 def _real_config_json(selection_quality: str, num_updates: int) -> str:
@@ -103,22 +123,99 @@ def workdir(tmp_path_factory) -> Path:
 
 
 def test_every_block_is_of_a_kind_the_test_knows():
-    known = {"", "python", "sql", "bash", "json", "yaml"}
+    known = {"", "python", "sql", "bash", "yaml"}
     assert {b.language for b in BLOCKS} <= known, [str(b) for b in BLOCKS
                                                     if b.language not in known]
-    assert _blocks("python") and _blocks("sql") and _blocks("bash") and _blocks("json")
+    assert _blocks("python") and _blocks("sql") and _blocks("bash") and _blocks("yaml")
+    untested = [b for b in BLOCKS if not b.tested]
+    assert all(b.reason for b in untested), [
+        f"{b}: say why it is not run: ```{b.language} no-test (reason)" for b in untested
+        if not b.reason]
+    assert all(not b.flags for b in BLOCKS if b.language in ("python", "sql") and b.tested)
+    yaml_kinds = [b for b in BLOCKS if b.language == "yaml"
+                  if not (b.flags.startswith("job=") or b.flags == "instance")]
+    assert not yaml_kinds, [f"{b}: a yaml block is `yaml job=NAME` or `yaml instance`"
+                            for b in yaml_kinds]
 
 
-def test_the_column_tables_are_the_schemas():
-    """The README's `### Columns` tables are what `schema TABLE --format markdown` prints,
-    verbatim, each under its table's heading: a schema change without its README fails."""
-    text = README.read_text()
+# ---------------------------------------------------------------- what the README says
+
+
+def _markdown_table(first_header: str) -> list[list[str]]:
+    """The rows (cells stripped) of the README table whose header row starts with
+    `| first_header |`."""
+    lines = README.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} |"))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip().strip("|").split(" | ")])
+    return rows
+
+
+def _ticked(cell: str) -> list[str]:
+    return re.findall(r"`([^`]+)`", cell)
+
+
+def test_the_table_of_tables_is_the_schemas():
+    """`## The lake`'s table lists every table, its partitions and exactly its columns, in
+    the schema's order, each list column with its shape ([5] for the return quantiles)."""
+    rows = {_ticked(r[0])[0].split("/")[0]: r for r in _markdown_table("table")}
+    assert sorted(rows) == sorted(TABLES)
     for table in TABLES:
-        generated = schema_markdown(describe_table(table))
-        heading = f"#### `{table}`\n\n"
-        assert heading + generated + "\n" in text, (
-            f"README's {table} columns differ from the schema; regenerate them with "
-            f"`python -m lake_schema schema {table} --format markdown`")
+        doc = describe_table(table)
+        _, _, partitions, columns = rows[table]
+        own = [p for p in doc.partitions if not (table == "steps" and p == "env")]
+        assert partitions == "/".join(own), (table, partitions)
+        names = [c.name for c in doc.columns if not c.partition]
+        assert _ticked(columns) == names, f"README's {table} columns differ from the schema"
+        for c in doc.columns:
+            if c.shape:  # a list column: its shape, as the schema declares it, follows its name
+                assert f"`{c.name}` {c.shape}" in columns, f"{table}.{c.name}: not {c.shape}"
+    assert f"`return_quantiles` [{len(CARD_QUANTILES)}]" in rows["cards"][3]
+
+
+def test_the_layout_table_names_real_paths_and_every_module():
+    """Each path in the layout table exists (a bare name is in its row's first folder), and
+    every module and subpackage of the three packages is named in it."""
+    named: set[Path] = set()
+    for row in _markdown_table("path"):
+        paths = _ticked(row[0])
+        first = REPO / paths[0]
+        base = first if paths[0].endswith("/") else first.parent
+        in_row = [first, *(first.parent / extra for extra in paths[1:])]
+        for path in in_row:
+            assert path.exists(), f"layout names {path.relative_to(REPO)}, which is not there"
+        named.update(in_row)
+        for cell in row[1:]:  # files named in the description, in the row's folder
+            for name in _ticked(cell):
+                if re.fullmatch(r"[a-z_]+\.py|[a-z_]+/", name) and (base / name).exists():
+                    named.add(base / name)
+    for package in ("lake_schema", "trainer", "pipelines"):
+        for path in sorted((REPO / package).iterdir()):
+            module = path.suffix == ".py" and not path.name.startswith("__")
+            subpackage = path.is_dir() and (path / "__init__.py").exists()
+            if module or subpackage:
+                assert path in named, f"the README's layout does not name {package}/{path.name}"
+
+
+def test_every_relative_link_and_image_exists():
+    links = re.findall(r"\]\(([^)#:]+)\)", README.read_text())
+    assert links and all((REPO / link).exists() for link in links), [
+        link for link in links if not (REPO / link).exists()]
+
+
+def test_the_readme_section_dagster_yaml_points_to_exists():
+    text = (REPO / "dagster.yaml").read_text().replace("\n#", "")
+    sections = re.findall(r'see README, "([^"]+)"', text)
+    assert sections
+    headings = {line.lstrip("#").strip() for line in README.read_text().splitlines()
+                if re.match(r"#{2,6} ", line)}  # sections; a code comment is "# ..."
+    assert set(sections) <= headings, (sections, sorted(headings))
+
+
+# ---------------------------------------------------------------- blocks that run
 
 
 @pytest.mark.parametrize("block", _blocks("python"), ids=str)
@@ -136,10 +233,15 @@ def _statements(sql: str) -> list[str]:
 
 @pytest.mark.parametrize("block", _blocks("sql"), ids=str)
 def test_sql_blocks_run_and_answer(block, workdir):
+    """Rows, and no column null in every row (a JSON path that names nothing reads null)."""
     con = connect(Lake(workdir / "lake"))
     for statement in _statements(block.code):
-        rows = con.sql(statement).fetchall()
+        result = con.sql(statement)
+        rows = result.fetchall()
         assert rows, f"{block}: no rows from {statement!r}"
+        empty = [name for i, name in enumerate(result.columns)
+                 if all(row[i] is None for row in rows)]
+        assert not empty, f"{block}: columns {empty} are null in every row of {statement!r}"
 
 
 def _shell_lines(code: str) -> list[str]:
@@ -157,25 +259,97 @@ def test_shell_blocks_run(block, workdir, monkeypatch):
         assert prefix in (["python", "-m", "lake_schema"],
                           [".venv/bin/python", "-m", "lake_schema"]), (
             f"{block}: {line!r} is not a `python -m lake_schema` command this test can run; "
-            "if it is expensive, mark its block `bash no-test`")
+            "if it is expensive, mark its block `bash no-test (reason)`")
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             status = main(words[3:])
         assert status == 0 and out.getvalue().strip(), f"{block}: {line!r}: {err.getvalue()}"
 
 
-def _layout(value: object) -> object:
-    """The shape of a JSON value: dicts by their keys (recursively), anything else by kind."""
-    if isinstance(value, dict):
-        return {k: _layout(v) for k, v in value.items()}
-    return "list" if isinstance(value, list) else "value"
+# ---------------------------------------------------------------- blocks checked, not run
+
+PROGRAM = re.compile(r"(?:-m\s+(?P<module>lake_schema|trainer\.offline|trainer\.online)"
+                     r"|(?P<script>benchmarks/reproduce\.py)|bin/(?P<cli>dagster)(?=\s))"
+                     r"(?P<args>[^\"#;|&]*)")
 
 
-@pytest.mark.parametrize("block", _blocks("json") + _blocks("yaml"), ids=str)
-def test_json_and_yaml_blocks_parse(block):
-    doc = json.loads(block.code) if block.language == "json" else yaml.safe_load(block.code)
-    assert doc
-    if block.language == "json" and "config_id" in doc:  # the evaluations.config example
-        assert _layout(doc) == _layout(json.loads(_real_config_json("high", 300))), (
-            f"{block}: the evaluations.config example's keys differ from what "
-            "trainer.offline.evaluation.evaluation_config_json writes")
+def _help(program: str, args: list[str]) -> str:
+    """`program args --help`, in this process where the program has a `main(argv)`."""
+    if program == "dagster":  # its CLI is click's; run it as a user would
+        out = subprocess.run([sys.executable, "-m", "dagster", *args, "--help"],
+                             capture_output=True, text=True, timeout=120)
+        return out.stdout
+    if program.endswith(".py"):
+        spec = importlib.util.spec_from_file_location("readme_script", REPO / program)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(
+            "lake_schema.cli" if program == "lake_schema" else f"{program}.__main__")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        module.main([*args, "--help"])
+    return out.getvalue()
+
+
+def _command_flags(program: str, words: list[str]) -> tuple[str, set[str]]:
+    """(help text of the program and of the subcommands the words name, the words' flags)."""
+    if program == "dagster":
+        subcommands = [w for w in words[:2] if not w.startswith("-")]
+        return _help(program, subcommands), {w.split("=")[0] for w in words if w.startswith("--")}
+    text = _help(program, [])
+    choices = re.search(r"\{([a-z-]+(?:,[a-z-]+)+)\}", text)
+    sub = next((w for w in words if choices and w in choices[1].split(",")), None)
+    if sub:
+        text += _help(program, [sub])
+    return text, {w.split("=")[0] for w in words if w.startswith("--")}
+
+
+def test_command_lines_use_flags_their_programs_accept():
+    """Every `--flag` of every command line in a block (run or not) is in its program's
+    `--help`, and every `make` target exists."""
+    targets = set(re.findall(r"^([a-z-]+):", (REPO / "Makefile").read_text(), re.MULTILINE))
+    wrong, seen = [], 0
+    for block in (b for b in BLOCKS if b.language == "bash"):
+        for line in block.code.replace("\\\n", " ").splitlines():
+            code = line.split(" #")[0]
+            if code.split()[:1] == ["make"]:
+                if code.split()[1] not in targets:
+                    wrong.append(f"{block}: no make target {code.split()[1]!r}")
+                continue
+            for m in PROGRAM.finditer(code):
+                seen += 1
+                program = m["module"] or m["script"] or m["cli"]
+                text, flags = _command_flags(program, m["args"].split())
+                wrong += [f"{block}: {program} has no {flag}" for flag in sorted(flags)
+                          if not re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", text)]
+    assert seen and not wrong, wrong
+
+
+def _yaml_blocks(kind: str) -> list[Block]:
+    return [b for b in BLOCKS if b.language == "yaml" and b.flags.split("=")[0] == kind]
+
+
+@pytest.mark.parametrize("block", _yaml_blocks("job"), ids=str)
+def test_run_config_blocks_are_what_their_job_accepts(block):
+    import dagster as dg
+
+    from pipelines.assets.offline import AblationSweepConfig, OfflineModelConfig
+    from pipelines.definitions import defs
+
+    run_config = yaml.safe_load(block.code)
+    job = defs.resolve_job_def(block.flags.removeprefix("job="))
+    dg.validate_run_config(job, run_config)  # DagsterInvalidConfigError names the bad key
+    ops = run_config["ops"]
+    if "offline_model" in ops:  # values too: tasks, choices, bounds
+        OfflineModelConfig(**ops["offline_model"]["config"]).build()
+    if "ablation_sweep" in ops:
+        for model in AblationSweepConfig(**ops["ablation_sweep"]["config"]).grid():
+            model.build()
+
+
+@pytest.mark.parametrize("block", _yaml_blocks("instance"), ids=str)
+def test_instance_blocks_parse(block):
+    local = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    doc = yaml.safe_load(block.code)
+    assert doc and set(doc) <= set(local) | {"run_launcher"}, sorted(doc)

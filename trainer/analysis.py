@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 
 from trainer.knobs import fields_without
-from trainer.offline.config import OfflineConfig
+from trainer.offline.config import OfflineConfig, model_name
 
 # A model's latest evaluation per task: rows of its current training run first (a model
 # retrained under the same config id has a later `trained_since`), then the most trained
@@ -144,10 +144,17 @@ def differing(table: pl.DataFrame, knobs: list[str]) -> list[str]:
     return [k for k in knobs if table[k].n_unique() > 1]
 
 
-def _mean_se_n(values: pl.Expr, name: str) -> list[pl.Expr]:
-    return [values.mean().alias(f"{name}_mean"),
-            (values.std(ddof=1) / values.count().sqrt()).alias(f"{name}_se"),
-            values.count().alias(f"{name}_n")]
+def _mean_se_n(split: str) -> list[pl.Expr]:
+    """Aggregations over the seeds of a configuration (rows of `per_seed`): the mean of the
+    split's normalised return, its standard error and n. The error is over seeds when there
+    are several; with one seed it is that model's per-episode standard error (how far the
+    evaluation's own noise moves the number), so a one-seed number still shows its noise."""
+    values, n = pl.col(split), pl.col(split).count()
+    over_seeds = values.std(ddof=1) / n.sqrt()
+    return [values.mean().alias(f"{split}_mean"),
+            pl.when(n > 1).then(over_seeds).otherwise(pl.col(f"{split}_episode_se").first())
+            .alias(f"{split}_se"),
+            n.alias(f"{split}_n")]
 
 
 def per_seed(latest: pl.DataFrame) -> pl.DataFrame:
@@ -175,7 +182,8 @@ def per_seed(latest: pl.DataFrame) -> pl.DataFrame:
 def configurations(latest: pl.DataFrame, with_id: bool = False) -> pl.DataFrame:
     """One row per configuration: a readable label, every knob that differs between the
     configurations of its env, and train / test normalised return as mean, standard error
-    and n over seeds (each seed: its model's mean over the split's tasks). `with_id` keeps
+    and n over seeds (each seed: its model's mean over the split's tasks; the error of one
+    seed is over its episodes, `_mean_se_n`). `with_id` keeps
     the `configuration` id column (JSON of every knob; too wide to show)."""
     if latest.is_empty():
         return pl.DataFrame()
@@ -185,7 +193,7 @@ def configurations(latest: pl.DataFrame, with_id: bool = False) -> pl.DataFrame:
     for (env,), part in seeds.group_by(["env"], maintain_order=True):
         shown = ["algorithm", *[k for k in differing(part, knobs) if k != "algorithm"]]
         stats = part.group_by(["configuration", *shown]).agg(
-            *_mean_se_n(pl.col("train"), "train"), *_mean_se_n(pl.col("test"), "test"))
+            *_mean_se_n("train"), *_mean_se_n("test"))
         labels = unique_labels([label(row, shown) for row in stats.select(shown).to_dicts()],
                                stats["configuration"].to_list())
         out.append(stats.with_columns(pl.lit(env).alias("env"), pl.Series("label", labels))
@@ -245,7 +253,7 @@ def compare(latest: pl.DataFrame, knob: str) -> pl.DataFrame:
                               [g["configuration"][0] for g in groups])
         for name, group in zip(names, groups, strict=True):
             stats = group.group_by(sorted(together)).agg(
-                *_mean_se_n(pl.col("train"), "train"), *_mean_se_n(pl.col("test"), "test"))
+                *_mean_se_n("train"), *_mean_se_n("test"))
             rows.append(stats.with_columns(pl.lit(env).alias("env"),
                                            pl.lit(name).alias("compared")))
     if not rows:
@@ -273,15 +281,16 @@ def ordered_knob(values: list) -> bool:
 
 def model_table(latest: pl.DataFrame, split: str) -> pl.DataFrame:
     """Every model's latest evaluation on the tasks of `split` (train or test), one row per
-    model, narrow enough to read at 1600 px: `model`, `mean` (normalised return over the
-    tasks), the normalised return on each task (a column per task), then `config` (its
-    configuration's label), `algo`, `seed`, `update`, `episodes`. Newest models first."""
+    model, narrow enough to read at 1600 px: `name` (`model_name`), `model` (its id), `mean`
+    (normalised return over the tasks), the normalised return on each task (a column per
+    task), then `config` (its configuration's label), `update`, `episodes`. Newest models
+    first."""
     rows = latest.filter(pl.col("split") == split) if not latest.is_empty() else latest
     if rows.is_empty():
         return pl.DataFrame()
     labels = dict(configurations(latest, with_id=True).select("configuration", "label")
                   .iter_rows())
-    head = ["model", "algorithm", "seed", "configuration"]
+    head = ["model", "algorithm", "seed", "num_train_tasks", "configuration"]
     per_task = rows.pivot(on="task", index=head, values="normalised_return",
                           aggregate_function="first")
     tasks = sorted(c for c in per_task.columns if c not in head)
@@ -290,9 +299,11 @@ def model_table(latest: pl.DataFrame, split: str) -> pl.DataFrame:
         pl.col("episodes").max())
     return (per_task.join(summary, on="model")
             .with_columns(pl.col("configuration").replace_strict(labels, default=None)
-                          .alias("config"))
-            .select(["model", "mean", *tasks, "config", pl.col("algorithm").alias("algo"),
-                     "seed", "update", "episodes"])
+                          .alias("config"),
+                          pl.struct("algorithm", "num_train_tasks", "seed").map_elements(
+                              lambda m: model_name(m["algorithm"], m["num_train_tasks"],
+                                                   m["seed"]), pl.String).alias("name"))
+            .select(["name", "model", "mean", *tasks, "config", "update", "episodes"])
             .sort(["update", "model"], descending=[True, False]))
 
 
@@ -434,7 +445,7 @@ LEADING = ("label", "compared", "model", *SPLITS, "mean")
 
 def narrow(table: pl.DataFrame, floats: int = 3) -> pl.DataFrame:
     """`table` for a narrow screen: each split's `_mean`, `_se`, `_n` become one text column
-    (`0.700 ± 0.058 (n=3)`; no ± where n = 1), the name and the numbers lead and the knobs
+    (`_mean_se_text`), the name and the numbers lead and the knobs
     follow (the env last). The full-width tables stay in report.md."""
     if table.is_empty():
         return table
@@ -450,12 +461,14 @@ def narrow(table: pl.DataFrame, floats: int = 3) -> pl.DataFrame:
 
 
 def _mean_se_text(mean: float | None, se: float | None, n: int, floats: int) -> str | None:
+    """`0.700 ± 0.058 (3 seeds)`; one seed: `0.566 ± 0.020 (1 seed, ± over episodes)`."""
     if mean is None:
         return None
     text = f"{mean:.{floats}f}"
     if se is not None and not math.isnan(se):
         text += f" ± {se:.{floats}f}"
-    return f"{text} (n={n})"
+        return f"{text} ({n} seeds)" if n > 1 else f"{text} (1 seed, ± over episodes)"
+    return f"{text} ({n} seed{'s' if n > 1 else ''})"
 
 
 def markdown_table(df: pl.DataFrame, floats: int = 3) -> str:

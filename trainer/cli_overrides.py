@@ -1,9 +1,12 @@
 """What the trainers' command lines share: `--set NAME=VALUE` overrides checked against a
-config, and bad input reported in one line instead of a traceback."""
+config, help that shows every flag's default, and bad input reported in one line instead of
+a traceback."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import difflib
 import json
 import sys
 from collections.abc import Callable
@@ -11,15 +14,33 @@ from collections.abc import Callable
 from lake_schema.errors import LakeError, LakeValueError
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter,
+                    argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as written (its command examples keep their lines), and each
+    flag's default after its help; a default of None (the help says what stands in), of an
+    on/off flag or of an empty list is not repeated."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or action.default == []:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def parse_overrides(pairs: list[str], config_cls: type) -> dict[str, object]:
     """`name=value` pairs for the dataclass `config_cls`; values are read as JSON (numbers,
-    true/false, null, lists) or else as strings. An unknown name is a usage error naming it."""
-    fields = {f.name for f in dataclasses.fields(config_cls)}
+    true/false, null, lists) or else as strings. A pair without `=` or an unknown name is a
+    ValueError naming the pair and the closest field names (a usage error: exit 2)."""
+    fields = [f.name for f in dataclasses.fields(config_cls)]
     out: dict[str, object] = {}
     for pair in pairs:
         name, sep, raw = pair.partition("=")
-        if not sep or name not in fields:
-            raise SystemExit(f"--set {pair!r}: expected NAME=VALUE, NAME one of {sorted(fields)}")
+        if not sep:
+            raise ValueError(f"--set {pair!r}: expected NAME=VALUE")
+        if name not in fields:
+            close = difflib.get_close_matches(name, fields, n=3, cutoff=0.6)
+            hint = (f"did you mean {' or '.join(close)}?" if close
+                    else f"fields: {', '.join(sorted(fields))}")
+            raise ValueError(f"--set {pair!r}: unknown field {name}; {hint}")
         try:
             out[name] = json.loads(raw)
         except json.JSONDecodeError:
@@ -32,8 +53,8 @@ def one_line_errors(prog: str, command: Callable[[], int]) -> int:
 
     Exit status as `python -m lake_schema`: 2 for bad arguments (an unknown task, split or
     flag value: ValueErrors, raised before any compute), 1 for the lake, a file or the run
-    (a missing or file lake root, a corrupted file, a missing reference or model, a diverged
-    loss). Anything else is a bug and keeps its traceback.
+    (a missing or file lake root, a root that holds no lake, a corrupted file, a missing
+    reference or model, a diverged loss). Anything else is a bug and keeps its traceback.
     """
     try:
         return command()

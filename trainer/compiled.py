@@ -40,6 +40,24 @@ def compiled_cache(maxsize: int) -> Callable[[F], F]:
     return wrap
 
 
+def compile_on_first_call(fn: F, runs_rarely: bool = False) -> F:
+    """`jax.jit(fn)`, compiled for the arguments of its first call (later calls must match
+    their shapes); `runs_rarely` compiles it with `RUNS_RARELY` on CPU. Why: jit takes no
+    compiler options for a function that calls other jitted functions (the environment's),
+    but a lowered one does."""
+    jitted = jax.jit(fn)
+    compiled: list[Any] = []
+
+    def call(*args: Any) -> Any:
+        if not compiled:
+            options = RUNS_RARELY if runs_rarely and jax.default_backend() == "cpu" else None
+            compiled.append(jitted.lower(*args).compile(options))
+        return compiled[0](*args)
+
+    call.compiled = compiled  # the one program, once called (tests look)
+    return call  # type: ignore[return-value]
+
+
 def clear() -> None:
     """Drop every cached compiled program, so their memory maps are released."""
     for clearer in _CLEARERS:

@@ -13,6 +13,7 @@ Checks between fields (divisibility, one knob needing another) stay in the class
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import types
 import typing
@@ -35,6 +36,13 @@ def knob(default: Any, *, doc: str, ge: float | None = None, gt: float | None = 
     return dataclasses.field(default=default, metadata=meta)
 
 
+def with_default(cls: type, name: str, default: Any) -> Any:
+    """Knob `name` of `cls` (its help, bounds, choices) with another default: how a subclass
+    gives an inherited knob the default of its own profile without declaring it again."""
+    field = next(f for f in knob_fields(cls) if f.name == name)
+    return dataclasses.field(default=default, metadata=field.metadata)
+
+
 def fields_without(cls: type, what: str) -> frozenset[str]:
     """The knobs of `cls` that do not change `what` ("model" or "program")."""
     return frozenset(f.name for f in knob_fields(cls) if not f.metadata[what])
@@ -45,6 +53,41 @@ def program_key(config: Any) -> Any:
     the key under which runs that differ only in such knobs share one compilation."""
     return dataclasses.replace(config, **{f.name: f.default for f in knob_fields(type(config))
                                           if not f.metadata["program"]})
+
+
+def preset(cls: type, profiles: dict[str, dict[str, Any]], name: str,
+           overrides: dict[str, Any]) -> Any:
+    """`cls` at profile `name` with `overrides` on top: an unknown profile or field is a
+    ValueError naming it (and the closest field), before anything is built."""
+    if name not in profiles:
+        raise ValueError(f"unknown profile {name!r}; choose from {', '.join(profiles)}")
+    check_names(cls, overrides)
+    return cls(**{**profiles[name], **overrides})
+
+
+def check_names(cls: type, values: dict[str, Any]) -> None:
+    """ValueError naming the first key of `values` that is not a field of `cls`."""
+    fields = [f.name for f in dataclasses.fields(cls)]
+    for name in values:
+        if name not in fields:
+            close = difflib.get_close_matches(name, fields, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ValueError(f"unknown {cls.__name__} field {name!r}{hint}")
+
+
+def to_json(config: Any) -> dict[str, Any]:
+    """The config as a JSON-ready dict (pairs as lists); `from_json` reads it back."""
+    return {k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(config).items()}
+
+
+def from_json(cls: type, d: dict[str, Any]) -> Any:
+    """`cls` from `to_json`'s dict: an unknown field is a ValueError naming it; lists become
+    the pairs their fields hold."""
+    check_names(cls, d)
+    pairs = {name for name, allowed in field_types(cls).items() if tuple in allowed}
+    return cls(**{k: tuple(v) if k in pairs and isinstance(v, list) else v
+                  for k, v in d.items()})
 
 
 @functools.cache

@@ -13,7 +13,9 @@ from pydantic import Field
 from lake_schema.cards import DatasetCard, dataset_cards, format_card, rtg_line
 from lake_schema.catalogue import get_task
 from lake_schema.schema import CARD_QUANTILES
+from pipelines.metadata import rounded
 from pipelines.partitions import task_partitions
+from pipelines.plots import publish_png, table_metadata
 from pipelines.resources import LakeResource
 
 
@@ -21,24 +23,35 @@ class DatasetCardConfig(dg.Config):
     run: str = Field(default="", description="one run's card; default: every run of the task")
 
 
+def narrow_table(df: pl.DataFrame, constant: tuple[str, ...] = ()) -> dg.MetadataValue:
+    """`df` as table metadata narrow enough for the asset page's value column (about 535 px
+    in a 1600 px window; the UI cuts a wider table, and a column is as wide as its header,
+    which never wraps): floats to 3 significant digits and at most 3 decimals, and those
+    columns of `constant` that hold a single value dropped (the page says it elsewhere: the
+    `runs` entry, the `card` text)."""
+    drop = [c for c in constant if c in df.columns and df[c].n_unique() == 1]
+    return table_metadata(df.drop(drop).with_columns(pl.col(pl.Float64).round_sig_figs(3)))
+
+
 def _checkpoints(cards: list[DatasetCard]) -> pl.DataFrame:
-    median = CARD_QUANTILES.index(0.5)
+    """A row per checkpoint: where it sits in training, its episodes, their returns (mean,
+    std, min, max) and the share of its returns-to-go outside the value support. The
+    quantiles are the plot's boxes; the steps per checkpoint are in the `card` text."""
     return pl.DataFrame([{
-        "run": c.run, "checkpoint": r["checkpoint"], "quality": r["quality"],
-        "env_steps": r["env_steps"], "episodes": r["episodes"], "steps": r["steps"],
-        "return_mean": r["return_mean"], "return_std": float(np.sqrt(r["return_m2"]
-                                                                     / r["episodes"])),
-        "return_min": r["return_min"], "return_median": r["return_quantiles"][median],
-        "return_max": r["return_max"], "rtg_outside_support": r.get("rtg_outside_support"),
+        "run": c.run, "ckpt": r["checkpoint"], "quality": r["quality"],
+        "env steps": r["env_steps"], "episodes": r["episodes"], "return": r["return_mean"],
+        "std": float(np.sqrt(r["return_m2"] / r["episodes"])), "min": r["return_min"],
+        "max": r["return_max"], "rtg out": r.get("rtg_outside_support"),
     } for c in cards for r in c.checkpoints], schema_overrides={
-        "rtg_outside_support": pl.Float64})  # all null on cards written before the column
+        "rtg out": pl.Float64})  # all null on cards written before the column
 
 
 def _features(card: DatasetCard) -> pl.DataFrame:
     obs = card.obs()
     rows = []
     for i in range(len(obs.min)):
-        row = {"feature": i, "mean": float(obs.moments.mean[i]),
+        row = {"feature": i, "name": card.task.spec.obs_features[i],
+               "mean": float(obs.moments.mean[i]),
                "std": float(obs.moments.std[i]), "min": float(obs.min[i])}
         row |= {f"p{round(q * 100)}": float(obs.quantiles[j, i])
                 for j, q in enumerate(CARD_QUANTILES)}
@@ -48,7 +61,8 @@ def _features(card: DatasetCard) -> pl.DataFrame:
 
 def _actions(cards: list[DatasetCard]) -> pl.DataFrame:
     return pl.DataFrame([
-        {"run": c.run, "agent_slot": slot, **{f"a{a}": float(v) for a, v in enumerate(row)}}
+        {"run": c.run, "slot": slot,
+         **{name: float(v) for name, v in zip(c.task.spec.action_names, row, strict=True)}}
         for c in cards for slot, row in enumerate(c.action_frequencies())])
 
 
@@ -62,7 +76,6 @@ def dataset_card(context: dg.AssetExecutionContext, config: DatasetCardConfig,
     per agent slot, the reference returns, and what produced the data. Fails, naming the
     fix, when the lake has no data or no cards for the task."""
     from pipelines.card_plots import action_histogram_png, returns_by_checkpoint_png
-    from pipelines.plots import publish_png, table_metadata
 
     task = get_task(context.partition_key)
     the_lake = lake.lake()
@@ -77,14 +90,14 @@ def dataset_card(context: dg.AssetExecutionContext, config: DatasetCardConfig,
         or "none",
         "rtg_outside_support": dg.MetadataValue.md("\n".join(
             f"- run {c.run}: {rtg_line(c)}" for c in cards)),
-        "per_checkpoint": table_metadata(_checkpoints(cards)),
+        "per_checkpoint": narrow_table(_checkpoints(cards), constant=("run", "episodes")),
         "returns_by_checkpoint": publish_png(
             the_lake, returns_by_checkpoint_png(cards, task.name),
             "returns by checkpoint and quality"),
-        "action_frequencies": table_metadata(_actions(cards)),
+        "action_frequencies": narrow_table(_actions(cards), constant=("run",)),
         "action_histogram": publish_png(the_lake, action_histogram_png(cards, task.name),
                                         "action frequencies per agent slot"),
-        "observations": table_metadata(_features(cards[-1])),
+        "observations": narrow_table(_features(cards[-1])),
         "observations_run": cards[-1].run,
         "produced_by": dg.MetadataValue.md("\n".join(
             f"- run {c.run}: {version or 'unknown code'}; config `{cfg or 'unknown'}`"
@@ -97,4 +110,4 @@ def dataset_card(context: dg.AssetExecutionContext, config: DatasetCardConfig,
     if references:  # the latest run's: the normalisation constant and the floor
         meta |= {"sable_return": float(references[-1]["sable_return"]),
                  "random_return": float(references[-1]["random_return"])}
-    return dg.MaterializeResult(metadata=meta)
+    return dg.MaterializeResult(metadata=rounded(meta))

@@ -22,6 +22,7 @@ from lake_schema.duck import connect
 from lake_schema.storage import Lake
 from pipelines.checks import check_result
 from pipelines.configs import derive, knob_values, plain_fields
+from pipelines.metadata import rounded
 from pipelines.plots import publish_png, table_metadata, task_bars_png, training_curves_png
 from pipelines.resources import ComputeResource, LakeResource
 from trainer.analysis import latest_evaluations, model_table
@@ -74,6 +75,20 @@ def train_model(lake: Lake, config: OfflineModelConfig, offline_config, selectio
     return ref, result, offline_config, selection
 
 
+def config_summary(profile: str, config: OfflineConfig, selection: DataSelection
+                   ) -> dict[str, str]:
+    """A model in two short lines: `knobs`, those that differ from its profile's (the
+    algorithm and the seed have entries of their own), and `data`, how its episodes were
+    chosen beyond the tasks."""
+    own = ("env", "algorithm", "seed")
+    base = OfflineConfig.profile(profile, env=config.env).to_json()
+    knobs = [f"{k}={v}" for k, v in config.to_json().items() if k not in own and v != base[k]]
+    data = [f"{k}={v}" for k, v in selection.to_json().items()
+            if k not in ("env", "tasks", "seed", "as_of") and v not in (None, "all")]
+    return {"knobs": f"profile {profile}" + (f" with {', '.join(knobs)}" if knobs else ""),
+            "data": ", ".join(data) or "every episode of the tasks"}
+
+
 @dg.asset(group_name="offline", kinds={"jax"}, deps=["online_sable"])
 def offline_model(context: dg.AssetExecutionContext, config: OfflineModelConfig,
                   lake: LakeResource, compute: ComputeResource) -> dg.Output[dict]:
@@ -86,28 +101,32 @@ def offline_model(context: dg.AssetExecutionContext, config: OfflineModelConfig,
     cid, history = ref["config_id"], result.history
     rates = [r["updates_per_s"] for r in history if "updates_per_s" in r]
     last = history[-1] if history else {}
+    # The first screen says what the model is in a few lines; the full config (60 lines of
+    # JSON, shown inline by the UI) comes last.
     metadata = {
         "config_id": cid,
         "algorithm": offline_config.algorithm,
-        "run_dir": dg.MetadataValue.path(ref["run_dir"]),
         "train_tasks": ", ".join(selection.task_names),
+        "seed": offline_config.seed,
+        **config_summary(config.profile, offline_config, selection),
         "updates": result.update,
         "final_loss": float(last.get("loss", float("nan"))),
         "updates_per_s": float(sorted(rates)[len(rates) // 2]) if rates else float("nan"),
-        "config": dg.MetadataValue.json({"config": offline_config.to_json(),
-                                         "selection": selection.to_json()}),
     }
-    if history:
-        metadata["training_curves"] = publish_png(
-            lake.lake(), training_curves_png(history, f"{offline_config.algorithm} {cid}"),
-            "training curves")
     if result.best is not None:
         metadata["best_update"] = int(result.best["update"])
         metadata["best_train_normalised_return"] = float(result.best["score"])
         # per algorithm too: the UI's Plots tab then draws one line per algorithm
         metadata[f"{offline_config.algorithm}_best_train_normalised_return"] = float(
             result.best["score"])
-    return dg.Output(ref, metadata=metadata)
+    if history:
+        metadata["training_curves"] = publish_png(
+            lake.lake(), training_curves_png(history, f"{offline_config.algorithm} {cid}"),
+            "training curves")
+    metadata["run_dir"] = dg.MetadataValue.path(ref["run_dir"])
+    metadata["config"] = dg.MetadataValue.json({"config": offline_config.to_json(),
+                                                "selection": selection.to_json()})
+    return dg.Output(ref, metadata=rounded(metadata))
 
 
 class _OfflineEval(dg.Config):
@@ -175,7 +194,7 @@ def evaluation_metadata(the_lake: Lake, model: str, splits: set[str]) -> dict[st
         models = model_table(latest, split)
         if not models.is_empty():
             metadata[f"all_models_{split}"] = table_metadata(models, floats=2)
-    return metadata
+    return rounded(metadata)
 
 
 @dg.asset(group_name="offline", kinds={"jax", "parquet"})

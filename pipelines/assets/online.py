@@ -19,6 +19,7 @@ from lake_schema.delta import table_id
 from lake_schema.storage import Lake
 from pipelines.checks import check_result
 from pipelines.configs import derive, knob_values
+from pipelines.metadata import rounded
 from pipelines.partitions import task_partitions
 from pipelines.plots import learning_curve_png, publish_png, table_metadata
 from pipelines.resources import ComputeResource, LakeResource
@@ -59,9 +60,10 @@ def online_sable(
     """Online Sable (PPO) on the partition's task; its rollouts at K evenly spaced checkpoints
     (E episodes each, quality `low` then `high`) and the final/random reference returns are
     written to the lake as run `sable-seed<seed>`. Materialising again with the same config
-    reuses the completed run (its rows and references as they are: `reused` is true); another
-    config, or `resume: false`, replaces that run's rows. An interrupted materialisation
-    resumes from its last checkpoint."""
+    reuses the completed run (its rows and references as they are, and the speed and
+    learning curve its training measured: `reused` is true); another config, or
+    `resume: false`, replaces that run's rows. An interrupted materialisation resumes from
+    its last checkpoint."""
     from trainer.online import train_online  # JAX only in the run process
 
     task = get_task(context.partition_key)
@@ -74,9 +76,10 @@ def online_sable(
         # still know its run id and K, and report which checkpoints are missing.
         context.log_event(dg.AssetObservation(
             asset_key=context.asset_key, partition=context.partition_key,
-            metadata={"run": run, "num_checkpoints": online_config.num_checkpoints,
-                      "checkpoint": record.checkpoint, "quality": record.quality,
-                      "env_steps": record.env_steps, "mean_return": record.mean_return},
+            metadata=rounded({
+                "run": run, "num_checkpoints": online_config.num_checkpoints,
+                "checkpoint": record.checkpoint, "quality": record.quality,
+                "env_steps": record.env_steps, "mean_return": record.mean_return}),
         ))
 
     with compute.placed():
@@ -90,7 +93,7 @@ def online_sable(
                            "episodes": r.episodes} for r in result.curve])
     run_folder = f"task={task.scenario}/run={run}"  # the run's folder in each table
     return dg.MaterializeResult(
-        metadata={
+        metadata=rounded({
             "run": run,
             "num_checkpoints": len(result.curve),
             "episodes": result.episodes_written,
@@ -99,8 +102,8 @@ def online_sable(
             "env_steps": result.total_env_steps,
             "final_return": result.reference_return,
             "random_return": result.random_return,
-            "steps_per_s": round(result.steps_per_s, 1),
-            "recording_fraction": round(result.recording_fraction, 4),
+            "steps_per_s": result.steps_per_s,  # a reused run's: as its training measured
+            "recording_fraction": result.recording_fraction,
             "params": result.param_count,
             "resumed_from": -1 if result.resumed_from is None else result.resumed_from,
             "reused": result.reused,
@@ -110,7 +113,7 @@ def online_sable(
                 the_lake.url(f"{table_id('steps', task.env)}/{run_folder}")),
             "episodes_partition": dg.MetadataValue.path(
                 the_lake.url(f"episodes/env={task.env}/{run_folder}")),
-        }
+        })
     )
 
 

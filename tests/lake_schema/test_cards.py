@@ -140,7 +140,7 @@ def test_verify_names_missing_stale_and_orphan_cards_and_backfill_repairs(filled
     with pytest.raises(LakeValueError, match=r"no dataset card.*card --backfill"):
         dataset_cards(filled, get_task(TASK))  # none of the run's checkpoints has one
 
-    assert main(["--root", filled.root, "card", "--backfill"]) == 0
+    assert main(["--lake", filled.root, "card", "--backfill"]) == 0
     out = capsys.readouterr().out
     assert "3 card(s) written or removed" in out and "removed the card" in out
     assert verify(filled).ok
@@ -160,7 +160,7 @@ def test_a_lake_written_before_cards(filled, capsys):
     report = verify(filled)
     assert [(p.path, "card --backfill" in p.reason) for p in report.problems] == [
         ("cards", True)]
-    assert main(["--root", filled.root, "card", TASK]) == 1
+    assert main(["--lake", filled.root, "card", TASK]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no dataset card" in err[0] and "--backfill" in err[0]
     assert len(backfill_cards(filled, "lbf", "8x8-2p-2f")) == 3
@@ -173,19 +173,27 @@ def test_a_lake_written_before_cards(filled, capsys):
 
 def test_cli_prints_the_card_and_refuses_bad_input(filled, capsys):
     fill_lake(filled, [TASK], runs=("r2",), checkpoints=1, episodes=2, seed=7)
-    assert main(["--root", filled.root, "card", TASK, "--run", "r1", "--features", "3"]) == 0
+    assert main(["--lake", filled.root, "card", TASK, "--run", "r1", "--features", "3"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("dataset card: lbf/8x8-2p-2f, run r1\n")
     assert "references: online Sable 0.85" in out and "random 0.15" in out
     assert "3 checkpoints, 12 episodes" in out and "... 72 more features" in out
     assert "action frequencies per agent slot:" in out and "produced by: sable-lake" in out
-    assert main(["--root", filled.root, "card", TASK]) == 0  # every run
+    # features and actions by name, in the catalogue's order
+    features = [line.split()[0] for line in out.split("observations per feature")[1]
+                .split("\n\n")[0].splitlines()[3:-1]]
+    assert features == ["agent_level(-2,-2)", "agent_level(-2,-1)", "agent_level(-2,+0)"]
+    assert out.split("action frequencies per agent slot:\n")[1].split()[:7] == [
+        "slot", "noop", "up", "down", "left", "right", "load"]
+    assert main(["--lake", filled.root, "card", TASK]) == 0  # every run
     out = capsys.readouterr().out
     assert "run r1\n" in out and "run r2\n" in out and "references: none" in out
-    assert main(["--root", filled.root, "card", TASK, "--run", "r2", "--format", "json"]) == 0
+    assert main(["--lake", filled.root, "card", TASK, "--run", "r2", "--format", "json"]) == 0
     (doc,) = json.loads(capsys.readouterr().out)
     assert doc["run"] == "r2" and doc["episodes"] == 2 and len(doc["obs"]["mean"]) == 75
     assert np.asarray(doc["action_frequencies"]).sum(1) == pytest.approx([1.0, 1.0])
+    assert doc["action_names"] == list(get_task(TASK).spec.action_names)
+    assert doc["obs_features"] == list(get_task(TASK).spec.obs_features)
 
     for args, status, words in (
         (["card", "lbf/9x9-1p-1f"], 2, "9x9-1p-1f"),  # not in the catalogue
@@ -194,10 +202,10 @@ def test_cli_prints_the_card_and_refuses_bad_input(filled, capsys):
         (["card", "lbf/10x10-3p-3f"], 1, "no data for lbf/10x10-3p-3f"),
         (["card", TASK, "--run", "r9"], 1, "its runs: r1, r2"),
     ):
-        assert main(["--root", filled.root, *args]) == status, args
+        assert main(["--lake", filled.root, *args]) == status, args
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and words in err[0], (args, err)
-    assert main(["--root", filled.root + "-missing", "card", TASK]) == 1
+    assert main(["--lake", filled.root + "-missing", "card", TASK]) == 1
     assert "-missing does not exist" in capsys.readouterr().err
 
 
@@ -231,7 +239,7 @@ def test_cards_report_the_share_of_returns_to_go_outside_the_value_support(fille
     assert card.rtg_outside_support == pytest.approx(share) and card.rtg_unknown == ()
     text = format_card(card)
     assert f"outside the value support [-1, 1]: {share:.2%} of the steps" in text
-    assert main(["--root", filled.root, "card", TASK, "--format", "json"]) == 0
+    assert main(["--lake", filled.root, "card", TASK, "--format", "json"]) == 0
     (doc,) = json.loads(capsys.readouterr().out)
     assert doc["rtg_outside_support"] == pytest.approx(share)
     assert doc["value_support"] == [-1.0, 1.0]

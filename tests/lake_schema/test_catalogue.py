@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,37 @@ def test_env_specs_declare_padding_and_widths():
     assert {e: s.max_agents for e, s in ENVS.items()} == {"lbf": 8, "rware": 32, "connector": 45}
     assert {e: s.obs_width for e, s in ENVS.items()} == {"lbf": 75, "rware": 66, "connector": 54}
     assert ENVS["rware"].value_support == (-20.0, 20.0)
+
+
+def test_env_specs_name_every_feature_and_action_once():
+    """One distinct name per observation feature and per action, in Jumanji's action order
+    (what each name means is checked on real observations in tests/trainer)."""
+    for spec in ENVS.values():
+        assert len(spec.obs_features) == spec.obs_width, spec.name
+        assert len(set(spec.obs_features)) == spec.obs_width, spec.name
+        assert len(spec.action_names) == len(set(spec.action_names)) == spec.num_actions
+    assert ENVS["lbf"].action_names == ("noop", "up", "down", "left", "right", "load")
+    assert ENVS["rware"].action_names == ("noop", "forward", "turn_left", "turn_right",
+                                          "toggle_load")
+    assert ENVS["connector"].action_names == ("noop", "up", "right", "down", "left")
+    lbf = ENVS["lbf"].obs_features  # [3 channels, 5 rows, 5 cols], channel-major
+    assert (lbf[0], lbf[12], lbf[25 + 7], lbf[74]) == (
+        "agent_level(-2,-2)", "agent_level(+0,+0)", "food_level(-1,+0)", "accessible(+2,+2)")
+    rware = ENVS["rware"].obs_features  # own 8, 8 neighbours x 5, 9 cells x 2
+    assert rware[:8] == ("self_row", "self_col", "self_carrying", "self_facing_up",
+                         "self_facing_right", "self_facing_down", "self_facing_left",
+                         "self_on_highway")
+    assert (rware[8], rware[8 + 4 * 5], rware[48 + 4 * 2 + 1]) == (
+        "agent(-1,-1)", "agent(+0,+1)", "shelf_requested(+0,+0)")
+    connector = ENVS["connector"].obs_features
+    assert connector[:4] == ("head_row", "head_col", "target_row", "target_col")
+    assert (connector[4 + 12], connector[29 + 24]) == ("blocker(+0,+0)", "target(+2,+2)")
+
+
+def test_an_env_spec_with_names_of_the_wrong_length_is_refused():
+    spec = ENVS["lbf"]
+    with pytest.raises(ValueError, match="74 feature names for width 75"):
+        dataclasses.replace(spec, obs_features=spec.obs_features[:-1])
 
 
 def test_unknown_names_suggest_the_closest():

@@ -1,12 +1,17 @@
 """Bad input to `python -m lake_schema` is one line on stderr, never a traceback: every command
-that reads refuses a missing root and a file root; a writer creates a new lake and says so;
-`query` passes DuckDB's message through whole; bad command-line input exits 2, bad data and
-unreachable storage exit 1, each naming the argument, table or endpoint at fault."""
+that reads refuses a missing root, a file root and a root that holds no lake; a writer
+creates a new lake and says so; `--lake` goes before or after the command; `query` passes
+DuckDB's message through whole, and a reader that stops early (`| head -1`) ends it quietly;
+bad command-line input exits 2, bad data and unreachable storage exit 1, each naming the
+argument, table or endpoint at fault."""
 
 from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -18,13 +23,15 @@ from lake_schema.writer import write_episodes
 from pipelines.screenshots import free_port
 
 LBF = "lbf/8x8-2p-2f"
+REPO = Path(__file__).resolve().parents[2]
 
 # Every command that reads the lake (the others: tasks and schema need no lake; import-vault
 # writes, and refuses a missing Vault first).
 READERS = [
     ["ls"], ["du"], ["query", "SELECT 1"], ["verify"], ["verify", "--deep"],
     ["history", "episodes"], ["versions"], ["optimize"], ["vacuum", "--dry-run"], ["migrate"],
-    ["export-vault", "out.vlt", "--task", LBF, "--uid", "Good"],
+    ["export-vault", "out.vlt", "--task", LBF, "--uid", "Good"], ["card", LBF],
+    ["card", "--backfill"],
 ]
 
 
@@ -36,16 +43,61 @@ def _one_line_error(capsys) -> str:
 
 
 @pytest.mark.parametrize("args", READERS, ids=lambda a: a[0] + ("-deep" if "--deep" in a else ""))
-def test_every_reading_command_refuses_a_missing_or_file_root(args, tmp_path, capsys,
-                                                             monkeypatch):
+def test_every_reading_command_refuses_a_missing_file_or_lakeless_root(args, tmp_path, capsys,
+                                                                       monkeypatch):
     monkeypatch.chdir(tmp_path)
-    missing, a_file = tmp_path / "nowhere", tmp_path / "afile"
+    missing, a_file, no_lake = tmp_path / "nowhere", tmp_path / "afile", tmp_path / "project"
     a_file.write_text("not a lake")
-    assert main(["--root", str(missing), *args]) == 1
+    (no_lake / "src").mkdir(parents=True)  # a folder of other things, e.g. a checkout
+    assert main(["--lake", str(missing), *args]) == 1
     assert f"lake root {missing} does not exist" in _one_line_error(capsys)
-    assert main(["--root", str(a_file), *args]) == 1
+    assert main(["--lake", str(a_file), *args]) == 1
     assert f"lake root {a_file} is not a directory" in _one_line_error(capsys)
+    assert main([*args, "--lake", str(no_lake)]) == 1
+    assert f"no lake at {no_lake}: it holds none of the tables" in _one_line_error(capsys)
     assert not missing.exists() and not (tmp_path / "out.vlt").exists()
+    assert os.listdir(no_lake) == ["src"]  # nothing created there
+
+
+def _lake_schema(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lake_schema", *args], capture_output=True,
+                          text=True, cwd=cwd, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          timeout=120)
+
+
+def test_a_folder_without_a_lake_is_an_error_naming_it_not_an_empty_lake(tmp_path):
+    """The issue's case: `--lake .` in a folder that is no lake listed `(0 rows)`, verified
+    `0 files ... ok` and counted 0 episodes, each with exit status 0."""
+    (tmp_path / "notes.txt").write_text("not a lake")
+    for args in (["ls"], ["verify"], ["query", "select count(*) from episodes"]):
+        p = _lake_schema("--lake", ".", *args, cwd=tmp_path)
+        assert p.returncode == 1 and p.stdout == "", (args, p.stdout)
+        assert p.stderr == (f"sable-lake: error: no lake at {tmp_path}: it holds none of the "
+                            "tables steps, episodes, references, evaluations, cards\n"), p.stderr
+
+
+def test_lake_goes_before_or_after_the_command_and_root_is_no_flag(tmp_path, capsys):
+    lake = Lake(tmp_path / "lake")
+    fill_lake(lake, [LBF], checkpoints=1, episodes=1, lengths=(3, 3))
+    sql = "select count(*) as n from episodes"
+    assert main(["--lake", lake.root, "query", "--format", "csv", sql]) == 0
+    assert main(["query", "--format", "csv", sql, "--lake", lake.root]) == 0
+    assert capsys.readouterr().out.splitlines() == ["n", "1", "n", "1"]
+    assert main(["--root", lake.root, "ls"]) == 2
+    _one_line_error(capsys)
+
+
+def test_a_reader_that_stops_early_ends_the_query_quietly(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    fill_lake(lake, [LBF], checkpoints=1, episodes=1, lengths=(3, 3))
+    for fmt in ("table", "csv"):  # 200,000 rows: far more than a pipe's buffer
+        p = subprocess.run(
+            ["bash", "-c", 'set -o pipefail; "$0" -m lake_schema --lake "$1" query --format '
+             '"$2" "select * from range(200000)" | head -1', sys.executable, lake.root, fmt],
+            capture_output=True, text=True, cwd=tmp_path, timeout=120,
+            env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert p.stdout == "range\n" and p.stderr == "", (fmt, p.stderr)
+        assert p.returncode in (0, 141), p.returncode  # pipefail: the query's own status
 
 
 def test_a_writer_creates_a_new_lake_and_says_so(tmp_path, caplog):
@@ -73,7 +125,7 @@ def test_query_errors_carry_duckdbs_whole_message_on_one_line(sql, status, messa
                                                               capsys):
     lake = Lake(tmp_path / "lake")
     fill_lake(lake, [LBF], checkpoints=1, episodes=1, lengths=(3, 3))
-    assert main(["--root", lake.root, "query", sql]) == status
+    assert main(["--lake", lake.root, "query", sql]) == status
     line = _one_line_error(capsys)
     assert f"query failed: {message}" in line and "^" not in line, line
 
@@ -85,17 +137,17 @@ def test_corrupt_files_are_one_line_naming_the_file(tmp_path, capsys):
     with open(lake.path(f"episodes/_delta_log/{log[-1]}"), "w") as f:
         f.write("{not json")
     for args in (["ls"], ["query", "SELECT count(*) FROM episodes"], ["history", "episodes"]):
-        assert main(["--root", lake.root, *args]) == 1
+        assert main(["--lake", lake.root, *args]) == 1
         assert "episodes" in _one_line_error(capsys)
 
 
 def test_vault_commands_refuse_a_bad_budget_and_a_file_destination(lake, tmp_path, capsys):
-    assert main(["--root", lake.root, "import-vault", str(tmp_path / "v.vlt"), "--task", LBF,
+    assert main(["--lake", lake.root, "import-vault", str(tmp_path / "v.vlt"), "--task", LBF,
                  "--memory-mb", "-5"]) == 2  # a usage error, before the Vault is opened
     assert "--memory-mb: '-5' is not a whole number >= 1" in _one_line_error(capsys)
     fill_lake(lake, [LBF], checkpoints=1, episodes=2)
     (tmp_path / "afile").write_text("x")
-    assert main(["--root", lake.root, "export-vault", str(tmp_path / "afile"), "--task", LBF,
+    assert main(["--lake", lake.root, "export-vault", str(tmp_path / "afile"), "--task", LBF,
                  "--uid", "Good"]) == 1
     assert "afile: is a file; export-vault writes the Vault folder" in _one_line_error(capsys)
 
@@ -108,7 +160,7 @@ def small_lake(tmp_path_factory) -> Lake:
     return lake
 
 
-# (arguments after --root LAKE, exit status, words the one line on stderr must hold)
+# (arguments after --lake LAKE, exit status, words the one line on stderr must hold)
 BAD_INPUT = [
     (["query", ""], 2, "query: the SQL holds no statement"),
     (["query", "-- a comment only"], 2, "query: the SQL holds no statement"),
@@ -132,19 +184,19 @@ BAD_INPUT = [
 
 @pytest.mark.parametrize(("args", "status", "words"), BAD_INPUT, ids=lambda v: repr(v))
 def test_bad_input_is_one_line_naming_it(args, status, words, small_lake, capsys):
-    assert main(["--root", small_lake.root, *args]) == status
+    assert main(["--lake", small_lake.root, *args]) == status
     assert words in _one_line_error(capsys)
 
 
 @pytest.mark.parametrize(("root", "words"), [
-    ("", "argument --root: empty lake root"),
-    ("s3://", "argument --root: bad lake root 's3://'"),
-    ("s3://a bucket/x", "argument --root: bad lake root 's3://a bucket/x': 'a bucket' is not a "
+    ("", "argument --lake: empty lake root"),
+    ("s3://", "argument --lake: bad lake root 's3://'"),
+    ("s3://a bucket/x", "argument --lake: bad lake root 's3://a bucket/x': 'a bucket' is not a "
                         "bucket name"),
-    ("gs://bucket/x", "argument --root: bad lake root 'gs://bucket/x'"),
+    ("gs://bucket/x", "argument --lake: bad lake root 'gs://bucket/x'"),
 ])
 def test_a_bad_root_is_a_usage_error_naming_root(root, words, capsys):
-    assert main(["--root", root, "ls"]) == 2
+    assert main(["--lake", root, "ls"]) == 2
     assert words in _one_line_error(capsys)
 
 
@@ -168,10 +220,10 @@ def test_an_interrupt_and_an_unforeseen_error_are_one_line(small_lake, monkeypat
         raise RuntimeError("something\nunforeseen")
 
     monkeypatch.setattr(cli, "cmd_ls", interrupted)
-    assert main(["--root", small_lake.root, "ls"]) == 130
+    assert main(["--lake", small_lake.root, "ls"]) == 130
     assert _one_line_error(capsys) == "sable-lake: error: interrupted"
     monkeypatch.setattr(cli, "cmd_ls", broken)
-    assert main(["--root", small_lake.root, "ls"]) == 1
+    assert main(["--lake", small_lake.root, "ls"]) == 1
     assert "something unforeseen (RuntimeError; unexpected" in _one_line_error(capsys)
 
 
@@ -190,7 +242,7 @@ def test_an_unreachable_s3_endpoint_is_named_at_once(monkeypatch, capsys):
     _s3_env(monkeypatch, S3Options(endpoint_url=f"http://user:p4ssw0rd@127.0.0.1:{port}", key="k",
                                    secret="s3cr3t", region="eu-west-1",
                                    addressing_style="path"))
-    assert main(["--root", "s3://bucket/lake", "ls"]) == 1
+    assert main(["--lake", "s3://bucket/lake", "ls"]) == 1
     line = _one_line_error(capsys)
     assert f"cannot reach the S3 endpoint http://127.0.0.1:{port}" in line, line
     assert "p4ssw0rd" not in line and "s3cr3t" not in line and "no such bucket" not in line
@@ -198,5 +250,15 @@ def test_an_unreachable_s3_endpoint_is_named_at_once(monkeypatch, capsys):
 
 def test_a_missing_bucket_on_a_reachable_endpoint_is_named(s3_server, monkeypatch, capsys):
     _s3_env(monkeypatch, s3_server)
-    assert main(["--root", "s3://no-such-bucket-cli/lake", "ls"]) == 1
+    assert main(["--lake", "s3://no-such-bucket-cli/lake", "ls"]) == 1
     assert "no such bucket 'no-such-bucket-cli'" in _one_line_error(capsys)
+
+
+def test_an_s3_prefix_without_a_lake_is_named_and_one_with_a_table_is_read(s3_lake, monkeypatch,
+                                                                          capsys):
+    _s3_env(monkeypatch, s3_lake.s3_options)
+    assert main(["--lake", s3_lake.root, "ls"]) == 1
+    assert f"no lake at {s3_lake.root}: it holds none of the tables" in _one_line_error(capsys)
+    write_episodes(s3_lake, LBF, "r", 0, "low", synthetic_episodes(LBF, [3]))
+    assert main(["--lake", s3_lake.root, "ls"]) == 0
+    assert "8x8-2p-2f" in capsys.readouterr().out

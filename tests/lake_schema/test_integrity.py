@@ -118,7 +118,7 @@ def test_verify_deep_and_the_cli_name_a_file_whose_values_changed(written, capsy
     report = verify(lake, deep=True)
     assert [p.path for p in report.problems] == [rel]
     assert "rows differ from those committed" in report.problems[0].reason
-    assert main(["--root", lake.root, "verify", "--deep"]) == 1
+    assert main(["--lake", lake.root, "verify", "--deep"]) == 1
     assert "rows differ from those committed" in capsys.readouterr().out
 
 
@@ -133,5 +133,5 @@ def test_a_file_without_a_recorded_hash_is_counted_not_failed(written, capsys):
         delta.delta_schema(delta.spec_of("references"))), mode="append")
     report = verify(lake, deep=True)
     assert report.ok and report.unhashed == 1
-    assert main(["--root", lake.root, "verify", "--deep"]) == 0
+    assert main(["--lake", lake.root, "verify", "--deep"]) == 0
     assert "1 file(s) have no recorded content hash" in capsys.readouterr().out

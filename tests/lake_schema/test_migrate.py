@@ -85,7 +85,7 @@ def test_an_old_lake_is_refused_by_readers_and_converted_by_migrate(lake, capsys
     lengths = old_lake(lake)
     with pytest.raises(LegacyLakeError, match="migrate"):
         read_table(lake, "episodes")
-    assert main(["--root", lake.root, "migrate"]) == 0
+    assert main(["--lake", lake.root, "migrate"]) == 0
     assert "done" in capsys.readouterr().out
     eps = read_table(lake, "episodes", Selection(env="lbf"))
     assert sorted(zip(eps["checkpoint"].to_pylist(), eps["length"].to_pylist(),
@@ -97,7 +97,7 @@ def test_an_old_lake_is_refused_by_readers_and_converted_by_migrate(lake, capsys
     report = verify(lake, deep=True)
     assert report.ok, report.problems
     assert not os.path.exists(lake.path("_pre_delta"))
-    assert main(["--root", lake.root, "migrate"]) == 0  # again: nothing to do
+    assert main(["--lake", lake.root, "migrate"]) == 0  # again: nothing to do
     assert "nothing to migrate" in capsys.readouterr().out
 
 
@@ -114,7 +114,7 @@ def test_migrate_refuses_saying_how_and_changes_nothing(lake, capsys, damage):
             f.truncate(50)
         message = "checkpoint=1/data.parquet: not a readable Parquet file"
     before = sorted(p for p, _, files in os.walk(lake.root) for p in [p, *files])
-    assert main(["--root", lake.root, "migrate"]) == 1
+    assert main(["--lake", lake.root, "migrate"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and "again" in err[0]
     assert sorted(p for p, _, files in os.walk(lake.root) for p in [p, *files]) == before
@@ -175,7 +175,7 @@ def test_cards_written_before_the_rtg_column_read_as_not_computed(tmp_path):
 def test_migrate_adds_the_column_and_fills_it_from_the_steps(tmp_path, capsys):
     lake = lake_before_rtg(tmp_path / "lake")
     versions = delta.current_versions(lake, ["cards"])
-    assert main(["--root", str(lake.root), "migrate"]) == 0
+    assert main(["--lake", str(lake.root), "migrate"]) == 0
     out = capsys.readouterr().out
     assert f"cards: added column(s) {RTG}" in out
     assert out.count(f"filled {RTG}") == 2
@@ -188,7 +188,7 @@ def test_migrate_adds_the_column_and_fills_it_from_the_steps(tmp_path, capsys):
     assert report.ok, report.problems
     (card,) = dataset_cards(lake, get_task(LBF))
     assert card.rtg_unknown == () and card.rtg_outside_support is not None
-    assert main(["--root", str(lake.root), "migrate"]) == 0  # again: nothing to do
+    assert main(["--lake", str(lake.root), "migrate"]) == 0  # again: nothing to do
     assert "nothing to migrate" in capsys.readouterr().out
 
 
@@ -202,7 +202,7 @@ def test_a_write_to_an_old_cards_table_adds_the_column_and_backfill_fills_the_re
     assert report.ok, report.problems
     assert connect(lake).execute(f"SELECT count(*), count({RTG}) FROM cards").fetchone() == (
         3, 1)
-    assert main(["--root", str(lake.root), "card", "--backfill"]) == 0
+    assert main(["--lake", str(lake.root), "card", "--backfill"]) == 0
     assert capsys.readouterr().out.count(f"filled {RTG}") == 2
     got = {r["checkpoint"]: r[RTG] for r in read_table(lake, "cards").to_pylist()}
     assert got == pytest.approx(_shares_from_steps(lake))

@@ -16,11 +16,14 @@ from lake_schema.cli import main
 from lake_schema.duck import connect
 from lake_schema.reader import Selection, list_files, read_table
 from lake_schema.schema import (
+    CARD_QUANTILES,
     DESCRIPTION,
     LAYOUT,
+    SHAPE,
     TABLES,
     describe_table,
     description,
+    shape,
     table_spec,
 )
 from lake_schema.testing import add_evaluation_updates, synthetic_episodes
@@ -141,14 +144,59 @@ def test_cli_schema_prints_columns_types_keys_and_meanings(table, capsys):
     assert all(c["description"] for c in got["columns"])
 
 
+def _list_depth(t: pa.DataType) -> int:
+    return 1 + _list_depth(t.value_type) if pa.types.is_list(t) or pa.types.is_fixed_size_list(
+        t) else 0
+
+
+def test_every_list_column_declares_its_shape_and_no_other_column_does():
+    """One [dim] per list level, each dim a number or a symbol the README defines: N agents,
+    F observation features, A actions, K sampled agent-steps."""
+    for spec in _specs():
+        for field in spec.full_schema():
+            dims = shape(field)
+            assert dims.count("[") == _list_depth(field.type), (spec.name, field.name, dims)
+            assert set(dims.strip("[]").split("][")) <= {"", "N", "F", "A", "K",
+                                                         str(len(CARD_QUANTILES))}, dims
+
+
 def test_cli_schema_shows_shapes_and_per_env_types(capsys):
     assert main(["schema", "steps/connector"]) == 0
     out = capsys.readouterr().out
-    assert "float32 [N][54]" in out and "bool [N][5]" in out
+    assert "float32 [N][F=54]" in out and "bool [N][A=5]" in out and "int8 [N] " in out
     assert main(["schema", "steps", "--format", "markdown"]) == 0
     out = capsys.readouterr().out
-    assert "| `obs` | lbf: int8 [N][75]; rware: int8 [N][66]; connector: float32 [N][54] |" in out
+    assert ("| `obs` | lbf: int8 [N][F=75]; rware: int8 [N][F=66]; connector: float32 "
+            "[N][F=54] |") in out
     assert "| `checkpoint` (partition) | int32 |" in out
+    assert main(["schema", "steps", "--format", "json"]) == 0
+    columns = json.loads(capsys.readouterr().out)["columns"]
+    assert {c["name"]: c["shape"] for c in columns if c["shape"]} == {
+        "obs": "[N][F]", "action": "[N]", "legal": "[N][A]"}
+
+
+def test_cli_schema_of_cards_shows_each_list_columns_own_shape(capsys):
+    assert main(["schema", "cards"]) == 0
+    out = capsys.readouterr().out
+    types = {words[0]: f"{words[1]} {words[2]}" for words in map(str.split, out.splitlines())
+             if len(words) > 2 and words[2].startswith("[")}
+    assert types == {"return_quantiles": f"float64 [{len(CARD_QUANTILES)}]",
+                     "obs_mean": "float64 [F]", "obs_m2": "float64 [F]",
+                     "obs_min": "float64 [F]", "obs_max": "float64 [F]",
+                     "obs_sample": "float32 [K][F]", "action_counts": "int64 [N][A]"}
+
+
+def test_shapes_are_in_the_delta_schema_and_the_files(lake):
+    _write_all_tables(lake)
+    for tid in ("steps/lbf", "cards"):
+        want = {f.name: shape(f) for f in delta.spec_of(tid).full_schema() if shape(f)}
+        assert want
+        fields = DeltaTable(lake.path(tid)).schema().fields
+        assert {f.name: f.metadata[SHAPE] for f in fields if SHAPE in f.metadata} == want, tid
+        table, env = delta.parse_table_id(tid)
+        rel = list_files(lake, table, Selection(env=env))[0]
+        in_file = pq.read_schema(lake.path(rel))
+        assert {f.name: shape(f) for f in in_file if shape(f)} == want, rel
 
 
 @pytest.mark.parametrize(("table", "message"), [

@@ -186,13 +186,13 @@ def test_lake_vault_lake_is_the_identity_on_the_selection(tmp_path, task, capsys
                        synthetic_episodes(task, [7, 12, t.time_limit], seed=ck))
     write_episodes(lake, task, "run1", 0, "low", synthetic_episodes(task, [9], seed=9))
     dest = tmp_path / "vaults" / "sable" / f"{t.scenario}.vlt"
-    assert main(["--root", str(lake.root), "export-vault", str(dest), "--task", task,
+    assert main(["--lake", str(lake.root), "export-vault", str(dest), "--task", task,
                  "--uid", "Medium", "--quality", "low", "--checkpoints", "0:1",
                  "--run", "run0"]) == 0
     assert "wrote" in capsys.readouterr().out
     selected = [e for e in lake_episodes(lake, task, "run0")][:6]  # checkpoints 0 and 1
 
-    assert main(["--root", str(lake.root), "import-vault", str(dest), "--task", task]) == 0
+    assert main(["--lake", str(lake.root), "import-vault", str(dest), "--task", task]) == 0
     out = capsys.readouterr().out
     assert "Medium -> run vault-Medium (quality low): 6 episodes" in out
     assert_same(lake_episodes(lake, task, "vault-Medium"), selected)
@@ -206,7 +206,7 @@ def test_flashbax_and_og_marl_read_an_exported_vault(tmp_path):
     e = synthetic_episodes(LBF, [30, 100, 20], seed=3)
     write_episodes(lake, LBF, "run0", 0, "high", e)
     dest = tmp_path / "vaults" / "lbf" / "8x8-2p-2f.vlt"
-    assert main(["--root", str(lake.root), "export-vault", str(dest), "--task", LBF,
+    assert main(["--lake", str(lake.root), "export-vault", str(dest), "--task", LBF,
                  "--uid", "Good"]) == 0
     # og-marl's loaders: Vault(f"{source}/{env}/{scenario}.vlt", vault_uid=..., rel_dir=...)
     exp = Vault("lbf/8x8-2p-2f.vlt", vault_uid="Good", rel_dir=str(tmp_path / "vaults")
@@ -245,7 +245,7 @@ def test_a_vault_of_the_wrong_shape_is_refused_naming_the_field(tmp_path, capsys
     change(exp)
     write_raw_vault(tmp_path / "v.vlt", "Good", exp)
     lake = tmp_path / "lake"
-    rc, err = _cli(["--root", str(lake), "import-vault", str(tmp_path / "v.vlt"), "--task",
+    rc, err = _cli(["--lake", str(lake), "import-vault", str(tmp_path / "v.vlt"), "--task",
                     LBF], capsys)
     assert rc == 1
     assert err.startswith(f"sable-lake: error: {field}: ") and err.count("\n") == 1, err
@@ -257,7 +257,7 @@ def test_the_cli_refuses_in_one_line_without_a_traceback(tmp_path):
     exp = og_marl_steps("rware/tiny-2ag", [[30]], tail=3)
     write_raw_vault(tmp_path / "v.vlt", "Poor", exp)
     lake = tmp_path / "lake"
-    p = subprocess.run([sys.executable, "-m", "lake_schema", "--root", str(lake),
+    p = subprocess.run([sys.executable, "-m", "lake_schema", "--lake", str(lake),
                         "import-vault", str(tmp_path / "v.vlt"), "--task", LBF],
                        capture_output=True, text=True, cwd=REPO, timeout=120)
     assert p.returncode == 1
@@ -272,27 +272,53 @@ def test_quality_comes_from_the_uid_or_the_flag(tmp_path, capsys):
     for uid in ("Good", "Medium", "Replay"):
         write_raw_vault(tmp_path / "v.vlt", uid, exp)
     root = str(tmp_path / "lake")
-    rc, err = _cli(["--root", root, "import-vault", str(tmp_path / "v.vlt"), "--task",
+    rc, err = _cli(["--lake", root, "import-vault", str(tmp_path / "v.vlt"), "--task",
                     "rware/tiny-2ag"], capsys)
     assert rc == 1 and "uid 'Replay' is not an og-marl tier" in err
-    assert main(["--root", root, "import-vault", str(tmp_path / "v.vlt"), "--task",
+    assert main(["--lake", root, "import-vault", str(tmp_path / "v.vlt"), "--task",
                  "rware/tiny-2ag", "--uid", "Good", "--uid", "Medium", "--run", "og"]) == 0
-    assert main(["--root", root, "import-vault", str(tmp_path / "v.vlt"), "--task",
+    assert main(["--lake", root, "import-vault", str(tmp_path / "v.vlt"), "--task",
                  "rware/tiny-2ag", "--uid", "Replay", "--quality", "high"]) == 0
     eps = read_table(Lake(root), "episodes", Selection(env="rware"))
     got = set(zip(eps["run"].to_pylist(), eps["quality"].to_pylist(), strict=True))
     assert got == {("og-Good", "high"), ("og-Medium", "low"), ("vault-Replay", "high")}
     capsys.readouterr()
-    rc, err = _cli(["--root", root, "import-vault", str(tmp_path / "v.vlt"), "--task",
+    rc, err = _cli(["--lake", root, "import-vault", str(tmp_path / "v.vlt"), "--task",
                     "rware/tiny-2ag", "--uid", "Replay", "--quality", "high"], capsys)
     assert rc == 1 and "already in the lake; pass --replace" in err
     # agents' rewards that differ cannot be rware's shared reward
     exp["rewards"][0, 3, 1] += 1
     write_raw_vault(tmp_path / "w.vlt", "Good", exp)
-    rc, err = _cli(["--root", root, "import-vault", str(tmp_path / "w.vlt"), "--task",
+    rc, err = _cli(["--lake", root, "import-vault", str(tmp_path / "w.vlt"), "--task",
                     "rware/tiny-2ag", "--run", "w"], capsys)
     assert rc == 1 and err.startswith("sable-lake: error: rewards: ")
     assert read_table(Lake(root), "episodes", Selection(env="rware", runs=["w"])).num_rows == 0
+
+
+def test_a_shared_reward_stored_per_agent_needs_team_reward(tmp_path, capsys):
+    """lbf's default rule sums the agents' rewards; a Vault whose agents hold the same reward
+    at every step holds a team reward stored per agent, which the sum would double. The
+    import refuses it in one line naming --team-reward (exit 2, nothing written) until the
+    flag says how to combine; rewards that are all zero are the same by any rule."""
+    exp = og_marl_steps(LBF, [[30, 20]], tail=0)
+    exp["rewards"][:] = exp["rewards"][..., :1]
+    write_raw_vault(tmp_path / "v.vlt", "Good", exp)
+    root = tmp_path / "lake"
+    args = ["--lake", str(root), "import-vault", str(tmp_path / "v.vlt"), "--task", LBF]
+    p = subprocess.run([sys.executable, "-m", "lake_schema", *args], capture_output=True,
+                       text=True, cwd=REPO, timeout=120)
+    assert p.returncode == 2 and p.stdout == "", p.stdout
+    assert p.stderr.count("\n") == 1 and p.stderr.startswith("sable-lake: error: rewards: ")
+    assert "equal across the 2 agents" in p.stderr and "--team-reward shared" in p.stderr
+    assert not root.exists()
+    assert main([*args, "--team-reward", "shared"]) == 0
+    assert_same(lake_episodes(Lake(root), LBF, "vault-Good"), expected_episodes(exp, "shared"))
+    assert main([*args, "--team-reward", "sum", "--run", "summed"]) == 0
+    assert_same(lake_episodes(Lake(root), LBF, "summed"), expected_episodes(exp, "sum"))
+    exp["rewards"][:] = 0
+    write_raw_vault(tmp_path / "zero.vlt", "Good", exp)
+    (r,) = import_vault(Lake(root), tmp_path / "zero.vlt", LBF, run="zero")
+    assert r.team_reward == "sum"
 
 
 # ---------------------------------------------------------------- memory and JAX
@@ -404,7 +430,7 @@ def test_an_episode_over_the_time_limit_is_refused_and_replace_reimports(tmp_pat
     write_raw_vault(tmp_path / "ok.vlt", "Good", exp)
     root = str(tmp_path / "lake")
     for _ in range(2):
-        assert main(["--root", root, "import-vault", str(tmp_path / "ok.vlt"), "--task", LBF,
+        assert main(["--lake", root, "import-vault", str(tmp_path / "ok.vlt"), "--task", LBF,
                      "--replace"]) == 0
     eps = read_table(Lake(root), "episodes", Selection(env="lbf"))
     assert eps.num_rows == 2  # replaced, not doubled
@@ -413,7 +439,7 @@ def test_an_episode_over_the_time_limit_is_refused_and_replace_reimports(tmp_pat
     never["terminals"][:] = 0
     write_raw_vault(tmp_path / "never.vlt", "Good", never)
     capsys.readouterr()
-    rc, err = _cli(["--root", root, "import-vault", str(tmp_path / "never.vlt"), "--task",
+    rc, err = _cli(["--lake", root, "import-vault", str(tmp_path / "never.vlt"), "--task",
                     LBF, "--run", "never"], capsys)
     assert rc == 1 and err.startswith("sable-lake: error: terminals: no terminal or "
                                       "truncation flag within the time limit 100")

@@ -206,7 +206,7 @@ def test_a_newline_in_a_crafted_partition_value_stays_on_one_line(small, capsys)
     assert f"episodes/{crafted}" in by_path(report)
     for p in report.problems:
         assert len(str(p).splitlines()) == 1, str(p)
-    assert main(["--root", lake.root, "verify"]) == 1
+    assert main(["--lake", lake.root, "verify"]) == 1
     lines = capsys.readouterr().out.splitlines()
     assert all(line.startswith(("BAD ", "verified ")) for line in lines), lines
     assert any("run=ru\\nn0\\u2028x" in line for line in lines), lines

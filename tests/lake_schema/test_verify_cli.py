@@ -112,34 +112,34 @@ def test_deep_verify_reads_data_pages(filled):
 
 def run_cli(lake, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "lake_schema", "--root", lake.root, *args],
+        [sys.executable, "-m", "lake_schema", "--lake", lake.root, *args],
         capture_output=True, text=True,
     )
 
 
 def test_cli_ls_du_query_verify(filled, capsys):
     lake = filled
-    assert main(["--root", lake.root, "ls"]) == 0
+    assert main(["--lake", lake.root, "ls"]) == 0
     out = capsys.readouterr().out
     assert "steps" in out and "8x8-2p-2f" in out and "10x10-3p-3f" in out
-    assert main(["--root", lake.root, "ls", "--format", "json"]) == 0
+    assert main(["--lake", lake.root, "ls", "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out.splitlines()[-1])
     steps_8x8 = next(r for r in rows if r["table"] == "steps" and r["task"] == "8x8-2p-2f")
     assert steps_8x8["files"] == 2 and steps_8x8["rows"] == 22
 
-    assert main(["--root", lake.root, "du"]) == 0
+    assert main(["--lake", lake.root, "du"]) == 0
     assert "total" in capsys.readouterr().out
 
-    assert main(["--root", lake.root, "query", "--format", "csv",
+    assert main(["--lake", lake.root, "query", "--format", "csv",
                  "select task, count(*) as n from episodes group by task order by task"]) == 0
     assert capsys.readouterr().out.splitlines() == ["task,n", "10x10-3p-3f,4", "8x8-2p-2f,4"]
-    assert main(["--root", lake.root, "query", "--format", "json",
+    assert main(["--lake", lake.root, "query", "--format", "json",
                  'select sable_return from "references"']) == 0
     assert json.loads(capsys.readouterr().out) == [{"sable_return": 0.9}]
-    assert main(["--root", lake.root, "query", "select count(*) as n from steps"]) == 0
+    assert main(["--lake", lake.root, "query", "select count(*) as n from steps"]) == 0
     assert "44" in capsys.readouterr().out
     # a typo: DuckDB's whole message on one line, its hint included
-    assert main(["--root", lake.root, "query", "select retrun from episodes"]) == 2
+    assert main(["--lake", lake.root, "query", "select retrun from episodes"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "retrun" in err[0] and 'Candidate bindings: "return"' in err[0], err
 
@@ -149,7 +149,7 @@ def test_cli_ls_du_query_verify(filled, capsys):
 
     proc = run_cli(lake, "history", "episodes")
     assert proc.returncode == 0 and "WRITE" in proc.stdout, proc.stderr
-    assert main(["--root", lake.root, "versions", "--format", "json"]) == 0
+    assert main(["--lake", lake.root, "versions", "--format", "json"]) == 0
     versions = dict((r["table"], r["version"]) for r in json.loads(capsys.readouterr().out))
     assert versions == {"steps/lbf": 4, "episodes": 4, "cards": 4, "references": 1}
 
@@ -175,9 +175,9 @@ def test_cli_maintenance_optimize_vacuum(filled, capsys):
     staging = Path(live).with_name(Path(live).name + "#1")
     staging.write_bytes(b"half a file")
     assert any("#1" in p.path for p in verify(lake).problems)
-    assert main(["--root", lake.root, "optimize", "evaluations"]) == 0
+    assert main(["--lake", lake.root, "optimize", "evaluations"]) == 0
     assert len(list_files(lake, "evaluations")) == 1
-    assert main(["--root", lake.root, "vacuum", "--retention-hours", "0"]) == 0
+    assert main(["--lake", lake.root, "vacuum", "--retention-hours", "0"]) == 0
     out = capsys.readouterr().out
     assert "evaluations" in out
     assert verify(lake, deep=True).ok
@@ -195,7 +195,7 @@ def test_cli_bad_data_and_bad_roots_exit_1_with_one_line(tmp_path, filled):
         ([filled.root, "history", "evaluations"], "no table evaluations"),
     ]
     for (root, *args), message in cases:
-        proc = subprocess.run([sys.executable, "-m", "lake_schema", "--root", root, *args],
+        proc = subprocess.run([sys.executable, "-m", "lake_schema", "--lake", root, *args],
                               capture_output=True, text=True)
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 1 and len(lines) == 1 and message in lines[0], proc.stderr
@@ -211,16 +211,16 @@ def test_cli_bad_data_and_bad_roots_exit_1_with_one_line(tmp_path, filled):
         (["tasks", "--env", "lbff"], "unknown environment 'lbff'"),
         (["tasks", "--env", "lbf", "--split", "tset"], "unknown split of lbf 'tset'"),
         (["tasks", "--split", "test"], "--split needs --env"),
-        (["--root", "ftp://x", "ls"], "bad lake root"),
+        (["--lake", "ftp://x", "ls"], "bad lake root"),
         (["history", "steps"], "one table per env"),
         (["history", "stepz"], "unknown table"),
         (["vacuum", "--retention-hours", "-1"], "retention"),
     ],
 )
 def test_cli_bad_arguments_exit_2_with_one_line(lake, args, message):
-    os.makedirs(lake.root, exist_ok=True)
-    proc = subprocess.run([sys.executable, "-m", "lake_schema", "--root", lake.root, *args]
-                          if args[0] != "--root" else [sys.executable, "-m", "lake_schema", *args],
+    write_reference(lake, LBF, "run0", sable_returns=[0.9], random_returns=[0.1], env_steps=5)
+    proc = subprocess.run([sys.executable, "-m", "lake_schema", "--lake", lake.root, *args]
+                          if args[0] != "--lake" else [sys.executable, "-m", "lake_schema", *args],
                           capture_output=True, text=True)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

@@ -1,6 +1,7 @@
 """The offline assets materialise through Dagster: a model keyed by its config id, and its
 evaluations on train and test tasks written to the lake with tables and plots."""
 
+import math
 import os
 import subprocess
 import sys
@@ -14,9 +15,16 @@ from lake_schema.errors import LakeValueError
 from lake_schema.reader import Selection, read_table
 from lake_schema.testing import fill_lake
 from lake_schema.writer import write_reference
-from pipelines.assets.offline import offline_eval_test, offline_eval_train, offline_model
+from pipelines.assets.offline import (
+    config_summary,
+    offline_eval_test,
+    offline_eval_train,
+    offline_model,
+)
 from pipelines.resources import default_resources
 from tests.helpers.plots import assert_published
+from trainer.data.selection import DataSelection
+from trainer.offline.config import OfflineConfig
 
 TASKS = ["lbf/8x8-2p-2f", "lbf/10x10-3p-3f"]
 MODEL = {"env": "lbf", "algorithm": "bc", "tasks": TASKS, "embed_dim": 16, "num_heads": 2,
@@ -51,6 +59,16 @@ def test_model_and_evaluations_materialise(lake, tmp_path, monkeypatch):
     assert ref["train_tasks"] == TASKS and (models / cid / "model.json").exists()
     meta = result.asset_materializations_for_node("offline_model")[0].metadata
     assert meta["config_id"].value == cid and meta["updates"].value == 2
+    # the first screen: what the model is in a few short entries; the full config last
+    assert list(meta)[:6] == ["config_id", "algorithm", "train_tasks", "seed", "knobs", "data"]
+    assert list(meta)[-1] == "config" and meta["seed"].value == 0
+    profile, changed = meta["knobs"].value.split(" with ")
+    assert profile == "profile demo" and set(changed.split(", ")) == {
+        "embed_dim=16", "num_heads=2", "num_updates=2", "batch_size=8", "seq_len=5"}
+    assert meta["data"].value == "every episode of the tasks"
+    assert meta["config"].value["config"]["embed_dim"] == 16  # the whole config is kept
+    assert all(len(repr(v.value).replace("-", "").replace(".", "").strip("0")) <= 4
+               for v in meta.values() if isinstance(v.value, float) and math.isfinite(v.value))
     assert_published(lake, meta["training_curves"].value, "training curves")
     train_meta = result.asset_materializations_for_node("offline_eval_train")[0].metadata
     assert [r.data["task"] for r in train_meta["per_task"].value.records] == ["8x8-2p-2f"]
@@ -75,6 +93,15 @@ def test_model_and_evaluations_materialise(lake, tmp_path, monkeypatch):
     # the evaluation page keeps every model's results, not only the latest model's
     test_meta = other.asset_materializations_for_node("offline_eval_test")[0].metadata
     assert {r.data["model"] for r in test_meta["all_models_test"].value.records} == {cid, cid2}
+
+
+def test_config_summary_names_what_differs_from_the_profile():
+    selection = DataSelection(env="lbf", split="demo-train", first_k=2, quality="high")
+    assert config_summary("demo", OfflineConfig.profile("demo", env="lbf", seed=3),
+                          selection) == {"knobs": "profile demo",
+                                         "data": "split=demo-train, first_k=2, quality=high"}
+    paper = OfflineConfig.profile("paper", env="lbf", algorithm="bc", num_updates=10)
+    assert config_summary("paper", paper, selection)["knobs"] == "profile paper with num_updates=10"
 
 
 def test_bad_model_configs_are_refused_before_any_compute(lake, tmp_path, monkeypatch):

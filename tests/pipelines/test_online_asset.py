@@ -34,6 +34,11 @@ TINY = {
 }
 
 
+def _digits(x: float) -> int:
+    """Significant digits of `x` as printed."""
+    return len(f"{x!r}".split("e")[0].replace("-", "").replace(".", "").strip("0"))
+
+
 def _materialise(lake, tmp_path, instance, **config):
     return dg.materialize(
         [online_sable, *online_checks],
@@ -51,10 +56,15 @@ def test_online_asset_materialises_with_metadata_and_passing_checks(lake, tmp_pa
     assert result.success
     first = result.asset_materializations_for_node("online_sable")[0].metadata
     assert not first["reused"].value and first["steps_per_s"].value > 0
-    # the second materialisation of the same config reuses the completed run, and one with
-    # resume off replaces the run's rows, never duplicating them
+    # floats are shown to 4 significant digits, not 16
+    assert all(_digits(v.value) <= 4 for v in first.values() if isinstance(v.value, float))
+    # the second materialisation of the same config reuses the completed run, showing what
+    # its training measured; one with resume off replaces the run's rows, never duplicating
     result = _materialise(lake, tmp_path, instance)
-    assert result.asset_materializations_for_node("online_sable")[0].metadata["reused"].value
+    again = result.asset_materializations_for_node("online_sable")[0].metadata
+    assert again["reused"].value
+    for key in ("steps_per_s", "recording_fraction", "final_return", "learning_curve"):
+        assert again[key] == first[key], key  # the same figure, training episodes included
     result = _materialise(lake, tmp_path, instance, resume=False)
     assert result.success
     eps = read_table(lake, "episodes", Selection(env="lbf"))

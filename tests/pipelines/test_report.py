@@ -21,6 +21,7 @@ from trainer.analysis import (
     configurations,
     latest_evaluations,
     model_table,
+    narrow,
     task_scaling_gain,
 )
 
@@ -88,7 +89,8 @@ def test_configurations_group_seeds_with_mean_se_and_n(evaluated):
     single = table["oryx tasks=8x8-2p-2f quality=all num_updates=300"]
     assert single["test_mean"] == pytest.approx(_mean_se(SINGLE)[0])  # the stale row is out
     lone = table["oryx tasks=8x8-2p-2f quality=high num_updates=50"]
-    assert lone["test_n"] == 1 and lone["test_se"] is None
+    # one seed: the error is its episodes' (0.1 / sqrt(8) / 0.5 per task, two tasks)
+    assert lone["test_n"] == 1 and lone["test_se"] == pytest.approx(0.05)
 
 
 def test_comparisons_never_mix_configurations(evaluated):
@@ -148,6 +150,22 @@ def test_one_seed_s_gain_carries_its_per_episode_standard_error(lake):
     assert row["at_m_se"] == pytest.approx(0.225, rel=0.15)
 
 
+def test_one_seed_s_configuration_shows_its_per_episode_error_labelled_as_such(lake):
+    """A configuration with one seed has no error over seeds: its standard error is the
+    episodes', by hand 0.1 / sqrt(8) / 0.5 per task, two tasks: sqrt(2) * that / 2."""
+    add_model(lake, "lone", TRAIN[:1], {TEST[0]: 0.4, TEST[1]: 0.6})
+    for task in TEST:
+        write_records(lake, "references", {"env": "lbf", "task": task, "run": "r"}, [{
+            "sable_return": 0.5, "sable_return_std": 0.0, "sable_episodes": 8,
+            "random_return": 0.1, "random_return_std": 0.0, "random_episodes": 8,
+            "env_steps": 1000, "recorded_at": dt.datetime.now(dt.UTC)}])
+    (row,) = configurations(latest_evaluations(connect(lake))).to_dicts()
+    se = np.sqrt(2) * (0.1 / np.sqrt(8) / 0.5) / 2
+    assert row["test_n"] == 1 and row["test_se"] == pytest.approx(se)
+    (cell,) = narrow(configurations(latest_evaluations(connect(lake))))["test"].to_list()
+    assert cell == f"0.500 ± {se:.3f} (1 seed, ± over episodes)"
+
+
 def test_one_knob_comparison_sets_side_by_side_what_differs_in_it_alone(lake):
     for seed in SEEDS:
         for quality, score in (("all", 0.5), ("high", 0.7)):
@@ -170,8 +188,8 @@ def test_report_asset_writes_tables_plots_and_files(evaluated):
     assert [c.name for c in table.schema.columns][:3] == ["label", "train", "test"]
     multi = next(r.data for r in table.records if r.data["label"].startswith("oryx tasks=3"))
     mean, se = _mean_se(MULTI)
-    assert multi["test"] == f"{mean:.3f} ± {se:.3f} (n=3)"
-    assert multi["train"] == "0.900 ± 0.000 (n=3)"
+    assert multi["test"] == f"{mean:.3f} ± {se:.3f} (3 seeds)"
+    assert multi["train"] == "0.900 ± 0.000 (3 seeds)"
     assert [r.data["compared"] for r in meta["compare_train_tasks_table"].records] == [
         "quality=all num_updates=300"] * 2
     # the headline numbers, per env and algorithm, as floats the UI plots
@@ -183,15 +201,17 @@ def test_report_asset_writes_tables_plots_and_files(evaluated):
         assert_published(evaluated, meta[name].value, f"{name}.png")
     report_md = evaluated.fs.cat_file(evaluated.path("reports/report.md")).decode()
     assert "Multi-task gain on held-out tasks" in report_md
-    # the headline leads the page: the gain with its interval and what it is over
-    assert next(iter(meta)) == "headline"
+    # the headline leads the page: the plot of held-out returns by number of training
+    # tasks, then the gain with its interval and what it is over
+    assert list(meta)[:3] == ["headline_plot", "headline", "task_scaling_gain"]
+    assert_published(evaluated, meta["headline_plot"].value, "headline.png")
     assert meta["headline"].value.startswith(
         "- lbf oryx quality=all num_updates=300: max over k of test(k)/test(1) ")
     assert "95% interval, bootstrap over seeds, 3 seed(s)" in meta["headline"].value
     assert meta["lbf_oryx_gain"].value == pytest.approx(
         _mean_se(MULTI)[0] / _mean_se(SINGLE)[0], abs=1e-4)
     names = {p.rsplit("/", 1)[1] for p in evaluated.find("reports")}
-    assert {"report.md", "train_vs_test.png", "compare_train_tasks.png"} <= names
+    assert {"report.md", "headline.png", "train_vs_test.png", "compare_train_tasks.png"} <= names
 
 
 def test_report_on_an_empty_lake_says_so(lake):
@@ -205,13 +225,14 @@ def test_report_on_an_empty_lake_says_so(lake):
 def test_every_models_evaluations_in_one_narrow_table(evaluated):
     latest = latest_evaluations(connect(evaluated))
     table = model_table(latest, "test")
-    assert table.columns == ["model", "mean", *TEST, "config", "algo", "seed", "update",
-                             "episodes"]
+    assert table.columns == ["name", "model", "mean", *TEST, "config", "update", "episodes"]
     rows = {r["model"]: r for r in table.to_dicts()}
     assert set(rows) == {*(f"{k}-{s}" for k in ("multi", "single") for s in SEEDS), "other"}
     single = rows["single-1"]  # its latest evaluation, not the stale update-1 row
     assert single[TEST[0]] == SINGLE[1][0] and single["mean"] == pytest.approx(np.mean(SINGLE[1]))
     assert single["config"] == "oryx tasks=8x8-2p-2f quality=all num_updates=300"
+    assert single["name"] == "oryx · 1 task · seed 1" and rows["multi-2"]["name"] == (
+        "oryx · 3 tasks · seed 2")
     assert model_table(latest, "train")["model"].n_unique() == 7
     assert model_table(latest.clear(), "test").is_empty()
 

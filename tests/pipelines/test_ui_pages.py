@@ -86,14 +86,19 @@ def ui(tmp_path, monkeypatch, lake):
         yield base, files
 
 
-def _orange_pixels(png: Path) -> int:
-    """Pixels of matplotlib's tab:orange (the held-out bars of the report's plot): none of
-    the UI's own colours."""
+def _pixels_of(png: Path, colour: tuple[int, int, int]) -> int:
+    """Pixels of `colour` in the screenshot `png`."""
     from PIL import Image
 
     with Image.open(png) as img:
         rgb = np.asarray(img.convert("RGB"), dtype=np.int16)
-    return int((np.abs(rgb - [255, 127, 14]).max(axis=-1) < 8).sum())
+    return int((np.abs(rgb - list(colour)).max(axis=-1) < 8).sum())
+
+
+def _orange_pixels(png: Path) -> int:
+    """Pixels of matplotlib's tab:orange (the held-out bars of the report's plot): none of
+    the UI's own colours."""
+    return _pixels_of(png, (255, 127, 14))
 
 
 def test_report_and_model_pages_show_tables_and_plots_without_a_click(ui, tmp_path):
@@ -101,7 +106,7 @@ def test_report_and_model_pages_show_tables_and_plots_without_a_click(ui, tmp_pa
     report_page = _Page(dump_dom(f"{base}/assets/report"))
     model_page = _Page(dump_dom(f"{base}/assets/offline_eval_test"))
     for page, plots, cells in (
-        (report_page, {"train_vs_test.png", "compare_train_tasks.png"},
+        (report_page, {"headline.png", "train_vs_test.png", "compare_train_tasks.png"},
          {"oryx tasks=3", "bc tasks=8x8-2p-2f"}),  # configuration labels of the table
         (model_page, {"per-task normalised return"},
          {"lbf-oryx-multi0", "lbf-oryx-multi1", "lbf-bc-single0", "12x12-4p-5f"}),
@@ -119,3 +124,10 @@ def test_report_and_model_pages_show_tables_and_plots_without_a_click(ui, tmp_pa
     # and the plots are drawn at 1600 px: the screenshot has the report's bars in it
     shot = screenshot(f"{base}/assets/report", tmp_path / "report.png", size="1600,3000")
     assert _orange_pixels(shot) > 500
+    # the first screen (1600 x 1000) is the headline: its bars (one training task: viridis'
+    # first colour) and their error bars are in it
+    first = screenshot(f"{base}/assets/report", tmp_path / "first.png", size="1600,1000")
+    assert _pixels_of(first, (68, 1, 84)) > 300
+    assert report_page.images and report_page.text.index('alt="headline.png"') < min(
+        report_page.text.index(f'alt="{name}"') for name in ("train_vs_test.png",
+                                                             "compare_train_tasks.png"))

@@ -48,7 +48,7 @@ def test_batch_smaller_than_task_count_is_rejected():
         balanced_counts(3, 4, 0)
     with pytest.raises(ValueError, match="batch_size=3 is smaller than the 4"):
         LoaderConfig(batch_size=3).check_tasks(4)
-    LoaderConfig(batch_size=3, mode="single_task").check_tasks(4)  # only balanced needs B >= M
+    LoaderConfig(batch_size=3, batch_mode="single_task").check_tasks(4)  # balanced needs B >= M
     with pytest.raises(ValueError, match="B=2"):
         Planner("balanced", 2, (5, 5, 5), (1, 1, 1), None, True, 0)
 

@@ -46,7 +46,7 @@ def _equal(a, b) -> bool:
 
 
 def test_batch_shapes_and_dtypes(cache):
-    b = Loader(cache, LoaderConfig(batch_size=7, seq_len=6)).batch(0)
+    b = Loader(cache, LoaderConfig(batch_size=7, seq_len=6, pad_agents="env")).batch(0)
     assert b.obs.shape == (7, 6, LBF_MAX, 75) and b.obs.dtype == np.float32
     assert b.actions.shape == (7, 6, LBF_MAX) and b.actions.dtype == np.int32
     assert b.legal.shape == (7, 6, LBF_MAX, 6) and b.legal.dtype == np.bool_
@@ -54,7 +54,8 @@ def test_batch_shapes_and_dtypes(cache):
         assert getattr(b, k).shape == (7, 6)
     assert b.reward.dtype == np.float32 and b.first.dtype == np.bool_
     assert b.agent_mask.shape == (7, 6, LBF_MAX) and b.task.dtype == np.int32
-    bf = Loader(cache, LoaderConfig(batch_size=7, seq_len=6, obs_dtype="bfloat16")).batch(0)
+    bf = Loader(cache, LoaderConfig(batch_size=7, seq_len=6, pad_agents="env",
+                                     obs_dtype="bfloat16")).batch(0)
     assert bf.obs.dtype == np.dtype(jax.numpy.bfloat16)
     np.testing.assert_allclose(bf.obs.astype(np.float32), b.obs, atol=0.05, rtol=0.01)
 
@@ -93,7 +94,7 @@ def test_padding_masks_and_shuffled_agents_keep_their_data(cache, shuffle):
 
 
 def test_padding_to_the_batch_or_selection_maximum(cache):
-    single = Loader(cache, LoaderConfig(batch_size=4, seq_len=5, mode="single_task",
+    single = Loader(cache, LoaderConfig(batch_size=4, seq_len=5, batch_mode="single_task",
                                         pad_agents="batch"))
     for i in range(6):
         b = single.batch(i)
@@ -144,7 +145,7 @@ def test_balanced_batches_follow_the_rotating_allocation(cache):
         np.testing.assert_array_equal(counts, balanced_counts(8, 3, i))
         totals += counts
     np.testing.assert_array_equal(totals, [16, 16, 16])
-    single = Loader(cache, LoaderConfig(batch_size=5, seq_len=5, mode="single_task"))
+    single = Loader(cache, LoaderConfig(batch_size=5, seq_len=5, batch_mode="single_task"))
     assert all(len(set(single.batch(i).task.tolist())) == 1 for i in range(5))
 
 
@@ -201,8 +202,8 @@ def test_process_shards_split_the_global_batch(cache):
 def test_config_errors_name_the_bad_value(lake, cache):
     with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
         LoaderConfig(batch_size=0)
-    with pytest.raises(ValueError, match="unknown mode 'mixed'"):
-        LoaderConfig(mode="mixed")
+    with pytest.raises(ValueError, match="unknown batch_mode 'mixed'"):
+        LoaderConfig(batch_mode="mixed")
     with pytest.raises(ValueError, match="unknown pad_agents 'max'"):
         LoaderConfig(pad_agents="max")
     with pytest.raises(ValueError, match="unknown obs_dtype 'float16'"):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from trainer.networks import Sable, SableConfig
-from trainer.online import OnlineConfig, plan, train_online
+from trainer.online import OnlineConfig, Schedule, train_online
 from trainer.online.ppo import (
     PPOBatch,
     action_log_probs,
@@ -190,7 +190,7 @@ def test_chunked_forward_from_a_stored_state_matches_one_chunk():
     rollout-start state exactly as the single-chunk form does (chunks carry the state;
     episode starts inside chunks reset it)."""
     b, t, n, f, a = 2, 8, 3, 5, 4
-    config = SableConfig(f, a, embed_dim=16, num_heads=2)
+    config = SableConfig(obs_width=f, num_actions=a, embed_dim=16, num_heads=2)
     model = Sable(config)
     params = jax.jit(model.init_params)(jax.random.PRNGKey(0))  # eager flax is slow on CPU
     rng = np.random.default_rng(1)
@@ -292,11 +292,11 @@ def test_profiles_and_plan_spacing():
     assert (rware.rollout_length, rware.learning_rate) == (128, 2.5e-4)
     assert OnlineConfig.profile("demo", env="rware", rollout_length=32).rollout_length == 32
     assert OnlineConfig.profile("paper", env="rware") == paper
-    p = plan(LBF, OnlineConfig(total_env_steps=10 * 4096 + 5, num_checkpoints=3))
+    p = Schedule.of(LBF, OnlineConfig(total_env_steps=10 * 4096 + 5, num_checkpoints=3))
     assert p.num_updates == 10 and p.total_env_steps == 40960
     assert p.checkpoint_updates == (3, 7, 10)  # at 1/3, 2/3 and 3/3 of the updates
     assert [p.quality(k) for k in range(3)] == ["low", "low", "high"]
-    p = plan(LBF, OnlineConfig(total_env_steps=7 * 4096, num_checkpoints=7))
+    p = Schedule.of(LBF, OnlineConfig(total_env_steps=7 * 4096, num_checkpoints=7))
     assert p.checkpoint_updates == tuple(range(1, 8))
 
 
@@ -334,12 +334,12 @@ def test_bad_run_id_and_profile_are_refused(lake, tmp_path):
 
 
 def test_progress_lines_give_an_eta():
-    from trainer.online.training import Progress
+    from trainer.online.training import TrainingProgress
     from trainer.progress import duration
 
     assert [duration(s) for s in (5, 65, 3725, float("nan"))] == ["5s", "1m05s", "1h02m", "?"]
     lines: list[str] = []
-    progress = Progress(total_steps=10_000, interval_s=0.0, log=lines.append)
+    progress = TrainingProgress(total_steps=10_000, interval_s=0.0, log=lines.append)
     progress.emit(2_000, steps_per_s=100.0)
     assert "2,000/10,000 env steps" in lines[0] and "ETA 1m20s" in lines[0]
 

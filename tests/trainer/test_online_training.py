@@ -117,6 +117,11 @@ def test_interrupted_run_resumes_without_duplicates_and_matches_uninterrupted(tm
     assert reused.reference_return == resumed.reference_return
     assert [r.mean_return for r in reused.curve] == [r.mean_return for r in resumed.curve]
     assert table_versions(lake, ["episodes", "steps/lbf", "references"]) == versions
+    # ... and shows what the call that completed it measured (its run.json), not blanks
+    assert reused.steps_per_s == resumed.steps_per_s > 0
+    assert reused.recording_fraction == resumed.recording_fraction > 0
+    assert reused.train_curve == resumed.train_curve and resumed.train_curve
+    assert reused.summary()["steps_per_s"] == resumed.summary()["steps_per_s"]
 
     # Another config starts over, and a shorter re-run (fewer checkpoints) leaves none of the
     # old checkpoints behind.

@@ -9,7 +9,6 @@ Re-record (only when a change of behaviour is intended):
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -26,6 +25,8 @@ from lake_schema.writer import write_reference
 
 PINNED = Path(__file__).with_name("pinned.json")
 TASKS = ("lbf/8x8-2p-2f", "lbf/10x10-3p-3f")
+RESULT_FIELDS = ("task", "split", "update", "episodes", "mean_return", "std_return",
+                 "normalised_return", "reference_return")
 
 
 def _online(root: Path) -> dict:
@@ -83,8 +84,7 @@ def _offline(root: Path) -> dict:
         evals = evaluate(lake, result.run_dir, tasks=list(TASKS),
                          eval_config=EvalConfig(episodes=4, seed=5), write=False)
         out[name] = {"losses": losses,
-                     "returns": [dataclasses.asdict(r) if hasattr(r, "__dataclass_fields__")
-                                 else r._asdict() for r in evals]}
+                     "returns": [{k: getattr(r, k) for k in RESULT_FIELDS} for r in evals]}
     return out
 
 

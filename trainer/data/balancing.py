@@ -19,11 +19,10 @@ so a task's share is proportional to its number of starts (~ its size).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
-Mode = Literal["balanced", "single_task", "proportional"]
 MODES: tuple[str, ...] = ("balanced", "single_task", "proportional")
 
 

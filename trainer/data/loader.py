@@ -101,7 +101,7 @@ class Loader:
         per = config.batch_size // self.shard_count
         self.rows = slice(self.shard_index * per, (self.shard_index + 1) * per)
         self.planner = Planner(
-            mode=config.mode, batch_size=config.batch_size,
+            mode=config.batch_mode, batch_size=config.batch_size,
             num_starts=self.source.num_starts, num_agents=self.source.num_agents,
             pad_to=config.pad_to(cache.env, self.source.num_agents),
             shuffle_agents=config.shuffle_agents, seed=config.seed,
@@ -142,7 +142,7 @@ class Loader:
         batch b is the same however many processes split it, and a multi-process run saves
         one state (process 0's) that every process resumes from."""
         c = self.config
-        return {"cache": self.cache.key, "seed": c.seed, "mode": c.mode,
+        return {"cache": self.cache.key, "seed": c.seed, "mode": c.batch_mode,
                 "batch_size": c.batch_size, "seq_len": c.seq_len,
                 "shuffle_agents": c.shuffle_agents, "pad_agents": c.pad_agents,
                 "obs_dtype": c.obs_dtype}

@@ -23,10 +23,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lake_schema.catalogue import ENVS
-from trainer.data import balancing
-from trainer.data.config import LoaderConfig
+from trainer.data.config import BatchKnobs, LoaderConfig
 from trainer.data.selection import DataSelection
-from trainer.knobs import check_divides, check_knobs, fields_without, knob, program_key
+from trainer.knobs import (
+    check_divides,
+    check_knobs,
+    fields_without,
+    from_json,
+    knob,
+    preset,
+    program_key,
+    to_json,
+)
 from trainer.networks.config import NetworkKnobs, SableConfig
 
 if TYPE_CHECKING:
@@ -46,7 +54,7 @@ PROFILES: dict[str, dict[str, Any]] = {
 
 
 @dataclass(frozen=True)
-class OfflineConfig(NetworkKnobs):
+class OfflineConfig(NetworkKnobs, BatchKnobs):
     """One offline model. Defaults are the CPU `demo` profile, what `make demo` trains; each
     field's meaning, bounds and default are its `knob`. The three design-choice switches of
     the paper's ablations: `batch_mode`, `value_loss`, `agent_masking`."""
@@ -55,9 +63,6 @@ class OfflineConfig(NetworkKnobs):
         "the environment: one model, one observation space"))
     algorithm: str = knob("oryx", choices=ALGORITHMS, doc=(
         "`bc` (BC-Sable), `cql` (CQL-Sable) or `oryx` (autoregressive ICQ)"))
-    chunk_timesteps: int | None = knob(None, ge=1, doc=(
-        "timesteps per chunk of the chunkwise form (seq_len must be a multiple); null = one "
-        "chunk"))
     value_loss: str = knob("hl_gauss", choices=VALUE_LOSSES, doc=(
         "switch: `hl_gauss` (classification over num_bins bins, sigma = smoothing_ratio x bin "
         "width, on value_support or the environment's) or `mse` (the ablation)"))
@@ -65,11 +70,6 @@ class OfflineConfig(NetworkKnobs):
     smoothing_ratio: float = knob(0.75, gt=0.0, le=100.0, doc="HL-Gauss sigma / bin width")
     value_support: tuple[float, float] | None = knob(None, doc=(
         "HL-Gauss (v_min, v_max); null = the environment's"))
-    batch_size: int = knob(32, ge=1, program=False, doc="B chunks per update (paper: 480)")
-    seq_len: int = knob(20, ge=1, doc="T steps per chunk (paper: 20)")
-    batch_mode: str = knob("balanced", choices=balancing.MODES, program=False, doc=(
-        "switch: the loader's task balancing: `balanced` (paper), `single_task` (the ablation: "
-        "each batch from one random task) or `proportional`"))
     task_weighting: str = knob("equal", choices=TASK_WEIGHTINGS, doc=(
         "switch: `equal` (the paper's Eq. 1: the loss is the mean over the batch's tasks of "
         "each task's mean loss) or `agent_steps` (the ablation: one mean over every real "
@@ -77,13 +77,6 @@ class OfflineConfig(NetworkKnobs):
     agent_masking: bool = knob(True, doc=(
         "switch: agent masking + per-update agent shuffling (paper). Off (the ablation): padded "
         "agent slots are treated as real agents and the agent order is fixed"))
-    pad_agents: str | int = knob("selection", choices=("env", "selection"), ge=1,
-                                 program=False, doc=(
-        "agent slots per batch: `selection` (the selected tasks' largest team), `env` (the "
-        "environment's maximum: the paper profile) or a count. With agent masking, BC's and "
-        "CQL's losses do not depend on the count (an update at 3 slots is about 3x faster "
-        "than at lbf's 8); Oryx's batch softmax compares the entries that share a slot, so "
-        "its weights do (benchmarks/RESULTS.md, 1bdd043)"))
     learning_rate: float = knob(1e-3, gt=0.0, le=10.0, doc="Adam step size")
     max_grad_norm: float = knob(10.0, gt=0.0, doc="global-norm gradient clipping")
     gamma: float = knob(0.99, ge=0.0, le=1.0, doc="discount")
@@ -105,7 +98,6 @@ class OfflineConfig(NetworkKnobs):
         "(the paper's protocol: selected on training tasks only)"))
     eval_episodes: int = knob(32, ge=1, model=False,
                               doc="episodes per task of a periodic evaluation")
-    num_workers: int = knob(0, ge=0, model=False, doc="Grain worker processes for the loader")
 
     def __post_init__(self) -> None:
         if isinstance(self.value_support, list):
@@ -113,6 +105,10 @@ class OfflineConfig(NetworkKnobs):
         check_knobs(self)
         check_divides(self, "embed_dim", "num_heads")
         check_divides(self, "seq_len", "chunk_timesteps", "is not a multiple of")
+        if self.pad_agents == "batch":
+            raise ValueError("OfflineConfig.pad_agents 'batch' is the loader's alone: a model's "
+                             "update compiles for one agent count; choose env, selection or a "
+                             "count")
         if self.value_support is not None:
             support = tuple(self.value_support)
             if len(support) != 2 or not all(isinstance(v, int | float) for v in support):
@@ -128,26 +124,14 @@ class OfflineConfig(NetworkKnobs):
     @classmethod
     def profile(cls, name: str, **overrides: Any) -> OfflineConfig:
         """`demo` (CPU: small model, small batches) or `paper` (appendix K), with overrides."""
-        if name not in PROFILES:
-            raise ValueError(f"unknown profile {name!r}; choose from {', '.join(PROFILES)}")
-        return cls(**{**PROFILES[name], **overrides})
+        return preset(cls, PROFILES, name, overrides)
 
     def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        if d["value_support"] is not None:
-            d["value_support"] = list(d["value_support"])
-        return d
+        return to_json(self)
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> OfflineConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown OfflineConfig field(s) {unknown}")
-        d = dict(d)
-        if d.get("value_support") is not None:
-            d["value_support"] = tuple(d["value_support"])
-        return cls(**d)
+        return from_json(cls, d)
 
     # ------------------------------------------------------------------ derived
 
@@ -176,15 +160,9 @@ class OfflineConfig(NetworkKnobs):
             value_bins=self.num_bins if self.support() is not None else None)
 
     def loader_config(self) -> LoaderConfig:
-        return LoaderConfig(
-            batch_size=self.batch_size,
-            seq_len=self.seq_len,
-            mode=self.batch_mode,
-            seed=self.seed,
-            shuffle_agents=self.agent_masking,
-            pad_agents=self.pad_agents,
-            num_workers=self.num_workers,
-        )
+        """The loader of this model: its batch knobs, its seed, agent shuffling with masking."""
+        batch = {f.name: getattr(self, f.name) for f in dataclasses.fields(BatchKnobs)}
+        return LoaderConfig(**batch, seed=self.seed, shuffle_agents=self.agent_masking)
 
     def pad_to(self, num_agents: Sequence[int]) -> int:
         """Agent slots per batch for tasks of `num_agents` agents (what the network sees
@@ -211,6 +189,12 @@ def config_id(config: OfflineConfig, selection: DataSelection) -> str:
              if k not in fields_without(OfflineConfig, "model")}
     blob = json.dumps({"config": model, "selection": selection.to_json()}, sort_keys=True)
     return f"{config.env}-{config.algorithm}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+def model_name(algorithm: str, num_tasks: int, seed: int | str) -> str:
+    """A model's readable name, shown beside its config id in tables and plots:
+    `bc · 3 tasks · seed 0` (the id tells apart models the name does not)."""
+    return f"{algorithm} · {num_tasks} task{'' if int(num_tasks) == 1 else 's'} · seed {seed}"
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -50,7 +50,7 @@ from lake_schema.catalogue import get_task
 from lake_schema.checks import reference_returns
 from lake_schema.storage import Lake
 from lake_schema.writer import Evaluation, write_evaluation
-from trainer.compiled import compiled_cache
+from trainer.compiled import compile_on_first_call, compiled_cache
 from trainer.data import ObsStats
 from trainer.envs import MultiAgentEnv, make_env
 from trainer.envs.rollout import first_episode_returns, fresh_rollout
@@ -59,22 +59,18 @@ from trainer.networks import Sable, SableConfig
 from trainer.networks.sable import QValues, acting_network, acting_params, sable_actor
 from trainer.offline import checkpoint as ckpt
 from trainer.offline import hl_gauss
-from trainer.offline.config import EvalConfig, OfflineConfig
+from trainer.offline.config import EvalConfig, OfflineConfig, model_name
 from trainer.progress import Progress
 from trainer.tasks import resolve_tasks
 
 logger = logging.getLogger("trainer.offline")
 
 
-class TaskResult(NamedTuple):
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TaskResult(Evaluation):
+    """A model's evaluation on one task: its `evaluations` row and the task it is of."""
+
     task: str
-    split: str  # train or test: the task's role for this model
-    update: int
-    episodes: int
-    mean_return: float
-    std_return: float
-    normalised_return: float
-    reference_return: float
 
 
 # ----------------------------------------------------------------------------- acting
@@ -129,7 +125,7 @@ def _runner(env: MultiAgentEnv, sable_config: SableConfig, support: hl_gauss.Sup
                                env.time_limit)
         return first_episode_returns(result)
 
-    return jax.jit(run)
+    return compile_on_first_call(run, runs_rarely=True)
 
 
 def evaluate_params(info: dict, params: Any, tasks: Sequence[str], episodes: int,
@@ -187,14 +183,17 @@ def evaluation_tasks(env: str, tasks: Sequence[str] | None = None,
 
 
 def evaluation_config_json(info: dict, eval_config: EvalConfig) -> str:
-    """The `config` column of an evaluation row: the model's config id and when its training
-    began (`trained_since`: a retrained model's rows supersede its predecessor's), OfflineConfig,
-    dataset selection and training tasks, and the evaluation settings.
+    """The `config` column of an evaluation row: the model's config id, its readable `name`
+    (`model_name`), when its training began (`trained_since`: a retrained model's rows
+    supersede its predecessor's), OfflineConfig, dataset selection and training tasks, and
+    the evaluation settings.
 
     A contract: `trainer.analysis.knobs_of` reads `config`, `selection`, `train_tasks` and
     `evaluation` out of it (tested in test_offline_evaluate)."""
     return json.dumps({
         "config_id": info["config_id"], "trained_since": info.get("trained_since"),
+        "name": model_name(info["config"]["algorithm"], len(info["tasks"]),
+                           info["config"]["seed"]),
         "config": info["config"],
         "selection": info["selection"], "train_tasks": info["tasks"],
         "evaluation": {"checkpoint": str(eval_config.checkpoint), "seed": eval_config.seed,
@@ -240,16 +239,15 @@ def evaluate(
     for name in names:
         r = returns[name]
         res = TaskResult(
-            task=name, split="train" if name in trained_on else "test", update=update,
-            episodes=len(r), mean_return=float(r.mean()), std_return=float(r.std()),
+            task=name, algorithm=info["algorithm"],
+            split="train" if name in trained_on else "test", update=update, episodes=len(r),
+            mean_return=float(r.mean()), std_return=float(r.std()),
             normalised_return=refs[name].normalise(float(r.mean())),
-            reference_return=refs[name].sable_return)
+            reference_return=refs[name].sable_return, config=config_json, evaluated_at=now,
+            data_versions=json.dumps(info.get("data_versions"), sort_keys=True))
         results.append(res)
         (log or logger.info)(f"{name} ({res.split}): return {res.mean_return:.3f} +- "
                              f"{res.std_return:.3f}, normalised {res.normalised_return:.3f}")
         if write:
-            write_evaluation(lake, name, info["config_id"], Evaluation(
-                info["algorithm"], res.split, res.update, res.episodes, res.mean_return,
-                res.std_return, res.normalised_return, res.reference_return, config_json, now,
-                json.dumps(info.get("data_versions"), sort_keys=True)))
+            write_evaluation(lake, name, info["config_id"], res)
     return results

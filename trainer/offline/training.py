@@ -408,90 +408,16 @@ def _train_group(lake: Lake, group: list[_Run], mesh: jax.sharding.Mesh,
     """Train runs that start at the same update to `end`, their states stacked on a seed
     axis through one update program (`over_seeds`); each run keeps its own loader,
     checkpoints, metrics, periodic evaluations and best parameters."""
-    config = group[0].config
     primary = jax.process_index() == 0  # writes the run's files; orbax coordinates the rest
-    if not primary:
-        log = _quiet
-    P = jax.sharding.PartitionSpec
-    replicated = jax.sharding.NamedSharding(mesh, P())
-    data_sharding = jax.sharding.NamedSharding(mesh, P(None, "data"))
-    states = []
+    log = log if primary else _quiet
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     try:
-        for r in group:
-            r.loader = make_loader(lake, r.selection, r.config.loader_config(), cache_dir,
-                                   log=log)
-            r.run_dir.mkdir(parents=True, exist_ok=True)
-            r.info = _model_info(r.config, r.selection, r.loader, r.cid, r.run_dir)
-            if primary:
-                ckpt.write_json(r.run_dir / ckpt.MODEL_JSON, r.info)
-            state = init_train_state(r.config, jax.random.PRNGKey(r.config.seed))
-            r.mngr = ckpt.manager(r.run_dir, config.keep_checkpoints)
-            r.last_good = r.mngr.latest_step()
-            loader_state = None
-            if r.last_good is not None:
-                state, loader_state, r.history = ckpt.restore(
-                    r.mngr, r.last_good, ckpt.abstract(state, replicated))
-                (log or logger.info)(f"resuming {r.cid} from update {r.last_good}")
-            states.append(jax.device_put(state, replicated))
-            r.iterator = r.loader.iterator(loader_state)
-            r.stream = batches(r.iterator) if batches is not None else r.iterator
-            r.best = ckpt.read_best(r.run_dir)
-            if primary:
-                _write_metrics(r.run_dir, r.history, append=False)
-        tasks = group[0].loader.task_names
+        states = [_open_run(r, lake, cache_dir, batches, replicated, primary, log)
+                  for r in group]
         start = int(states[0].update)
         state = _stack(states, replicated)
         del states
-        update = make_update(config, len(tasks), mesh)
-        seeds = f" ({len(group)} seeds in one program)" if len(group) > 1 else ""
-        progress = Progress(end, "updates", interval_s=PROGRESS_INTERVAL_S, log=log,
-                            logger=logger)
-
-        pending: list[tuple[int, UpdateMetrics]] = []
-        t_mark, u_mark = time.perf_counter(), start
-        t_first = t_mark
-        for u in range(start + 1, end + 1):
-            batch = device_put_batch(_stack_host([next(r.stream) for r in group]),
-                                     data_sharding)
-            state, metrics = update(state, batch)
-            pending.append((u, metrics))
-            if u == start + 1:  # compiled and done: the ETA's rate counts from here
-                jax.block_until_ready(metrics)
-                t_first = time.perf_counter()
-            save_now = u % config.checkpoint_every == 0 or u == end
-            eval_now = bool(config.eval_every) and u % config.eval_every == 0
-            if not (u % config.log_every == 0 or save_now or eval_now):
-                continue
-            per_run = _rows(pending, tasks, len(group))
-            pending = []
-            for r, rows in zip(group, per_run, strict=True):
-                bad = _first_bad(rows)
-                if bad is not None:
-                    values = {k: bad[k] for k in ("loss", "grad_norm")}
-                    raise NonFiniteLossError(bad["update"], values, r.last_good, r.run_dir)
-            now = time.perf_counter()
-            for rows in per_run:
-                rows[-1]["updates_per_s"] = (u - u_mark) / max(now - t_mark, 1e-9)
-            t_mark, u_mark = now, u
-            if progress.due() or u == end:
-                # since the first update (not counting its compilation); unknown before
-                rate = ((u - start - 1) / max(now - t_first, 1e-9) if u > start + 1
-                        else float("nan"))
-                progress.emit(u, rate, _losses(per_run[0][-1]) + seeds)
-            for i, (r, rows) in enumerate(zip(group, per_run, strict=True)):
-                r.history.extend(rows)
-                if eval_now:
-                    r.best = _periodic_eval(r.run_dir, r.info, _take(state.params, i,
-                                                                     replicated),
-                                            u, references, r.config, rows[-1], r.best,
-                                            progress, primary)
-                if primary:
-                    _write_metrics(r.run_dir, rows, append=True)
-                if save_now:
-                    ckpt.save(r.mngr, u, _take(state, i, replicated), r.iterator.get_state(),
-                              r.history)
-                    r.last_good = u
-            t_mark = time.perf_counter()  # the rate counts updates, not saves or evals
+        state = _run_updates(group, state, start, end, mesh, references, primary, log)
         final = int(jax.device_get(state.update)[0])
     finally:
         for r in group:
@@ -500,6 +426,103 @@ def _train_group(lake: Lake, group: list[_Run], mesh: jax.sharding.Mesh,
             if r.iterator is not None:
                 r.iterator.close()
     return [TrainResult(r.run_dir, r.cid, final, r.history, r.best) for r in group]
+
+
+def _open_run(r: _Run, lake: Lake, cache_dir: str | os.PathLike | None,
+              batches: Callable[[Any], Any] | None, replicated: jax.sharding.Sharding,
+              primary: bool, log: Callable[[str], None] | None) -> TrainState:
+    """Set up run `r` (its loader, `model.json`, checkpoint manager, batch stream, best
+    parameters, metrics file) and return its training state on the devices: a fresh one,
+    or its last checkpoint's when it resumes."""
+    r.loader = make_loader(lake, r.selection, r.config.loader_config(), cache_dir, log=log)
+    r.run_dir.mkdir(parents=True, exist_ok=True)
+    r.info = _model_info(r.config, r.selection, r.loader, r.cid, r.run_dir)
+    if primary:
+        ckpt.write_json(r.run_dir / ckpt.MODEL_JSON, r.info)
+    state = init_train_state(r.config, jax.random.PRNGKey(r.config.seed))
+    r.mngr = ckpt.manager(r.run_dir, r.config.keep_checkpoints)
+    r.last_good = r.mngr.latest_step()
+    loader_state = None
+    if r.last_good is not None:
+        state, loader_state, r.history = ckpt.restore(
+            r.mngr, r.last_good, ckpt.abstract(state, replicated))
+        (log or logger.info)(f"resuming {r.cid} from update {r.last_good}")
+    r.iterator = r.loader.iterator(loader_state)
+    r.stream = batches(r.iterator) if batches is not None else r.iterator
+    r.best = ckpt.read_best(r.run_dir)
+    if primary:
+        _write_metrics(r.run_dir, r.history, append=False)
+    return jax.device_put(state, replicated)
+
+
+def _run_updates(group: list[_Run], state: TrainState, start: int, end: int,
+                 mesh: jax.sharding.Mesh, references: dict[str, Reference] | None,
+                 primary: bool, log: Callable[[str], None] | None) -> TrainState:
+    """The update loop from `start` to `end`. Metrics stay on the device between log points
+    (every `log_every` updates, and at checkpoints and evaluations), where `_log_point`
+    fetches, checks and records them."""
+    config = group[0].config
+    tasks = group[0].loader.task_names
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    data_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "data"))
+    update = make_update(config, len(tasks), mesh)
+    seeds = f" ({len(group)} seeds in one program)" if len(group) > 1 else ""
+    progress = Progress(end, "updates", interval_s=PROGRESS_INTERVAL_S, log=log, logger=logger)
+    pending: list[tuple[int, UpdateMetrics]] = []
+    t_mark, u_mark = time.perf_counter(), start
+    t_first = t_mark
+    for u in range(start + 1, end + 1):
+        batch = device_put_batch(_stack_host([next(r.stream) for r in group]), data_sharding)
+        state, metrics = update(state, batch)
+        pending.append((u, metrics))
+        if u == start + 1:  # compiled and done: the ETA's rate counts from here
+            jax.block_until_ready(metrics)
+            t_first = time.perf_counter()
+        save_now = u % config.checkpoint_every == 0 or u == end
+        eval_now = bool(config.eval_every) and u % config.eval_every == 0
+        if not (u % config.log_every == 0 or save_now or eval_now):
+            continue
+        per_run = _rows(pending, tasks, len(group))
+        pending = []
+        now = time.perf_counter()
+        for rows in per_run:
+            rows[-1]["updates_per_s"] = (u - u_mark) / max(now - t_mark, 1e-9)
+        _check_finite(group, per_run)
+        if progress.due() or u == end:
+            # since the first update (not counting its compilation); unknown before
+            rate = (u - start - 1) / max(now - t_first, 1e-9) if u > start + 1 else math.nan
+            progress.emit(u, rate, _losses(per_run[0][-1]) + seeds)
+        _log_point(group, per_run, state, u, save_now, eval_now, references, replicated,
+                   progress, primary)
+        t_mark, u_mark = time.perf_counter(), u  # the rate counts updates, not saves or evals
+    return state
+
+
+def _check_finite(group: list[_Run], per_run: list[list[dict]]) -> None:
+    """NonFiniteLossError at the first update whose loss or gradient norm is NaN/inf."""
+    for r, rows in zip(group, per_run, strict=True):
+        bad = _first_bad(rows)
+        if bad is not None:
+            values = {k: bad[k] for k in ("loss", "grad_norm")}
+            raise NonFiniteLossError(bad["update"], values, r.last_good, r.run_dir)
+
+
+def _log_point(group: list[_Run], per_run: list[list[dict]], state: TrainState, u: int,
+               save_now: bool, eval_now: bool, references: dict[str, Reference] | None,
+               replicated: jax.sharding.Sharding, progress: Progress, primary: bool) -> None:
+    """Each run's metrics rows into its history and `metrics.jsonl`, then its periodic
+    evaluation (keeping the best parameters) and its checkpoint when they are due."""
+    for i, (r, rows) in enumerate(zip(group, per_run, strict=True)):
+        r.history.extend(rows)
+        if eval_now:
+            r.best = _periodic_eval(r.run_dir, r.info, _take(state.params, i, replicated), u,
+                                    references, r.config, rows[-1], r.best, progress, primary)
+        if primary:
+            _write_metrics(r.run_dir, rows, append=True)
+        if save_now:
+            ckpt.save(r.mngr, u, _take(state, i, replicated), r.iterator.get_state(),
+                      r.history)
+            r.last_good = u
 
 
 def _stack(trees: list[Any], sharding: jax.sharding.Sharding) -> Any:

@@ -2,21 +2,19 @@
 
 `OnlineConfig` declares every knob (`trainer.knobs`: default, bounds, help; the Dagster
 config is derived from it); `OnlineConfig.profile("demo" | "paper", **overrides)` gives the
-presets. `plan(task, config)` checks the config against a task and turns the budget into
+presets. `Schedule.of(task, config)` checks the config against a task and turns the budget into
 whole updates and K evenly spaced recording checkpoints. Every check runs before any JAX
 compilation or environment step, and every error is a `ValueError` naming the bad value.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from lake_schema.catalogue import Task
 from lake_schema.schema import quality_for_checkpoint
-from trainer.knobs import check_divides, check_knobs, knob
+from trainer.knobs import check_divides, check_knobs, knob, preset, to_json, with_default
 from trainer.networks.config import NetworkKnobs
 from trainer.tasks import resolve_task
 
@@ -71,9 +69,7 @@ class OnlineConfig(NetworkKnobs):
         "task's `references` row (every normalised return divides by it)"))
     num_envs: int = knob(64, ge=1, doc="vmapped environments")
     rollout_length: int = knob(64, ge=1, doc="steps per rollout (one update)")
-    chunk_timesteps: int | None = knob(16, ge=1, doc=(
-        "timesteps per chunk of the chunkwise form in the update (bounds the (T*N)^2 score "
-        "memory and is faster on CPU); null = the whole rollout as one chunk"))
+    chunk_timesteps: int | None = with_default(NetworkKnobs, "chunk_timesteps", 16)
     learning_rate: float = knob(5e-4, gt=0.0, le=1.0, doc="Adam step size")
     anneal_lr: bool = knob(False, doc=(
         "decay the learning rate linearly towards 0 over the budget's updates (off, as in "
@@ -115,18 +111,11 @@ class OnlineConfig(NetworkKnobs):
                 ) -> OnlineConfig:
         """`demo` (CPU, small model; with `env`, that environment's measured settings) or
         `paper` (GPU; Mava's Sable PPO settings), overridden."""
-        if name not in PROFILES:
-            raise ValueError(f"unknown profile {name!r}; profiles: {', '.join(PROFILES)}")
-        unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown OnlineConfig field(s): {sorted(unknown)}")
-        base = dict(PROFILES[name])
-        if name == "demo" and env is not None:
-            base.update(DEMO_ENV_SETTINGS.get(env, {}))
-        return cls(**{**base, **overrides})
+        measured = DEMO_ENV_SETTINGS.get(env, {}) if name == "demo" else {}
+        return preset(cls, PROFILES, name, {**measured, **overrides})
 
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+    def to_json(self) -> dict[str, Any]:
+        return to_json(self)
 
     @property
     def steps_per_update(self) -> int:
@@ -134,7 +123,7 @@ class OnlineConfig(NetworkKnobs):
 
 
 @dataclass(frozen=True)
-class Plan:
+class Schedule:
     """What a config means for one task: whole updates and the recording schedule."""
 
     task: Task
@@ -156,27 +145,28 @@ class Plan:
     def quality(self, checkpoint: int) -> str:
         return quality_for_checkpoint(checkpoint, self.num_checkpoints)
 
+    @classmethod
+    def of(cls, task: str | Task, config: OnlineConfig) -> Schedule:
+        """Validate `config` against `task` (before any compute) and lay out the checkpoints.
 
-def plan(task: str | Task, config: OnlineConfig) -> Plan:
-    """Validate `config` against `task` (before any compute) and lay out the checkpoints.
-
-    Checkpoint k (0-based) of K is recorded after round((k + 1) * U / K) of the U updates, so
-    checkpoint k sits at fraction (k + 1) / K of the budget, as the lake's quality rule says.
-    """
-    task = resolve_task(task)
-    per_update = config.steps_per_update
-    if config.total_env_steps < per_update:
-        raise ValueError(
-            f"budget total_env_steps={config.total_env_steps:,} is smaller than one rollout "
-            f"(num_envs * rollout_length = {config.num_envs} * {config.rollout_length} = "
-            f"{per_update:,} env steps)"
-        )
-    updates = config.total_env_steps // per_update
-    k = config.num_checkpoints
-    if k > updates:
-        raise ValueError(
-            f"num_checkpoints={k} is more than the {updates} update(s) the budget allows "
-            f"({config.total_env_steps:,} env steps / {per_update:,} per update)"
-        )
-    schedule = tuple(((i + 1) * updates + k // 2) // k for i in range(k))  # round half up
-    return Plan(task, updates, per_update, schedule)
+        Checkpoint k (0-based) of K is recorded after round((k + 1) * U / K) of the U updates,
+        so checkpoint k sits at fraction (k + 1) / K of the budget, as the lake's quality rule
+        says.
+        """
+        task = resolve_task(task)
+        per_update = config.steps_per_update
+        if config.total_env_steps < per_update:
+            raise ValueError(
+                f"budget total_env_steps={config.total_env_steps:,} is smaller than one rollout "
+                f"(num_envs * rollout_length = {config.num_envs} * {config.rollout_length} = "
+                f"{per_update:,} env steps)"
+            )
+        updates = config.total_env_steps // per_update
+        k = config.num_checkpoints
+        if k > updates:
+            raise ValueError(
+                f"num_checkpoints={k} is more than the {updates} update(s) the budget allows "
+                f"({config.total_env_steps:,} env steps / {per_update:,} per update)"
+            )
+        at = tuple(((i + 1) * updates + k // 2) // k for i in range(k))  # round half up
+        return cls(task, updates, per_update, at)

@@ -27,12 +27,11 @@ import math
 import os
 import shutil
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -49,7 +48,7 @@ from trainer.envs import make_env
 from trainer.exported import compile_exported
 from trainer.knobs import program_key
 from trainer.networks import Sable, param_count
-from trainer.online.config import OnlineConfig, Plan, plan, resolve_task
+from trainer.online.config import OnlineConfig, Schedule, resolve_task
 from trainer.online.ppo import (
     PPOMetrics,
     PPOState,
@@ -58,7 +57,7 @@ from trainer.online.ppo import (
     policy_rollout,
     sable_config,
 )
-from trainer.progress import Progress as ProgressLines
+from trainer.progress import Progress
 from trainer.recording import episodes_from_rollout
 
 logger = logging.getLogger("trainer.online")
@@ -89,7 +88,8 @@ class CheckpointRecord:
 @dataclass
 class OnlineResult:
     """What a `train_online` call did. `curve` covers every checkpoint of the run (resumed
-    ones included, as read back from the lake); timings cover this call only."""
+    ones included, as read back from the lake); timings cover this call only, except that a
+    reused run shows the rates and training returns of the call that completed it."""
 
     task: str
     run: str
@@ -113,16 +113,30 @@ class OnlineResult:
     write_wait_s: float = 0.0  # time training waited for a background write
     reference_s: float = 0.0  # final-policy and random reference episodes + write
     wall_s: float = 0.0
+    # A reused run trains nothing, so it shows the rates the call that completed the run
+    # measured (kept in its run.json, `measured()`).
+    measured_steps_per_s: float | None = None
+    measured_recording_fraction: float | None = None
 
     @property
     def steps_per_s(self) -> float:
         """Env steps per second of the training updates (no recording, no compile)."""
+        if self.measured_steps_per_s is not None:
+            return self.measured_steps_per_s
         return self.trained_env_steps / self.train_s if self.train_s > 0 else math.nan
 
     @property
     def recording_fraction(self) -> float:
         """Time the recording took from training, relative to training time."""
+        if self.measured_recording_fraction is not None:
+            return self.measured_recording_fraction
         return (self.record_s + self.write_wait_s) / self.train_s if self.train_s else math.nan
+
+    def measured(self) -> dict[str, Any]:
+        """What a later call that reuses this completed run shows (`_reused`): the rates and
+        the training episodes' returns, which the lake does not hold."""
+        return {"steps_per_s": self.steps_per_s, "recording_fraction": self.recording_fraction,
+                "train_curve": self.train_curve}
 
     @property
     def episodes_written(self) -> int:
@@ -156,28 +170,28 @@ def _compile_key(config: OnlineConfig) -> OnlineConfig:
     return program_key(config)
 
 
-_PROGRAMS: OrderedDict[tuple[str, OnlineConfig], tuple[Any, ...]] = OrderedDict()
-_MAX_PROGRAMS = 4  # an LRU: see trainer.compiled
-compiled.on_clear(_PROGRAMS.clear)
-
-
-def _programs(task_name: str, key: OnlineConfig) -> tuple[Any, ...]:
-    """(abstract state, init, update, policy rollout, compile seconds), compiled once per
-    process for each (task, network/PPO settings); 0 s when cached. On disk, the traced
-    programs (`trainer.exported`) and their compilations (JAX's persistent cache) serve later
-    processes: a warm start traces nothing.
+class Programs(NamedTuple):
+    """The compiled programs of one (task, network/PPO settings): two compilations, the
+    environment compiled into each once.
 
     init(key, total_updates) -> PPOState; update(state, n, learn, uniform) -> (state, metrics
-    of n updates, last rollout); policy rollout(params, key, uniform, num_envs) -> Rollout of
-    `num_envs` fresh episodes (the random policy's with `uniform`), through init and update:
-    two compiled programs per task, the environment compiled into each once."""
-    cache_key = (task_name, key)
-    if cache_key in _PROGRAMS:
-        _PROGRAMS.move_to_end(cache_key)
-        return (*_PROGRAMS[cache_key][:4], 0.0)
+    of n updates, last rollout); record(params, key, uniform, num_envs) -> Rollout of
+    `num_envs` fresh episodes (the random policy's with `uniform`), through init and update.
+    """
+
+    abstract: PPOState  # shapes and dtypes of the training state
+    init: Any
+    update: Any
+    record: Any
+
+
+@compiled.compiled_cache(maxsize=4)
+def _programs(task_name: str, key: OnlineConfig) -> Programs:
+    """The programs, compiled once per process for each (task, `_compile_key`). On disk, the
+    traced programs (`trainer.exported`) and their compilations (JAX's persistent cache) serve
+    later processes: a warm start traces nothing."""
     env = make_env(task_name)
     model = Sable(sable_config(key, env))
-    start = time.perf_counter()
     name = f"online {task_name} {key!r}"
     rng = jax.ShapeDtypeStruct((2,), np.uint32)
     flag = jax.ShapeDtypeStruct((), np.bool_)
@@ -189,10 +203,7 @@ def _programs(task_name: str, key: OnlineConfig) -> tuple[Any, ...]:
         (abstract, jax.ShapeDtypeStruct((), np.int32), flag, flag), f"update {name}",
         donate_argnums=(0,))
     record = functools.partial(policy_rollout, init, update, key, env.time_limit)
-    _PROGRAMS[cache_key] = (abstract, init, update, record, time.perf_counter() - start)
-    if len(_PROGRAMS) > _MAX_PROGRAMS:
-        _PROGRAMS.popitem(last=False)
-    return _PROGRAMS[cache_key]
+    return Programs(abstract, init, update, record)
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -205,7 +216,8 @@ def default_checkpoint_dir(task: Task, run: str) -> Path:
 
 class CheckpointStore:
     """Orbax checkpoints of the PPOState, one per recording checkpoint, plus `run.json`
-    (task, run, config, completed) that decides whether a later call may resume."""
+    (task, run, config, completed; once completed, what the run measured) that decides
+    whether a later call may resume or reuse the run."""
 
     def __init__(self, directory: str | os.PathLike) -> None:
         self.directory = Path(directory).absolute()
@@ -257,7 +269,7 @@ class CheckpointStore:
 # ----------------------------------------------------------------------------- progress
 
 
-class Progress(ProgressLines):
+class TrainingProgress(Progress):
     """Env steps trained, with the mean training return of the episodes finished since the
     last line (the shared `trainer.progress` line and ETA, to `log` or the
     `trainer.online` logger)."""
@@ -300,13 +312,13 @@ def _policy_returns(
     return batch, batch.episode_returns()
 
 
-def _resume_or_start(store: CheckpointStore, lake: Lake, meta: dict[str, Any], layout: Plan,
-                     abstract: PPOState, init: Any, seed_key: jax.Array, resume: bool,
-                     progress: Progress, result: OnlineResult) -> tuple[PPOState, int]:
+def _resume_or_start(store: CheckpointStore, lake: Lake, meta: dict[str, Any],
+                     schedule: Schedule, programs: Programs, seed: int, resume: bool,
+                     progress: TrainingProgress, result: OnlineResult) -> tuple[PPOState, int]:
     """(training state, first checkpoint to record): an interrupted run with the same task,
     run id and config continues after its last orbax checkpoint; any other start is fresh,
     after deleting the run's old lake rows and checkpoints."""
-    task, run = layout.task, meta["run"]
+    task, run = schedule.task, meta["run"]
     old = store.meta()
     latest = store.latest() if old is not None else None
     if (
@@ -314,20 +326,20 @@ def _resume_or_start(store: CheckpointStore, lake: Lake, meta: dict[str, Any], l
         and {k: old.get(k) for k in meta} == meta and latest is not None
     ):
         result.resumed_from = latest
-        result.curve = _curve_from_lake(lake, task, run, layout, latest)
+        result.curve = _curve_from_lake(lake, task, run, schedule, latest)
         progress.say(f"{task.name} run {run}: resuming after checkpoint {latest}")
-        return store.restore(latest, abstract), latest + 1
+        return store.restore(latest, programs.abstract), latest + 1
     if resume and old is not None and not old.get("completed"):
         progress.say(f"{task.name} run {run}: an interrupted run with another config (or "
                      "no checkpoint yet) exists; starting over")
     store.clear()
     delete_run(lake, task, run)
     store.write_meta({**meta, "completed": False})
-    return init(seed_key, layout.num_updates), 0
+    return programs.init(jax.random.PRNGKey(seed), schedule.num_updates), 0
 
 
-def _train_until(update: Any, state: PPOState, done: int, target: int, layout: Plan,
-                 progress: Progress) -> tuple[PPOState, int]:
+def _train_until(update: Any, state: PPOState, done: int, target: int, schedule: Schedule,
+                 progress: TrainingProgress) -> tuple[PPOState, int]:
     """Jitted updates from `done` to `target` updates; returns the state and the env steps
     trained. Each call runs as many updates as fit in half a progress interval (one at first,
     then sized from the measured time per update, at most MAX_UPDATES_PER_CALL), so on a fast
@@ -343,49 +355,131 @@ def _train_until(update: Any, state: PPOState, done: int, target: int, layout: P
         metrics = jax.device_get(metrics)  # also waits for the updates
         seconds_per_update = (time.perf_counter() - t_call) / n
         done += n
-        steps += n * layout.steps_per_update
+        steps += n * schedule.steps_per_update
         progress.add(metrics)
         if progress.due():
-            progress.emit(done * layout.steps_per_update,
+            progress.emit(done * schedule.steps_per_update,
                           steps / (time.perf_counter() - t_train))
         per_call = int(np.clip(progress.interval / 2 / max(seconds_per_update, 1e-9), 1,
                                MAX_UPDATES_PER_CALL))
     return state, steps
 
 
-def _record_checkpoint(record: Any, params: Any, config: OnlineConfig, layout: Plan, k: int,
-                       update: int) -> tuple[Any, dict[str, Any]]:
+def _record_checkpoint(record: Any, params: Any, config: OnlineConfig, schedule: Schedule,
+                       k: int, update: int) -> tuple[Any, dict[str, Any]]:
     """Checkpoint k's E fresh episodes of the current stochastic policy (`policy_rollout`:
     the training programs without learning) and its record so far (returns, timing)."""
     t_rec = time.perf_counter()
     batch, returns = _policy_returns(record, params, config.seed, k,
                                      config.episodes_per_checkpoint)
     rec = dict(
-        checkpoint=k, update=update, env_steps=layout.env_steps_at(k),
-        quality=layout.quality(k), episodes=len(returns),
+        checkpoint=k, update=update, env_steps=schedule.env_steps_at(k),
+        quality=schedule.quality(k), episodes=len(returns),
         mean_return=float(returns.mean()), std_return=float(returns.std()),
         record_s=time.perf_counter() - t_rec,
     )
     return batch, rec
 
 
-def _write_references(lake: Lake, layout: Plan, run: str, record: Any, params: Any,
+def _write_references(lake: Lake, schedule: Schedule, run: str, record: Any, params: Any,
                       config: OnlineConfig, result: OnlineResult) -> None:
     """The task's `references` row: the final policy's mean return and the random policy's,
     both through the training programs without learning (no program of their own)."""
     t_ref = time.perf_counter()
-    _, final = _policy_returns(record, params, config.seed, layout.num_checkpoints + 1,
+    _, final = _policy_returns(record, params, config.seed, schedule.num_checkpoints + 1,
                                config.reference_episodes)
-    _, rand_returns = _policy_returns(record, params, config.seed, layout.num_checkpoints + 2,
+    _, rand_returns = _policy_returns(record, params, config.seed, schedule.num_checkpoints + 2,
                                       config.reference_episodes, uniform=True)
     write_reference(
-        lake, layout.task, run, sable_returns=final, random_returns=rand_returns,
-        env_steps=layout.total_env_steps,
+        lake, schedule.task, run, sable_returns=final, random_returns=rand_returns,
+        env_steps=schedule.total_env_steps,
     )
     result.reference_s = time.perf_counter() - t_ref
     result.reference_return, result.reference_std = float(final.mean()), float(final.std())
     result.random_return = float(rand_returns.mean())
     result.random_std = float(rand_returns.std())
+
+
+class CheckpointWriter:
+    """Writes each recorded checkpoint on one background thread while training goes on: its
+    lake rows first, then its orbax checkpoint (so a saved checkpoint always has its rows).
+    One write is in flight at a time, so checkpoints land in order; `finish` waits for it and
+    adds its record to the result."""
+
+    def __init__(self, lake: Lake, schedule: Schedule, run: str, store: CheckpointStore,
+                 producer: str, result: OnlineResult,
+                 on_checkpoint: Callable[[CheckpointRecord], None] | None) -> None:
+        self.lake, self.schedule, self.run, self.store = lake, schedule, run, store
+        self.producer, self.result, self.on_checkpoint = producer, result, on_checkpoint
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="online-writer")
+        self.pending: Future | None = None
+
+    def submit(self, k: int, batch: Any, host_state: PPOState, rec: dict[str, Any]) -> None:
+        """Write checkpoint k (its episodes `batch`, its training state on the host) once the
+        previous write has landed."""
+        self.finish()
+        self.pending = self.pool.submit(self._write, k, batch, host_state, rec)
+
+    def finish(self) -> None:
+        """Wait for the write in flight (training's wait counts in `write_wait_s`)."""
+        if self.pending is None:
+            return
+        t0 = time.perf_counter()
+        record = self.pending.result()
+        self.result.write_wait_s += time.perf_counter() - t0
+        self.result.curve.append(record)
+        self.pending = None
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(record)
+
+    def close(self) -> None:
+        """After an error or interruption, let the write in flight land (its failure is
+        logged: the original error is the one raised), then stop the thread."""
+        if self.pending is not None:
+            try:
+                self.pending.result()
+            except Exception:
+                logger.exception("background checkpoint write failed")
+        self.pool.shutdown(wait=True)
+
+    def _write(self, k: int, batch: Any, host_state: PPOState, rec: dict[str, Any]
+               ) -> CheckpointRecord:
+        t0 = time.perf_counter()
+        written = write_episodes(
+            self.lake, self.schedule.task, self.run, k, self.schedule.quality(k), batch,
+            env_steps=self.schedule.env_steps_at(k), config=self.producer)
+        self.store.save(k, host_state)
+        return CheckpointRecord(**rec, steps_written=written.rows, bytes_written=written.bytes,
+                                write_s=time.perf_counter() - t0)
+
+
+def _train_and_record(programs: Programs, state: PPOState, start: int, schedule: Schedule,
+                      config: OnlineConfig, writer: CheckpointWriter, progress: TrainingProgress,
+                      result: OnlineResult) -> PPOState:
+    """Checkpoints `start`..K-1: train up to each, record its episodes (blocking), and hand
+    them to the background writer while training goes on."""
+    done_updates = int(state.update)
+    for k in range(start, schedule.num_checkpoints):
+        t_train = time.perf_counter()
+        state, steps_since = _train_until(
+            programs.update, state, done_updates, schedule.checkpoint_updates[k], schedule,
+            progress)
+        done_updates = max(done_updates, schedule.checkpoint_updates[k])
+        train_k = time.perf_counter() - t_train
+        result.train_s += train_k
+        result.trained_env_steps += steps_since
+
+        host_state = jax.device_get(state)  # the next update donates `state`'s buffers
+        batch, rec = _record_checkpoint(programs.record, state.params, config, schedule, k,
+                                        done_updates)
+        result.record_s += rec["record_s"]
+        writer.submit(k, batch, host_state, rec)
+        progress.emit(
+            schedule.env_steps_at(k), steps_since / train_k if train_k > 0 else math.nan,
+            f"  | checkpoint {k + 1}/{schedule.num_checkpoints} ({rec['quality']}): "
+            f"policy return {rec['mean_return']:.3f} over {rec['episodes']} episodes")
+    writer.finish()
+    return state
 
 
 def train_online(
@@ -421,144 +515,93 @@ def train_online(
     """
     wall_start = time.perf_counter()
     task = resolve_task(task)
-    layout: Plan = plan(task, config)  # every check before any compute
+    schedule = Schedule.of(task, config)  # every check before any compute
     validate_partition("references", {"env": task.env, "task": task.scenario, "run": run})
     lake.prepare_for_writing()  # a file root, an unsafe S3 endpoint: refused before compute
     store = CheckpointStore(checkpoint_dir or default_checkpoint_dir(task, run))
-    progress = Progress(layout.total_env_steps, config.progress_interval_s, log)
+    progress = TrainingProgress(schedule.total_env_steps, config.progress_interval_s, log)
+    meta = {"task": task.name, "run": run, "config": config.to_json()}
 
-    meta = {"task": task.name, "run": run, "config": json.loads(config.to_json())}
-    if resume and _completed(store, lake, meta, layout):  # nothing to train or record
-        result = _reused(lake, layout, run, config)
+    if resume and _completed(store, lake, meta, schedule):  # nothing to train or record
+        result = _reused(lake, schedule, run, config, store.meta().get("measured") or {})
         result.wall_s = time.perf_counter() - wall_start
         progress.say(f"{task.name} run {run}: already complete in the lake with this config "
                      f"(final return {result.reference_return:.3f}, random "
                      f"{result.random_return:.3f}); reused")
         return result
 
-    abstract, init, update, record, compile_s = _programs(task.name, _compile_key(config))
-    seed_key = jax.random.PRNGKey(config.seed)
+    t_compile = time.perf_counter()
+    programs = _programs(task.name, _compile_key(config))
     result = OnlineResult(
-        task=task.name, run=run, config=config, num_updates=layout.num_updates,
-        total_env_steps=layout.total_env_steps, param_count=param_count(abstract.params),
-        compile_s=compile_s,
-    )
-
-    producer = json.dumps({"online_sable": meta["config"]}, sort_keys=True)  # for the cards
-    state, start = _resume_or_start(store, lake, meta, layout, abstract, init, seed_key, resume,
+        task=task.name, run=run, config=config, num_updates=schedule.num_updates,
+        total_env_steps=schedule.total_env_steps,
+        param_count=param_count(programs.abstract.params),
+        compile_s=time.perf_counter() - t_compile)
+    state, start = _resume_or_start(store, lake, meta, schedule, programs, config.seed, resume,
                                     progress, result)
     progress.say(
-        f"{task.name} run {run}: {layout.num_updates} updates x {layout.steps_per_update:,} "
-        f"env steps, {layout.num_checkpoints} checkpoints x {config.episodes_per_checkpoint} "
-        f"episodes, {result.param_count:,} parameters (compile {compile_s:.1f}s)"
-    )
+        f"{task.name} run {run}: {schedule.num_updates} updates x {schedule.steps_per_update:,} "
+        f"env steps, {schedule.num_checkpoints} checkpoints x {config.episodes_per_checkpoint} "
+        f"episodes, {result.param_count:,} parameters (compile {result.compile_s:.1f}s)")
 
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="online-writer")
-    pending: Future | None = None
-    done_updates = int(state.update)
-
-    def finish_pending() -> None:
-        nonlocal pending
-        if pending is None:
-            return
-        t0 = time.perf_counter()
-        record_k = pending.result()
-        result.write_wait_s += time.perf_counter() - t0
-        result.curve.append(record_k)
-        pending = None
-        if on_checkpoint is not None:
-            on_checkpoint(record_k)
-
-    def write_checkpoint(k: int, batch: Any, host_state: PPOState, rec: dict) -> CheckpointRecord:
-        t0 = time.perf_counter()
-        written = write_episodes(
-            lake, task, run, k, layout.quality(k), batch, env_steps=layout.env_steps_at(k),
-            config=producer,
-        )
-        store.save(k, host_state)  # after the rows: a saved checkpoint always has its rows
-        return CheckpointRecord(
-            **rec, steps_written=written.rows, bytes_written=written.bytes,
-            write_s=time.perf_counter() - t0,
-        )
-
+    producer = json.dumps({"online_sable": meta["config"]}, sort_keys=True)  # for the cards
+    writer = CheckpointWriter(lake, schedule, run, store, producer, result, on_checkpoint)
     try:
-        for k in range(start, layout.num_checkpoints):
-            t_train = time.perf_counter()
-            state, steps_since = _train_until(
-                update, state, done_updates, layout.checkpoint_updates[k], layout, progress)
-            done_updates = max(done_updates, layout.checkpoint_updates[k])
-            train_k = time.perf_counter() - t_train
-            result.train_s += train_k
-            result.trained_env_steps += steps_since
-
-            # Record: E fresh episodes of the current stochastic policy (blocking part).
-            host_state = jax.device_get(state)  # the next update donates `state`'s buffers
-            batch, rec = _record_checkpoint(record, state.params, config, layout, k,
-                                            done_updates)
-            result.record_s += rec["record_s"]
-            finish_pending()  # one write in flight at a time, in checkpoint order
-            pending = pool.submit(write_checkpoint, k, batch, host_state, rec)
-            rate = steps_since / train_k if train_k > 0 else math.nan
-            progress.emit(
-                layout.env_steps_at(k), rate,
-                f"  | checkpoint {k + 1}/{layout.num_checkpoints} ({rec['quality']}): "
-                f"policy return {rec['mean_return']:.3f} over {rec['episodes']} episodes",
-            )
-        finish_pending()
-
-        _write_references(lake, layout, run, record, state.params, config, result)
-        store.write_meta({**meta, "completed": True})
+        state = _train_and_record(programs, state, start, schedule, config, writer, progress,
+                                  result)
+        _write_references(lake, schedule, run, programs.record, state.params, config, result)
+        result.train_curve = progress.curve
+        store.write_meta({**meta, "completed": True, "measured": result.measured()})
     finally:
-        if pending is not None:  # an error or interruption: let the write in flight land
-            try:
-                pending.result()
-            except Exception:  # the original error is the one to raise
-                logger.exception("background checkpoint write failed")
-        pool.shutdown(wait=True)
+        writer.close()
         store.close()
 
     result.write_s = sum(r.write_s for r in result.curve if not math.isnan(r.write_s))
-    result.train_curve = progress.curve
     result.wall_s = time.perf_counter() - wall_start
     progress.say(
         f"{task.name} run {run}: final return {result.reference_return:.3f} "
         f"(random {result.random_return:.3f}), {result.steps_per_s:,.0f} steps/s, recording "
-        f"{result.recording_fraction:.1%} of training time, wall {result.wall_s:.0f}s"
-    )
+        f"{result.recording_fraction:.1%} of training time, wall {result.wall_s:.0f}s")
     return result
 
 
-def _completed(store: CheckpointStore, lake: Lake, meta: dict[str, Any], layout: Plan
+def _completed(store: CheckpointStore, lake: Lake, meta: dict[str, Any], schedule: Schedule
                ) -> bool:
     """The run finished with this task, run id and config, and the lake still holds every
     checkpoint (steps matching episodes) and its references row."""
     old = store.meta()
     if old is None or not old.get("completed") or {k: old.get(k) for k in meta} != meta:
         return False
-    missing, extra = missing_checkpoints(lake, layout.task, meta["run"], layout.num_checkpoints)
-    return not (missing or extra) and reference_present(lake, layout.task, meta["run"]).passed
+    missing, extra = missing_checkpoints(lake, schedule.task, meta["run"],
+                                         schedule.num_checkpoints)
+    return not (missing or extra) and reference_present(lake, schedule.task, meta["run"]).passed
 
 
-def _reused(lake: Lake, layout: Plan, run: str, config: OnlineConfig) -> OnlineResult:
+def _reused(lake: Lake, schedule: Schedule, run: str, config: OnlineConfig,
+            measured: dict[str, Any]) -> OnlineResult:
     """The result of a completed run, read back from the lake (no compilation: the parameter
-    count comes from the network's shapes)."""
-    task = layout.task
+    count comes from the network's shapes), with what the call that completed it `measured`
+    (from its run.json; empty for a run.json written without it)."""
+    task = schedule.task
     model = Sable(sable_config(config, make_env(task.name)))
     shapes = jax.eval_shape(model.init_params, jax.random.PRNGKey(0))
     ref = read_table(lake, "references", Selection(env=task.env, tasks=[task.scenario],
                                                    runs=[run])).to_pylist()[0]
     return OnlineResult(
-        task=task.name, run=run, config=config, num_updates=layout.num_updates,
-        total_env_steps=layout.total_env_steps, param_count=param_count(shapes),
-        curve=_curve_from_lake(lake, task, run, layout, layout.num_checkpoints - 1),
+        task=task.name, run=run, config=config, num_updates=schedule.num_updates,
+        total_env_steps=schedule.total_env_steps, param_count=param_count(shapes),
+        curve=_curve_from_lake(lake, task, run, schedule, schedule.num_checkpoints - 1),
         reference_return=ref["sable_return"], reference_std=ref["sable_return_std"],
         random_return=ref["random_return"], random_std=ref["random_return_std"],
-        resumed_from=layout.num_checkpoints - 1, reused=True,
+        resumed_from=schedule.num_checkpoints - 1, reused=True,
+        train_curve=[(int(steps), float(ret)) for steps, ret in measured.get("train_curve", [])],
+        measured_steps_per_s=measured.get("steps_per_s"),
+        measured_recording_fraction=measured.get("recording_fraction"),
     )
 
 
 def _curve_from_lake(
-    lake: Lake, task: Task, run: str, layout: Plan, last: int
+    lake: Lake, task: Task, run: str, schedule: Schedule, last: int
 ) -> list[CheckpointRecord]:
     """Checkpoints 0..last of a resumed run, as written to the lake (timings unknown: NaN)."""
     eps = read_table(
@@ -579,8 +622,9 @@ def _curve_from_lake(
         sel = ck == k
         r = ret[sel]
         out.append(CheckpointRecord(
-            checkpoint=k, update=layout.checkpoint_updates[k], env_steps=layout.env_steps_at(k),
-            quality=layout.quality(k), episodes=int(sel.sum()),
+            checkpoint=k, update=schedule.checkpoint_updates[k],
+            env_steps=schedule.env_steps_at(k),
+            quality=schedule.quality(k), episodes=int(sel.sum()),
             mean_return=float(r.mean()) if r.size else math.nan,
             std_return=float(r.std()) if r.size else math.nan,
             steps_written=int(length[sel].sum()), bytes_written=int(sizes[k]),
