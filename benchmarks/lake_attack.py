@@ -13,6 +13,7 @@ not zero.
     python benchmarks/lake_attack.py              # the full size (tens of minutes)
     python benchmarks/lake_attack.py --small      # a quick run (minutes)
     python benchmarks/lake_attack.py --small --only local
+    python benchmarks/lake_attack.py --only s3 --classes readers
 """
 
 from __future__ import annotations
@@ -117,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--small", action="store_true",
                    help=f"a quick run: {stress.SMALL}")
     p.add_argument("--only", choices=["local", "s3"], help="attack one kind of lake only")
+    p.add_argument("--classes", nargs="+", choices=stress.ATTACK_CLASSES,
+                   default=list(stress.ATTACK_CLASSES), help="the attack classes to run")
     p.add_argument("--keep", type=Path,
                    help="keep the local lakes in this folder (default: a temporary one)")
     args = p.parse_args(argv)
@@ -129,10 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     folder = args.keep or Path(tempfile.mkdtemp(prefix="lake-attack-"))
     try:
         if args.only in (None, "local"):
-            results += stress.run_attack(local_lakes(folder), size, ctx)
+            results += stress.run_attack(local_lakes(folder), size, ctx, classes=args.classes)
         if args.only in (None, "s3"):
             with s3_server() as options:
-                results += stress.run_attack(s3_lakes(options), size, ctx)
+                results += stress.run_attack(s3_lakes(options), size, ctx,
+                                           classes=args.classes)
     finally:
         if args.keep is None:
             shutil.rmtree(folder, ignore_errors=True)

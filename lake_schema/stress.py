@@ -26,7 +26,7 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -785,22 +785,28 @@ def attack_readers(lake: Lake, replacements: int = 1000, readers: int = 2,
     return counts
 
 
+ATTACK_CLASSES = ("kills", "parallel", "readers")
+
+
 def run_attack(lake_factory: Callable[[], Lake], size: AttackSize = FULL,
                ctx: mp.context.BaseContext | None = None,
                log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
-               ) -> list[AttackCounts]:
-    """Every attack class at `size`, each on a fresh lake from `lake_factory()`; `log` gets
-    one line as each class ends."""
+               classes: Sequence[str] = ATTACK_CLASSES) -> list[AttackCounts]:
+    """The attack `classes` (default every one) at `size`, each on a fresh lake from
+    `lake_factory()`; `log` gets one line as each class ends."""
     ctx = ctx or context()
-    classes = [
-        lambda: attack_kills(lake_factory(), size.kills, ctx=ctx),
-        lambda: attack_parallel_writers(lake_factory(), size, ctx=ctx),
-        lambda: attack_readers(lake_factory(), size.replacements, size.readers,
-                               size.stall_every, ctx=ctx),
-    ]
+    attacks = {
+        "kills": lambda: attack_kills(lake_factory(), size.kills, ctx=ctx),
+        "parallel": lambda: attack_parallel_writers(lake_factory(), size, ctx=ctx),
+        "readers": lambda: attack_readers(lake_factory(), size.replacements, size.readers,
+                                          size.stall_every, ctx=ctx),
+    }
+    unknown = sorted(set(classes) - set(attacks))
+    if unknown:
+        raise ValueError(f"unknown attack class(es) {unknown}; choose from {ATTACK_CLASSES}")
     results = []
-    for attack in classes:
-        results.append(attack())
+    for name in classes:
+        results.append(attacks[name]())
         c = results[-1]
         log(f"{c.attack} ({c.lake}): {c.trials} trials, {c.wall_s:.0f} s, "
             + ("held" if c.ok else f"failed {c.failures}"))
