@@ -43,6 +43,9 @@ OFFLINE = {"env": ENV, "split": "demo-train", "profile": "demo"}
 # training tasks that picks the best checkpoint: one compiled evaluation program for both.
 EVAL = {"episodes": 32}
 LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+# Every demo run's tag (a model's run adds what it trains: `offline.model_tags`), so the UI's
+# Runs page filters the demo's runs apart.
+TAGS = {"sable-lake/experiment": "demo"}
 SUMMARY_SQL = (
     "SELECT task, split, json_extract_string(config, '$.name') AS name, model, "
     "round(mean_return, 3) AS mean_return, round(normalised_return, 3) AS normalised "
@@ -68,10 +71,11 @@ def run_demo(instance=None, online: dict = ONLINE, offline: dict = OFFLINE,
 
     datasets = [Launch(f"online Sable on {task.name} -> lake", "build_datasets",
                        {**LOGS, "ops": {"online_sable": {"config": online}}},
-                       partition_key=task.name) for task in train + test]
+                       partition_key=task.name, tags=TAGS) for task in train + test]
     train_data = tuple(d.label for d in datasets[:len(train)])
     all_data = tuple(d.label for d in datasets)
-    launches = [*datasets, Launch("dataset status", "check_datasets", LOGS, after=all_data)]
+    launches = [*datasets, Launch("dataset status", "check_datasets", LOGS, tags=TAGS,
+                                  after=all_data)]
     for algorithm, override in models:
         knobs = {**offline, **override, "algorithm": algorithm}
         cid = config_id(*OfflineModelConfig(**knobs).build())
@@ -82,10 +86,12 @@ def run_demo(instance=None, online: dict = ONLINE, offline: dict = OFFLINE,
             Launch(label, "train_and_evaluate", {**LOGS, "ops": {
                 "offline_model": {"config": knobs},
                 "offline_eval_train": {"config": evaluation}}},
-                asset_selection=("offline_model", "offline_eval_train"), after=train_data),
+                asset_selection=("offline_model", "offline_eval_train"), tags=TAGS,
+                after=train_data),
             Launch(f"{cid} on the held-out tasks", "train_and_evaluate", {**LOGS, "ops": {
                 "offline_eval_test": {"config": {**evaluation, "model": cid}}}},
-                asset_selection=("offline_eval_test",), after=(label, *all_data)),
+                asset_selection=("offline_eval_test",),
+                tags={**TAGS, "sable-lake/model": cid}, after=(label, *all_data)),
         ]
     outcomes = []
     for outcome in run_parallel(launches, instance, workers, started):

@@ -460,6 +460,39 @@ def narrow(table: pl.DataFrame, floats: int = 3) -> pl.DataFrame:
     return out.select([*lead, *rest, *(["env"] if "env" in out.columns else [])])
 
 
+def page_configurations(configs: pl.DataFrame) -> pl.DataFrame:
+    """`configurations` on an asset page (about 535 px at 1600): the label, which names every
+    knob that differs, train and test as `narrow` writes them, and the env where there are
+    several; the knob columns stay in report.md."""
+    out = narrow(configs)
+    keep = ["label", *SPLITS, *(["env"] if configs["env"].n_unique() > 1 else [])]
+    return out.select([c for c in keep if c in out.columns])
+
+
+def gain_cells(gain: pl.DataFrame) -> pl.DataFrame:
+    """`task_scaling_gain` for a narrow page (about 75 characters a row): per env and
+    algorithm, the gain with its interval and best k, test(M) / test(1) with its interval,
+    the seeds and what the interval is over. The full table stays in report.md."""
+    def ratio(value, lo, hi) -> str:
+        if value is None:
+            return "undefined"
+        return f"{value:.2f}x" + (f" [{lo:.2f}, {hi:.2f}]" if lo is not None else "")
+
+    rows = []
+    for r in gain.iter_rows(named=True):
+        name = " ".join(x for x in (r["algorithm"], r.get("compared")) if x)
+        best = f" k={r['best_k']}" if r.get("best_k") is not None else ""
+        rows.append({"env": r["env"], "algorithm": name,
+                     "max_k test(k)/test(1)": ratio(r["gain"], r["gain_lo"], r["gain_hi"]) + best,
+                     f"test({r.get('m') or 'M'})/test(1)": ratio(r["at_m"], r["at_m_lo"],
+                                                                r["at_m_hi"]),
+                     "seeds": r["seeds"],
+                     "95% over": "seeds" if r["uncertainty"].startswith("bootstrap")
+                     else "episodes"})
+    out = pl.DataFrame(rows, infer_schema_length=None)
+    return out.drop("env") if out["env"].n_unique() == 1 else out
+
+
 def _mean_se_text(mean: float | None, se: float | None, n: int, floats: int) -> str | None:
     """`0.700 ± 0.058 (3 seeds)`; one seed: `0.566 ± 0.020 (1 seed, ± over episodes)`."""
     if mean is None:

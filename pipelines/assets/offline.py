@@ -28,7 +28,7 @@ from pipelines.resources import ComputeResource, LakeResource
 from trainer.analysis import latest_evaluations, model_table
 from trainer.data.selection import DataSelection
 from trainer.offline.config import PROFILES as OFFLINE_PROFILES
-from trainer.offline.config import EvalConfig, OfflineConfig
+from trainer.offline.config import EvalConfig, OfflineConfig, config_id
 from trainer.offline.runs import (
     MODELS_ENV,
     evaluate_model,
@@ -89,12 +89,23 @@ def config_summary(profile: str, config: OfflineConfig, selection: DataSelection
             "data": ", ".join(data) or "every episode of the tasks"}
 
 
+def model_tags(config: OfflineConfig, selection: DataSelection) -> dict[str, str]:
+    """The tags of a model's run, so the UI's Runs page filters runs by what they trained
+    (`sable-lake/model`, `algorithm`, `tasks` (their count), `seed`); an experiment adds
+    `sable-lake/experiment` when it launches the run."""
+    return {"sable-lake/model": config_id(config, selection),
+            "sable-lake/algorithm": config.algorithm,
+            "sable-lake/tasks": str(len(selection.task_names)),
+            "sable-lake/seed": str(config.seed)}
+
+
 @dg.asset(group_name="offline", kinds={"jax"}, deps=["online_sable"])
 def offline_model(context: dg.AssetExecutionContext, config: OfflineModelConfig,
                   lake: LakeResource, compute: ComputeResource) -> dg.Output[dict]:
     """Train (or resume) one offline model on the lake's datasets; the value is a reference
     to its run directory (`<models_dir>/<config id>`)."""
     built = config.build()  # validated before any compute
+    context.instance.add_run_tags(context.run_id, model_tags(*built))
     with compute.placed() as devices:
         ref, result, offline_config, selection = train_model(
             lake.lake(), config, *built, devices, context.log.info)
@@ -149,13 +160,15 @@ def _evaluate(context: dg.AssetExecutionContext, config: OfflineEvalConfig, lake
               compute: ComputeResource, model: dict, role: str) -> dg.MaterializeResult:
     run_dir = (models_root(config.models_dir) / config.model) if config.model else Path(
         model["run_dir"])
+    from trainer.offline.checkpoint import read_best  # JAX: only where a model runs
+
     with compute.placed():
         info, results = evaluate_model(lake.lake(), run_dir, config.eval_config(), role,
                                        config.tasks, config.split, context.log.info)
     context.log.info(f"{info['config_id']}: mean normalised return {mean_normalised(results):.3f}"
                      f" on {len(results)} {role} tasks")
     return dg.MaterializeResult(metadata=evaluation_metadata(
-        lake.lake(), info["config_id"], {r.split for r in results}))
+        lake.lake(), info["config_id"], {r.split for r in results}, read_best(run_dir)))
 
 
 # The per-task table's columns, the normalised return first and short names (read at
@@ -165,16 +178,30 @@ PER_TASK_COLUMNS = {"task": "task", "normalised_return": "normalised", "mean_ret
                     "episodes": "episodes", "update": "update"}
 
 
-def evaluation_metadata(the_lake: Lake, model: str, splits: set[str]) -> dict[str, object]:
+def evaluation_metadata(the_lake: Lake, model: str, splits: set[str],
+                        best: dict | None = None) -> dict[str, object]:
     """The evaluation asset's page, read back from the lake's `evaluations` (what was written
     is what is shown): this model's latest result per task (table, numbers, bar plot with
     error bars) and one table of every model's latest evaluation on the same split(s), so
-    earlier models stay visible on the page."""
+    earlier models stay visible on the page.
+
+    `best` (the run's `best.json`: the periodic evaluation that chose the checkpoint) puts
+    that evaluation's score per training task beside the final one, with both episode
+    counts: the periodic score is the best of several noisy evaluations, so it runs high,
+    and the reader sees by how much."""
     latest = latest_evaluations(connect(the_lake))
     mine = latest.filter((pl.col("model") == model) & pl.col("split").is_in(sorted(splits)))
     if mine.is_empty():
         raise ValueError(f"model {model}: no evaluations in the lake's `evaluations` table")
     mine = mine.sort("task")
+    columns = dict(PER_TASK_COLUMNS)
+    chose = best is not None and int(mine["update"].max()) == best["update"]
+    if chose:
+        periodic = {name.split("/", 1)[-1]: score for name, score in best["tasks"].items()}
+        mine = mine.with_columns(
+            pl.col("task").replace_strict(periodic, default=None, return_dtype=pl.Float64)
+            .alias("periodic"), pl.lit(best["episodes"]).alias("periodic_episodes"))
+        columns |= {"periodic": "periodic", "periodic_episodes": "periodic episodes"}
     algorithm, update = mine["algorithm"][0], int(mine["update"].max())
     mean_norm = float(mine["normalised_return"].mean())
     title = f"{algorithm} {model} ({'/'.join(sorted(splits))} tasks, update {update})"
@@ -185,11 +212,17 @@ def evaluation_metadata(the_lake: Lake, model: str, splits: set[str]) -> dict[st
         "episodes": int(mine["episodes"].max()),
         "mean_normalised_return": mean_norm,
         f"{algorithm}_mean_normalised_return": mean_norm,  # a line per algorithm in Plots
-        "per_task": table_metadata(mine.select(list(PER_TASK_COLUMNS))
-                                   .rename(PER_TASK_COLUMNS)),
+        "per_task": table_metadata(mine.select(list(columns)).rename(columns)),
         "per_task_plot": publish_png(the_lake, task_bars_png(mine.to_dicts(), title),
                                      "per-task normalised return"),
     }
+    if chose:
+        metadata["checkpoint_choice"] = dg.MetadataValue.md(
+            f"The checkpoint of update {best['update']} was chosen by a periodic evaluation on "
+            f"the training tasks ({best['episodes']} episodes per task: mean normalised "
+            f"{best['score']:.3f}, column `periodic`); the final evaluation "
+            f"({int(mine['episodes'].max())} episodes per task, column `normalised`) is the "
+            "number to quote: the choice picks the luckiest of several noisy evaluations.")
     for split in sorted(splits):
         models = model_table(latest, split)
         if not models.is_empty():

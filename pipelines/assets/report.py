@@ -24,9 +24,11 @@ from pipelines.resources import LakeResource
 from trainer.analysis import (
     comparisons,
     configurations,
+    gain_cells,
     latest_evaluations,
     markdown_table,
     narrow,
+    page_configurations,
     task_scaling_gain,
 )
 
@@ -60,9 +62,9 @@ def report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
         metadata["headline_plot"] = publish_png(the_lake, plots["headline"], "headline.png")
     metadata["headline"] = dg.MetadataValue.md(headline_text(gain))
     if not gain.is_empty():
-        metadata["task_scaling_gain"] = table_metadata(gain)
+        metadata["task_scaling_gain"] = table_metadata(gain_cells(gain))
     if not latest.is_empty():
-        metadata["configurations_table"] = table_metadata(narrow(configs))
+        metadata["configurations_table"] = table_metadata(page_configurations(configs))
         plots["train_vs_test"] = configurations_png(configs, "normalised return")
         metadata["train_vs_test"] = publish_png(the_lake, plots["train_vs_test"],
                                                 "train_vs_test.png")

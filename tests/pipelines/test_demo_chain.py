@@ -90,6 +90,17 @@ def test_demo_chain_materialises_end_to_end(tmp_path, monkeypatch):
         "offline_model"]["config"]).build()): r for r in selecting("offline_model")}
     held_out = selecting("offline_eval_test")
     assert len(models) == 3 and len(held_out) == 3
+    # every run says what it is: the experiment, and a model's run what it trained
+    assert all(r.dagster_run.tags.get("sable-lake/experiment") == "demo" for r in runs
+               if r.dagster_run.job_name != "train_and_evaluate" or r in held_out
+               or r in models.values())
+    for cid, r in models.items():
+        tags = r.dagster_run.tags
+        assert tags["sable-lake/model"] == cid and tags["sable-lake/seed"] == "0"
+        assert tags["sable-lake/algorithm"] == cid.split("-")[1]
+    assert sorted(r.dagster_run.tags["sable-lake/tasks"] for r in models.values()) == [
+        "1", "3", "3"]
+    assert {r.dagster_run.tags["sable-lake/model"] for r in held_out} == set(models)
     train_end = max(online[t.name].end_time for t in split_tasks("lbf", "demo-train"))
     assert all(r.start_time >= train_end for r in models.values())
     for r in held_out:

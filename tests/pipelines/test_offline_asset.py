@@ -17,6 +17,7 @@ from lake_schema.testing import fill_lake
 from lake_schema.writer import write_reference
 from pipelines.assets.offline import (
     config_summary,
+    model_tags,
     offline_eval_test,
     offline_eval_train,
     offline_model,
@@ -24,7 +25,7 @@ from pipelines.assets.offline import (
 from pipelines.resources import default_resources
 from tests.helpers.plots import assert_published
 from trainer.data.selection import DataSelection
-from trainer.offline.config import OfflineConfig
+from trainer.offline.config import OfflineConfig, config_id
 
 TASKS = ["lbf/8x8-2p-2f", "lbf/10x10-3p-3f"]
 MODEL = {"env": "lbf", "algorithm": "bc", "tasks": TASKS, "embed_dim": 16, "num_heads": 2,
@@ -93,6 +94,14 @@ def test_model_and_evaluations_materialise(lake, tmp_path, monkeypatch):
     # the evaluation page keeps every model's results, not only the latest model's
     test_meta = other.asset_materializations_for_node("offline_eval_test")[0].metadata
     assert {r.data["model"] for r in test_meta["all_models_test"].value.records} == {cid, cid2}
+
+
+def test_a_model_s_run_is_tagged_with_what_it_trains():
+    config = OfflineConfig.profile("demo", algorithm="cql", seed=2)
+    selection = DataSelection(env="lbf", tasks=tuple(TASKS), seed=2)
+    assert model_tags(config, selection) == {
+        "sable-lake/model": config_id(config, selection), "sable-lake/algorithm": "cql",
+        "sable-lake/tasks": str(len(TASKS)), "sable-lake/seed": "2"}
 
 
 def test_config_summary_names_what_differs_from_the_profile():

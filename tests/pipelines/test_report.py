@@ -210,6 +210,15 @@ def test_report_asset_writes_tables_plots_and_files(evaluated):
     assert "95% interval, bootstrap over seeds, 3 seed(s)" in meta["headline"].value
     assert meta["lbf_oryx_gain"].value == pytest.approx(
         _mean_se(MULTI)[0] / _mean_se(SINGLE)[0], abs=1e-4)
+    # the gain's table on the page: a few short text columns, the interval beside each ratio
+    (cells,) = [r.data for r in meta["task_scaling_gain"].records]
+    ratio = _mean_se(MULTI)[0] / _mean_se(SINGLE)[0]
+    assert list(cells) == ["algorithm", "max_k test(k)/test(1)", "test(3)/test(1)", "seeds",
+                           "95% over"]
+    assert cells["max_k test(k)/test(1)"].startswith(f"{ratio:.2f}x [")
+    assert cells["max_k test(k)/test(1)"].endswith(" k=3")
+    assert (cells["seeds"], cells["95% over"]) == (3, "seeds")
+    assert sum(max(len(str(k)), len(str(v))) for k, v in cells.items()) < 100  # fits
     names = {p.rsplit("/", 1)[1] for p in evaluated.find("reports")}
     assert {"report.md", "headline.png", "train_vs_test.png", "compare_train_tasks.png"} <= names
 
@@ -258,6 +267,21 @@ def test_evaluation_page_reads_the_models_rows_back_from_the_lake(evaluated):
     assert_published(evaluated, meta["per_task_plot"].value, "per-task normalised return")
     with pytest.raises(ValueError, match="model lbf-bc-nope: no evaluations"):
         evaluation_metadata(evaluated, "lbf-bc-nope", {"test"})
+
+
+def test_evaluation_page_shows_the_periodic_score_that_chose_the_checkpoint(evaluated):
+    """The best periodic evaluation (its episodes) beside the final one (its episodes): the
+    reader sees how much the choice of the luckiest evaluation inflates the former."""
+    best = {"update": 100, "score": 0.994, "tasks": {f"lbf/{TRAIN[0]}": 0.994}, "episodes": 32}
+    meta = evaluation_metadata(evaluated, "single-1", {"train"}, best)
+    (row,) = [r.data for r in meta["per_task"].records]
+    assert (row["normalised"], row["episodes"]) == (1.0, 8)  # the final evaluation
+    assert (row["periodic"], row["periodic episodes"]) == (0.994, 32)
+    assert "update 100" in meta["checkpoint_choice"].value
+    # a best checkpoint of another update than the one evaluated is not set beside it
+    other = evaluation_metadata(evaluated, "single-1", {"train"}, {**best, "update": 50})
+    assert "checkpoint_choice" not in other
+    assert "periodic" not in {c.name for c in other["per_task"].schema.columns}
 
 
 def test_a_numeric_knob_is_compared_in_numeric_order(lake):
