@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export JAX_PLATFORMS ?= cpu
 
-.PHONY: demo test test-slow test-cluster ui reports bench screenshots clean system-packages
+.PHONY: demo test test-slow test-cluster ui reports tensorboard bench screenshots clean system-packages
 
 # Debian packages some tests need (servers, a headless browser): installed by `make test`
 # when missing (as root, or through sudo).
@@ -52,16 +52,35 @@ test-cluster: $(STAMP) $(DAGSTER_HOME)/dagster.yaml system-packages  ## Dagster 
 # The lake's reports/ folder (the plots the asset pages show inline) over HTTP; an s3:// lake
 # needs $$SABLE_REPORTS_URL pointing at a server of its reports/ prefix instead.
 REPORTS := $(or $(SABLE_LAKE),lake)/reports
+UI_PORT ?= 3000
+REPORTS_PORT ?= 3001
+
+# `dagster dev` runs inside $(DAGSTER_HOME): from a folder holding another dagster.yaml (this
+# one, the template) it warns that file "will not be used". The lake, models and checkpoints
+# stay where `make demo` put them: their paths are made absolute (an s3:// lake as it is).
+ABS = $(if $(findstring ://,$(1)),$(1),$(abspath $(1)))
+UI_ENV = SABLE_LAKE=$(call ABS,$(or $(SABLE_LAKE),lake)) \
+	SABLE_LAKE_MODELS=$(call ABS,$(or $(SABLE_LAKE_MODELS),models)) \
+	SABLE_CHECKPOINTS=$(call ABS,$(or $(SABLE_CHECKPOINTS),checkpoints)) \
+	PYTHONWARNINGS='ignore:Function `dev_command` is superseded'
 
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml  ## the Dagster UI on http://127.0.0.1:3000 (plots from :3001)
 	mkdir -p $(REPORTS)
-	$(PY) -m http.server --bind 127.0.0.1 --directory $(REPORTS) 3001 >/dev/null 2>&1 & \
+	$(PY) -m http.server --bind 127.0.0.1 --directory $(REPORTS) $(REPORTS_PORT) >/dev/null 2>&1 & \
 	server=$$!; trap 'kill $$server' EXIT INT TERM; \
-	$(VENV)/bin/dagster dev -m pipelines.definitions -h 127.0.0.1 -p 3000
+	cd $(DAGSTER_HOME) && $(UI_ENV) $(CURDIR)/$(VENV)/bin/dagster dev -m pipelines.definitions \
+		-d $(CURDIR) -h 127.0.0.1 -p $(UI_PORT)
 
 reports: $(STAMP)  ## only the plots' server: <lake>/reports on http://127.0.0.1:3001
 	mkdir -p $(REPORTS)
 	$(PY) -m http.server --bind 127.0.0.1 --directory $(REPORTS) 3001
+
+# Every model's training curves (trainer/tensorboard.py writes them under <models>/tensorboard).
+CURVES := $(or $(SABLE_LAKE_MODELS),models)/tensorboard
+
+tensorboard: $(STAMP)  ## every run's training curves in TensorBoard on http://127.0.0.1:6006
+	mkdir -p $(CURVES)
+	$(VENV)/bin/tensorboard --logdir $(CURVES) --host 127.0.0.1 --port 6006
 
 bench: $(STAMP)  ## the lake I/O benchmark (writes benchmarks/_data, minutes)
 	$(PY) benchmarks/lake_io.py

@@ -18,6 +18,8 @@
                                                 an og-marl / flashbax Vault into the lake
     python -m lake_schema export-vault DEST --task ENV/SCENARIO --uid U [--quality Q]
                                                 a lake selection as a Vault (og-marl reads it)
+    python -m lake_schema export-hf DIR --task ENV/SCENARIO [--quality Q] [--run R]
+                                                a lake selection as a Hugging Face dataset
     python -m lake_schema card ENV/SCENARIO [--run R] [--features N]
                                                 a task dataset's card (statistics, references)
     python -m lake_schema card --backfill [ENV/SCENARIO]
@@ -411,6 +413,39 @@ def _add_vault_commands(sub) -> None:
     exp.add_argument("--run", action="append", help="run id (repeatable; default all)")
 
 
+def _new_folder_arg(text: str) -> str:
+    """An argparse type: a folder that does not exist yet or is empty (checked before the
+    lake, so a mistake costs no read)."""
+    from lake_schema.export_hf import check_dest
+
+    try:
+        check_dest(_path_arg(text))
+    except LakeValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+    return text
+
+
+def _add_export_hf_command(sub) -> None:
+    """`export-hf`: a lake selection as a Hugging Face dataset folder (lake_schema.export_hf)."""
+
+    def cmd_export_hf(lake: Lake, args: argparse.Namespace) -> int:
+        from lake_schema.export_hf import export_hf
+
+        r = export_hf(lake, args.dest, args.task, args.quality, args.run)
+        configs = ", ".join(dict.fromkeys(s.config for s in r.splits))
+        print(f"wrote {r.path}: {r.episodes} episodes, {r.steps} steps; configs {configs}")
+        return 0
+
+    p = sub.add_parser("export-hf", help="write a lake selection as a Hugging Face dataset")
+    p.set_defaults(fn=cmd_export_hf)
+    p.add_argument("dest", type=_new_folder_arg, help="the dataset folder (new or empty)")
+    p.add_argument("--task", required=True, action="append", type=_task_arg,
+                   help="env/scenario, one config each (repeatable)")
+    p.add_argument("--quality", action="append", choices=QUALITIES,
+                   help="a split to write (repeatable; default: every quality held)")
+    p.add_argument("--run", action="append", help="run id (repeatable; default all)")
+
+
 def _add_card_command(sub) -> None:
     """`card`: print a task dataset's card, or backfill cards (lake_schema.cards)."""
 
@@ -492,6 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("migrate", cmd_migrate, "convert a pre-Delta lake into Delta tables").add_argument(
         "--keep-old", action="store_true", help="keep the old files under _pre_delta/")
     _add_vault_commands(sub)
+    _add_export_hf_command(sub)
     _add_schema_command(sub)
     _add_card_command(sub)
     tasks = add("tasks", cmd_tasks, "list the task catalogue")

@@ -12,7 +12,8 @@ A Delta lake whose tables predate a column added since (`schema.ADDED_COLUMNS`) 
 up to date too: the columns are added to those tables' Delta schemas (null in the rows
 written before) and filled in where the lake's own rows determine them (a card's
 `rtg_outside_support`, from its steps' rewards: `writer.backfill_rtg`); a value that cannot
-be computed stays null, meaning not computed.
+be computed stays null, meaning not computed (an episode's `reset_key`, which no stored row
+determines: the episode stays not replayable).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pyarrow.parquet as pq
 
 from lake_schema import delta
 from lake_schema.errors import LakeError, LakeFileError
+from lake_schema.reader import with_added_columns
 from lake_schema.schema import (
     DATA_FILE,
     LAYOUT,
@@ -77,6 +79,8 @@ def _read_old(lake: Lake, rel: str, table: str, env: str | None) -> pa.Table:
     diff = delta.column_differences(data.schema, spec)
     if diff:
         raise LakeFileError(rel, f"wrong columns ({'; '.join(diff)}); {HOW}")
+    # columns added since (an episode's reset_key): null, as in a Delta table written before
+    data = with_added_columns(data, spec, spec.schema.names, len(data))
     return data.replace_schema_metadata(None).cast(spec.schema)
 
 
@@ -163,5 +167,5 @@ def add_columns(lake: Lake) -> Iterator[str]:
         if fields:
             delta.add_missing_columns(lake, tid, dt)
             yield (f"{tid}: added column(s) {', '.join(f.name for f in fields)} (null in the "
-                   "rows written before: not computed)")
+                   "rows written before: unknown)")
     yield from backfill_rtg(lake)

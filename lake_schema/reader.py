@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lake_schema import delta
-from lake_schema.catalogue import ENVS, split_tasks
+from lake_schema.catalogue import ENVS, Task, split_tasks
 from lake_schema.delta import DataFile
 from lake_schema.errors import (
     LakeFileError,
@@ -39,7 +39,7 @@ from lake_schema.schema import (
 from lake_schema.storage import Lake
 
 __all__ = ["LakeFileError", "SchemaVersionError", "Selection", "Snapshot", "list_files",
-           "open_checked", "parse_partition", "read_files", "read_table",
+           "open_checked", "parse_partition", "read_episode", "read_files", "read_table",
            "snapshot", "table_versions", "with_added_columns"]
 
 
@@ -320,3 +320,30 @@ def read_table(
         raise LakeValueError("reading steps needs env= (observation widths differ by env)")
     return read_files(lake, list_files(lake, table, selection), table, selection.env, columns)
 
+
+def read_episode(lake: Lake, task: Task, run: str, checkpoint: int, episode: int
+                 ) -> tuple[dict, pa.Table]:
+    """One episode by its key: its `episodes` row and its steps (rows `first_row` ..
+    `first_row + length - 1` of its `steps_file`, step 0 first). An episode the lake does not
+    hold is a LakeValueError naming the key; steps that are not that episode's, a
+    LakeFileError naming the file."""
+    values = {"env": task.env, "task": task.scenario, "run": run, "checkpoint": checkpoint}
+    validate_partition("episodes", values)
+    name = f"{task.name} run {run} checkpoint {checkpoint}"
+    if isinstance(episode, bool) or not isinstance(episode, int) or episode < 0:
+        raise LakeValueError(f"{name}: bad episode {episode!r}: an index from 0")
+    index = read_table(lake, "episodes", Selection(
+        env=task.env, tasks=[task.scenario], runs=[run], checkpoints=(checkpoint, checkpoint)))
+    rows = index.filter(pc.equal(index["episode"], episode)).to_pylist()
+    if not rows:
+        held = f"episodes 0..{index.num_rows - 1}" if index.num_rows else "no episodes"
+        raise LakeValueError(f"{name}: no episode {episode} (the lake holds {held})")
+    row = rows[0]
+    rel = row["steps_file"]
+    steps = read_files(lake, [rel], "steps", task.env, None).slice(row["first_row"],
+                                                                    row["length"])
+    if steps.num_rows != row["length"] or steps["episode"].to_pylist() != [episode] * len(
+            steps) or steps["step"].to_pylist() != list(range(len(steps))):
+        raise LakeFileError(rel, f"rows {row['first_row']}.. are not the {row['length']} "
+                                 f"steps of episode {episode} its index row names")
+    return row, steps

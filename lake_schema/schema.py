@@ -223,6 +223,10 @@ EPISODES_SCHEMA = pa.schema(
         _f("first_row", pa.int64(), "the row of its step 0 in steps_file; its rows are "
                                     "first_row .. first_row + length - 1"),
         _f("recorded_at", pa.timestamp("ms", tz="UTC"), "when its checkpoint was written"),
+        _f("reset_key", pa.list_(pa.int64(), 2), "the JAX PRNG key (two uint32 words) "
+           "passed to the environment's reset that began it: with its stored actions, the "
+           "real environment reproduces it (`python -m trainer.replay`); null: not "
+           "replayable (imported data, or recorded before the column)", "[2]"),
     ]
 )
 
@@ -308,8 +312,12 @@ CARDS_SCHEMA = pa.schema(
 # lacks them and reads them as null ("not computed"); a table created before gains them in
 # its Delta schema on its next write (`delta.ensure_table`: Delta's ADD COLUMN, a metadata
 # commit: old files stay as they are, Delta readers give null for them too). How a value is
-# filled in later, if it can be: `python -m lake_schema migrate` (cards: `card --backfill`).
-ADDED_COLUMNS: dict[str, tuple[str, ...]] = {"cards": ("rtg_outside_support",)}
+# filled in later, if it can be: `python -m lake_schema migrate` (cards: `card --backfill`);
+# an episode's reset_key cannot be (the rows do not determine it): it stays null, not
+# replayable. An added column keeps SCHEMA_VERSION: this code reads the tables written
+# before it (as null), and older code refuses the newer files by their unexpected column.
+ADDED_COLUMNS: dict[str, tuple[str, ...]] = {"cards": ("rtg_outside_support",),
+                                             "episodes": ("reset_key",)}
 
 # Columns a record may leave out (written as null).
 OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {"evaluations": ("data_versions",),

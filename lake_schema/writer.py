@@ -29,6 +29,7 @@ from lake_schema.delta import DataFile
 from lake_schema.errors import LakeConflictError, LakeFileError, LakeValueError
 from lake_schema.reader import Selection, read_files, read_table
 from lake_schema.schema import (
+    EPISODES_SCHEMA,
     OPTIONAL_COLUMNS,
     TableSpec,
     equals_predicate,
@@ -43,7 +44,9 @@ class EpisodeBatch:
     """Whole episodes stored back to back: row s is one environment step.
 
     obs [S, N, F], action [S, N] int, legal [S, N, A] bool, reward [S] team reward,
-    terminated / truncated [S] bool (set on an episode's last step only), lengths [E].
+    terminated / truncated [S] bool (set on an episode's last step only), lengths [E];
+    reset_keys [E, 2] uint32: the PRNG key each episode's environment was reset with, which
+    with the actions reproduces it (None: not replayable, e.g. imported data).
     """
 
     obs: np.ndarray
@@ -53,6 +56,7 @@ class EpisodeBatch:
     terminated: np.ndarray
     truncated: np.ndarray
     lengths: np.ndarray
+    reset_keys: np.ndarray | None = None
 
     @property
     def num_steps(self) -> int:
@@ -103,6 +107,7 @@ def _check_episode_batch(task: Task, b: EpisodeBatch) -> np.ndarray:
         raise LakeValueError(f"{task.name}: a recorded action is not legal in its step")
     if not np.isfinite(b.reward).all():
         raise LakeValueError(f"{task.name}: reward has NaN or inf")
+    _check_reset_keys(task, b.reset_keys, len(lengths))
     last = np.zeros(s, bool)
     last[np.cumsum(lengths) - 1] = True
     done = b.terminated.astype(bool) | b.truncated.astype(bool)
@@ -112,6 +117,26 @@ def _check_episode_batch(task: Task, b: EpisodeBatch) -> np.ndarray:
             "step and nowhere else"
         )
     return _narrow(task, b.obs)
+
+
+def _check_reset_keys(task: Task, keys: np.ndarray | None, episodes: int) -> None:
+    """None, or one key of two uint32 words per episode."""
+    if keys is None:
+        return
+    keys = np.asarray(keys)
+    if keys.shape != (episodes, 2) or not np.issubdtype(keys.dtype, np.integer) or (
+            keys.size and (keys.min() < 0 or keys.max() > np.iinfo(np.uint32).max)):
+        raise LakeValueError(
+            f"{task.name}: reset_keys must be {episodes} PRNG keys of two uint32 words "
+            f"([{episodes}, 2]), got shape {keys.shape} of {keys.dtype}")
+
+
+def _reset_key_column(keys: np.ndarray | None, episodes: int) -> pa.Array:
+    """The episodes' `reset_key` values: each key's two words, or all null."""
+    if keys is None:
+        return pa.nulls(episodes, EPISODES_SCHEMA.field("reset_key").type)
+    return pa.FixedSizeListArray.from_arrays(
+        pa.array(np.asarray(keys).reshape(-1).astype(np.int64)), 2)
 
 
 def _narrow(task: Task, obs: np.ndarray) -> np.ndarray:
@@ -212,7 +237,8 @@ def write_episodes(
     )
     last = starts + lengths - 1
     now = dt.datetime.now(dt.UTC)
-    episodes = pa.table(
+    # the spec's columns, in its order and types
+    episodes = pa.Table.from_pydict(
         {
             "episode": np.arange(len(lengths), dtype=np.int32),
             "length": lengths.astype(np.int32),
@@ -224,10 +250,12 @@ def write_episodes(
             "steps_file": [""] * len(lengths),  # set once the steps commit names the file
             "first_row": starts,
             "recorded_at": pa.array([now] * len(lengths), pa.timestamp("ms", tz="UTC")),
-        }
+            "reset_key": _reset_key_column(batch.reset_keys, len(lengths)),
+        },
+        schema=episodes_spec.schema,
     )
-    files = commit_checkpoint(lake, partition, steps.cast(steps_spec.schema),
-                              episodes.cast(episodes_spec.schema), config, code_version())
+    files = commit_checkpoint(lake, partition, steps.cast(steps_spec.schema), episodes,
+                              config, code_version())
     return WriteResult(tuple(f.rel for f in files), s, sum(f.size for f in files))
 
 

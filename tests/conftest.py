@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 
@@ -14,6 +15,9 @@ from lake_schema.storage import Lake, S3Options
 from pipelines.screenshots import free_port
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Runs that write under the models root by default (online runs' TensorBoard curves) write in
+# a temporary folder, never in the checkout's ./models.
+os.environ.setdefault("SABLE_LAKE_MODELS", tempfile.mkdtemp(prefix="sable-test-models-"))
 
 
 @pytest.fixture(autouse=True, scope="module")

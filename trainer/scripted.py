@@ -18,7 +18,7 @@ from lake_schema.catalogue import Task
 from lake_schema.writer import EpisodeBatch
 from trainer.compiled import compiled_cache
 from trainer.envs import EnvStep, make_env, random_actions, rollout
-from trainer.recording import episodes_from_rollout
+from trainer.recording import episodes_from_rollout, fresh_reset_keys
 
 NOOP, UP, DOWN, LEFT, RIGHT, LOAD = range(6)  # Jumanji's LBF actions
 
@@ -63,10 +63,12 @@ def lbf_heuristic_policy(epsilon: float = 0.2):
 
 def collect_lbf_heuristic_episodes(task: str | Task, num_episodes: int, seed: int = 0,
                                    epsilon: float = 0.2) -> EpisodeBatch:
-    """`num_episodes` fresh LBF episodes of the scripted policy, ready for `write_episodes`."""
+    """`num_episodes` fresh LBF episodes of the scripted policy, ready for `write_episodes`,
+    each with its reset key (replayable)."""
     env = make_env(task)
     if env.task.env != "lbf":
         raise ValueError(f"the scripted policy is for lbf tasks, not {env.task.name}")
-    result = rollout(env, jax.random.PRNGKey(seed), num_episodes, env.time_limit,
-                     lbf_heuristic_policy(float(epsilon)))
-    return episodes_from_rollout(result, max_per_env=1)
+    key = jax.random.PRNGKey(seed)
+    result = rollout(env, key, num_episodes, env.time_limit, lbf_heuristic_policy(float(epsilon)))
+    return episodes_from_rollout(result, max_per_env=1,
+                                 reset_keys=fresh_reset_keys(key, num_episodes))

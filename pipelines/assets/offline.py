@@ -36,6 +36,7 @@ from trainer.offline.runs import (
     models_root,
     train_models,
 )
+from trainer.tensorboard import model_run, tensorboard_url
 
 
 class _OfflineModel(dg.Config):
@@ -134,6 +135,9 @@ def offline_model(context: dg.AssetExecutionContext, config: OfflineModelConfig,
         metadata["training_curves"] = publish_png(
             lake.lake(), training_curves_png(history, f"{offline_config.algorithm} {cid}"),
             "training curves")
+    metadata["tensorboard"] = dg.MetadataValue.url(tensorboard_url())
+    metadata["tensorboard_run"] = model_run(cid, offline_config.algorithm,
+                                            len(selection.task_names), offline_config.seed)
     metadata["run_dir"] = dg.MetadataValue.path(ref["run_dir"])
     metadata["config"] = dg.MetadataValue.json({"config": offline_config.to_json(),
                                                 "selection": selection.to_json()})

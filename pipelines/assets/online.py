@@ -2,7 +2,8 @@
 dataset in the lake (`steps`, `episodes`, quality low/high) plus its `references` row.
 
 Wiring only: the algorithm is `trainer.online.train_online`; the checks are the rules of
-`lake_schema.checks`.
+`lake_schema.checks`, and the replay of recorded episodes in the real environment
+(`trainer.replay`).
 """
 
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from trainer.online.config import PROFILES as ONLINE_PROFILES
 from trainer.online.config import OnlineConfig
 
 ASSET = "online_sable"
+REPLAYED_PER_CHECKPOINT = 2  # episodes of each checkpoint `online_episodes_replay` replays
 
 
 class _OnlineRun(dg.Config):
@@ -230,6 +232,20 @@ def online_files_valid(
     return check_result(outcome, markdown=("problems", "leftover_files"))
 
 
+@dg.asset_check(asset=online_sable, partitions_def=task_partitions)
+def online_episodes_replay(
+    context: dg.AssetCheckExecutionContext, lake: LakeResource
+) -> dg.AssetCheckResult:
+    """A few episodes of each checkpoint (REPLAYED_PER_CHECKPOINT), reset from their recorded
+    keys in the real environment and stepped with their stored actions, reproduce every
+    stored observation, legal mask, reward and end flag; fails naming the first episode, step
+    and field that differ (`difference`), or when no episode has a reset key (`reason`)."""
+    from trainer.replay import replay_run  # JAX only in the run process
+
+    return _check_run(context, lake, lambda lk, task, run: replay_run(
+        lk, task, run.run, REPLAYED_PER_CHECKPOINT))
+
+
 online_checks = [
     online_files_valid,
     online_checkpoints_have_rows,
@@ -237,4 +253,5 @@ online_checks = [
     online_returns_within_bounds,
     online_returns_to_go_in_value_support,
     online_reference_present,
+    online_episodes_replay,
 ]

@@ -31,7 +31,7 @@ READERS = [
     ["ls"], ["du"], ["query", "SELECT 1"], ["verify"], ["verify", "--deep"],
     ["history", "episodes"], ["versions"], ["optimize"], ["vacuum", "--dry-run"], ["migrate"],
     ["export-vault", "out.vlt", "--task", LBF, "--uid", "Good"], ["card", LBF],
-    ["card", "--backfill"],
+    ["card", "--backfill"], ["export-hf", "out.hf", "--task", LBF],
 ]
 
 

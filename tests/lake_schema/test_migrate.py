@@ -3,11 +3,13 @@ refused, changing nothing, with what to do."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -62,7 +64,8 @@ def old_lake(lake) -> dict:
             "truncated": [False, False], "env_steps": [ck, ck],
             "steps_file": [f"steps/{key}/data.parquet"] * 2, "first_row": starts,
             "recorded_at": [NOW] * 2,
-        }).cast(table_spec("episodes").schema)
+        }).cast(pa.schema([f for f in table_spec("episodes").schema
+                           if f.name != "reset_key"]))  # a column added since
         _old_file(lake, f"episodes/{key}/data.parquet", "episodes", episodes)
         lengths[ck] = b.lengths.tolist()
     ref = pa.Table.from_pylist([{
@@ -90,6 +93,7 @@ def test_an_old_lake_is_refused_by_readers_and_converted_by_migrate(lake, capsys
     eps = read_table(lake, "episodes", Selection(env="lbf"))
     assert sorted(zip(eps["checkpoint"].to_pylist(), eps["length"].to_pylist(),
                       strict=True)) == sorted((ck, n) for ck, ls in lengths.items() for n in ls)
+    assert eps["reset_key"].null_count == eps.num_rows  # recorded without: not replayable
     assert read_table(lake, "steps", Selection(env="lbf")).num_rows == sum(
         sum(v) for v in lengths.values())
     assert read_table(lake, "references")["sable_return"].to_pylist() == [0.9]
@@ -206,3 +210,57 @@ def test_a_write_to_an_old_cards_table_adds_the_column_and_backfill_fills_the_re
     assert capsys.readouterr().out.count(f"filled {RTG}") == 2
     got = {r["checkpoint"]: r[RTG] for r in read_table(lake, "cards").to_pylist()}
     assert got == pytest.approx(_shares_from_steps(lake))
+
+
+# ------------------------------------------- an episode's reset key, added to a Delta table
+
+KEY = "reset_key"
+
+
+def lake_before_reset_key(root) -> Lake:
+    """A Delta lake written by the code before `episodes.reset_key`: its episodes table's
+    Delta schema and files lack the column (two checkpoints of lbf)."""
+    from lake_schema import schema
+
+    old_episodes = pa.schema([f for f in schema.EPISODES_SCHEMA if f.name != KEY])
+    with pytest.MonkeyPatch.context() as m:
+        m.setitem(schema._SCHEMAS, "episodes", old_episodes)
+        m.setitem(schema.ADDED_COLUMNS, "episodes", ())
+        fill_lake(Lake(root), [LBF], checkpoints=2, episodes=3)
+    lake = Lake(root)  # a new process: no Delta table cached from the old code
+    assert KEY not in pa.schema(delta.open_table(lake, "episodes").schema().to_arrow()).names
+    return lake
+
+
+def _rows(table: pa.Table) -> list[dict]:
+    return sorted(table.drop_columns([KEY]).to_pylist(),
+                  key=lambda r: (r["checkpoint"], r["episode"]))
+
+
+def test_migrate_adds_the_reset_key_column_as_null_and_keeps_the_rows(tmp_path, capsys):
+    lake = lake_before_reset_key(tmp_path / "lake")
+    before = read_table(lake, "episodes")
+    assert before.num_rows == 6 and before[KEY].null_count == 6  # readers: not replayable
+    assert connect(lake).execute(f"SELECT count(*), count({KEY}) FROM episodes").fetchone() == (
+        6, 0)
+    versions = delta.current_versions(lake, ["episodes"])
+    assert main(["--lake", str(lake.root), "migrate"]) == 0
+    assert f"episodes: added column(s) {KEY}" in capsys.readouterr().out
+    lake = Lake(lake.root)
+    assert KEY in pa.schema(delta.open_table(lake, "episodes").schema().to_arrow()).names
+    assert delta.current_versions(lake, ["episodes"])["episodes"] == versions["episodes"] + 1
+    after = read_table(lake, "episodes")
+    assert _rows(after) == _rows(before) and after[KEY].null_count == 6
+    report = verify(lake, deep=True)
+    assert report.ok, report.problems
+    # a write after the migration stores its keys beside the old rows' nulls
+    keys = np.array([[1, 2], [3, 2**32 - 1]], np.uint32)
+    batch = dataclasses.replace(synthetic_episodes(LBF, [5, 6], seed=3), reset_keys=keys)
+    write_episodes(lake, LBF, "r1", 2, "high", batch)
+    got = {(r["checkpoint"], r["episode"]): r[KEY]
+           for r in read_table(lake, "episodes").to_pylist()}
+    assert got[(2, 0)] == [1, 2] and got[(2, 1)] == [3, 2**32 - 1]
+    assert sum(v is None for v in got.values()) == 6
+    assert connect(lake).execute(f"SELECT count({KEY}) FROM episodes").fetchone() == (2,)
+    assert main(["--lake", str(lake.root), "migrate"]) == 0  # again: nothing to do
+    assert "nothing to migrate" in capsys.readouterr().out

@@ -71,6 +71,11 @@ def test_model_and_evaluations_materialise(lake, tmp_path, monkeypatch):
     assert all(len(repr(v.value).replace("-", "").replace(".", "").strip("0")) <= 4
                for v in meta.values() if isinstance(v.value, float) and math.isfinite(v.value))
     assert_published(lake, meta["training_curves"].value, "training curves")
+    # its curves as a TensorBoard run named by the model, linked from the page
+    run = meta["tensorboard_run"].value
+    assert run == f"bc · {len(TASKS)} tasks · seed 0 · {cid}"
+    assert any((models / "tensorboard" / run).glob("events.out.tfevents.*"))
+    assert meta["tensorboard"].value.startswith("http://")
     train_meta = result.asset_materializations_for_node("offline_eval_train")[0].metadata
     assert [r.data["task"] for r in train_meta["per_task"].value.records] == ["8x8-2p-2f"]
     assert_published(lake, train_meta["per_task_plot"].value, "per-task normalised return")

@@ -21,7 +21,7 @@ from lake_schema.checks import (
 from lake_schema.delta import delete_where
 from lake_schema.reader import Selection, list_files, read_table
 from lake_schema.verify import verify
-from pipelines.assets.online import online_checks, online_sable
+from pipelines.assets.online import REPLAYED_PER_CHECKPOINT, online_checks, online_sable
 from pipelines.resources import default_resources
 from tests.helpers.plots import assert_published
 
@@ -92,6 +92,8 @@ def test_online_asset_materialises_with_metadata_and_passing_checks(lake, tmp_pa
     checks = result.get_asset_check_evaluations()
     assert {c.check_name for c in checks} == {c.check_key.name for c in online_checks}
     assert all(c.passed for c in checks), [(c.check_name, c.metadata) for c in checks]
+    (replay,) = [c for c in checks if c.check_name == "online_episodes_replay"]
+    assert replay.metadata["replayed"].value == 2 * REPLAYED_PER_CHECKPOINT  # 2 checkpoints
 
 
 def test_online_checks_fail_on_missing_rows_and_references(lake, tmp_path):

@@ -279,6 +279,18 @@ def test_resume_continues_exactly(data, tmp_path):
     # training a finished run again does nothing
     again = _train(data, tmp_path / "resumed", num_updates=6, checkpoint_every=3)
     assert again.update == 6 and len(again.history) == 6
+    # its TensorBoard run, named by the model, holds every update once, as the history
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    runs = sorted((tmp_path / "tensorboard").iterdir())
+    assert [r.name for r in runs] == [f"oryx · 2 tasks · seed 0 · {resumed.config_id}"]
+    events = EventAccumulator(str(runs[0]))
+    events.Reload()
+    losses = [(e.step, e.value) for e in events.Scalars("loss")]
+    assert [u for u, _ in losses] == [r["update"] for r in resumed.history]
+    np.testing.assert_allclose([v for _, v in losses], [r["loss"] for r in resumed.history],
+                               rtol=1e-6)
+    assert {f"task_loss/{t}" for t in TASKS} <= set(events.Tags()["scalars"])
 
 
 def test_a_resumed_run_reads_the_data_it_started_on_and_a_finished_run_reads_nothing(

@@ -54,6 +54,28 @@ def test_trained_policy_beats_the_random_policy(trained):
     assert gap / se > 3.0  # Welch's t over 64 + 64 episodes
 
 
+def test_the_run_s_curves_are_a_tensorboard_run(trained, tmp_path, monkeypatch):
+    """The curves TensorBoard shows (`make tensorboard`) are the result's: the recorded
+    checkpoints' returns by env steps, the training returns, the references."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from trainer.online.training import write_curves
+    from trainer.tensorboard import online_run, run_directory
+
+    result, _, _ = trained
+    monkeypatch.setenv("SABLE_LAKE_MODELS", str(tmp_path))
+    write_curves(result)
+    run = run_directory(tmp_path, online_run(LBF, "sable-test"))
+    assert run == tmp_path / "tensorboard" / "online · lbf_8x8-2p-2f · sable-test"
+    events = EventAccumulator(str(run))
+    events.Reload()
+    assert [(e.step, pytest.approx(e.value)) for e in events.Scalars("checkpoint_return")] == [
+        (r.env_steps, r.mean_return) for r in result.curve]
+    assert len(events.Scalars("train_return")) == len(result.train_curve) > 0
+    (final,) = events.Scalars("reference/online_sable")
+    assert final.value == pytest.approx(result.reference_return)
+
+
 def test_checkpoints_are_recorded_whole_with_quality_tags(trained):
     result, lake, lines = trained
     eps = _episodes(lake, "sable-test")

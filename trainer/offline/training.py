@@ -59,6 +59,7 @@ from trainer.offline.evaluation import evaluate_params
 from trainer.offline.losses import LossTerms, bc_loss, cql_loss, oryx_loss
 from trainer.offline.state import TrainState, init_train_state, make_optimizer
 from trainer.progress import Progress
+from trainer.tensorboard import ScalarWriter, model_run, run_directory, scalars_of
 
 logger = logging.getLogger("trainer.offline")
 PROGRESS_INTERVAL_S = 10.0  # at most one progress line per this many seconds (and the last)
@@ -304,6 +305,7 @@ class _Run:
     history: list[dict] = field(default_factory=list)
     best: dict | None = None
     last_good: int | None = None
+    curves: ScalarWriter | None = None  # its TensorBoard run (process 0)
 
 
 def train(
@@ -421,6 +423,8 @@ def _train_group(lake: Lake, group: list[_Run], mesh: jax.sharding.Mesh,
         final = int(jax.device_get(state.update)[0])
     finally:
         for r in group:
+            if r.curves is not None:
+                r.curves.close()
             if r.mngr is not None:
                 r.mngr.close()
             if r.iterator is not None:
@@ -451,7 +455,7 @@ def _open_run(r: _Run, lake: Lake, cache_dir: str | os.PathLike | None,
     r.stream = batches(r.iterator) if batches is not None else r.iterator
     r.best = ckpt.read_best(r.run_dir)
     if primary:
-        _write_metrics(r.run_dir, r.history, append=False)
+        _write_metrics(r, r.history, append=False)
     return jax.device_put(state, replicated)
 
 
@@ -518,7 +522,7 @@ def _log_point(group: list[_Run], per_run: list[list[dict]], state: TrainState, 
             r.best = _periodic_eval(r.run_dir, r.info, _take(state.params, i, replicated), u,
                                     references, r.config, rows[-1], r.best, progress, primary)
         if primary:
-            _write_metrics(r.run_dir, rows, append=True)
+            _write_metrics(r, rows, append=True)
         if save_now:
             ckpt.save(r.mngr, u, _take(state, i, replicated), r.iterator.get_state(),
                       r.history)
@@ -572,10 +576,20 @@ def _pinned_to_run(run_dir: Path, selection: DataSelection) -> DataSelection:
     return dataclasses.replace(selection, as_of=versions) if versions else selection
 
 
-def _write_metrics(run_dir: Path, rows: list[dict], append: bool) -> None:
-    with open(run_dir / ckpt.METRICS, "a" if append else "w") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
+def _write_metrics(r: _Run, rows: list[dict], append: bool) -> None:
+    """The run's metrics rows into `metrics.jsonl` and its TensorBoard run (both rewritten
+    from the history when the run starts or resumes)."""
+    with open(r.run_dir / ckpt.METRICS, "a" if append else "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+    if not append:
+        if r.curves is not None:
+            r.curves.close()
+        name = model_run(r.cid, r.config.algorithm, len(r.selection.task_names),
+                         r.config.seed)
+        r.curves = ScalarWriter(run_directory(r.run_dir.parent, name), fresh=True)
+    for row in rows:
+        r.curves.add(row["update"], scalars_of(row))
 
 
 def _quiet(text: str) -> None:

@@ -266,7 +266,7 @@ def init_ppo_state(
     env: MultiAgentEnv, model: Sable, config: OnlineConfig, key: jax.Array, total_updates: int
 ) -> PPOState:
     """Fresh parameters, optimiser state and `num_envs` fresh environments."""
-    k_params, k_env, k_run = jax.random.split(key, 3)
+    k_params, k_env, k_run = jax.random.split(key, 3)  # `policy_reset_keys` mirrors k_env
     params = model.init_params(k_params)
     opt_state = make_optimizer(config).init(params)
     env_state, first_step = env.reset_batch(k_env, config.num_envs)
@@ -484,3 +484,16 @@ def policy_rollout(
         batches.append(chain_rollouts(parts))
     joined = jax.tree.map(lambda *x: np.concatenate(x, axis=1), *batches)
     return jax.tree.map(lambda x: x[:, :num_envs], joined)
+
+
+def policy_reset_keys(config: OnlineConfig, key: jax.Array, num_envs: int) -> np.ndarray:
+    """[num_envs, 2] uint32: the key each environment of `policy_rollout` with `config`, `key`
+    and `num_envs` was reset with, derived on the host as the programs derive it (batch i's
+    `init` key `fold_in(key, i)`, `init_ppo_state`'s environment key, `reset_batch`'s split
+    into one key per environment), so a recorded episode can be replayed in the real
+    environment (`trainer.replay`) without the programs returning anything more."""
+    batches = []
+    for i in range(math.ceil(num_envs / config.num_envs)):
+        _, k_env, _ = jax.random.split(jax.random.fold_in(key, i), 3)
+        batches.append(np.asarray(jax.random.split(k_env, config.num_envs)))
+    return np.concatenate(batches)[:num_envs]

@@ -48,17 +48,20 @@ from trainer.envs import make_env
 from trainer.exported import compile_exported
 from trainer.knobs import program_key
 from trainer.networks import Sable, param_count
+from trainer.offline.runs import models_root
 from trainer.online.config import OnlineConfig, Schedule, resolve_task
 from trainer.online.ppo import (
     PPOMetrics,
     PPOState,
     init_ppo_state,
     make_ppo_update,
+    policy_reset_keys,
     policy_rollout,
     sable_config,
 )
 from trainer.progress import Progress
 from trainer.recording import episodes_from_rollout
+from trainer.tensorboard import ScalarWriter, online_run, run_directory
 
 logger = logging.getLogger("trainer.online")
 
@@ -302,13 +305,16 @@ class TrainingProgress(Progress):
 
 
 def _policy_returns(
-    record: Any, params: Any, seed: int, salt: int, count: int, uniform: bool = False,
+    record: Any, params: Any, config: OnlineConfig, salt: int, count: int,
+    uniform: bool = False,
 ) -> tuple[Any, np.ndarray]:
     """`count` fresh episodes of the stochastic policy (the uniform-random one with
-    `uniform`), one per environment, and their returns. Keys depend only on (seed, salt), so
-    recording never draws from the training RNG and a resumed run records the same."""
-    key = jax.random.fold_in(jax.random.PRNGKey(seed), 1_000_003 * salt)
-    batch = episodes_from_rollout(record(params, key, uniform, count), max_per_env=1)
+    `uniform`), one per environment, each with its reset key, and their returns. Keys depend
+    only on (seed, salt), so recording never draws from the training RNG and a resumed run
+    records the same."""
+    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1_000_003 * salt)
+    batch = episodes_from_rollout(record(params, key, uniform, count), max_per_env=1,
+                                  reset_keys=policy_reset_keys(config, key, count))
     return batch, batch.episode_returns()
 
 
@@ -370,8 +376,7 @@ def _record_checkpoint(record: Any, params: Any, config: OnlineConfig, schedule:
     """Checkpoint k's E fresh episodes of the current stochastic policy (`policy_rollout`:
     the training programs without learning) and its record so far (returns, timing)."""
     t_rec = time.perf_counter()
-    batch, returns = _policy_returns(record, params, config.seed, k,
-                                     config.episodes_per_checkpoint)
+    batch, returns = _policy_returns(record, params, config, k, config.episodes_per_checkpoint)
     rec = dict(
         checkpoint=k, update=update, env_steps=schedule.env_steps_at(k),
         quality=schedule.quality(k), episodes=len(returns),
@@ -386,9 +391,9 @@ def _write_references(lake: Lake, schedule: Schedule, run: str, record: Any, par
     """The task's `references` row: the final policy's mean return and the random policy's,
     both through the training programs without learning (no program of their own)."""
     t_ref = time.perf_counter()
-    _, final = _policy_returns(record, params, config.seed, schedule.num_checkpoints + 1,
+    _, final = _policy_returns(record, params, config, schedule.num_checkpoints + 1,
                                config.reference_episodes)
-    _, rand_returns = _policy_returns(record, params, config.seed, schedule.num_checkpoints + 2,
+    _, rand_returns = _policy_returns(record, params, config, schedule.num_checkpoints + 2,
                                       config.reference_episodes, uniform=True)
     write_reference(
         lake, schedule.task, run, sable_returns=final, random_returns=rand_returns,
@@ -552,6 +557,7 @@ def train_online(
         _write_references(lake, schedule, run, programs.record, state.params, config, result)
         result.train_curve = progress.curve
         store.write_meta({**meta, "completed": True, "measured": result.measured()})
+        write_curves(result)
     finally:
         writer.close()
         store.close()
@@ -563,6 +569,22 @@ def train_online(
         f"(random {result.random_return:.3f}), {result.steps_per_s:,.0f} steps/s, recording "
         f"{result.recording_fraction:.1%} of training time, wall {result.wall_s:.0f}s")
     return result
+
+
+def write_curves(result: OnlineResult) -> None:
+    """The run's curves as a TensorBoard run, `online · <task> · <run>` under the models
+    root's `tensorboard/` (beside the offline models', so `make tensorboard` shows both):
+    training returns and each checkpoint's recorded return by env steps, and the references
+    at the end of the budget."""
+    curves = ScalarWriter(run_directory(models_root(), online_run(result.task, result.run)),
+                          fresh=True)
+    for steps, mean in result.train_curve:
+        curves.add(steps, {"train_return": mean})
+    for record in result.curve:
+        curves.add(record.env_steps, {"checkpoint_return": record.mean_return})
+    curves.add(result.total_env_steps, {"reference/online_sable": result.reference_return,
+                                        "reference/random": result.random_return})
+    curves.close()
 
 
 def _completed(store: CheckpointStore, lake: Lake, meta: dict[str, Any], schedule: Schedule

@@ -1,0 +1,217 @@
+"""Exact replay: a recorded episode, reset from its stored key in the real Jumanji environment
+and stepped with its stored actions, gives its stored steps again.
+
+    python -m trainer.replay lbf/8x8-2p-2f --run sable-seed0 --checkpoint 3 --episode 7
+
+Why: the lake's steps claim to be what the environment produced. The episode's reset key
+(`episodes.reset_key`) and its actions determine everything else, so every stored
+observation, legal mask, reward, terminated and truncated flag is compared, exactly, with
+what `trainer.envs.make_env(task)` produces: data recorded under the wrong task label, a
+number changed after the write, or an environment that no longer behaves as when it was
+recorded all show as the first step and field that differ. Imported data (og-marl Vaults,
+synthetic episodes) has no reset key: not replayable.
+
+Exit status 0 with `replayed N steps: identical`; 1 with one line naming the first
+differing step and field (`episode 3 step 17: reward 0.25 stored, 0.0 replayed`) or saying
+the episode is not replayable; bad arguments are one line on stderr (exit 2; 1 for the
+lake), checked before JAX is imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lake_schema.catalogue import Task
+from lake_schema.checks import Outcome
+from lake_schema.reader import Selection, read_episode, read_table
+from lake_schema.storage import Lake
+from trainer.cli_overrides import HelpFormatter, one_line_errors
+from trainer.tasks import resolve_task
+
+NOT_REPLAYABLE = "not replayable (imported data)"
+_UINT32_MAX = int(np.iinfo(np.uint32).max)
+
+
+@dataclass(frozen=True)
+class Replay:
+    """What replaying one recorded episode found."""
+
+    episode: int
+    steps: int  # the episode's stored length
+    difference: str | None = None  # the first differing step and field; None: none
+    replayable: bool = True  # False: no reset key was recorded (imported data)
+
+    @property
+    def identical(self) -> bool:
+        return self.replayable and self.difference is None
+
+    def line(self) -> str:
+        """The outcome as one line (what the CLI prints)."""
+        if not self.replayable:
+            return f"episode {self.episode}: {NOT_REPLAYABLE}"
+        if self.difference is not None:
+            return f"episode {self.episode} {self.difference}"
+        return f"replayed {self.steps} steps: identical"
+
+
+def replay_episode(lake: Lake, task: str | Task, run: str, checkpoint: int,
+                   episode: int) -> Replay:
+    """Replay the episode `(task, run, checkpoint, episode)` of `lake` in the real
+    environment of `task`; an episode the lake does not hold is a LakeValueError."""
+    task = resolve_task(task)
+    row, steps = read_episode(lake, task, run, checkpoint, episode)
+    return replay_steps(task, row, steps)
+
+
+def replay_steps(task: Task, row: dict, steps: pa.Table) -> Replay:
+    """Replay one episode given its `episodes` row and its steps (step 0 first)."""
+    episode, length = int(row["episode"]), int(row["length"])
+    key = row.get("reset_key")
+    if key is None:
+        return Replay(episode, length, replayable=False)
+    if len(key) != 2 or not all(0 <= int(k) <= _UINT32_MAX for k in key):
+        return Replay(episode, length, f"reset_key {key} is not two uint32 words")
+    agents = pc.list_value_length(steps["obs"]).to_numpy()
+    wrong = np.flatnonzero(agents != task.num_agents)
+    if wrong.size:
+        t = int(wrong[0])
+        return Replay(episode, length, f"step {t}: {agents[t]} agents stored, "
+                                       f"{task.num_agents} in {task.name}")
+    return Replay(episode, length, _first_difference(task, np.asarray(key, np.uint32),
+                                                     _stored(task, steps)))
+
+
+def _stored(task: Task, steps: pa.Table) -> dict[str, np.ndarray]:
+    """The steps' columns as arrays: obs [L, N, F], legal [L, N, A], action [L, N], reward,
+    terminated, truncated [L]."""
+    n, spec, length = task.num_agents, task.spec, steps.num_rows
+
+    def nested(name: str, width: int) -> np.ndarray:
+        flat = steps[name].combine_chunks().flatten().flatten()
+        return flat.to_numpy(zero_copy_only=False).reshape(length, n, width)
+
+    return {
+        "obs": nested("obs", spec.obs_width),
+        "legal": nested("legal", spec.num_actions),
+        "action": steps["action"].combine_chunks().flatten().to_numpy().reshape(length, n),
+        **{name: steps[name].to_numpy() for name in ("reward", "terminated", "truncated")},
+    }
+
+
+def _first_difference(task: Task, key: np.ndarray, stored: dict[str, np.ndarray]
+                      ) -> str | None:
+    """Reset the real environment with `key`, step it with the stored actions, and name the
+    first step and field it does not reproduce (None: all identical). Step t's obs and legal
+    are what the agents acted on; its reward and flags follow its action."""
+    import jax  # JAX only here: reading the lake and the arguments fail fast without it
+    import jax.numpy as jnp
+
+    from trainer.envs import make_env
+
+    env = make_env(task)
+    state, step = env.reset(jnp.asarray(key))
+    now = jax.device_get(step)
+    for t in range(len(stored["reward"])):
+        for name in ("obs", "legal"):
+            found = _differs(name, stored[name][t], np.asarray(getattr(now, name)))
+            if found:
+                return f"step {t}: {found}"
+        state, step = env.step(state, jnp.asarray(stored["action"][t], jnp.int32))
+        now = jax.device_get(step)
+        for name in ("reward", "terminated", "truncated"):
+            found = _differs(name, stored[name][t], np.asarray(getattr(now, name)))
+            if found:
+                return f"step {t}: {found}"
+    return None
+
+
+def _differs(name: str, stored: np.ndarray, replayed: np.ndarray) -> str | None:
+    """`name[i][j] 2 stored, 0 replayed` at the first differing element; None if equal."""
+    stored = np.asarray(stored)
+    if stored.shape != replayed.shape:
+        return f"{name} of shape {stored.shape} stored, {replayed.shape} replayed"
+    if np.array_equal(stored, replayed):
+        return None
+    at = tuple(int(i) for i in np.argwhere(stored != replayed)[0])
+    where = "".join(f"[{i}]" for i in at)
+    return f"{name}{where} {stored[at]} stored, {replayed[at]} replayed"
+
+
+def _sample(episodes: list[int], count: int) -> list[int]:
+    """Up to `count` of `episodes`, evenly spaced from the first to the last."""
+    if not episodes or count < 1:
+        return []
+    picks = np.linspace(0, len(episodes) - 1, min(count, len(episodes))).round()
+    return [episodes[i] for i in np.unique(picks.astype(int))]
+
+
+def replay_run(lake: Lake, task: str | Task, run: str, per_checkpoint: int) -> Outcome:
+    """Replay `per_checkpoint` episodes of each of the run's checkpoints (evenly spaced,
+    first to last). Fails naming the first episode that does not replay identically, or
+    when no sampled episode is replayable (nothing was checked); episodes without a reset
+    key (recorded before the column) are counted, not failed."""
+    task = resolve_task(task)
+    index = read_table(lake, "episodes", Selection(env=task.env, tasks=[task.scenario],
+                                                   runs=[run]), ["checkpoint", "episode"])
+    by_checkpoint: dict[int, list[int]] = {}
+    for r in index.to_pylist():
+        by_checkpoint.setdefault(r["checkpoint"], []).append(r["episode"])
+    replayed, not_replayable = 0, 0
+    meta: dict[str, object] = {"per_checkpoint": per_checkpoint}
+    for ck in sorted(by_checkpoint):
+        for e in _sample(sorted(by_checkpoint[ck]), per_checkpoint):
+            result = replay_episode(lake, task, run, ck, e)
+            if not result.replayable:
+                not_replayable += 1
+                continue
+            replayed += 1
+            if not result.identical:
+                return Outcome(False, {**meta, "replayed": replayed,
+                                       "not_replayable": not_replayable,
+                                       "difference": f"{task.name} run {run} checkpoint {ck} "
+                                                     f"{result.line()}"})
+    meta.update(replayed=replayed, not_replayable=not_replayable)
+    if not replayed:
+        what = "no episodes" if not by_checkpoint else "no episode with a reset key"
+        meta["reason"] = f"{task.name} run {run}: {what}, so nothing was replayed"
+    return Outcome(replayed > 0, meta)
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m trainer.replay", description=__doc__,
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("task", help="catalogue task, env/scenario")
+    parser.add_argument("--run", required=True, help="the run that recorded the episode")
+    parser.add_argument("--checkpoint", type=int, required=True,
+                        help="its checkpoint (from 0)")
+    parser.add_argument("--episode", type=int, required=True,
+                        help="its index within the checkpoint (from 0)")
+    parser.add_argument("--lake", default=None,
+                        help="lake root (default: $SABLE_LAKE, else ./lake)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+
+    def run() -> int:
+        result = replay_episode(Lake(args.lake), args.task, args.run, args.checkpoint,
+                                args.episode)
+        print(result.line())
+        return 0 if result.identical else 1
+
+    return one_line_errors(parser.prog, run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
