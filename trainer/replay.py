@@ -2,6 +2,8 @@
 and stepped with its stored actions, gives its stored steps again.
 
     python -m trainer.replay lbf/8x8-2p-2f --run sable-seed0 --checkpoint 3 --episode 7
+    python -m trainer.replay lbf/8x8-2p-2f --run sable-seed0 --checkpoint 3 --episode 7 \
+        --render ep7.gif
 
 Why: the lake's steps claim to be what the environment produced. The episode's reset key
 (`episodes.reset_key`) and its actions determine everything else, so every stored
@@ -15,6 +17,13 @@ Exit status 0 with `replayed N steps: identical`; 1 with one line naming the fir
 differing step and field (`episode 3 step 17: reward 0.25 stored, 0.0 replayed`) or saying
 the episode is not replayable; bad arguments are one line on stderr (exit 2; 1 for the
 lake), checked before JAX is imported.
+
+`--render PATH` also writes the replayed episode as an animated GIF drawn by the Jumanji
+environment's own viewer: the reset state, then the state after each stored action
+(length + 1 frames, 200 ms each). The line printed adds `; rendered N frames to PATH`; an
+episode that does not replay identically is still drawn, and its line says that the frames
+are the environment's, not the stored data (exit 1 as without `--render`). PATH must end in
+`.gif` and its directory must exist.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -36,6 +46,9 @@ from trainer.tasks import resolve_task
 
 NOT_REPLAYABLE = "not replayable (imported data)"
 _UINT32_MAX = int(np.iinfo(np.uint32).max)
+RENDER_INTERVAL_MS = 200  # Jumanji's default: five steps a second
+# The viewers' 10 x 10 inch figure at 500 x 500 pixels: readable, small and quick to write.
+RENDER_DPI = 50
 
 
 @dataclass(frozen=True)
@@ -69,8 +82,10 @@ def replay_episode(lake: Lake, task: str | Task, run: str, checkpoint: int,
     return replay_steps(task, row, steps)
 
 
-def replay_steps(task: Task, row: dict, steps: pa.Table) -> Replay:
-    """Replay one episode given its `episodes` row and its steps (step 0 first)."""
+def replay_steps(task: Task, row: dict, steps: pa.Table, states: list | None = None
+                 ) -> Replay:
+    """Replay one episode given its `episodes` row and its steps (step 0 first). `states`:
+    see `_first_difference` (left empty when the episode cannot be stepped at all)."""
     episode, length = int(row["episode"]), int(row["length"])
     key = row.get("reset_key")
     if key is None:
@@ -84,7 +99,7 @@ def replay_steps(task: Task, row: dict, steps: pa.Table) -> Replay:
         return Replay(episode, length, f"step {t}: {agents[t]} agents stored, "
                                        f"{task.num_agents} in {task.name}")
     return Replay(episode, length, _first_difference(task, np.asarray(key, np.uint32),
-                                                     _stored(task, steps)))
+                                                     _stored(task, steps), states))
 
 
 def _stored(task: Task, steps: pa.Table) -> dict[str, np.ndarray]:
@@ -104,11 +119,15 @@ def _stored(task: Task, steps: pa.Table) -> dict[str, np.ndarray]:
     }
 
 
-def _first_difference(task: Task, key: np.ndarray, stored: dict[str, np.ndarray]
-                      ) -> str | None:
+def _first_difference(task: Task, key: np.ndarray, stored: dict[str, np.ndarray],
+                      states: list | None = None) -> str | None:
     """Reset the real environment with `key`, step it with the stored actions, and name the
     first step and field it does not reproduce (None: all identical). Step t's obs and legal
-    are what the agents acted on; its reward and flags follow its action."""
+    are what the agents acted on; its reward and flags follow its action.
+
+    With `states`, every stored action is played whatever differs, and the Jumanji state is
+    appended after the reset and after each action: length + 1 states, the last one the
+    state the episode ended in."""
     import jax  # JAX only here: reading the lake and the arguments fail fast without it
     import jax.numpy as jnp
 
@@ -116,18 +135,33 @@ def _first_difference(task: Task, key: np.ndarray, stored: dict[str, np.ndarray]
 
     env = make_env(task)
     state, step = env.reset(jnp.asarray(key))
-    now = jax.device_get(step)
+    if states is not None:
+        states.append(state.inner)
+        # After an episode's last step MultiAgentEnv holds the next episode's reset state
+        # (autoreset); the Jumanji step alone, deterministic in its state, gives the end.
+        jumanji_step = jax.jit(env.env.step)
+    first = None
     for t in range(len(stored["reward"])):
-        for name in ("obs", "legal"):
-            found = _differs(name, stored[name][t], np.asarray(getattr(now, name)))
-            if found:
-                return f"step {t}: {found}"
-        state, step = env.step(state, jnp.asarray(stored["action"][t], jnp.int32))
-        now = jax.device_get(step)
-        for name in ("reward", "terminated", "truncated"):
-            found = _differs(name, stored[name][t], np.asarray(getattr(now, name)))
-            if found:
-                return f"step {t}: {found}"
+        first = first or _compare(t, stored, jax.device_get(step), ("obs", "legal"))
+        if first and states is None:
+            return first
+        action = jnp.asarray(stored["action"][t], jnp.int32)
+        if states is not None:
+            states.append(jumanji_step(state.inner, action)[0])
+        state, step = env.step(state, action)
+        first = first or _compare(t, stored, jax.device_get(step),
+                                  ("reward", "terminated", "truncated"))
+    return first
+
+
+def _compare(t: int, stored: dict[str, np.ndarray], now, names: tuple[str, ...]
+             ) -> str | None:
+    """`step t: ...` for the first of `names` whose stored value at step t is not the
+    replayed EnvStep `now`'s; None if all agree."""
+    for name in names:
+        found = _differs(name, stored[name][t], np.asarray(getattr(now, name)))
+        if found:
+            return f"step {t}: {found}"
     return None
 
 
@@ -141,6 +175,68 @@ def _differs(name: str, stored: np.ndarray, replayed: np.ndarray) -> str | None:
     at = tuple(int(i) for i in np.argwhere(stored != replayed)[0])
     where = "".join(f"[{i}]" for i in at)
     return f"{name}{where} {stored[at]} stored, {replayed[at]} replayed"
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """What `render_episode` replayed and wrote."""
+
+    replay: Replay
+    path: Path | None  # the GIF written; None: the episode could not be replayed
+    frames: int = 0  # the animation's frames: the episode's length + 1
+
+    def line(self) -> str:
+        """The outcome as one line (what the CLI prints with `--render`)."""
+        if self.path is None:
+            return self.replay.line()
+        drawn = f"; rendered {self.frames} frames to {self.path}"
+        if self.replay.identical:
+            return self.replay.line() + drawn
+        return f"{self.replay.line()}{drawn} (the environment's states, not the stored data)"
+
+
+def gif_path(path: str | Path) -> Path:
+    """`path` as a Path; a ValueError unless it ends in .gif inside an existing directory
+    (checked before any replay, so a typo costs no work)."""
+    path = Path(path)
+    if path.suffix.lower() != ".gif":
+        raise ValueError(f"cannot render to {path}: the file name must end in .gif")
+    if not path.parent.is_dir():
+        raise ValueError(f"cannot render to {path}: no directory {path.parent}")
+    return path
+
+
+def render_episode(lake: Lake, task: str | Task, run: str, checkpoint: int, episode: int,
+                   path: str | Path) -> Rendering:
+    """Replay the episode as `replay_episode` does and write the environment's states, drawn
+    by the Jumanji environment's own viewer, to the animated GIF `path`: the reset state,
+    then the state after each stored action, `RENDER_INTERVAL_MS` each. An episode that does
+    not replay identically is still drawn; nothing is written for one that cannot be stepped
+    (no reset key, a malformed key, the wrong number of agents).
+
+    The GIF writer (Pillow) stores a run of identical consecutive frames (no agent moved) as
+    one frame shown for their summed time, so the file holds at most length + 1 frames and
+    always plays (length + 1) * RENDER_INTERVAL_MS."""
+    path = gif_path(path)
+    task = resolve_task(task)
+    row, steps = read_episode(lake, task, run, checkpoint, episode)
+    states: list = []
+    result = replay_steps(task, row, steps, states)
+    if not states:
+        return Rendering(result, None)
+    _write_gif(task, states, path)
+    return Rendering(result, path, len(states))
+
+
+def _write_gif(task: Task, states: list, path: Path) -> None:
+    """Draw the Jumanji `states` of `task` with its environment's viewer into `path`."""
+    import jax
+
+    from trainer.envs import make_env
+
+    # The viewer draws each frame from host arrays; one transfer instead of one per field.
+    animation = make_env(task).env.animate(jax.device_get(states), interval=RENDER_INTERVAL_MS)
+    animation.save(path, writer="pillow", dpi=RENDER_DPI)
 
 
 def _sample(episodes: list[int], count: int) -> list[int]:
@@ -197,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="its index within the checkpoint (from 0)")
     parser.add_argument("--lake", default=None,
                         help="lake root (default: $SABLE_LAKE, else ./lake)")
+    parser.add_argument("--render", metavar="PATH", default=None,
+                        help="also write the replayed episode as an animated GIF (.gif)")
     return parser
 
 
@@ -205,10 +303,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def run() -> int:
-        result = replay_episode(Lake(args.lake), args.task, args.run, args.checkpoint,
-                                args.episode)
-        print(result.line())
-        return 0 if result.identical else 1
+        if args.render is None:
+            result = replay_episode(Lake(args.lake), args.task, args.run, args.checkpoint,
+                                    args.episode)
+            print(result.line())
+            return 0 if result.identical else 1
+        import matplotlib
+
+        matplotlib.use("Agg")  # draw off-screen: this process writes a file, shows nothing
+        rendering = render_episode(Lake(args.lake), args.task, args.run, args.checkpoint,
+                                   args.episode, args.render)
+        print(rendering.line())
+        return 0 if rendering.replay.identical else 1
 
     return one_line_errors(parser.prog, run)
 

@@ -1,10 +1,12 @@
 """Exact replay: every episode a tiny online run (and the random-policy rollouts) records
 replays identically in the real environment from its reset key; a number changed in place, a
-wrong task label or a missing key is named, with the first step and field that differ."""
+wrong task label or a missing key is named, with the first step and field that differ. The
+same replay renders an episode with the environment's own viewer to an animated GIF."""
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import shutil
 import subprocess
 import sys
@@ -14,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
 from lake_schema.reader import Selection, read_episode, read_table
 from lake_schema.storage import Lake
@@ -21,7 +24,14 @@ from lake_schema.testing import synthetic_episodes
 from lake_schema.writer import write_episodes
 from trainer.online import OnlineConfig, train_online
 from trainer.recording import collect_random_episodes
-from trainer.replay import main, replay_episode, replay_run
+from trainer.replay import (
+    RENDER_INTERVAL_MS,
+    Rendering,
+    main,
+    replay_episode,
+    replay_run,
+    replay_steps,
+)
 from trainer.tasks import resolve_task
 
 LBF = "lbf/8x8-2p-2f"
@@ -121,7 +131,7 @@ def test_a_number_changed_in_place_is_named_by_step_and_field(recorded, tmp_path
                                               f"{episode} {expected}")
 
 
-def test_episodes_under_the_wrong_task_label_do_not_replay(lake):
+def test_episodes_under_the_wrong_task_label_do_not_replay(lake, tmp_path):
     """The random-policy rollouts carry their reset keys too: under their own task they
     replay, under another task of the same shapes they do not."""
     batch = collect_random_episodes("lbf/10x10-3p-3f", 2, seed=4)
@@ -132,6 +142,15 @@ def test_episodes_under_the_wrong_task_label_do_not_replay(lake):
                for e in (0, 1))
     wrong = replay_episode(lake, "lbf/14x14-3p-3f", "random-seed4", 0, 0)
     assert wrong.replayable and wrong.difference.startswith("step 0: obs["), wrong.line()
+    # rendering plays every stored action all the same: the frames are the environment's
+    task = resolve_task("lbf/14x14-3p-3f")
+    row, steps = read_episode(lake, task, "random-seed4", 0, 0)
+    states: list = []
+    assert replay_steps(task, row, steps, states) == wrong
+    assert len(states) == row["length"] + 1
+    assert Rendering(wrong, tmp_path / "ep.gif", len(states)).line() == (
+        f"{wrong.line()}; rendered {len(states)} frames to {tmp_path / 'ep.gif'} "
+        f"(the environment's states, not the stored data)")
     outcome = replay_run(lake, "lbf/14x14-3p-3f", "random-seed4", per_checkpoint=2)
     assert not outcome.passed
     assert "checkpoint 0 episode 0 step 0: obs[" in outcome.metadata["difference"]
@@ -146,7 +165,7 @@ def test_the_scripted_policy_s_episodes_replay_too(lake):
                for e in range(2))
 
 
-def test_episodes_without_a_reset_key_are_not_replayable(lake, recorded, capsys):
+def test_episodes_without_a_reset_key_are_not_replayable(lake, recorded, capsys, tmp_path):
     write_episodes(lake, LBF, "imported", 0, "low", synthetic_episodes(LBF, [5, 7]))
     result = replay_episode(lake, LBF, "imported", 0, 1)
     assert not result.replayable and not result.identical
@@ -162,6 +181,11 @@ def test_episodes_without_a_reset_key_are_not_replayable(lake, recorded, capsys)
                  "--lake", str(lake.root)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no episode 9 (the lake holds episodes 0..1)" in err[0]
+    gif = tmp_path / "ep.gif"
+    assert main([LBF, "--run", "imported", "--checkpoint", "0", "--episode", "1",
+                 "--lake", str(lake.root), "--render", str(gif)]) == 1
+    assert capsys.readouterr().out == "episode 1: not replayable (imported data)\n"
+    assert not gif.exists()
 
 
 def test_the_cli_replays_one_episode_in_one_line(recorded):
@@ -173,6 +197,51 @@ def test_the_cli_replays_one_episode_in_one_line(recorded):
                  if (e["checkpoint"], e["episode"]) == (1, 3)]
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"replayed {length} steps: identical\n"
+
+
+def _drawn(state) -> np.ndarray:
+    """What the lbf viewer draws of a Jumanji state: agents and food, places and levels."""
+    return np.concatenate([np.ravel(np.asarray(x)) for x in (
+        state.agents.position, state.agents.level, state.food_items.position,
+        state.food_items.level, state.food_items.eaten)])
+
+
+def test_the_cli_renders_an_episode_as_a_gif_of_its_states(recorded, tmp_path, capsys):
+    """One frame per state, the reset state and the state after each of the L steps: L + 1
+    frames of RENDER_INTERVAL_MS. Pillow keeps a run of identical frames (no agent moved) as
+    one frame shown for their summed time, so the GIF holds one frame per run."""
+    e = min(_episodes(recorded), key=lambda e: e["length"])  # the quickest to draw
+    length, path = e["length"], tmp_path / "ep.gif"
+    assert main([LBF, "--run", RUN, "--checkpoint", str(e["checkpoint"]), "--episode",
+                 str(e["episode"]), "--lake", str(recorded.root), "--render", str(path)]) == 0
+    assert capsys.readouterr().out == (f"replayed {length} steps: identical; "
+                                       f"rendered {length + 1} frames to {path}\n")
+    task = resolve_task(LBF)
+    states: list = []
+    replay_steps(task, *read_episode(recorded, task, RUN, e["checkpoint"], e["episode"]),
+                 states)
+    runs = 1 + sum(not np.array_equal(_drawn(a), _drawn(b))
+                   for a, b in itertools.pairwise(states))
+    with Image.open(path) as gif:
+        assert gif.format == "GIF" and gif.size == (500, 500)
+        assert gif.n_frames == runs and 1 < runs <= length + 1
+        durations = []
+        for i in range(gif.n_frames):
+            gif.seek(i)
+            durations.append(gif.info["duration"])
+    assert sum(durations) == (length + 1) * RENDER_INTERVAL_MS
+
+
+@pytest.mark.parametrize("name, why", [("missing/ep.gif", "no directory"),
+                                       ("ep.png", "must end in .gif")])
+def test_a_render_path_that_cannot_be_written_fails_before_any_work(tmp_path, capsys, name,
+                                                                     why):
+    """Exit 2 in one line, before the lake is read (a missing lake would be exit 1)."""
+    assert main([LBF, "--run", RUN, "--checkpoint", "0", "--episode", "0",
+                 "--lake", str(tmp_path / "no-lake"), "--render", str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and why in err[0] and str(tmp_path / name) in err[0], err
+    assert not (tmp_path / "no-lake").exists() and not (tmp_path / name).exists()
 
 
 def test_keys_of_an_episode_that_starts_mid_window_are_refused():
