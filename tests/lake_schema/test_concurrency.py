@@ -56,7 +56,7 @@ def test_sigkilled_writers_leave_old_or_new_data_whole(ctx, any_lake):
     p.join()
     window = time.perf_counter() - t0  # an unkilled writer's whole life: kills fall inside
     assert p.exitcode == 0
-    seen = {2}
+    seen, seed = {2}, 2
     for trial in range(20):
         batch = [100 * (trial + 1) + i for i in range(3)]
         seeds += batch
@@ -65,9 +65,16 @@ def test_sigkilled_writers_leave_old_or_new_data_whole(ctx, any_lake):
         with contextlib.suppress(ProcessLookupError):  # it may have finished: a trial too
             os.kill(writer.pid, signal.SIGKILL)
         writer.join()
-        seed = stress.key_seed(lake, LBF, "r0", 0)  # whole through the index, or raises
+        before, seed = seed, stress.key_seed(lake, LBF, "r0", 0)  # whole, or it raises
         assert seed in seeds
         seen.add(seed)
+        # On a loaded machine a writer's life drifts from the first one's: a kill before its
+        # first commit widens the window, a writer that finished narrows it, so the kills
+        # keep falling inside the writes.
+        if writer.exitcode == 0:
+            window *= 0.7
+        elif seed == before:
+            window *= 1.5
         # the steps table alone holds one whole payload too (maybe the next one's, if the
         # kill fell between the steps commit and the index commit)
         assert len(stress.steps_seed_candidates(lake, LBF, "r0", 0, seeds)) == 1

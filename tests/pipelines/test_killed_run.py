@@ -111,7 +111,7 @@ def test_killed_run_is_reported_and_resumed(home):
         meta = again.asset_materializations_for_node("online_sable")[0].metadata
         assert meta["resumed_from"].value in (0, 1)
         checks = again.get_asset_check_evaluations()
-        assert len(checks) == 6 and all(c.passed for c in checks), [
+        assert len(checks) == 7 and all(c.passed for c in checks), [
             (c.check_name, c.metadata) for c in checks]
         eps = read_table(lake, "episodes", Selection(env="lbf", tasks=["8x8-2p-2f"]))
         assert eps.num_rows == K * EPISODES  # no checkpoint written twice

@@ -90,7 +90,7 @@ def test_webserver_serves_asset_graph_and_materialization_metadata(dagster_home,
         assert checks("online_sable") == {
             "online_files_valid", "online_checkpoints_have_rows", "online_no_nan",
             "online_returns_within_bounds", "online_returns_to_go_in_value_support",
-            "online_reference_present"}
+            "online_reference_present", "online_episodes_replay"}
         assert checks("offline_model") == {"offline_references_present"}
         assert checks("dataset_status") == {"recorded_datasets_complete"}
 
