@@ -229,7 +229,7 @@ telemetry: {{enabled: false}}
                 e.dagster_event.event_specific_data
                 for r in runs for e in instance.all_logs(
                     r.dagster_run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)]
-            assert len(evaluations) == 6 * len(TASKS)  # the six online checks per partition
+            assert len(evaluations) == 7 * len(TASKS)  # the seven online checks per partition
             assert all(c.passed for c in evaluations), [
                 (c.check_name, c.partition) for c in evaluations if not c.passed]
             assert sorted({c.partition for c in evaluations}) == sorted(TASKS)
