@@ -18,7 +18,6 @@ with warnings.catch_warnings():
     from pipelines.assets.baselines import random_rollouts
     from pipelines.assets.card import dataset_card
     from pipelines.assets.offline import (
-        ablation_sweep,
         offline_checks,
         offline_eval_test,
         offline_eval_train,
@@ -26,14 +25,13 @@ with warnings.catch_warnings():
     )
     from pipelines.assets.online import online_checks, online_sable
     from pipelines.assets.report import report
-    from pipelines.assets.reproduce import reproduction
     from pipelines.assets.status import dataset_status
     from pipelines.jobs import JOBS
     from pipelines.resources import default_resources
 
 defs = dg.Definitions(
     assets=[random_rollouts, online_sable, dataset_status, dataset_card, offline_model,
-            offline_eval_train, offline_eval_test, ablation_sweep, reproduction, report],
+            offline_eval_train, offline_eval_test, report],
     asset_checks=[*online_checks, *offline_checks],
     jobs=JOBS,
     resources=default_resources(),

@@ -1,14 +1,14 @@
 """`make demo`: the main job, end to end, on the embedded defaults (./lake, ./.dagster, CPU).
 
 online Sable on the lbf demo split's train and test tasks -> lake (checked by
-`dataset_status`) -> loader cache ->
-offline BC-Sable and Oryx on the train tasks, and BC-Sable on the first train task alone (the
-single-task baseline) -> zero-shot evaluation on the held-out tasks -> the report, whose
-multi-task / single-task ratio on held-out tasks is the paper's headline in miniature. Every
-step is a real materialisation in the local Dagster instance, so the whole run is visible in
-the UI afterwards (`make ui`). The runs go side by side, one per CPU core, each as soon as
-what it reads exists (`pipelines.launch`): the models start while the held-out tasks'
-datasets are still being recorded.
+`dataset_status`) -> offline BC-Sable and Oryx on the train tasks, and BC-Sable on the first
+train task alone (the single-task baseline) -> zero-shot evaluation on the held-out tasks ->
+the report, whose multi-task / single-task ratio on held-out tasks is the paper's headline in
+miniature. The demo is one experiment submitted to the Dagster instance's run queue
+(`pipelines.launch`): one backfill whose runs (one per task dataset, one per model with its
+evaluations, the report) the daemon starts as their inputs land, `max_concurrent_runs` at a
+time (dagster.yaml), so the whole run is in the UI afterwards (`make ui`) as the UI would
+have launched it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterable
 
 from lake_schema.catalogue import held_out_split, split_tasks
 from lake_schema.cli import main as lake_cli
@@ -24,10 +23,12 @@ from lake_schema.duck import connect
 from pipelines.assets.offline import OfflineModelConfig
 from pipelines.assets.report import gain_line
 from pipelines.definitions import defs
-from pipelines.launch import Launch, Outcome, run_parallel
+from pipelines.experiments import Experiment
+from pipelines.launch import Finished, queue_daemon, submit, wait
 from pipelines.plots import REPORTS_DIR
 from trainer.analysis import latest_evaluations, task_scaling_gain
 from trainer.offline.config import config_id
+from trainer.offline.runs import evaluated_models
 
 ENV = "lbf"
 # (algorithm, selection override): the multi-task models on the whole train split, then the
@@ -42,10 +43,6 @@ OFFLINE = {"env": ENV, "split": "demo-train", "profile": "demo"}
 # 32 final episodes per task (the paper: 320), as many as the periodic evaluation on the
 # training tasks that picks the best checkpoint: one compiled evaluation program for both.
 EVAL = {"episodes": 32}
-LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-# Every demo run's tag (a model's run adds what it trains: `offline.model_tags`), so the UI's
-# Runs page filters the demo's runs apart.
-TAGS = {"sable-lake/experiment": "demo"}
 SUMMARY_SQL = (
     "SELECT task, split, json_extract_string(config, '$.name') AS name, model, "
     "round(mean_return, 3) AS mean_return, round(normalised_return, 3) AS normalised "
@@ -53,59 +50,49 @@ SUMMARY_SQL = (
 )
 
 
+def demo_experiment(online: dict = ONLINE, offline: dict = OFFLINE, evaluation: dict = EVAL,
+                    models: tuple[tuple[str, dict], ...] = MODELS) -> Experiment:
+    """The demo's datasets (the split's train and held-out tasks) and models, each model's
+    config validated."""
+    tasks = [*split_tasks(ENV, offline["split"]),
+             *split_tasks(ENV, held_out_split(offline["split"]))]
+    built = tuple(OfflineModelConfig(**{**offline, **override, "algorithm": algorithm}).build()
+                  for algorithm, override in models)
+    return Experiment("demo", tuple(t.name for t in tasks), built, ops={
+        "online_sable": online, "offline_eval_train": evaluation,
+        "offline_eval_test": evaluation})
+
+
 def run_demo(instance=None, online: dict = ONLINE, offline: dict = OFFLINE,
-             evaluation: dict = EVAL, models: tuple[tuple[str, dict], ...] = MODELS,
-             workers: int | None = None) -> int:
-    """The chain on the lbf demo split; the arguments shrink it for tests. Its runs go
-    `workers` at a time, each in its own process (`pipelines.launch`; default one per CPU
-    core), into the persistent `instance`, each as soon as what it reads exists: a model
-    once the train tasks' datasets are in the lake, its held-out evaluation once the model
-    and the held-out tasks' references are."""
+             evaluation: dict = EVAL, models: tuple[tuple[str, dict], ...] = MODELS) -> int:
+    """The chain on the lbf demo split, as one experiment through the persistent
+    `instance`'s run queue (its daemon started for the demo unless one runs); the arguments
+    shrink it for tests."""
     import dagster as dg
 
     started = time.time()
     instance = instance or dg.DagsterInstance.get()
     lake = defs.resources["lake"].lake()
-    train = split_tasks(ENV, offline["split"])
-    test = split_tasks(ENV, held_out_split(offline["split"]))
+    experiment = demo_experiment(online, offline, evaluation, models)
 
-    datasets = [Launch(f"online Sable on {task.name} -> lake", "build_datasets",
-                       {**LOGS, "ops": {"online_sable": {"config": online}}},
-                       partition_key=task.name, tags=TAGS) for task in train + test]
-    train_data = tuple(d.label for d in datasets[:len(train)])
-    all_data = tuple(d.label for d in datasets)
-    launches = [*datasets, Launch("dataset status", "check_datasets", LOGS, tags=TAGS,
-                                  after=all_data)]
-    for algorithm, override in models:
-        knobs = {**offline, **override, "algorithm": algorithm}
-        cid = config_id(*OfflineModelConfig(**knobs).build())
-        trained_on = (f"the first {override['first_k']} task(s) of {offline['split']}"
-                      if "first_k" in override else offline["split"])
-        label = f"offline {algorithm} on {trained_on} ({cid}), evaluated on its train tasks"
-        launches += [
-            Launch(label, "train_and_evaluate", {**LOGS, "ops": {
-                "offline_model": {"config": knobs},
-                "offline_eval_train": {"config": evaluation}}},
-                asset_selection=("offline_model", "offline_eval_train"), tags=TAGS,
-                after=train_data),
-            Launch(f"{cid} on the held-out tasks", "train_and_evaluate", {**LOGS, "ops": {
-                "offline_eval_test": {"config": {**evaluation, "model": cid}}}},
-                asset_selection=("offline_eval_test",),
-                tags={**TAGS, "sable-lake/model": cid}, after=(label, *all_data)),
-        ]
-    outcomes = []
-    for outcome in run_parallel(launches, instance, workers, started):
-        outcomes.append(outcome)
-        if outcome.launch.label == "dataset status" and outcome.success:
-            meta = outcome.metadata["dataset_status"]
-            print(f"[{time.time() - started:5.0f}s] dataset_status: {meta['tasks']} task "
-                  f"datasets, incomplete: {meta['incomplete']}", flush=True)
-    if failed := _failures(outcomes):
-        return _failed(failed)
-    report = defs.resolve_job_def("train_and_evaluate").execute_in_process(  # every model's
-        instance=instance, run_config=LOGS, asset_selection=[dg.AssetKey("report")])
-    if not report.success:
-        return _failed("report")
+    def progress(run: Finished) -> None:
+        print(f"[{time.time() - started:5.0f}s] {run.line()}", flush=True)
+
+    # A second demo reuses the datasets (online_sable finds them complete) and does not run
+    # the models the lake has evaluations of again.
+    done = evaluated_models(lake, episodes=evaluation.get("episodes")) & {
+        config_id(c, s) for c, s in experiment.models}
+    # Submitted first: a daemon started after it finds the backfill on its first pass.
+    backfill = submit(instance, experiment, skip_models=done)
+    print(f"[{time.time() - started:5.0f}s] submitted: {len(experiment.datasets)} task "
+          f"datasets, {len(experiment.models) - len(done)} models ({len(done)} evaluated "
+          f"before), the report (backfill {backfill}; `make ui` follows it)", flush=True)
+    with queue_daemon(instance):
+        finished = wait(instance, backfill, progress)
+    if failed := [f.line() for f in finished if not f.success]:
+        return _failed("; ".join(failed))
+    if not any(f.what == "report" for f in finished):
+        return _failed("the report (it never ran: see the backfill in the UI)")
 
     print(f"\n[{time.time() - started:5.0f}s] done.\n")
     lake_cli(["--lake", lake.root, "query", SUMMARY_SQL])
@@ -143,11 +130,6 @@ def demo_scale(online: dict, offline: dict, evaluation: dict) -> str:
             f"seed, {online_config.total_env_steps:,} online env steps per task, embed "
             f"{offline_config.embed_dim}, {offline_config.num_updates} updates, "
             f"{evaluation.get('episodes', 320)} episodes per task")
-
-
-def _failures(outcomes: Iterable[Outcome]) -> str:
-    """"label: error" of each failed run ("" when none failed)."""
-    return "; ".join(o.failure for o in outcomes if not o.success)
 
 
 def _failed(what: str) -> int:

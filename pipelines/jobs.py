@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from pipelines.experiments import LaunchConfig
 from pipelines.resources import LakeResource
 
 # Online Sable + recording for one task per run, then its dataset card; backfill a split's
@@ -21,28 +22,19 @@ check_datasets = dg.define_asset_job(
                 "references, file problems.",
 )
 
-# One offline configuration (set in the launchpad), its evaluations and the refreshed report.
+# One model partition (registered by `launch_experiment` or `pipelines.launch`): trained,
+# then evaluated on its train and held-out tasks.
 train_and_evaluate = dg.define_asset_job(
     "train_and_evaluate",
-    selection=dg.AssetSelection.assets(
-        "offline_model", "offline_eval_train", "offline_eval_test", "report"),
-    description="Train one offline model, evaluate it on train and held-out tasks, report.",
+    selection=dg.AssetSelection.assets("offline_model", "offline_eval_train", "offline_eval_test"),
+    description="Train one model (a partition: its config id) and evaluate it on its train and "
+                "held-out tasks.",
 )
 
-# A grid of offline models (algorithms x task counts x quality subsets) and the report.
-run_ablation_sweep = dg.define_asset_job(
-    "run_ablation_sweep",
-    selection=dg.AssetSelection.assets("ablation_sweep", "report"),
-    description="Train and evaluate a grid of offline configurations, then report.",
-)
-
-# The paper's experiments at a named scale (trainer.experiments presets), then the report;
-# benchmarks/reproduce.py builds the preset's task datasets first.
-reproduce = dg.define_asset_job(
-    "reproduce",
-    selection=dg.AssetSelection.assets("reproduction", "report"),
-    description="Train and evaluate every model of a reproduction preset (seeds included), "
-                "skipping what is done, then report.",
+# Every evaluation in the lake, compared.
+refresh_report = dg.define_asset_job(
+    "refresh_report", selection=dg.AssetSelection.assets("report"),
+    description="Rebuild the report from every evaluation in the lake.",
 )
 
 random_baselines = dg.define_asset_job(
@@ -77,5 +69,23 @@ def maintain_lake():
     compact_and_vacuum()
 
 
-JOBS = [build_datasets, check_datasets, train_and_evaluate, run_ablation_sweep, reproduce,
+@dg.op(description="Register the experiment's models as partitions and submit one backfill "
+                   "of its datasets, models, evaluations and report to the run queue.")
+def submit_experiment(context: dg.OpExecutionContext, config: LaunchConfig) -> None:
+    from pipelines.launch import submit
+
+    experiment = config.experiment()  # every model's config validated before anything runs
+    backfill_id = submit(context.instance, experiment, config.models_dir)
+    context.log.info(f"backfill {backfill_id}: {len(experiment.datasets)} task datasets, "
+                     f"{len(experiment.models)} models and the report, queued (the Overview "
+                     "page's Backfills tab follows it)")
+
+
+@dg.job(description="An experiment (a reproduction preset, or a grid of models) as runs of "
+                    "the instance's queue: one per task dataset, one per model, the report.")
+def launch_experiment():
+    submit_experiment()
+
+
+JOBS = [build_datasets, check_datasets, train_and_evaluate, refresh_report, launch_experiment,
         random_baselines, maintain_lake]

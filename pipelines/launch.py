@@ -1,162 +1,216 @@
-"""Several Dagster runs at once, each in its own process: the demo's and the reproduction's
-independent runs (one per task dataset, one per offline model or env) side by side.
+"""Every experiment goes through the Dagster instance's run queue, as one asset backfill.
 
-Why processes: one online or offline training run keeps about 1.3-1.5 of this machine's 2
-cores busy (XLA compiles on one thread; small env and network ops run one at a time), so two
-runs side by side finish 1.5x sooner than one after the other (benchmarks/RESULTS.md). Each
-run is an ordinary `execute_in_process` run of a job of `pipelines.definitions` in the
-parent's Dagster instance, so the UI shows it as any other; the lake's Delta transactions
-keep parallel writers apart. Workers are started with `spawn` (JAX does not survive `fork`)
-and reused from one run to the next.
+`submit` registers the experiment's models (each a partition of the offline assets, keyed by
+its config id) and submits one backfill of its task datasets, its models with their
+evaluations, and the report. From there everything is Dagster's: the backfill daemon starts
+each run once what it reads is materialised (asset dependencies), the queued run coordinator
+decides how many run at once (`max_concurrent_runs`, and one run per GPU through the
+`sable-lake/gpu` tag limit in dagster.yaml), and the run launcher starts each run as its own
+process (`DefaultRunLauncher` on one machine; Kubernetes or Docker on a cluster: README,
+"Scaling out"). The UI shows each run, its logs and failures, and re-executes a failed one.
+
+`queue_daemon` runs the daemon for the length of a command (`make demo`,
+`benchmarks/reproduce.py`) when none is running (`make ui` runs one), and `wait` follows the
+backfill until it ends, printing each run as it finishes.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
-from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
-from multiprocessing import get_context
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
+from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
+from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
+from dagster._core.utils import make_new_backfill_id
+
+from pipelines.experiments import Experiment
+from pipelines.partitions import model_partitions, task_partitions
+from trainer.data.selection import DataSelection
+from trainer.offline.config import OfflineConfig, model_name
+from trainer.offline.runs import register_model
+
+ROOT = Path(__file__).resolve().parents[1]
+CODE_LOCATION = ("-m", "pipelines.definitions")
+DATASET_ASSETS = ("online_sable", "dataset_card")
+MODEL_ASSETS = ("offline_model", "offline_eval_train", "offline_eval_test")
+# Whether a daemon serves the instance: its queue and backfill threads beat every 30 s.
+HEARTBEAT_TOLERANCE_S = 75
+GPU_TAG = "sable-lake/gpu"
 
 
 @dataclass(frozen=True)
-class Launch:
-    """One run: a job of `pipelines.definitions` with its run config; `label` names it in the
-    progress lines and errors."""
+class Finished:
+    """A run of the backfill that ended: what it ran, whether it succeeded, and why not."""
 
-    label: str
-    job: str
-    run_config: dict[str, Any]
-    partition_key: str | None = None
-    asset_selection: tuple[str, ...] = ()  # asset names; empty: the job's whole selection
-    tags: dict[str, str] = field(default_factory=dict)
-    after: tuple[str, ...] = ()  # labels of earlier launches that must succeed first
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What came back from a run: whether it succeeded, per asset its first materialisation's
-    plain metadata values (numbers, strings, booleans), and why it failed."""
-
-    launch: Launch
+    run_id: str
+    what: str  # `online_sable lbf/8x8-2p-2f`, `model lbf-bc-1a2b3c4d5e6f`, `report`
     success: bool
-    run_id: str | None  # None: the run never started (its config was refused)
-    metadata: dict[str, dict[str, Any]]
-    error: str = ""  # why it failed, one line
+    seconds: float
+    error: str = ""  # the first line of the first failure
 
-    @property
-    def failure(self) -> str:
-        """`label: error`, the line a caller prints for a failed run."""
-        return f"{self.launch.label}: {self.error}"
+    def line(self) -> str:
+        outcome = "done" if self.success else f"FAILED: {self.error}"
+        return f"{self.what}: {outcome} ({self.seconds:.0f} s, run {self.run_id[:8]})"
 
 
-def default_workers() -> int:
-    """One run per CPU core this process may use (its affinity: a container's share, not
-    the host's count)."""
-    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    return max(1, len(cores) if cores else os.cpu_count() or 1)
+def gpu_tags(device: str = "0") -> dict[str, str]:
+    """The tags of a run that needs one GPU: `sable-lake/gpu` (dagster.yaml's queue limit,
+    one run per device value at a time) and Kubernetes' request of one GPU for the run's
+    pod (read by `K8sRunLauncher`; other launchers ignore it)."""
+    import json
+
+    return {GPU_TAG: device, "dagster-k8s/config": json.dumps(
+        {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}})}
 
 
-def run_parallel(launches: Sequence[Launch], instance: dg.DagsterInstance,
-                 workers: int | None = None, started: float | None = None
-                 ) -> Iterator[Outcome]:
-    """Run `launches` in up to `workers` processes (default: `default_workers()`), yielding
-    each `Outcome` as its run ends. A launch starts once the launches it comes `after` have
-    succeeded (of those ready, the first in the list first), so a chain of stages keeps every
-    worker busy: the next stage's first run starts while the last one's slowest still runs.
-    A failed run does not stop the others; the launches after it never start (their Outcome
-    says why). `instance` must be persistent (a DAGSTER_HOME or `dg.instance_for_test()`),
-    since the workers open it by reference; `started` (a `time.time()`) dates the progress
-    lines."""
-    if not launches:
+def add_models(instance: dg.DagsterInstance,
+               models: Sequence[tuple[OfflineConfig, DataSelection]], models_dir: str = ""
+               ) -> list[str]:
+    """Register each (config, selection) and add it as a partition of the offline assets
+    (once); returns their config ids, in order."""
+    keys = list(dict.fromkeys(register_model(models_dir, c, s) for c, s in models))
+    known = set(instance.get_dynamic_partitions(model_partitions.name))
+    if new := [k for k in keys if k not in known]:
+        instance.add_dynamic_partitions(model_partitions.name, new)
+    return keys
+
+
+def submit(instance: dg.DagsterInstance, experiment: Experiment, models_dir: str = "",
+           skip_models: set[str] = frozenset(), tags: dict[str, str] | None = None) -> str:
+    """Register the experiment's models as partitions and submit one backfill of its runs;
+    returns the backfill id. Models in `skip_models` (config ids, e.g. already evaluated)
+    are registered but not run again."""
+
+    keys = list(dict.fromkeys(register_model(models_dir, c, s) for c, s in experiment.models))
+    known = set(instance.get_dynamic_partitions(model_partitions.name))
+    if new := [k for k in keys if k not in known]:
+        instance.add_dynamic_partitions(model_partitions.name, new)
+    keys = [k for k in keys if k not in skip_models]
+    subsets: dict[dg.AssetKey, object] = {}
+    if experiment.datasets:
+        tasks = task_partitions.subset_with_partition_keys(list(experiment.datasets))
+        subsets |= {dg.AssetKey(a): tasks for a in DATASET_ASSETS}
+    if keys:
+        models = model_partitions.subset_with_partition_keys(keys)
+        subsets |= {dg.AssetKey(a): models for a in MODEL_ASSETS}
+    unpartitioned = {dg.AssetKey("report")}
+    if experiment.datasets:
+        unpartitioned.add(dg.AssetKey("dataset_status"))
+    backfill_id = make_new_backfill_id()
+    instance.add_backfill(PartitionBackfill.from_asset_graph_subset(
+        backfill_id=backfill_id, backfill_timestamp=time.time(),
+        tags={**experiment.run_tags, **(tags or {})}, dynamic_partitions_store=instance,
+        asset_graph_subset=AssetGraphSubset(partitions_subsets_by_asset_key=subsets,
+                                            non_partitioned_asset_keys=unpartitioned),
+        title=experiment.name, description=f"{len(experiment.datasets)} task datasets, "
+        f"{len(keys)} models, the report", run_config=experiment.run_config(models_dir)))
+    return backfill_id
+
+
+def daemon_running(instance: dg.DagsterInstance) -> bool:
+    """Whether a daemon serves this instance's queue and backfills (recent heartbeats)."""
+    beats = instance.get_daemon_heartbeats()
+    now = time.time()
+    return all(kind in beats and now - beats[kind].timestamp < HEARTBEAT_TOLERANCE_S
+               for kind in ("BACKFILL", "QUEUED_RUN_COORDINATOR"))
+
+
+@contextmanager
+def queue_daemon(instance: dg.DagsterInstance, log: Path | None = None,
+                 timeout_s: float = 180) -> Iterator[subprocess.Popen | None]:
+    """The instance's daemon for the length of the block: started here (its output in
+    `log`, default `$DAGSTER_HOME/daemon.log`; the block gets its process) unless one already
+    runs (the block gets None), stopped after."""
+    if daemon_running(instance):
+        yield None
         return
-    if instance.is_ephemeral:
-        raise ValueError("run_parallel needs a persistent Dagster instance (DAGSTER_HOME or "
-                         "dg.instance_for_test()): its worker processes cannot open an "
-                         "ephemeral one")
-    _check_order(launches)
-    ref = instance.get_ref()
-    workers = min(workers or default_workers(), len(launches))
-    started = time.time() if started is None else started
-    pending, running = list(launches), {}
-    succeeded, failed = set(), set()
-    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+    log = log or Path(instance.root_directory) / "daemon.log"
+    binary = Path(sys.executable).with_name("dagster-daemon")
+    with open(log, "ab") as out:
+        daemon = subprocess.Popen([str(binary), "run", *CODE_LOCATION], cwd=ROOT,
+                                  env={**os.environ, "PYTHONPATH": _pythonpath()},
+                                  stdout=out, stderr=subprocess.STDOUT)
     try:
-        while pending or running:
-            for launch in list(pending):
-                blocked = [label for label in launch.after if label in failed]
-                if blocked:
-                    pending.remove(launch)
-                    failed.add(launch.label)
-                    yield Outcome(launch, False, None, {}, error=f"not run: {blocked[0]} failed")
-                elif len(running) < workers and succeeded.issuperset(launch.after):
-                    pending.remove(launch)
-                    running[pool.submit(_run, ref, launch, started)] = launch
-            if not running:  # everything left waits on a failed launch: reported above
-                continue
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                del running[future]
-                outcome = future.result()
-                (succeeded if outcome.success else failed).add(outcome.launch.label)
-                yield outcome
-    finally:  # a caller that stops early (or ^C) cancels the runs not yet started
-        pool.shutdown(cancel_futures=True)
-
-
-def _check_order(launches: Sequence[Launch]) -> None:
-    """Labels are unique and each launch comes after earlier ones only (so no cycle)."""
-    seen: set[str] = set()
-    for launch in launches:
-        if launch.label in seen:
-            raise ValueError(f"two launches are labelled {launch.label!r}")
-        unknown = [label for label in launch.after if label not in seen]
-        if unknown:
-            raise ValueError(f"launch {launch.label!r} comes after {unknown[0]!r}, which is not "
-                             "an earlier launch")
-        seen.add(launch.label)
-
-
-def _run(ref: Any, launch: Launch, started: float) -> Outcome:
-    """A worker's run (module level: `spawn` pickles it by name)."""
-    import warnings
-
-    from pipelines.definitions import defs
-
-    warnings.filterwarnings("ignore", "scatter inputs have incompatible types", FutureWarning)
-    print(f"[{time.time() - started:5.0f}s] {launch.label}", flush=True)
-    job = defs.resolve_job_def(launch.job)
-    with dg.DagsterInstance.from_ref(ref) as instance:
+        deadline = time.time() + timeout_s
+        while not daemon_running(instance):
+            if daemon.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"the Dagster daemon did not start; its log: {log}")
+            time.sleep(0.5)
+        yield daemon
+    finally:
+        daemon.terminate()
         try:
-            result = job.execute_in_process(
-                instance=instance, run_config=launch.run_config, raise_on_error=False,
-                partition_key=launch.partition_key, tags=launch.tags or None,
-                asset_selection=[dg.AssetKey(a) for a in launch.asset_selection] or None)
-        except dg.DagsterInvalidConfigError as e:  # refused before the run started
-            errors = "; ".join(_first_line(err.message) for err in e.errors)
-            return Outcome(launch, False, None, {}, error=errors or _first_line(str(e)))
-        except dg.DagsterError as e:  # e.g. an unknown partition
-            return Outcome(launch, False, None, {}, error=_first_line(str(e)))
-    metadata = {}
-    for event in result.get_asset_materialization_events():
-        key = event.asset_key.to_user_string()
-        values = {k: v.value for k, v in event.materialization.metadata.items()
-                  if isinstance(v.value, int | float | str | bool)}
-        metadata.setdefault(key, values)
-    error = ""
-    for event in result.get_step_failure_events():
-        cause = event.step_failure_data.error
-        while cause is not None and cause.cause is not None:  # Dagster's wrappers, then ours
+            daemon.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+
+
+def _pythonpath() -> str:
+    return os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+
+
+def wait(instance: dg.DagsterInstance, backfill_id: str,
+         on_finished: Callable[[Finished], None] = lambda f: None,
+         poll_s: float = 1.0) -> list[Finished]:
+    """Follow the backfill until it ends: every run's outcome, passed to `on_finished` as
+    each run ends. It ends when the backfill does, or as soon as its report run ended with
+    every other run finished (the report is the last run of an experiment)."""
+    seen: dict[str, Finished] = {}
+    while True:
+        records = instance.get_run_records(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+        for record in records:
+            run = record.dagster_run
+            if run.is_finished and run.run_id not in seen:
+                seen[run.run_id] = finished = Finished(
+                    run.run_id, _describe(run), run.is_success,
+                    (record.end_time or 0) - (record.start_time or record.end_time or 0),
+                    "" if run.is_success else first_error(instance, run.run_id))
+                on_finished(finished)
+        backfill = instance.get_backfill(backfill_id)
+        reported = any(f.what == "report" for f in seen.values())
+        if backfill.status not in (BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING,
+                                   BulkActionStatus.FAILING) or (
+                reported and all(r.dagster_run.is_finished for r in records)):
+            return list(seen.values())
+        time.sleep(poll_s)
+
+
+def _describe(run: dg.DagsterRun) -> str:
+    assets = {k.to_user_string() for k in run.asset_selection or ()}
+    partition = run.tags.get("dagster/partition", "")
+    if "online_sable" in assets:
+        return f"online Sable -> lake {partition}"
+    if assets & set(MODEL_ASSETS):
+        tags = run.tags
+        if {"sable-lake/algorithm", "sable-lake/tasks", "sable-lake/seed"} <= tags.keys():
+            name = model_name(tags["sable-lake/algorithm"], tags["sable-lake/tasks"],
+                              tags["sable-lake/seed"])
+            return f"model {partition} ({name})"
+        return f"model {partition}"
+    return ", ".join(sorted(assets)) or run.job_name
+
+
+def first_error(instance: dg.DagsterInstance, run_id: str) -> str:
+    """The first line of the run's first step failure (the innermost cause: ours, not
+    Dagster's wrappers), else of its run failure (e.g. a killed run process)."""
+    step_failures = instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    for event in step_failures:
+        cause = event.dagster_event.step_failure_data.error
+        while cause is not None and cause.cause is not None:
             cause = cause.cause
         if cause is not None:
-            error = _first_line(cause.message)
-            break
-    return Outcome(launch, result.success, result.run_id, metadata,
-                   error=error or ("" if result.success else "the run failed"))
+            return _first_line(cause.message)
+    for event in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
+        if "unexpectedly exited" in (event.message or "") or "crash" in (event.message or ""):
+            return _first_line(event.message)
+    return "the run failed (see its log in the UI)"
 
 
 def _first_line(message: str) -> str:

@@ -1,16 +1,14 @@
 """Resources: every external system the assets touch, configured in one place."""
 
 import contextlib
-import json
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, Literal
 
 import dagster as dg
 from pydantic import Field
 
-from lake_schema.storage import Lake, S3Options, write_atomic
+from lake_schema.storage import Lake, S3Options
 
 COMPUTE_ENV = "SABLE_COMPUTE"
 
@@ -87,37 +85,8 @@ class ComputeResource(dg.ConfigurableResource):
             yield devices
 
 
-class RunScopedIOManager(dg.ConfigurableIOManager):
-    """Asset values passed between steps (`offline_model`'s reference to its run directory:
-    small JSON), kept per run under the Dagster instance's storage folder.
-
-    Why: Dagster's default filesystem IO manager keeps one file per asset, so of two
-    `train_and_evaluate` runs side by side, one would evaluate the model the other trained.
-    Here a step reads the value its own run produced; a run that did not produce the asset
-    (an evaluation launched alone) reads the value last produced by any run."""
-
-    def _folder(self, context: dg.InputContext | dg.OutputContext) -> Path:
-        storage = context.step_context.instance.storage_directory()
-        return Path(storage, "run_scoped", *context.asset_key.path)
-
-    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
-        folder = self._folder(context)
-        folder.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(obj)
-        for name in (f"{context.run_id}.json", "latest.json"):  # each replaced whole
-            write_atomic(folder / name, text)
-
-    def load_input(self, context: dg.InputContext) -> Any:
-        folder = self._folder(context)
-        for name in (f"{context.step_context.run_id}.json", "latest.json"):
-            if (folder / name).exists():
-                return json.loads((folder / name).read_text())
-        raise dg.Failure(f"{context.asset_key.to_user_string()} has no value in this Dagster "
-                         "instance yet: materialise it first")
-
-
 def default_resources(lake_root: str | None = None) -> dict[str, dg.ConfigurableResource]:
-    """The resources every asset needs: the lake (at `lake_root`, else $SABLE_LAKE), compute,
-    and the IO manager of the values passed between steps."""
-    return {"lake": LakeResource(root=lake_root), "compute": ComputeResource(),
-            "io_manager": RunScopedIOManager()}
+    """The resources every asset needs: the lake (at `lake_root`, else $SABLE_LAKE) and
+    compute. (No asset passes a value to another: each reads the lake, or its model's run
+    directory by partition key.)"""
+    return {"lake": LakeResource(root=lake_root), "compute": ComputeResource()}

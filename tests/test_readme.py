@@ -334,18 +334,15 @@ def _yaml_blocks(kind: str) -> list[Block]:
 def test_run_config_blocks_are_what_their_job_accepts(block):
     import dagster as dg
 
-    from pipelines.assets.offline import AblationSweepConfig, OfflineModelConfig
     from pipelines.definitions import defs
+    from pipelines.experiments import LaunchConfig
 
     run_config = yaml.safe_load(block.code)
     job = defs.resolve_job_def(block.flags.removeprefix("job="))
     dg.validate_run_config(job, run_config)  # DagsterInvalidConfigError names the bad key
     ops = run_config["ops"]
-    if "offline_model" in ops:  # values too: tasks, choices, bounds
-        OfflineModelConfig(**ops["offline_model"]["config"]).build()
-    if "ablation_sweep" in ops:
-        for model in AblationSweepConfig(**ops["ablation_sweep"]["config"]).grid():
-            model.build()
+    if "submit_experiment" in ops:  # values too: every model's tasks, choices, bounds
+        assert LaunchConfig(**ops["submit_experiment"]["config"]).experiment().models
 
 
 @pytest.mark.parametrize("block", _yaml_blocks("instance"), ids=str)

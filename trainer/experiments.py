@@ -248,8 +248,7 @@ def _experiment(name: str, preset: Preset, env: str) -> list[tuple[dict, dict]]:
 
 def models(preset: Preset) -> list[ModelSpec]:
     """Every model of the preset, each once (the first experiment that asks for it names it),
-    seed by seed (the reproduction then trains the seeds of each configuration together, in
-    one program, in the order of their first seed)."""
+    seed by seed."""
     seen: dict[tuple, ModelSpec] = {}
     for seed in preset.seeds:
         for env in preset.envs:
@@ -265,8 +264,8 @@ def models(preset: Preset) -> list[ModelSpec]:
 def seed_groups(preset: Preset, overrides: dict[str, Any] | None = None
                 ) -> list[list[tuple[ModelSpec, OfflineConfig, DataSelection]]]:
     """The preset's models, built (`ModelSpec.build`) and grouped by configuration: each
-    group is one configuration's seeds, which train together in one program
-    (`trainer.offline.train_seeds`); groups in the order of their first model."""
+    group is one configuration's seeds (`trainer.offline.train_seeds` can train them in one
+    program); groups in the order of their first model."""
     groups: dict[tuple, list[tuple[ModelSpec, OfflineConfig, DataSelection]]] = {}
     for spec in models(preset):
         config, selection = spec.build(preset, overrides)

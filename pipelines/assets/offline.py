@@ -1,16 +1,22 @@
 """Offline multi-task models (BC-Sable, CQL-Sable, Oryx) trained on the lake, and their
-zero-shot evaluations on the train and test tasks.
+zero-shot evaluations on the train and test tasks: one partition per model.
 
 Wiring only: training is `trainer.offline.training`, evaluation `trainer.offline.evaluation`.
-Every model lives in `<models_dir>/<config id>`, the config id a hash of the model's config
-and dataset selection, so models of different configs (ablations, seeds, sizes) coexist and
-never overwrite each other; materialising the same config again resumes (or finds finished)
-its run. Evaluations are rows of the lake's `evaluations` table keyed by the config id, so
-any two models can be compared with a query.
+Each model is a partition of `offline_model`, `offline_eval_train` and `offline_eval_test`,
+keyed by its config id (a hash of the model's config and dataset selection), so every model
+has its own page, runs, logs and lineage in the UI, and one run trains and evaluates one
+model. A model is registered (`trainer.offline.runs.register_model`, which
+`pipelines.launch` calls when it plans an experiment) before its partition runs: the key says
+what to train. Its run directory is `<models_dir>/<config id>`; materialising the partition
+again resumes (or finds finished) its run. Evaluations are rows of the lake's `evaluations`
+table keyed by the config id, so any two models can be compared with a query.
+
+A partition is one seed, not a configuration's seeds in one program: on CPU a program of 3
+seeds trains 0.95-1.02x the seeds per hour of one seed alone (benchmarks/RESULTS.md, the
+seeds-in-one-program table), while two runs side by side finish 1.5x sooner than one after the
+other; on a cluster, each seed's run takes a GPU of its own. A model is then a page.
 """
 
-from collections.abc import Callable
-from pathlib import Path
 from typing import Literal
 
 import dagster as dg
@@ -23,17 +29,19 @@ from lake_schema.storage import Lake
 from pipelines.checks import check_result
 from pipelines.configs import derive, knob_values, plain_fields
 from pipelines.metadata import rounded
+from pipelines.partitions import model_partitions
 from pipelines.plots import publish_png, table_metadata, task_bars_png, training_curves_png
 from pipelines.resources import ComputeResource, LakeResource
 from trainer.analysis import latest_evaluations, model_table
 from trainer.data.selection import DataSelection
 from trainer.offline.config import PROFILES as OFFLINE_PROFILES
-from trainer.offline.config import EvalConfig, OfflineConfig, config_id
+from trainer.offline.config import EvalConfig, OfflineConfig, config_id, model_name
 from trainer.offline.runs import (
     MODELS_ENV,
     evaluate_model,
     mean_normalised,
     models_root,
+    registered_model,
     train_models,
 )
 from trainer.tensorboard import model_run, tensorboard_url
@@ -47,7 +55,6 @@ class _OfflineModel(dg.Config):
     profile: Literal[tuple(OFFLINE_PROFILES)] = Field(
         default="demo", description="'demo' (CPU; what `make demo` trains) or 'paper'")
     split: str | None = Field(default="demo-train", description="training split of the env")
-    models_dir: str = Field(default="", description=f"default ${MODELS_ENV} or ./models")
 
     def build(self) -> tuple[OfflineConfig, DataSelection]:
         """(OfflineConfig, DataSelection), validated (ValueError) before any compute."""
@@ -66,24 +73,19 @@ OfflineModelConfig = derive("OfflineModelConfig", _OfflineModel, OfflineConfig,
                             extra=plain_fields(DataSelection, exclude=("env", "seed")))
 
 
-def train_model(lake: Lake, config: OfflineModelConfig, offline_config, selection,
-                devices: list | None, log: Callable[[str], None]):
-    """Train (or resume) the model of (offline_config, selection) in its run directory,
-    `<models_dir>/<config id>`; returns (a reference to it, the TrainResult, offline_config,
-    selection)."""
-    ((ref, result),) = train_models(lake, config.models_dir, offline_config, selection,
-                                    [offline_config.seed], devices, log)
-    return ref, result, offline_config, selection
-
-
-def config_summary(profile: str, config: OfflineConfig, selection: DataSelection
-                   ) -> dict[str, str]:
-    """A model in two short lines: `knobs`, those that differ from its profile's (the
-    algorithm and the seed have entries of their own), and `data`, how its episodes were
-    chosen beyond the tasks."""
+def config_summary(config: OfflineConfig, selection: DataSelection) -> dict[str, str]:
+    """A model in two short lines: `knobs`, those that differ from the profile it is closest
+    to (the algorithm and the seed have entries of their own), and `data`, how its episodes
+    were chosen beyond the tasks."""
     own = ("env", "algorithm", "seed")
-    base = OfflineConfig.profile(profile, env=config.env).to_json()
-    knobs = [f"{k}={v}" for k, v in config.to_json().items() if k not in own and v != base[k]]
+    mine = config.to_json()
+
+    def differing(profile: str) -> list[str]:
+        base = OfflineConfig.profile(profile, env=config.env).to_json()
+        return [f"{k}={v}" for k, v in mine.items() if k not in own and v != base[k]]
+
+    profile = min(OFFLINE_PROFILES, key=lambda name: len(differing(name)))
+    knobs = differing(profile)
     data = [f"{k}={v}" for k, v in selection.to_json().items()
             if k not in ("env", "tasks", "seed", "as_of") and v not in (None, "all")]
     return {"knobs": f"profile {profile}" + (f" with {', '.join(knobs)}" if knobs else ""),
@@ -100,27 +102,42 @@ def model_tags(config: OfflineConfig, selection: DataSelection) -> dict[str, str
             "sable-lake/seed": str(config.seed)}
 
 
-@dg.asset(group_name="offline", kinds={"jax"}, deps=["online_sable"])
-def offline_model(context: dg.AssetExecutionContext, config: OfflineModelConfig,
-                  lake: LakeResource, compute: ComputeResource) -> dg.Output[dict]:
-    """Train (or resume) one offline model on the lake's datasets; the value is a reference
-    to its run directory (`<models_dir>/<config id>`)."""
-    built = config.build()  # validated before any compute
-    context.instance.add_run_tags(context.run_id, model_tags(*built))
+class ModelRunConfig(dg.Config):
+    """Where the partition's model lives; what it is was registered under its key."""
+
+    models_dir: str = Field(default="", description=f"default ${MODELS_ENV} or ./models")
+
+
+# Every task dataset the model may read: the lake decides which (its selection), so the
+# model's partition depends on all of `online_sable`'s.
+DATASETS = dg.AssetDep("online_sable", partition_mapping=dg.AllPartitionMapping())
+
+
+@dg.asset(group_name="offline", kinds={"jax"}, partitions_def=model_partitions,
+          deps=[DATASETS])
+def offline_model(context: dg.AssetExecutionContext, config: ModelRunConfig,
+                  lake: LakeResource, compute: ComputeResource) -> dg.MaterializeResult:
+    """Train (or resume) the partition's model on the lake's datasets, in its run directory
+    (`<models_dir>/<config id>`)."""
+    offline_config, selection = registered_model(config.models_dir, context.partition_key)
+    context.instance.add_run_tags(context.run.run_id, model_tags(offline_config, selection))
     with compute.placed() as devices:
-        ref, result, offline_config, selection = train_model(
-            lake.lake(), config, *built, devices, context.log.info)
+        ((ref, result),) = train_models(lake.lake(), config.models_dir, offline_config,
+                                        selection, [offline_config.seed], devices,
+                                        context.log.info)
     cid, history = ref["config_id"], result.history
     rates = [r["updates_per_s"] for r in history if "updates_per_s" in r]
     last = history[-1] if history else {}
+    name = model_name(offline_config.algorithm, len(selection.task_names), offline_config.seed)
     # The first screen says what the model is in a few lines; the full config (60 lines of
     # JSON, shown inline by the UI) comes last.
     metadata = {
+        "model": name,
         "config_id": cid,
         "algorithm": offline_config.algorithm,
         "train_tasks": ", ".join(selection.task_names),
         "seed": offline_config.seed,
-        **config_summary(config.profile, offline_config, selection),
+        **config_summary(offline_config, selection),
         "updates": result.update,
         "final_loss": float(last.get("loss", float("nan"))),
         "updates_per_s": float(sorted(rates)[len(rates) // 2]) if rates else float("nan"),
@@ -133,24 +150,21 @@ def offline_model(context: dg.AssetExecutionContext, config: OfflineModelConfig,
             result.best["score"])
     if history:
         metadata["training_curves"] = publish_png(
-            lake.lake(), training_curves_png(history, f"{offline_config.algorithm} {cid}"),
-            "training curves")
+            lake.lake(), training_curves_png(history, f"{name} ({cid})"), "training curves")
     metadata["tensorboard"] = dg.MetadataValue.url(tensorboard_url())
     metadata["tensorboard_run"] = model_run(cid, offline_config.algorithm,
                                             len(selection.task_names), offline_config.seed)
     metadata["run_dir"] = dg.MetadataValue.path(ref["run_dir"])
     metadata["config"] = dg.MetadataValue.json({"config": offline_config.to_json(),
                                                 "selection": selection.to_json()})
-    return dg.Output(ref, metadata=rounded(metadata))
+    return dg.MaterializeResult(metadata=rounded(metadata))
 
 
 class _OfflineEval(dg.Config):
-    """How to evaluate (every knob of `trainer.offline.EvalConfig`); by default the model
-    `offline_model` last materialised."""
+    """How to evaluate the partition's model (every knob of `trainer.offline.EvalConfig`)."""
 
     split: str | None = Field(default=None, description="tasks to evaluate: a split of the env")
     tasks: list[str] | None = Field(default=None, description="... or explicit tasks")
-    model: str = Field(default="", description="evaluate this config id instead")
     models_dir: str = Field(default="", description=f"default ${MODELS_ENV} or ./models")
 
     def eval_config(self) -> EvalConfig:
@@ -161,9 +175,8 @@ OfflineEvalConfig = derive("OfflineEvalConfig", _OfflineEval, EvalConfig)
 
 
 def _evaluate(context: dg.AssetExecutionContext, config: OfflineEvalConfig, lake: LakeResource,
-              compute: ComputeResource, model: dict, role: str) -> dg.MaterializeResult:
-    run_dir = (models_root(config.models_dir) / config.model) if config.model else Path(
-        model["run_dir"])
+              compute: ComputeResource, role: str) -> dg.MaterializeResult:
+    run_dir = models_root(config.models_dir) / context.partition_key
     from trainer.offline.checkpoint import read_best  # JAX: only where a model runs
 
     with compute.placed():
@@ -234,34 +247,32 @@ def evaluation_metadata(the_lake: Lake, model: str, splits: set[str],
     return rounded(metadata)
 
 
-@dg.asset(group_name="offline", kinds={"jax", "parquet"})
+@dg.asset(group_name="offline", kinds={"jax", "parquet"}, partitions_def=model_partitions,
+          deps=["offline_model", DATASETS])
 def offline_eval_train(context: dg.AssetExecutionContext, config: OfflineEvalConfig,
-                       lake: LakeResource, compute: ComputeResource,
-                       offline_model: dict) -> dg.MaterializeResult:
+                       lake: LakeResource, compute: ComputeResource) -> dg.MaterializeResult:
     """The model on its own training tasks (raw and normalised returns) -> `evaluations`."""
-    return _evaluate(context, config, lake, compute, offline_model, "train")
+    return _evaluate(context, config, lake, compute, "train")
 
 
-@dg.asset(group_name="offline", kinds={"jax", "parquet"})
+@dg.asset(group_name="offline", kinds={"jax", "parquet"}, partitions_def=model_partitions,
+          deps=["offline_model", DATASETS])
 def offline_eval_test(context: dg.AssetExecutionContext, config: OfflineEvalConfig,
-                       lake: LakeResource, compute: ComputeResource,
-                       offline_model: dict) -> dg.MaterializeResult:
+                      lake: LakeResource, compute: ComputeResource) -> dg.MaterializeResult:
     """Zero-shot on held-out tasks (the test split paired with the training split, or as
     configured) -> `evaluations`."""
-    return _evaluate(context, config, lake, compute, offline_model, "test")
+    return _evaluate(context, config, lake, compute, "test")
 
 
 class AblationSweepConfig(dg.Config):
-    """A grid of offline models in one launch: `base` with each combination of the lists
-    (an empty list keeps the base value), each trained, then evaluated on its training tasks
-    and the paired held-out split. Results accumulate in `evaluations`; `report` compares."""
+    """A grid of offline models: `base` with each combination of the lists (an empty list
+    keeps the base value). `pipelines.launch` registers each as a model partition."""
 
     base: OfflineModelConfig = Field(default_factory=OfflineModelConfig)
     algorithms: list[str] = Field(default_factory=lambda: ["bc", "oryx"],
                                   description="bc, cql, oryx")
     first_k: list[int] = Field(default_factory=list, description="task counts (task scaling)")
     quality: list[str] = Field(default_factory=list, description="all, high, low, high+low")
-    evaluation: OfflineEvalConfig = Field(default_factory=OfflineEvalConfig)
 
     def grid(self) -> list[OfflineModelConfig]:
         """Every combination, each a validated OfflineModelConfig (bad values name the field)."""
@@ -274,38 +285,16 @@ class AblationSweepConfig(dg.Config):
         return [OfflineModelConfig(**{**base, **c}) for c in combos]
 
 
-@dg.asset(group_name="offline", kinds={"jax", "parquet"}, deps=["online_sable"])
-def ablation_sweep(context: dg.AssetExecutionContext, config: AblationSweepConfig,
-                   lake: LakeResource, compute: ComputeResource) -> dg.MaterializeResult:
-    """Train and evaluate every model of the sweep's grid (validated before any compute)."""
-    models = [(m, *m.build()) for m in config.grid()]  # every config checked up front
-    rows = []
-    with compute.placed() as devices:
-        for model_config, offline_config, selection in models:
-            ref, *_ = train_model(lake.lake(), model_config, offline_config, selection, devices,
-                                  lambda line: context.log.info(f"sweep: {line}"))
-            row = {"model": ref["config_id"], "train_normalised": None,
-                   "test_normalised": None, "algorithm": offline_config.algorithm,
-                   "train_tasks": len(selection.task_names), "quality": selection.quality}
-            for role in ("train", "test"):
-                _, results = evaluate_model(
-                    lake.lake(), Path(ref["run_dir"]), config.evaluation.eval_config(), role,
-                    config.evaluation.tasks, config.evaluation.split,
-                    lambda line: context.log.info(f"sweep: {line}"))
-                row[f"{role}_normalised"] = round(mean_normalised(results), 4)
-            rows.append(row)
-    return dg.MaterializeResult(metadata={  # a table, shown inline whatever its length
-        "models": len(rows), "results": table_metadata(pl.DataFrame(rows))})
-
-
 @dg.asset_check(asset=offline_model, blocking=True)
-def offline_references_present(lake: LakeResource, offline_model: dict) -> dg.AssetCheckResult:
+def offline_references_present(context: dg.AssetCheckExecutionContext, config: ModelRunConfig,
+                               lake: LakeResource) -> dg.AssetCheckResult:
     """References for the model's training tasks (its train-task evaluations normalise by
     them; blocking, so those never run without them). A held-out evaluation refuses a task
     without references itself, before any compute (`reference_returns`): so a model can
     train while its held-out tasks' datasets are still being recorded (`make demo`)."""
-    return check_result(checks.references_cover(
-        lake.lake(), offline_model["env"], list(offline_model["train_tasks"])))
+    _, selection = registered_model(config.models_dir, context.partition_key)
+    return check_result(checks.references_cover(lake.lake(), selection.env_name,
+                                                list(selection.task_names)))
 
 
 offline_checks = [offline_references_present]

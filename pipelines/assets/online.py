@@ -24,6 +24,7 @@ from pipelines.metadata import rounded
 from pipelines.partitions import task_partitions
 from pipelines.plots import learning_curve_png, publish_png, table_metadata
 from pipelines.resources import ComputeResource, LakeResource
+from trainer.experiments import PRESETS, get_preset
 from trainer.online.config import PROFILES as ONLINE_PROFILES
 from trainer.online.config import OnlineConfig
 
@@ -45,10 +46,20 @@ class _OnlineRun(dg.Config):
     checkpoint_dir: str = Field(
         default="", description="orbax checkpoints; default $SABLE_CHECKPOINTS or ./checkpoints"
     )
+    preset: Literal[("", *PRESETS)] = Field(default="", description=(
+        "a reproduction preset (trainer.experiments): its profile and online config for the "
+        "partition's task (its env's, and its held-out tasks' scale-down); knobs set here "
+        "override it"))
 
-    def online_config(self, env: str) -> OnlineConfig:
-        """The validated trainer config of this run on a task of `env`."""
-        return OnlineConfig.profile(self.profile, env=env, **knob_values(self, OnlineConfig))
+    def online_config(self, task: Task) -> OnlineConfig:
+        """The validated trainer config of this run on `task`."""
+        profile, knobs = self.profile, {}
+        if self.preset:
+            preset = get_preset(self.preset)
+            knobs = preset.online_config(task.env, preset.held_out(task.name))
+            profile = knobs.pop("profile", profile)
+        return OnlineConfig.profile(profile, env=task.env,
+                                    **{**knobs, **knob_values(self, OnlineConfig)})
 
 
 OnlineSableConfig = derive("OnlineSableConfig", _OnlineRun, OnlineConfig)
@@ -69,7 +80,7 @@ def online_sable(
     from trainer.online import train_online  # JAX only in the run process
 
     task = get_task(context.partition_key)
-    online_config = config.online_config(task.env)
+    online_config = config.online_config(task)
     the_lake = lake.lake()
     run = config.run or f"sable-seed{online_config.seed}"
 

@@ -33,8 +33,7 @@ from trainer.analysis import (
 )
 
 
-@dg.asset(group_name="reports", deps=["offline_eval_train", "offline_eval_test", "ablation_sweep",
-                "reproduction"],
+@dg.asset(group_name="reports", deps=["offline_eval_train", "offline_eval_test"],
           kinds={"duckdb"})
 def report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """The headline first: held-out normalised return of models trained on 1 and on k tasks

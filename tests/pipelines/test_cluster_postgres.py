@@ -15,6 +15,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -268,3 +269,156 @@ telemetry: {{enabled: false}}
     finally:
         _stop(daemon)
         _stop(webserver)
+
+
+# A model that trains for tens of seconds on 2 cores (long enough to be killed mid-way) and
+# compiles once for all four models of the test.
+TINY_MODEL = {"env": "lbf", "split": "demo-train", "embed_dim": 16, "num_heads": 2,
+              "num_updates": 300, "batch_size": 6, "seq_len": 5, "eval_every": 1000}
+REEXECUTE = """
+mutation ($params: ReexecutionParams!) {
+  launchPipelineReexecution(reexecutionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+  } }
+"""
+
+
+def _instance_yaml(home: Path, postgres_port: int) -> None:
+    """dagster.yaml's queue (one run per `sable-lake/gpu` value) at 2 runs at once, on
+    PostgreSQL."""
+    import yaml
+
+    queue = yaml.safe_load((ROOT / "dagster.yaml").read_text())["run_coordinator"]
+    queue["config"]["max_concurrent_runs"] = 2
+    (home / "dagster.yaml").write_text(yaml.safe_dump({
+        "storage": {"postgres": {"postgres_db": {
+            "hostname": "127.0.0.1", "port": postgres_port, "db_name": "dagster",
+            "username": "dagster", "password": "", "scheme": "postgresql+psycopg2"}}},
+        "run_coordinator": queue, "telemetry": {"enabled": False}}))
+
+
+def _overlap(records: list) -> int:
+    """The most runs of `records` that ran at one moment."""
+    edges = sorted([(r.start_time, 1) for r in records] + [(r.end_time, -1) for r in records])
+    most = now = 0
+    for _, step in edges:
+        now += step
+        most = max(most, now)
+    return most
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_models_as_partitions_through_the_postgres_queue(postgres_port: int, tmp_path: Path,
+                                                         monkeypatch) -> None:
+    """Four model partitions in one backfill run at most two at once (the queue's limit) and
+    all land; one killed mid-training is failed in the instance with its error, the others
+    go on, and its re-execution (as the UI launches it) finishes that model alone; runs
+    tagged for one GPU never share it."""
+    from lake_schema.catalogue import split_tasks
+    from lake_schema.testing import fill_lake
+    from lake_schema.writer import write_reference
+    from pipelines.assets.offline import OfflineModelConfig
+    from pipelines.experiments import Experiment
+    from pipelines.launch import gpu_tags, queue_daemon, submit, wait
+
+    home = tmp_path / "dagster"
+    home.mkdir()
+    _instance_yaml(home, postgres_port)
+    env = {"DAGSTER_HOME": str(home), "SABLE_LAKE": str(tmp_path / "lake"),
+           "SABLE_LAKE_MODELS": str(tmp_path / "models"), "JAX_PLATFORMS": "cpu",
+           "SABLE_LAKE_CACHE": str(tmp_path / "cache"), "SABLE_COMPUTE": "cpu"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    lake = Lake(tmp_path / "lake")
+    train = [t.name for t in split_tasks("lbf", "demo-train")]
+    test = [t.name for t in split_tasks("lbf", "demo-test")]
+    fill_lake(lake, train, checkpoints=2, episodes=4, lengths=(8, 30), seed=3)
+    for task in train + test:
+        write_reference(lake, task, "online", sable_returns=[0.6], random_returns=[0.1],
+                        env_steps=1)
+    models = tuple(OfflineModelConfig(**TINY_MODEL, algorithm=a, first_k=k).build()
+                   for a in ("bc", "oryx") for k in (1, None))
+    evaluation = {"episodes": 2}
+    experiment = Experiment("queue", (), models, ops={"offline_eval_train": evaluation,
+                                                      "offline_eval_test": evaluation})
+    logs = [tmp_path / "daemon.log", tmp_path / "webserver.log"]
+    with dg.DagsterInstance.get() as instance, queue_daemon(instance, logs[0]):
+        backfill_id = submit(instance, experiment)
+
+        def model_runs() -> list:
+            return instance.get_run_records(dg.RunsFilter(tags={"dagster/backfill":
+                                                                backfill_id}))
+
+        def training_pid() -> int | None:
+            """The pid of a model run's process once it trains (its step started)."""
+            for record in model_runs():
+                run = record.dagster_run
+                if run.status != dg.DagsterRunStatus.STARTED:
+                    continue
+                events = instance.all_logs(run.run_id)
+                started = any(e.is_dagster_event and e.dagster_event.is_step_start
+                              for e in events)
+                pids = [e.message for e in events if "Started process for run (pid:" in
+                        (e.message or "")]
+                if started and pids:
+                    victim.append(run.run_id)
+                    return int(pids[0].split("pid: ")[1].rstrip(").").strip())
+            return None
+
+        victim: list[str] = []
+        _wait_for("a model run training", lambda: training_pid() is not None,
+                  time.time() + 600, logs)
+        time.sleep(3)  # mid-training
+        os.kill(training_pid(), signal.SIGKILL)
+        finished = {f.run_id: f for f in wait(instance, backfill_id)}
+        killed = finished[victim[0]]
+        assert not killed.success and "\n" not in killed.error
+        assert any(w in killed.error for w in ("unexpectedly", "-9", "SIGKILL")), killed.error
+        records = model_runs()
+        assert _overlap(records) == 2  # the limit, and used
+        landed = {r.dagster_run.tags["dagster/partition"] for r in records
+                  if r.dagster_run.is_success}
+        assert len(landed) == 3  # the others went on
+
+        # re-executed as the UI does it, through the webserver and the queue
+        port = free_port()
+        webserver = _start([str(Path(sys.executable).parent / "dagster-webserver"), "-m",
+                            LOCATION, "-h", "127.0.0.1", "-p", str(port)],
+                           {**os.environ, **env, "PYTHONPATH": str(ROOT)}, logs[1])
+        try:
+            def serving() -> bool:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
+                    return True
+                except OSError:
+                    return False
+
+            _wait_for("the webserver", serving, time.time() + 180, logs)
+            again = graphql(port, REEXECUTE, {"params": {
+                "parentRunId": killed.run_id, "strategy": "ALL_STEPS"}})
+            again = again["launchPipelineReexecution"]
+            assert again["__typename"] == "LaunchRunSuccess", again
+            rerun = again["run"]["runId"]
+            _wait_for("the re-execution", lambda: instance.get_run_by_id(rerun).is_finished,
+                      time.time() + 900, logs)
+            assert instance.get_run_by_id(rerun).is_success
+            partition = instance.get_run_by_id(killed.run_id).tags["dagster/partition"]
+            assert instance.get_run_by_id(rerun).tags["dagster/partition"] == partition
+            evaluated = {r["model"] for r in read_table(lake, "evaluations",
+                                                          Selection(env="lbf")).to_pylist()}
+            assert evaluated == landed | {partition}
+
+            # three report runs tagged for GPU 0 (queued together): one at a time
+            gpu = submit(instance, Experiment("gpu"), tags=gpu_tags("0"))
+            second = submit(instance, Experiment("gpu"), tags=gpu_tags("0"))
+            third = submit(instance, Experiment("gpu"), tags=gpu_tags("0"))
+            for backfill in (gpu, second, third):
+                wait(instance, backfill)
+            tagged = instance.get_run_records(dg.RunsFilter(tags={"sable-lake/gpu": "0"}))
+            assert len(tagged) == 3 and all(r.dagster_run.is_success for r in tagged)
+            assert _overlap(tagged) == 1
+        finally:
+            _stop(webserver)

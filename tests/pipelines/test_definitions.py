@@ -10,8 +10,8 @@ from pipelines.definitions import defs
 def test_definitions_load_with_groups_jobs_and_checks():
     assert isinstance(defs, dg.Definitions)
     jobs = {job.name for job in defs.resolve_all_job_defs()}
-    assert {"build_datasets", "check_datasets", "train_and_evaluate", "run_ablation_sweep",
-            "reproduce", "random_baselines"} <= jobs
+    assert {"build_datasets", "check_datasets", "train_and_evaluate", "refresh_report",
+            "launch_experiment", "random_baselines", "maintain_lake"} <= jobs
     graph = defs.resolve_asset_graph()
     groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
     assert groups == {
@@ -19,9 +19,12 @@ def test_definitions_load_with_groups_jobs_and_checks():
         "online_sable": "online",
         "offline_model": "offline",
         "offline_eval_train": "offline", "offline_eval_test": "offline",
-        "ablation_sweep": "offline", "reproduction": "offline", "report": "reports",
+        "report": "reports",
     }
     assert graph.get(dg.AssetKey("online_sable")).partitions_def is not None
+    # one partition per model: the model, its evaluations
+    for asset in ("offline_model", "offline_eval_train", "offline_eval_test"):
+        assert graph.get(dg.AssetKey(asset)).partitions_def.name == "model"
     checks = {key.name for key in graph.asset_check_keys}
     assert "online_checkpoints_have_rows" in checks
 

@@ -1,26 +1,26 @@
 """The demo chain end to end, at a tiny budget: the README's main job in miniature, run as
 `make demo` runs it (its own process, the Dagster instance of $DAGSTER_HOME with the
-project's dagster.yaml, the task datasets and then the models two at a time, each run in a
-process of its own). About 2-5 minutes on 2 cores, most of it compiling online and offline
-programs for every demo task's shape. (Inside pytest's own process, in the full suite under
-pytest-xdist, pytest's output capture found its file closed after the runs side by side;
-the cause was not found, and a process of its own is how the demo runs anyway.)"""
+project's dagster.yaml, one backfill through the instance's run queue: its daemon started for
+the demo, the task datasets and then the models two at a time, each run a process of its
+own). About 3-6 minutes on 2 cores, most of it compiling online and offline programs for
+every demo task's shape."""
 
 import json
 import os
 import shutil
 import subprocess
 import sys
-from itertools import pairwise
+from itertools import combinations
 from pathlib import Path
 
 import dagster as dg
+import yaml
 
 from lake_schema.catalogue import split_tasks
 from lake_schema.duck import connect
 from lake_schema.storage import Lake
-from pipelines.assets.offline import OfflineModelConfig
 from pipelines.demo import OFFLINE as DEMO_OFFLINE
+from pipelines.demo import demo_experiment
 from trainer.analysis import latest_evaluations, task_scaling_gain
 from trainer.offline.config import config_id
 
@@ -44,7 +44,7 @@ def test_demo_chain_materialises_end_to_end(tmp_path, monkeypatch):
                      ("SABLE_CHECKPOINTS", "checkpoints"), ("SABLE_LAKE_CACHE", "cache")):
         env[var] = str(tmp_path / sub)
     demo = (f"import sys; from pipelines.demo import run_demo; sys.exit(run_demo(None, "
-            f"{json.dumps(ONLINE)}, {json.dumps(OFFLINE)}, {{'episodes': 2}}, workers=2))")
+            f"{json.dumps(ONLINE)}, {json.dumps(OFFLINE)}, {{'episodes': 2}}))")
     done = subprocess.run([sys.executable, "-c", demo], cwd=ROOT, env=env, text=True,
                           capture_output=True, timeout=1200)
     assert done.returncode == 0, done.stderr[-4000:]
@@ -71,38 +71,40 @@ def test_demo_chain_materialises_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(home))  # dagster.yaml reads it
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_run_records()
-    # 5 online tasks, the dataset status, 3 models (with their train-task evaluations), their
-    # 3 held-out evaluations, the report
-    assert len(runs) == 13 and all(r.dagster_run.is_success for r in runs)
-    online = {r.dagster_run.tags["dagster/partition"]: r for r in runs
-              if r.dagster_run.job_name == "build_datasets"}
-    assert len(online) == 5
-    online_runs = sorted(online.values(), key=lambda r: r.start_time)
-    # two at a time: a run started before the one before it ended
-    assert any(b.start_time < a.end_time for a, b in pairwise(online_runs))
+        (backfill,) = instance.get_backfills()
+    # 5 online tasks (each with its card), the dataset status, 3 models (each with its
+    # train and held-out evaluations), the report: every one a run of the demo's backfill
+    assert len(runs) == 10 and all(r.dagster_run.is_success for r in runs)
+    assert {r.dagster_run.tags["dagster/backfill"] for r in runs} == {backfill.backfill_id}
+    assert all(r.dagster_run.tags["sable-lake/experiment"] == "demo" for r in runs)
 
-    # each run started once what it reads existed: a model after its train tasks' datasets,
-    # its held-out evaluation after the model and every dataset (the held-out references)
     def selecting(asset):
         return [r for r in runs if dg.AssetKey(asset) in (r.dagster_run.asset_selection or ())]
 
-    models = {config_id(*OfflineModelConfig(**r.dagster_run.run_config["ops"][
-        "offline_model"]["config"]).build()): r for r in selecting("offline_model")}
-    held_out = selecting("offline_eval_test")
-    assert len(models) == 3 and len(held_out) == 3
-    # every run says what it is: the experiment, and a model's run what it trained
-    assert all(r.dagster_run.tags.get("sable-lake/experiment") == "demo" for r in runs
-               if r.dagster_run.job_name != "train_and_evaluate" or r in held_out
-               or r in models.values())
+    online = {r.dagster_run.tags["dagster/partition"]: r for r in selecting("online_sable")}
+    assert sorted(online) == sorted(t.name for t in split_tasks("lbf", "demo-train")
+                                    + split_tasks("lbf", "demo-test"))
+    # the queue's limit (dagster.yaml) holds, and is used: runs overlap
+    limit = yaml.safe_load((ROOT / "dagster.yaml").read_text())["run_coordinator"]["config"][
+        "max_concurrent_runs"]
+    spans = [(r.start_time, r.end_time) for r in runs]
+    assert not any(max(s[0] for s in group) < min(s[1] for s in group)
+                   for group in combinations(spans, limit + 1))
+    assert any(max(a[0], b[0]) < min(a[1], b[1]) for a, b in combinations(spans, 2))
+    # each model's run (the partition: its config id) trains and evaluates it, once every
+    # dataset it reads is in the lake, and says what it trained
+    expected = {config_id(c, s) for c, s in demo_experiment(ONLINE, OFFLINE).models}
+    models = {r.dagster_run.tags["dagster/partition"]: r for r in selecting("offline_model")}
+    assert set(models) == expected
+    datasets_end = max(r.end_time for r in online.values())
     for cid, r in models.items():
         tags = r.dagster_run.tags
+        assert {k.to_user_string() for k in r.dagster_run.asset_selection} == {
+            "offline_model", "offline_eval_train", "offline_eval_test"}
         assert tags["sable-lake/model"] == cid and tags["sable-lake/seed"] == "0"
         assert tags["sable-lake/algorithm"] == cid.split("-")[1]
+        assert r.start_time >= datasets_end
     assert sorted(r.dagster_run.tags["sable-lake/tasks"] for r in models.values()) == [
         "1", "3", "3"]
-    assert {r.dagster_run.tags["sable-lake/model"] for r in held_out} == set(models)
-    train_end = max(online[t.name].end_time for t in split_tasks("lbf", "demo-train"))
-    assert all(r.start_time >= train_end for r in models.values())
-    for r in held_out:
-        model = models[r.dagster_run.run_config["ops"]["offline_eval_test"]["config"]["model"]]
-        assert r.start_time >= max(model.end_time, *(o.end_time for o in online.values()))
+    (report,) = selecting("report")
+    assert report.start_time >= max(r.end_time for r in models.values())

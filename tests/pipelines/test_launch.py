@@ -1,93 +1,65 @@
-"""Runs side by side (`pipelines.launch`): each in its own process, in the parent's Dagster
-instance, with what came back (success, metadata, a one-line error) per run; a refused or
-failed run does not stop the others."""
+"""Experiments through the instance's run queue (`pipelines.launch`): a backfill submitted to
+a persistent instance runs under a daemon started for the block and stopped after, `wait`
+reports each run as it ends with a one-line error for a failed one, and what `submit` queues
+is the experiment's datasets, models and report, nothing a second launch need not run."""
 
-import os
+import shutil
+from pathlib import Path
 
 import dagster as dg
-import pytest
 
 from lake_schema.storage import Lake
-from pipelines.launch import Launch, default_workers, run_parallel
+from pipelines.experiments import Experiment
+from pipelines.launch import daemon_running, gpu_tags, queue_daemon, submit, wait
+from trainer.data.selection import DataSelection
+from trainer.offline.config import OfflineConfig, config_id
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_runs_come_back_with_metadata_and_one_line_errors(tmp_path, monkeypatch):
+def test_a_backfill_runs_under_the_daemon_and_each_run_is_reported(tmp_path, monkeypatch):
+    home = tmp_path / "dagster"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("SABLE_LAKE", str(tmp_path / "lake"))
-    Lake(tmp_path / "lake").prepare_for_writing()  # an empty lake
-    missing = tmp_path / "no-lake"
-    launches = [
-        Launch("status", "check_datasets", {}),
-        Launch("no lake", "check_datasets",
-               {"resources": {"lake": {"config": {"root": str(missing)}}}}),
-        Launch("bad config", "build_datasets",
-               {"ops": {"online_sable": {"config": {"no_such_knob": 1}}}},
-               partition_key="lbf/8x8-2p-2f"),
-        Launch("bad task", "build_datasets", {}, partition_key="lbf/99x99-9p-9f"),
-        Launch("status again", "check_datasets", {}),
-    ]
+    Lake(tmp_path / "lake").prepare_for_writing()  # an empty lake: the report has nothing yet
+    with dg.DagsterInstance.get() as instance:
+        ok = submit(instance, Experiment("empty"))  # the report alone
+        seen = []
+        with queue_daemon(instance) as daemon:
+            assert daemon is not None and daemon_running(instance)
+            finished = wait(instance, ok, seen.append)
+            # a run that fails: its lake is gone (one line, naming the root)
+            shutil.rmtree(tmp_path / "lake")
+            failed = wait(instance, submit(instance, Experiment("no lake")))
+        assert [f.what for f in seen] == ["report"] and seen == finished
+        assert finished[0].success and finished[0].line().startswith("report: done (")
+        (broken,) = failed
+        assert not broken.success and "\n" not in broken.error
+        assert f"lake root {tmp_path / 'lake'} does not exist" in broken.error
+        runs = instance.get_run_records()
+        assert {r.dagster_run.tags["sable-lake/experiment"] for r in runs} == {"empty",
+                                                                                "no lake"}
+    assert daemon.poll() is not None  # the daemon started for the block ended with it
+
+
+def test_submit_queues_the_models_not_yet_evaluated(tmp_path):
+    configs = [OfflineConfig.profile("demo", env="lbf", algorithm=a) for a in ("bc", "oryx")]
+    selection = DataSelection(env="lbf", split="demo-train")
+    models = tuple((c, selection) for c in configs)
+    done = config_id(*models[0])
     with dg.instance_for_test() as instance:
-        outcomes = {o.launch.label: o for o in run_parallel(launches, instance, workers=2)}
-        runs = {r.run_id: r for r in instance.get_runs()}
-
-    assert set(outcomes) == {launch.label for launch in launches}
-    for label in ("status", "status again"):
-        ok = outcomes[label]
-        assert ok.success and ok.error == "" and runs[ok.run_id].is_success
-        assert ok.metadata["dataset_status"]["tasks"] == 0  # an empty lake
-    for label, words in (("bad config", "no_such_knob"), ("bad task", "99x99-9p-9f")):
-        refused = outcomes[label]
-        assert not refused.success and refused.run_id is None
-        assert words in refused.error and "\n" not in refused.error
-        assert refused.failure.startswith(f"{label}: ")
-    failed = outcomes["no lake"]  # started, then failed
-    assert not failed.success and runs[failed.run_id].is_failure
-    assert f"lake root {missing} does not exist" in failed.error and "\n" not in failed.error
-    assert len(runs) == 3  # the refused ones never started
-
-
-def test_a_launch_starts_after_the_ones_it_needs_and_never_after_a_failure(tmp_path,
-                                                                            monkeypatch):
-    monkeypatch.setenv("SABLE_LAKE", str(tmp_path / "lake"))
-    Lake(tmp_path / "lake").prepare_for_writing()
-    no_lake = {"resources": {"lake": {"config": {"root": str(tmp_path / "no-lake")}}}}
-    launches = [
-        Launch("no lake", "check_datasets", no_lake),
-        Launch("status", "check_datasets", {}),
-        Launch("after the failure", "check_datasets", {}, after=("no lake",)),
-        Launch("after that", "check_datasets", {}, after=("after the failure",)),
-        Launch("after status", "check_datasets", {}, after=("status",)),
-    ]
-    with dg.instance_for_test() as instance:
-        outcomes = {o.launch.label: o for o in run_parallel(launches, instance, workers=2)}
-        runs = {r.dagster_run.run_id: r for r in instance.get_run_records()}
-
-    assert set(outcomes) == {launch.label for launch in launches}
-    assert not outcomes["no lake"].success and outcomes["status"].success
-    for label, cause in (("after the failure", "no lake"), ("after that", "after the failure")):
-        assert not outcomes[label].success and outcomes[label].run_id is None
-        assert outcomes[label].error == f"not run: {cause} failed"
-    after, before = (runs[outcomes[label].run_id] for label in ("after status", "status"))
-    assert outcomes["after status"].success and after.start_time >= before.end_time
-    assert len(runs) == 3  # the two after the failure never started
-
-
-@pytest.mark.parametrize("launches, message", [
-    ([Launch("a", "check_datasets", {}, after=("b",)), Launch("b", "check_datasets", {})],
-     "launch 'a' comes after 'b', which is not an earlier launch"),
-    ([Launch("a", "check_datasets", {}), Launch("a", "check_datasets", {})],
-     "two launches are labelled 'a'"),
-])
-def test_an_order_that_cannot_run_is_refused_before_any_process_starts(launches, message):
-    with dg.instance_for_test() as instance, pytest.raises(ValueError, match=message):
-        list(run_parallel(launches, instance))
-
-
-def test_an_ephemeral_instance_is_refused_before_any_process_starts():
-    with pytest.raises(ValueError, match="persistent Dagster instance"):
-        list(run_parallel([Launch("status", "check_datasets", {})],
-                          dg.DagsterInstance.ephemeral()))
-
-
-def test_one_worker_per_core_this_process_may_use():
-    allowed = len(os.sched_getaffinity(0))
-    assert default_workers() == allowed and 1 <= allowed <= os.cpu_count()
+        backfill_id = submit(instance, Experiment("x", ("lbf/8x8-2p-2f",), models),
+                             str(tmp_path), skip_models={done}, tags=gpu_tags("1"))
+        backfill = instance.get_backfill(backfill_id)
+        target = backfill.asset_backfill_data.target_subset
+        by_asset = {k.to_user_string(): set(v.get_partition_keys())
+                    for k, v in target.partitions_subsets_by_asset_key.items()}
+        assert by_asset["offline_model"] == {config_id(*models[1])}  # the evaluated one skipped
+        assert by_asset["online_sable"] == by_asset["dataset_card"] == {"lbf/8x8-2p-2f"}
+        # both registered, so the UI can re-run the skipped one
+        assert sorted(instance.get_dynamic_partitions("model")) == sorted(
+            config_id(*m) for m in models)
+        assert backfill.tags["sable-lake/gpu"] == "1"
+        assert backfill.tags["sable-lake/experiment"] == "x"

@@ -1,5 +1,6 @@
-"""The offline assets materialise through Dagster: a model keyed by its config id, and its
-evaluations on train and test tasks written to the lake with tables and plots."""
+"""The offline assets materialise through Dagster: a model is a partition keyed by its config
+id (registered first), and its evaluations on train and test tasks are written to the lake
+with tables and plots."""
 
 import math
 import os
@@ -16,12 +17,14 @@ from lake_schema.reader import Selection, read_table
 from lake_schema.testing import fill_lake
 from lake_schema.writer import write_reference
 from pipelines.assets.offline import (
+    OfflineModelConfig,
     config_summary,
     model_tags,
     offline_eval_test,
     offline_eval_train,
     offline_model,
 )
+from pipelines.launch import add_models
 from pipelines.resources import default_resources
 from tests.helpers.plots import assert_published
 from trainer.data.selection import DataSelection
@@ -33,17 +36,21 @@ MODEL = {"env": "lbf", "algorithm": "bc", "tasks": TASKS, "embed_dim": 16, "num_
 
 
 def _run(lake, models, model_config, eval_config=None, assets=None):
+    """Register the model, then materialise its partition of `assets` (default all three)."""
+    instance = dg.DagsterInstance.ephemeral()
+    (cid,) = add_models(instance, [OfflineModelConfig(**model_config).build()], str(models))
     eval_config = {"episodes": 4, "models_dir": str(models), **(eval_config or {})}
     run_config = {"ops": {
-        "offline_model": {"config": {**model_config, "models_dir": str(models)}},
+        "offline_model": {"config": {"models_dir": str(models)}},
         "offline_eval_train": {"config": {**eval_config, "tasks": TASKS[:1]}},
         "offline_eval_test": {"config": {**eval_config, "tasks": ["lbf/12x12-4p-5f"]}},
     }}
     selected = assets or [offline_model, offline_eval_train, offline_eval_test]
     run_config["ops"] = {k: v for k, v in run_config["ops"].items()
                          if k in {a.key.path[-1] for a in selected}}
-    return dg.materialize(selected, resources=default_resources(lake.root),
-                          run_config=run_config, instance=dg.DagsterInstance.ephemeral())
+    result = dg.materialize(selected, resources=default_resources(lake.root),
+                            run_config=run_config, instance=instance, partition_key=cid)
+    return cid, result
 
 
 def test_model_and_evaluations_materialise(lake, tmp_path, monkeypatch):
@@ -53,15 +60,16 @@ def test_model_and_evaluations_materialise(lake, tmp_path, monkeypatch):
         write_reference(lake, task, "online", sable_returns=[0.5], random_returns=[0.1],
                         env_steps=1)
     models = tmp_path / "models"
-    result = _run(lake, models, MODEL)
+    cid, result = _run(lake, models, MODEL)
     assert result.success
-    ref = result.output_for_node("offline_model")
-    cid = ref["config_id"]
-    assert ref["train_tasks"] == TASKS and (models / cid / "model.json").exists()
+    assert (models / cid / "model.json").exists()
     meta = result.asset_materializations_for_node("offline_model")[0].metadata
     assert meta["config_id"].value == cid and meta["updates"].value == 2
+    assert meta["train_tasks"].value == ", ".join(TASKS)
     # the first screen: what the model is in a few short entries; the full config last
-    assert list(meta)[:6] == ["config_id", "algorithm", "train_tasks", "seed", "knobs", "data"]
+    assert list(meta)[:7] == ["model", "config_id", "algorithm", "train_tasks", "seed", "knobs",
+                              "data"]
+    assert meta["model"].value == f"bc · {len(TASKS)} tasks · seed 0"
     assert list(meta)[-1] == "config" and meta["seed"].value == 0
     profile, changed = meta["knobs"].value.split(" with ")
     assert profile == "profile demo" and set(changed.split(", ")) == {
@@ -90,8 +98,8 @@ def test_model_and_evaluations_materialise(lake, tmp_path, monkeypatch):
 
     # another config (the HL-Gauss/MSE switch does nothing to BC, so change the seed) is
     # another model: both directories and both sets of rows coexist
-    other = _run(lake, models, {**MODEL, "seed": 1}, assets=[offline_model, offline_eval_test])
-    cid2 = other.output_for_node("offline_model")["config_id"]
+    cid2, other = _run(lake, models, {**MODEL, "seed": 1},
+                       assets=[offline_model, offline_eval_test])
     assert cid2 != cid and (models / cid / "model.json").exists()
     models_in_lake = {r["model"] for r in read_table(lake, "evaluations",
                                                      Selection(env="lbf")).to_pylist()}
@@ -111,26 +119,38 @@ def test_a_model_s_run_is_tagged_with_what_it_trains():
 
 def test_config_summary_names_what_differs_from_the_profile():
     selection = DataSelection(env="lbf", split="demo-train", first_k=2, quality="high")
-    assert config_summary("demo", OfflineConfig.profile("demo", env="lbf", seed=3),
+    assert config_summary(OfflineConfig.profile("demo", env="lbf", seed=3),
                           selection) == {"knobs": "profile demo",
                                          "data": "split=demo-train, first_k=2, quality=high"}
     paper = OfflineConfig.profile("paper", env="lbf", algorithm="bc", num_updates=10)
-    assert config_summary("paper", paper, selection)["knobs"] == "profile paper with num_updates=10"
+    assert config_summary(paper, selection)["knobs"] == "profile paper with num_updates=10"
 
 
 def test_bad_model_configs_are_refused_before_any_compute(lake, tmp_path, monkeypatch):
     os.makedirs(lake.root)  # an empty lake (a root that does not exist is an error of its own)
     monkeypatch.setenv("SABLE_LAKE_CACHE", str(tmp_path / "cache"))
-    with pytest.raises(dg.DagsterInvalidConfigError, match="algorithm"):
+    with pytest.raises(pydantic.ValidationError, match="algorithm"):
         _run(lake, tmp_path / "models", {**MODEL, "algorithm": "dqn"}, assets=[offline_model])
     for bad, match in (({"batch_size": 1}, "smaller than the 2 selected tasks"),
                        ({"embed_dim": 30, "num_heads": 4}, "not divisible"),
-                       ({"tasks": ["rware/tiny-2ag"]}, "environments"),
-                       ({"env": "rware", "tasks": None, "split": "demo-train",
-                         "episodes_per_task": 1}, "only 0 episodes match")):
-        with pytest.raises(ValueError, match=match):  # dg.materialize raises the asset's error
+                       ({"tasks": ["rware/tiny-2ag"]}, "environments")):
+        with pytest.raises(ValueError, match=match):  # refused when the model is registered
             _run(lake, tmp_path / "models", {**MODEL, **bad}, assets=[offline_model])
-    assert not (tmp_path / "models").exists() and not (tmp_path / "cache").exists()
+    assert not (tmp_path / "models").exists()
+    # what only the lake can say (no episodes match) fails the model's run, before training
+    with pytest.raises(ValueError, match="only 0 episodes match"):
+        _run(lake, tmp_path / "models", {**MODEL, "env": "rware", "tasks": None,
+                                         "split": "demo-train", "episodes_per_task": 1},
+             assets=[offline_model])
+    # a partition that was never registered names the file it looked for
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("model", ["lbf-bc-000000000000"])
+    with pytest.raises(ValueError, match=r"lbf-bc-000000000000 is not registered: no .*specs"):
+        dg.materialize([offline_model], resources=default_resources(lake.root),
+                       instance=instance, partition_key="lbf-bc-000000000000",
+                       run_config={"ops": {"offline_model": {"config": {
+                           "models_dir": str(tmp_path / "models")}}}})
+    assert not (tmp_path / "cache").exists() and not list((tmp_path / "models").glob("lbf-*"))
     assert lake.find("") == []
 
 
@@ -145,44 +165,22 @@ def test_assets_load_into_definitions_without_importing_jax():
     assert proc.returncode == 0, proc.stderr
 
 
-def test_ablation_sweep_is_one_launch_of_several_models(lake, tmp_path, monkeypatch):
-    from pipelines.assets.offline import ablation_sweep
+def test_a_sweep_is_a_grid_of_registered_models_each_validated():
+    from pipelines.assets.offline import AblationSweepConfig, OfflineEvalConfig
+    from pipelines.experiments import sweep_experiment
 
-    monkeypatch.setenv("SABLE_LAKE_CACHE", str(tmp_path / "cache"))
-    # every task of the split: the models' observation statistics are the whole split's
-    split = (*TASKS, "lbf/15x15-3p-5f")  # lbf's demo-train
-    fill_lake(lake, split, checkpoints=1, episodes=4, lengths=(8, 30), seed=1)
-    for task in (*split, "lbf/12x12-4p-5f"):
-        write_reference(lake, task, "online", sable_returns=[0.5], random_returns=[0.1],
-                        env_steps=1)
-    models = tmp_path / "models"
-    base = {**MODEL, "tasks": None, "split": "demo-train", "models_dir": str(models)}
-    config = {"base": base, "algorithms": ["bc"], "first_k": [1, 2],
-              "evaluation": {"episodes": 2, "tasks": ["lbf/12x12-4p-5f"]}}
-    result = dg.materialize(
-        [ablation_sweep], resources=default_resources(lake.root),
-        run_config={"ops": {"ablation_sweep": {"config": config}}},
-        instance=dg.DagsterInstance.ephemeral())
-    assert result.success
-    meta = result.asset_materializations_for_node("ablation_sweep")[0].metadata
-    assert meta["models"].value == 2
-    results = meta["results"]  # a table (inline however many models), the numbers first
-    assert [c.name for c in results.schema.columns][:3] == [
-        "model", "train_normalised", "test_normalised"]
-    assert all(isinstance(r.data["test_normalised"], float) for r in results.records)
-    rows = read_table(lake, "evaluations", Selection(env="lbf")).to_pylist()
-    assert len({r["model"] for r in rows}) == 2  # side by side, neither overwrote the other
-
-
-def test_ablation_sweep_refuses_a_bad_grid_value_before_any_compute(lake, tmp_path):
-    from pipelines.assets.offline import ablation_sweep
-
+    base = {**MODEL, "tasks": None, "split": "demo-train"}
+    sweep = AblationSweepConfig(base=OfflineModelConfig(**base), algorithms=["bc", "oryx"],
+                                first_k=[1, 2])
+    experiment = sweep_experiment(sweep, OfflineEvalConfig(episodes=2))
+    assert [(c.algorithm, s.first_k) for c, s in experiment.models] == [
+        ("bc", 1), ("bc", 2), ("oryx", 1), ("oryx", 2)]
+    assert experiment.datasets == ()  # a sweep trains on what the lake holds
+    config = experiment.run_config("/m")["ops"]
+    assert config["offline_eval_test"]["config"] == {"episodes": 2, "models_dir": "/m"}
+    assert config["offline_model"]["config"] == {"models_dir": "/m"}
     with pytest.raises(pydantic.ValidationError, match="algorithm"):  # grid() validates it
-        dg.materialize(
-            [ablation_sweep], resources=default_resources(lake.root),
-            run_config={"ops": {"ablation_sweep": {"config": {"algorithms": ["dqn"]}}}},
-            instance=dg.DagsterInstance.ephemeral())
-    assert lake.find("") == []
+        AblationSweepConfig(algorithms=["dqn"]).grid()
 
 
 def test_offline_checks_catch_missing_and_unusable_references(lake):

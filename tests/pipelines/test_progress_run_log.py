@@ -5,7 +5,8 @@ import dagster as dg
 
 from lake_schema.testing import fill_lake
 from lake_schema.writer import write_reference
-from pipelines.assets.offline import offline_eval_train, offline_model
+from pipelines.assets.offline import OfflineModelConfig, offline_eval_train, offline_model
+from pipelines.launch import add_models
 from pipelines.resources import default_resources
 
 TASKS = ["lbf/8x8-2p-2f", "lbf/10x10-3p-3f"]
@@ -22,10 +23,11 @@ def test_offline_progress_lines_are_in_the_run_log(lake, tmp_path, monkeypatch):
                         env_steps=1)
     models = str(tmp_path / "models")
     instance = dg.DagsterInstance.ephemeral()
+    (cid,) = add_models(instance, [OfflineModelConfig(**MODEL).build()], models)
     result = dg.materialize(
         [offline_model, offline_eval_train], resources=default_resources(lake.root),
-        instance=instance, run_config={"ops": {
-            "offline_model": {"config": {**MODEL, "models_dir": models}},
+        instance=instance, partition_key=cid, run_config={"ops": {
+            "offline_model": {"config": {"models_dir": models}},
             "offline_eval_train": {"config": {"episodes": 2, "models_dir": models}}}})
     assert result.success
     messages = [e.user_message for e in instance.all_logs(result.run_id)

@@ -79,8 +79,10 @@ def ui(tmp_path, monkeypatch, lake):
     with dg.DagsterInstance.get() as instance:
         assert dg.materialize([report], instance=instance,
                               resources=default_resources(lake.root)).success
+        instance.add_dynamic_partitions("model", ["lbf-oryx-multi1"])  # the model's page
         instance.report_runless_asset_event(dg.AssetMaterialization(
-            "offline_eval_test", metadata=evaluation_metadata(lake, "lbf-oryx-multi1", {"test"})))
+            "offline_eval_test", partition="lbf-oryx-multi1",
+            metadata=evaluation_metadata(lake, "lbf-oryx-multi1", {"test"})))
     with reports_server(lake.path(REPORTS_DIR), reports_port) as files, \
             webserver(free_port()) as base:
         yield base, files
@@ -104,7 +106,8 @@ def _orange_pixels(png: Path) -> int:
 def test_report_and_model_pages_show_tables_and_plots_without_a_click(ui, tmp_path):
     base, files = ui
     report_page = _Page(dump_dom(f"{base}/assets/report"))
-    model_page = _Page(dump_dom(f"{base}/assets/offline_eval_test"))
+    model_page = _Page(dump_dom(
+        f"{base}/assets/offline_eval_test?view=partitions&partition=lbf-oryx-multi1"))
     for page, plots, cells in (
         (report_page, {"headline.png", "train_vs_test.png", "compare_train_tasks.png"},
          {"oryx tasks=3", "bc tasks=8x8-2p-2f"}),  # configuration labels of the table

@@ -75,14 +75,15 @@ def test_webserver_serves_asset_graph_and_materialization_metadata(dagster_home,
         rollouts = nodes[("random_rollouts",)]
         assert rollouts["groupName"] == "lake" and rollouts["isPartitioned"]
         partitioned = {k[0] for k, n in nodes.items() if n["isPartitioned"]}
-        # the per-task assets
-        assert partitioned == {"random_rollouts", "online_sable", "dataset_card"}
+        # the per-task assets, and the per-model ones
+        assert partitioned == {"random_rollouts", "online_sable", "dataset_card",
+                               "offline_model", "offline_eval_train", "offline_eval_test"}
         assert all(nodes[(k,)]["partitionDefinition"] is not None for k in partitioned)
         assert {k[0]: n["groupName"] for k, n in nodes.items()} == {
             "random_rollouts": "lake", "dataset_status": "lake", "dataset_card": "lake",
             "online_sable": "online", "offline_model": "offline",
             "offline_eval_train": "offline", "offline_eval_test": "offline",
-            "ablation_sweep": "offline", "reproduction": "offline", "report": "reports"}
+            "report": "reports"}
 
         def checks(asset: str) -> set[str]:
             return {c["name"] for c in nodes[(asset,)]["assetChecksOrError"]["checks"]}

@@ -36,3 +36,31 @@ def test_a_model_is_evaluated_on_its_tasks_or_its_held_out_split():
     by_tasks = {**INFO, "selection": {"split": None}}
     with pytest.raises(ValueError, match="model abc was not trained on a named train split"):
         eval_targets(by_tasks, "test")
+
+
+def test_a_model_is_done_when_its_current_run_is_evaluated_on_both_splits(lake, tmp_path):
+    import json
+
+    from lake_schema.writer import Evaluation, write_evaluation
+    from trainer.offline.runs import evaluated_models
+
+    def evaluate(model: str, task: str, split: str, since: str, episodes: int = 8) -> None:
+        write_evaluation(lake, task, model, Evaluation(
+            "bc", split, 10, episodes, 1.0, 0.1, 0.5, 2.0,
+            config=json.dumps({"trained_since": since})))
+
+    def trained(model: str, since: str) -> None:
+        (tmp_path / model).mkdir(exist_ok=True)
+        (tmp_path / model / "model.json").write_text(json.dumps({"trained_since": since}))
+
+    assert evaluated_models(lake, tmp_path) == set()  # no evaluations table yet
+    for model in ("both", "train-only", "retrained", "gone"):
+        trained(model, "t0")
+        evaluate(model, "lbf/8x8-2p-2f", "train", "t0")
+        if model != "train-only":
+            evaluate(model, "lbf/12x12-4p-5f", "test", "t0")
+    trained("retrained", "t1")  # its rows are its predecessor's
+    (tmp_path / "gone" / "model.json").unlink()  # its run directory was removed
+    assert evaluated_models(lake, tmp_path) == {"both"}
+    assert evaluated_models(lake, tmp_path, episodes=8) == {"both"}
+    assert evaluated_models(lake, tmp_path, episodes=320) == set()
