@@ -27,8 +27,6 @@ from trainer.envs import (
     rware_obs,
 )
 
-pytestmark = pytest.mark.filterwarnings("ignore:scatter inputs have incompatible types")
-
 SMALL = ("lbf/8x8-2p-2f", "rware/tiny-2ag", "connector/12x12x4a")
 ROLLOUT = SMALL[:2]  # connector is checked through `connector_walk` (one compile fewer)
 KEY = jax.random.PRNGKey(0)

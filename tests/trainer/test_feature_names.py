@@ -13,8 +13,6 @@ import pytest
 from lake_schema.catalogue import ENVS
 from trainer.envs import make_env, random_actions
 
-pytestmark = pytest.mark.filterwarnings("ignore:scatter inputs have incompatible types")
-
 CELL = re.compile(r"(?P<what>\w+)\((?P<dr>[+-]\d),(?P<dc>[+-]\d)\)")  # `food_level(-1,+2)`
 FACINGS = ("up", "right", "down", "left")  # Jumanji's RWARE Direction order
 

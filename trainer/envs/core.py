@@ -15,6 +15,7 @@ Mava). So a stored sequence reads: obs[t], action[t], then reward / done of EnvS
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Any, NamedTuple
 
 import jax
@@ -30,6 +31,11 @@ from jumanji.environments.routing.robot_warehouse.generator import (
 
 from lake_schema.catalogue import TASKS, EnvSpec, Task, get_task
 from trainer.envs.adapters import connector_obs, lbf_obs, rware_obs
+
+# Jumanji's LBF scatters booleans into an integer grid; JAX warns on every trace that this
+# will be an error one day (a FutureWarning in every run's log, the replay CLI's output).
+# The values are 0/1, so the cast is exact; the pinned Jumanji is what runs.
+warnings.filterwarnings("ignore", "scatter inputs have incompatible types", FutureWarning)
 
 
 class EnvStep(NamedTuple):
