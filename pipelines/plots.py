@@ -1,5 +1,5 @@
 """Plots for asset metadata: matplotlib (Agg) figures as PNG files in the lake, shown inline
-on the asset's page in the Dagster UI.
+on the asset's page in the Dagster UI (and episodes drawn as animated GIFs, `publish_gif`).
 
 Why files and a URL, not the PNG inside the metadata: the UI (dagster-webserver 1.13) renders
 a markdown metadata value inline only when it is shorter than 1000 characters; a longer one
@@ -62,15 +62,26 @@ def reports_url() -> str:
 def publish_png(lake: Lake, png: bytes, alt: str) -> dg.MetadataValue:
     """Write `png` to `<lake>/reports/plots/<sha256[:16]>.png` and return a short markdown
     image of its URL, which the Dagster UI shows inline on the asset's page (no click)."""
-    name = f"plots/{hashlib.sha256(png).hexdigest()[:16]}.png"
+    return _publish(lake, png, alt, "plots", "png")
+
+
+def publish_gif(lake: Lake, gif: bytes, alt: str) -> dg.MetadataValue:
+    """Write the animated GIF `gif` (an episode, `trainer.replay.write_gif`) to
+    `<lake>/reports/episodes/<sha256[:16]>.gif` and return a short markdown image of its URL:
+    the UI shows it inline, playing, as it shows a plot."""
+    return _publish(lake, gif, alt, "episodes", "gif")
+
+
+def _publish(lake: Lake, data: bytes, alt: str, folder: str, suffix: str) -> dg.MetadataValue:
+    name = f"{folder}/{hashlib.sha256(data).hexdigest()[:16]}.{suffix}"
     path = lake.path(f"{REPORTS_DIR}/{name}")
     if not lake.fs.exists(path):
         lake.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        lake.fs.pipe_file(path, png)
+        lake.fs.pipe_file(path, data)
     text = f"![{alt}]({reports_url()}/{name})"
     if len(text) >= INLINE_MARKDOWN_LIMIT:
-        raise ValueError(f"plot {alt!r}: its markdown is {len(text)} characters, too long for "
-                         f"the UI to show inline; shorten ${REPORTS_URL_ENV}")
+        raise ValueError(f"image {alt!r}: its markdown is {len(text)} characters, too long "
+                         f"for the UI to show inline; shorten ${REPORTS_URL_ENV}")
     return dg.MetadataValue.md(text)
 
 

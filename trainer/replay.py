@@ -24,12 +24,19 @@ environment's own viewer: the reset state, then the state after each stored acti
 episode that does not replay identically is still drawn, and its line says that the frames
 are the environment's, not the stored data (exit 1 as without `--render`). PATH must end in
 `.gif` and its directory must exist.
+
+The asset pages draw episodes the same way, smaller and with fewer frames (`RenderConfig`):
+the dataset card its lowest, median and highest return per quality (`quality_extremes`),
+an evaluation page its best and worst episode per task (`trainer.offline.episodes`, which
+plays an evaluation episode back through `play`).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,13 +49,33 @@ from lake_schema.checks import Outcome
 from lake_schema.reader import Selection, read_episode, read_table
 from lake_schema.storage import Lake
 from trainer.cli_overrides import HelpFormatter, one_line_errors
+from trainer.knobs import check_knobs, knob
 from trainer.tasks import resolve_task
 
 NOT_REPLAYABLE = "not replayable (imported data)"
 _UINT32_MAX = int(np.iinfo(np.uint32).max)
 RENDER_INTERVAL_MS = 200  # Jumanji's default: five steps a second
-# The viewers' 10 x 10 inch figure at 500 x 500 pixels: readable, small and quick to write.
-RENDER_DPI = 50
+# The CLI's GIFs: the viewers' 10 x 10 inch figure at 50 dpi, readable and quick to write.
+RENDER_SIZE = 500
+EXTREMES = ("lowest", "median", "highest")
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """How the asset pages draw episodes (the dataset card's six, an evaluation page's two
+    per task): few, small frames, because drawing is the cost. The viewers are matplotlib:
+    on 2 CPU cores about 0.05 to 0.1 s a frame of lbf (connector's about 0.3 s), little
+    changed by the size, plus about 0.2 s an episode to replay it and set its figure up;
+    so at the defaults an lbf episode costs 0.5 to 0.8 s. Each field's meaning, bounds and
+    default are its `knob`."""
+
+    frames: int = knob(6, ge=0, doc=(
+        "frames per episode GIF at most, evenly spaced from the reset state to the last, "
+        "200 ms each (0.05 to 0.1 s each to draw); 0 draws no episodes"))
+    size: int = knob(240, ge=64, le=1000, doc="the episode GIFs' width and height in pixels")
+
+    def __post_init__(self) -> None:
+        check_knobs(self)
 
 
 @dataclass(frozen=True)
@@ -125,9 +152,24 @@ def _first_difference(task: Task, key: np.ndarray, stored: dict[str, np.ndarray]
     first step and field it does not reproduce (None: all identical). Step t's obs and legal
     are what the agents acted on; its reward and flags follow its action.
 
-    With `states`, every stored action is played whatever differs, and the Jumanji state is
-    appended after the reset and after each action: length + 1 states, the last one the
-    state the episode ended in."""
+    With `states`, every stored action is played whatever differs (`play`)."""
+    first = None
+    for t, (before, after) in enumerate(play(task, key, stored["action"], states)):
+        first = (first or _compare(t, stored, before, ("obs", "legal"))
+                 or _compare(t, stored, after, ("reward", "terminated", "truncated")))
+        if first and states is None:
+            return first
+    return first
+
+
+def play(task: Task, key: np.ndarray, actions: np.ndarray, states: list | None = None
+         ) -> Iterator[tuple[object, object]]:
+    """Reset the real environment of `task` with `key` ([2] uint32) and step it with
+    `actions` ([L, N]): per step t, the EnvStep the agents acted on and the one its action
+    led to (host arrays). Lazy: stop reading and the stepping stops.
+
+    With `states`, the Jumanji state is appended after the reset and after each action:
+    length + 1 states, the last one the state the episode ended in."""
     import jax  # JAX only here: reading the lake and the arguments fail fast without it
     import jax.numpy as jnp
 
@@ -135,23 +177,30 @@ def _first_difference(task: Task, key: np.ndarray, stored: dict[str, np.ndarray]
 
     env = make_env(task)
     state, step = env.reset(jnp.asarray(key))
+    now = jax.device_get(step)
     if states is not None:
         states.append(state.inner)
-        # After an episode's last step MultiAgentEnv holds the next episode's reset state
-        # (autoreset); the Jumanji step alone, deterministic in its state, gives the end.
-        jumanji_step = jax.jit(env.env.step)
-    first = None
-    for t in range(len(stored["reward"])):
-        first = first or _compare(t, stored, jax.device_get(step), ("obs", "legal"))
-        if first and states is None:
-            return first
-        action = jnp.asarray(stored["action"][t], jnp.int32)
-        if states is not None:
-            states.append(jumanji_step(state.inner, action)[0])
+    for t in range(len(actions)):
+        action = jnp.asarray(actions[t], jnp.int32)
+        before = state.inner
         state, step = env.step(state, action)
-        first = first or _compare(t, stored, jax.device_get(step),
-                                  ("reward", "terminated", "truncated"))
-    return first
+        after = jax.device_get(step)
+        if states is not None:
+            # At an episode's end MultiAgentEnv holds the next episode's reset state
+            # (autoreset); the Jumanji step alone, deterministic in its state, gives the end.
+            ended = bool(after.terminated | after.truncated)
+            states.append(_jumanji_step(env)(before, action)[0] if ended else state.inner)
+        yield now, after
+        now = after
+
+
+@functools.lru_cache(maxsize=8)
+def _jumanji_step(env):
+    """The jitted Jumanji step of a `MultiAgentEnv` (cached: jitting it anew per episode
+    traces and compiles it again, ~0.3 s)."""
+    import jax
+
+    return jax.jit(env.env.step)
 
 
 def _compare(t: int, stored: dict[str, np.ndarray], now, names: tuple[str, ...]
@@ -183,7 +232,7 @@ class Rendering:
 
     replay: Replay
     path: Path | None  # the GIF written; None: the episode could not be replayed
-    frames: int = 0  # the animation's frames: the episode's length + 1
+    frames: int = 0  # the frames drawn: the episode's length + 1, or as many as were asked
 
     def line(self) -> str:
         """The outcome as one line (what the CLI prints with `--render`)."""
@@ -207,16 +256,13 @@ def gif_path(path: str | Path) -> Path:
 
 
 def render_episode(lake: Lake, task: str | Task, run: str, checkpoint: int, episode: int,
-                   path: str | Path) -> Rendering:
+                   path: str | Path, frames: int | None = None, size: int = RENDER_SIZE
+                   ) -> Rendering:
     """Replay the episode as `replay_episode` does and write the environment's states, drawn
-    by the Jumanji environment's own viewer, to the animated GIF `path`: the reset state,
-    then the state after each stored action, `RENDER_INTERVAL_MS` each. An episode that does
-    not replay identically is still drawn; nothing is written for one that cannot be stepped
-    (no reset key, a malformed key, the wrong number of agents).
-
-    The GIF writer (Pillow) stores a run of identical consecutive frames (no agent moved) as
-    one frame shown for their summed time, so the file holds at most length + 1 frames and
-    always plays (length + 1) * RENDER_INTERVAL_MS."""
+    by the Jumanji environment's own viewer, to the animated GIF `path` (`write_gif`): the
+    reset state, then the state after each stored action, or `frames` of them. An episode
+    that does not replay identically is still drawn; nothing is written for one that cannot
+    be stepped (no reset key, a malformed key, the wrong number of agents)."""
     path = gif_path(path)
     task = resolve_task(task)
     row, steps = read_episode(lake, task, run, checkpoint, episode)
@@ -224,19 +270,97 @@ def render_episode(lake: Lake, task: str | Task, run: str, checkpoint: int, epis
     result = replay_steps(task, row, steps, states)
     if not states:
         return Rendering(result, None)
-    _write_gif(task, states, path)
-    return Rendering(result, path, len(states))
+    return Rendering(result, path, write_gif(task, states, path, frames, size))
 
 
-def _write_gif(task: Task, states: list, path: Path) -> None:
-    """Draw the Jumanji `states` of `task` with its environment's viewer into `path`."""
+def write_gif(task: Task, states: list, path: Path, frames: int | None = None,
+              size: int = RENDER_SIZE) -> int:
+    """Draw Jumanji `states` of `task` with its environment's viewer into the GIF `path`,
+    `size` pixels wide (the viewers' figures are square), `RENDER_INTERVAL_MS` a frame;
+    returns the number of frames drawn. `frames` (at least 1): at most this many states,
+    evenly spaced from the first to the last (None: all).
+
+    The GIF writer (Pillow) stores a run of identical consecutive frames (no agent moved) as
+    one frame shown for their summed time, so the file holds at most as many frames as were
+    drawn and always plays (frames drawn) * RENDER_INTERVAL_MS."""
     import jax
 
     from trainer.envs import make_env
 
+    count = len(states) if frames is None else frames
+    picked = [states[i] for i in _sample(list(range(len(states))), count)]
     # The viewer draws each frame from host arrays; one transfer instead of one per field.
-    animation = make_env(task).env.animate(jax.device_get(states), interval=RENDER_INTERVAL_MS)
-    animation.save(path, writer="pillow", dpi=RENDER_DPI)
+    animation = make_env(task).env.animate(jax.device_get(picked), interval=RENDER_INTERVAL_MS)
+    animation.save(path, writer=_gif_writer(size))
+    return len(picked)
+
+
+def _gif_writer(size: int):
+    """matplotlib's Pillow GIF writer at `size` pixels that lays the figure out once. Why:
+    the viewers' figures have constrained layout, which saving a frame otherwise runs again
+    (with a draw of its own) although the axes never move: about a third of a frame."""
+    from matplotlib.animation import PillowWriter
+
+    class LayOutOnceWriter(PillowWriter):
+        def setup(self, fig, outfile, dpi=None):
+            super().setup(fig, outfile, size / max(fig.get_size_inches()))
+
+        def grab_frame(self, **savefig_kwargs):
+            super().grab_frame(**savefig_kwargs)
+            self.fig.set_layout_engine(None)  # the axes stay where the layout put them
+
+    return LayOutOnceWriter(fps=1000 / RENDER_INTERVAL_MS)
+
+
+@dataclass(frozen=True)
+class EpisodePick:
+    """One episode of a task's dataset, chosen by where its return ranks (`quality_extremes`)."""
+
+    quality: str
+    rank: str  # one of EXTREMES
+    run: str
+    checkpoint: int
+    episode: int
+    episode_return: float
+    length: int
+    replayable: bool  # a reset key was recorded
+
+    def name(self) -> str:
+        return f"run {self.run} checkpoint {self.checkpoint} episode {self.episode}"
+
+
+def worst_to_best(returns: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Indices of episodes ([E] returns and lengths) from the worst to the best: by return,
+    and of two with one return the quicker is the better; ties by index. The one order of
+    the dataset card's extremes and an evaluation's best and worst episode."""
+    returns, lengths = np.asarray(returns), np.asarray(lengths)
+    return np.lexsort((np.arange(len(returns)), -lengths.astype(np.int64), returns))
+
+
+def quality_extremes(lake: Lake, task: str | Task, run: str | None = None
+                     ) -> list[EpisodePick]:
+    """Per quality tag (low, then high) of `task`'s episodes (of `run`, or of every run):
+    the episodes of the lowest, median (the lower one of an even count) and highest return
+    in `worst_to_best` order; fewer episodes than three repeat a pick."""
+    task = resolve_task(task)
+    rows = read_table(lake, "episodes", Selection(
+        env=task.env, tasks=[task.scenario], runs=[run] if run else None),
+        ["run", "quality", "checkpoint", "episode", "return", "length", "reset_key"]
+    ).to_pylist()
+    rows.sort(key=lambda r: (r["run"], r["checkpoint"], r["episode"]))
+    picks = []
+    for quality in ("low", "high"):
+        mine = [r for r in rows if r["quality"] == quality]
+        if not mine:
+            continue
+        order = worst_to_best(np.array([r["return"] for r in mine]),
+                              np.array([r["length"] for r in mine]))
+        for rank, at in zip(EXTREMES, (0, (len(mine) - 1) // 2, len(mine) - 1), strict=True):
+            r = mine[order[at]]
+            picks.append(EpisodePick(quality, rank, r["run"], r["checkpoint"], r["episode"],
+                                     float(r["return"]), int(r["length"]),
+                                     r["reset_key"] is not None))
+    return picks
 
 
 def _sample(episodes: list[int], count: int) -> list[int]:

@@ -2,7 +2,8 @@
 
 Wiring only: the card is computed when the data is written (`lake_schema.writer`) and read
 and aggregated by `lake_schema.cards`; this asset shows it as table, numeric and plot
-metadata.
+metadata, and beside the return distribution the episodes of the lowest, median and highest
+return of each quality drawn by the environment's viewer (`pipelines.episode_media`).
 """
 
 import dagster as dg
@@ -13,14 +14,23 @@ from pydantic import Field
 from lake_schema.cards import DatasetCard, dataset_cards, format_card, rtg_line
 from lake_schema.catalogue import get_task
 from lake_schema.schema import CARD_QUANTILES
+from pipelines.configs import derive, knob_values
+from pipelines.episode_media import card_episode_metadata
 from pipelines.metadata import rounded
 from pipelines.partitions import task_partitions
 from pipelines.plots import publish_png, table_metadata
 from pipelines.resources import LakeResource
+from trainer.replay import RenderConfig
 
 
-class DatasetCardConfig(dg.Config):
+class _DatasetCard(dg.Config):
+    """Which runs the card shows, and how its episodes are drawn (every knob of
+    `trainer.replay.RenderConfig`; unset: its default)."""
+
     run: str = Field(default="", description="one run's card; default: every run of the task")
+
+
+DatasetCardConfig = derive("DatasetCardConfig", _DatasetCard, RenderConfig)
 
 
 def narrow_table(df: pl.DataFrame, constant: tuple[str, ...] = ()) -> dg.MetadataValue:
@@ -72,9 +82,11 @@ def dataset_card(context: dg.AssetExecutionContext, config: DatasetCardConfig,
                  lake: LakeResource) -> dg.MaterializeResult:
     """The task's dataset card per run, as written with its checkpoints: episodes and steps
     per checkpoint and quality, return distributions, the share of discounted returns-to-go
-    outside the env's value support, per-feature observation statistics, action frequencies
-    per agent slot, the reference returns, and what produced the data. Fails, naming the
-    fix, when the lake has no data or no cards for the task."""
+    outside the env's value support, the episodes of the lowest, median and highest return
+    of each quality drawn as GIFs (or why one cannot be: imported data is not replayable),
+    per-feature observation statistics, action frequencies per agent slot, the reference
+    returns, and what produced the data. Fails, naming the fix, when the lake has no data or
+    no cards for the task."""
     from pipelines.card_plots import action_histogram_png, returns_by_checkpoint_png
 
     task = get_task(context.partition_key)
@@ -94,6 +106,8 @@ def dataset_card(context: dg.AssetExecutionContext, config: DatasetCardConfig,
         "returns_by_checkpoint": publish_png(
             the_lake, returns_by_checkpoint_png(cards, task.name),
             "returns by checkpoint and quality"),
+        **card_episode_metadata(the_lake, task, config.run or None,
+                                RenderConfig(**knob_values(config, RenderConfig))),
         "action_frequencies": narrow_table(_actions(cards), constant=("run",)),
         "action_histogram": publish_png(the_lake, action_histogram_png(cards, task.name),
                                         "action frequencies per agent slot"),

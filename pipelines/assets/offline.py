@@ -28,6 +28,7 @@ from lake_schema.duck import connect
 from lake_schema.storage import Lake
 from pipelines.checks import check_result
 from pipelines.configs import derive, knob_values, plain_fields
+from pipelines.episode_media import evaluation_episode_metadata
 from pipelines.metadata import rounded
 from pipelines.partitions import model_partitions
 from pipelines.plots import publish_png, table_metadata, task_bars_png, training_curves_png
@@ -44,6 +45,7 @@ from trainer.offline.runs import (
     registered_model,
     train_models,
 )
+from trainer.replay import RenderConfig
 from trainer.tensorboard import model_run, tensorboard_url
 
 
@@ -171,7 +173,7 @@ class _OfflineEval(dg.Config):
         return EvalConfig(**knob_values(self, EvalConfig))
 
 
-OfflineEvalConfig = derive("OfflineEvalConfig", _OfflineEval, EvalConfig)
+OfflineEvalConfig = derive("OfflineEvalConfig", _OfflineEval, EvalConfig, RenderConfig)
 
 
 def _evaluate(context: dg.AssetExecutionContext, config: OfflineEvalConfig, lake: LakeResource,
@@ -184,8 +186,12 @@ def _evaluate(context: dg.AssetExecutionContext, config: OfflineEvalConfig, lake
                                        config.tasks, config.split, context.log.info)
     context.log.info(f"{info['config_id']}: mean normalised return {mean_normalised(results):.3f}"
                      f" on {len(results)} {role} tasks")
-    return dg.MaterializeResult(metadata=evaluation_metadata(
-        lake.lake(), info["config_id"], {r.split for r in results}, read_best(run_dir)))
+    metadata = evaluation_metadata(lake.lake(), info["config_id"], {r.split for r in results},
+                                   read_best(run_dir))
+    # what the numbers look like: each task's best and worst episode, drawn
+    metadata |= evaluation_episode_metadata(lake.lake(), results,
+                                            RenderConfig(**knob_values(config, RenderConfig)))
+    return dg.MaterializeResult(metadata=metadata)
 
 
 # The per-task table's columns, the normalised return first and short names (read at

@@ -14,7 +14,9 @@ False`), while og-marl's Q-learning baselines (IQL+CQL) act greedily on Q; BC-Sa
 policy like Oryx's, so it samples too. Observations are standardised with the training
 data's statistics (`DataSelection.standardisation_scope`: one per split).
 Each environment's first episode counts (every episode ends within the time limit), so E
-episodes give E returns.
+episodes give E returns. Each task's best and worst episode rides along with its result
+(`TaskResult.extremes`: reset key and actions), for pages that draw them
+(`trainer.offline.episodes`).
 
 Normalised return = mean episode return / the task's online Sable reference (the lake's
 `references` table); where that reference is not positive, the fraction of the way from
@@ -60,7 +62,9 @@ from trainer.networks.sable import QValues, acting_network, acting_params, sable
 from trainer.offline import checkpoint as ckpt
 from trainer.offline import hl_gauss
 from trainer.offline.config import EvalConfig, OfflineConfig, model_name
+from trainer.offline.episodes import EvaluationEpisode, TaskEpisodes, best_and_worst
 from trainer.progress import Progress
+from trainer.recording import fresh_reset_keys
 from trainer.tasks import resolve_tasks
 
 logger = logging.getLogger("trainer.offline")
@@ -68,9 +72,12 @@ logger = logging.getLogger("trainer.offline")
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TaskResult(Evaluation):
-    """A model's evaluation on one task: its `evaluations` row and the task it is of."""
+    """A model's evaluation on one task: its `evaluations` row, the task it is of, and its
+    best and worst episode (not columns of the row)."""
 
     task: str
+    extremes: tuple[EvaluationEpisode, ...] = dataclasses.field(default=(), repr=False,
+                                                                  compare=False)
 
 
 # ----------------------------------------------------------------------------- acting
@@ -93,9 +100,10 @@ def model_acting_network(config: OfflineConfig) -> SableConfig:
 
 def episode_runner(env: MultiAgentEnv, config: OfflineConfig, pad_to: int, num_envs: int,
                    greedy: bool = False):
-    """Jitted (params, obs mean, obs std, key) -> (returns [E], finished [E]) of one task's
-    first episodes in `num_envs` environments, for the model's `acting_params` (cached per
-    acting network and settings: BC-Sable and Oryx of one size share it)."""
+    """Jitted (params, obs mean, obs std, key) -> (returns [E], finished [E], lengths [E],
+    actions [T, E, N]) of one task's first episodes in `num_envs` environments, for the
+    model's `acting_params` (cached per acting network and settings: BC-Sable and Oryx of
+    one size share it)."""
     slots = env.num_agents if config.agent_masking else max(pad_to, env.num_agents)
     network = model_acting_network(config)
     return _runner(env, network, config.support() if network.q_head else None, slots,
@@ -123,7 +131,9 @@ def _runner(env: MultiAgentEnv, sable_config: SableConfig, support: hl_gauss.Sup
                             prepare=prepare, num_agents=n)
         result = fresh_rollout(env, actor, model.init_state(num_envs), key, num_envs,
                                env.time_limit)
-        return first_episode_returns(result)
+        returns, finished = first_episode_returns(result)
+        lengths = jnp.argmax(result.episode_done, axis=0) + 1  # [E]: each first episode's
+        return returns, finished, lengths, result.actions
 
     return compile_on_first_call(run, runs_rarely=True)
 
@@ -131,9 +141,19 @@ def _runner(env: MultiAgentEnv, sable_config: SableConfig, support: hl_gauss.Sup
 def evaluate_params(info: dict, params: Any, tasks: Sequence[str], episodes: int,
                     seed: int = 0, greedy: bool = False,
                     log: Callable[[str], None] | None = None) -> dict[str, np.ndarray]:
-    """Episode returns per task ([episodes] each) of a model described by `info`
-    (the run's model.json) with `params`; no lake involved. A progress line per task (mean
-    return, rate, ETA) goes to `log` (default: the `trainer.offline` logger)."""
+    """Episode returns per task ([episodes] float64 each) of a model described by `info`
+    (the run's model.json) with `params` (`evaluate_episodes`, returns only)."""
+    return {name: e.returns.astype(np.float64) for name, e in evaluate_episodes(
+        info, params, tasks, episodes, seed, greedy, log).items()}
+
+
+def evaluate_episodes(info: dict, params: Any, tasks: Sequence[str], episodes: int,
+                      seed: int = 0, greedy: bool = False,
+                      log: Callable[[str], None] | None = None) -> dict[str, TaskEpisodes]:
+    """Each task's `episodes` evaluation episodes (returns, lengths, actions, reset keys) of
+    a model described by `info` (the run's model.json) with `params`; no lake involved. A
+    progress line per task (mean return, rate, ETA) goes to `log` (default: the
+    `trainer.offline` logger)."""
     progress = Progress(len(tasks), "tasks evaluated", rate_unit="tasks/s", log=log,
                         logger=logger)
     config = OfflineConfig.from_json(info["config"])
@@ -145,11 +165,12 @@ def evaluate_params(info: dict, params: Any, tasks: Sequence[str], episodes: int
         env = make_env(name)
         run = episode_runner(env, config, int(info["pad_to"]), episodes, greedy)
         key = jax.random.fold_in(jax.random.PRNGKey(seed), i)
-        ret, finished = jax.device_get(run(params, mean, std, key))
+        ret, finished, lengths, actions = jax.device_get(run(params, mean, std, key))
         if not finished.all():  # every episode ends by the time limit; a bug otherwise
             raise RuntimeError(f"{name}: {int((~finished).sum())} episodes did not finish")
-        out[name] = np.asarray(ret, np.float64)
-        progress.emit(i + 1, extra=f"  | {name}: mean return {out[name].mean():.3f} over "
+        out[name] = TaskEpisodes(np.asarray(ret), np.asarray(lengths), np.asarray(actions),
+                                 fresh_reset_keys(key, episodes))
+        progress.emit(i + 1, extra=f"  | {name}: mean return {float(ret.mean()):.3f} over "
                                    f"{len(ret)} episodes")
     return out
 
@@ -230,21 +251,22 @@ def evaluate(
                              "evaluating its latest")
         eval_config = dataclasses.replace(eval_config, checkpoint="latest")
     params, update = ckpt.load_params(run_dir, info, eval_config.checkpoint)
-    returns = evaluate_params(info, params, names, eval_config.episodes, eval_config.seed,
-                              eval_config.greedy, log=log)
+    played = evaluate_episodes(info, params, names, eval_config.episodes, eval_config.seed,
+                               eval_config.greedy, log=log)
     trained_on = set(info["tasks"])
     config_json = evaluation_config_json(info, eval_config)
     now = dt.datetime.now(dt.UTC)
     results = []
     for name in names:
-        r = returns[name]
+        r = played[name].returns.astype(np.float64)
         res = TaskResult(
             task=name, algorithm=info["algorithm"],
             split="train" if name in trained_on else "test", update=update, episodes=len(r),
             mean_return=float(r.mean()), std_return=float(r.std()),
             normalised_return=refs[name].normalise(float(r.mean())),
             reference_return=refs[name].sable_return, config=config_json, evaluated_at=now,
-            data_versions=json.dumps(info.get("data_versions"), sort_keys=True))
+            data_versions=json.dumps(info.get("data_versions"), sort_keys=True),
+            extremes=best_and_worst(name, played[name], refs[name].normalise))
         results.append(res)
         (log or logger.info)(f"{name} ({res.split}): return {res.mean_return:.3f} +- "
                              f"{res.std_return:.3f}, normalised {res.normalised_return:.3f}")
