@@ -541,7 +541,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _first_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
+    """The message on one line (delta-rs's nested causes too), never cut short."""
+    return delta.one_line(e, limit=None)
 
 
 def _silence_stdout() -> None:

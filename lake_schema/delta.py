@@ -29,7 +29,10 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 
 from lake_schema.catalogue import ENVS
 from lake_schema.errors import (
+    LakeConflictError,
+    LakeError,
     LakeFileError,
+    LakeStorageError,
     LakeValueError,
     LegacyLakeError,
     SchemaVersionError,
@@ -52,6 +55,13 @@ WRITER_PROPERTIES = WriterProperties(
 ONE_FILE = 1 << 40  # target file size: one write of one key is one Parquet file
 STAGING_FILE = re.compile(r"#\d+$")  # object_store's in-progress local writes
 COMMIT_RETRIES = 8  # our own retries of a commit that delta-rs reports as a conflict
+# An object-store failure quoted inside a DeltaError (a data file's upload that object_store
+# gave up on), as opposed to a verdict on the data or the log
+_STORE_FAILURE = re.compile(r"Generic (S3|GCS|MicrosoftAzure|HTTP|LocalFileSystem) error|"
+                            r"Error performing |error sending request|timed out")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_CAUSE_BREAK = re.compile(r"\s*\n\s*↳\s*")  # delta-rs's line before a nested cause
+_USERINFO = re.compile(r"//[^/\s@]+@")  # user:password@ in a URL: never printed
 
 
 # ---------------------------------------------------------------- addressing
@@ -194,18 +204,20 @@ def open_table(lake: Lake, tid: str, version: int | None = None) -> DeltaTable |
         dt = cache[tid]
         try:  # only the commits since: a full load replays the log (tens of ms)
             dt.update_incremental()
-        except DeltaError as e:
-            raise LakeFileError(tid, unreadable_log(e)) from e
+        except (DeltaError, OSError) as e:
+            raise _read_error(tid, e) from e
         check_metadata(dt, tid)
         return dt
     try:
         dt = DeltaTable(lake.url(tid), version=version, storage_options=lake.storage_options())
     except TableNotFoundError as e:
         raise LakeFileError(tid, unreadable_log(e)) from e
-    except DeltaError as e:
+    except (DeltaError, OSError) as e:
+        if is_store_failure(e):
+            raise _read_error(tid, e) from e
         if version is not None:
             raise LakeValueError(f"{tid}: cannot load version {version} "
-                                 f"({_one_line(e)})") from e
+                                 f"({one_line(e)})") from e
         raise LakeFileError(tid, unreadable_log(e)) from e
     check_metadata(dt, tid)
     if version is None:
@@ -223,11 +235,16 @@ def ensure_table(lake: Lake, tid: str) -> DeltaTable:
         return add_missing_columns(lake, tid, dt)
     lake.prepare_for_writing()
     spec = spec_of(tid)
-    with contextlib.suppress(DeltaError):  # another writer created it first: open theirs
-        DeltaTable.create(
-            lake.url(tid), delta_schema(spec), mode="ignore",
-            partition_by=list(spec.delta_partitions), name=tid.replace("/", "_"),
-            description=_description(spec), storage_options=lake.storage_options())
+
+    def create() -> None:
+        with contextlib.suppress(DeltaError):  # another writer created it first: open theirs
+            DeltaTable.create(
+                lake.url(tid), delta_schema(spec), mode="ignore",
+                partition_by=list(spec.delta_partitions), name=tid.replace("/", "_"),
+                description=_description(spec), storage_options=lake.storage_options())
+
+    # a creation whose answer was lost and that did land is ignored by the next try
+    _tried_again(lake, tid, "creating the table", create)
     dt = open_table(lake, tid)
     if dt is None:
         raise LakeFileError(tid, "could not create the Delta table")
@@ -258,24 +275,81 @@ def add_missing_columns(lake: Lake, tid: str, dt: DeltaTable) -> DeltaTable:
     lake.prepare_for_writing()
     try:
         dt.alter.add_columns([Field.from_arrow(f) for f in fields])
-    except (CommitFailedError, DeltaError) as e:
+    except (CommitFailedError, DeltaError, OSError) as e:
         dt = open_table(lake, tid)
         if dt is None or missing_columns(dt, tid):
-            raise LakeFileError(tid, f"could not add the column(s) "
-                                     f"{', '.join(f.name for f in fields)} ({_one_line(e)})"
-                                ) from e
+            what = f"adding the column(s) {', '.join(f.name for f in fields)}"
+            if is_store_failure(e):
+                raise storage_error(tid, what, e, 1) from e
+            raise LakeFileError(tid, f"{what} failed ({one_line(e)})") from e
         return dt
     dt.update_incremental()
     return dt
 
 
 def unreadable_log(e: BaseException) -> str:
-    return (f"unreadable Delta log ({_one_line(e)}); `python -m lake_schema verify` names "
+    return (f"unreadable Delta log ({one_line(e)}); `python -m lake_schema verify` names "
             "the entry")
 
 
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())[:300]
+def one_line(e: BaseException, limit: int | None = 400) -> str:
+    """An error's message as one line: delta-rs nests the object store's causes over several
+    lines (coloured `↳` marks), which become `: `-joined parts; a message over `limit` keeps
+    its start and its end (the innermost cause, e.g. `operation timed out`)."""
+    text = _CAUSE_BREAK.sub(": ", _ANSI.sub("", str(e)))
+    text = _USERINFO.sub("//", " ".join(text.split())) or type(e).__name__
+    if limit is not None and len(text) > limit:
+        text = f"{text[:limit // 2 - 2]} .. {text[-(limit // 2):]}"
+    return text
+
+
+def is_store_failure(e: BaseException) -> bool:
+    """A request the object store (S3, the disk) failed: timed out, refused, dropped, a
+    server error after object_store's own retries; not a verdict on the data or the log.
+    delta-rs raises OSError for these, or a DeltaError quoting the store's error."""
+    if isinstance(e, LakeError | CommitFailedError):
+        return False
+    return isinstance(e, OSError) or (
+        isinstance(e, DeltaError) and _STORE_FAILURE.search(str(e)) is not None)
+
+
+def _read_error(tid: str, e: BaseException) -> LakeError:
+    """A failed load of the table's log: the store's failure, or an unreadable log."""
+    if is_store_failure(e):
+        return LakeStorageError(tid, f"cannot read the Delta log: {one_line(e)}")
+    return LakeFileError(tid, unreadable_log(e))
+
+
+def storage_error(tid: str, what: str, e: BaseException, tries: int) -> LakeStorageError:
+    """One line naming the table, what failed and the store's cause."""
+    times = "once" if tries == 1 else f"{tries} times"
+    return LakeStorageError(tid, f"{what} failed (tried {times}): {one_line(e)}")
+
+
+def _commit_tries(lake: Lake) -> int:
+    """How often a commit is tried when the store fails it: on S3 `S3Limits.commit_tries`
+    (object_store never repeats a commit: its answer may be lost after it landed); a local
+    disk's failure (full, read-only) is not cured by trying again."""
+    return lake.s3_options.request_limits.commit_tries if lake.is_s3 else 1
+
+
+def _before_next_try(lake: Lake, failures: int) -> None:
+    time.sleep(lake.s3_options.request_limits.commit_backoff_s * 2 ** (failures - 1))
+
+
+def _tried_again(lake: Lake, tid: str, what: str, fn):
+    """`fn()`, tried again (`_commit_tries`) while the store fails it with an OSError; then a
+    LakeStorageError naming `tid` and `what`. Only for operations that a second try after
+    a landed first one leaves the same (creating a table with mode="ignore")."""
+    tries = _commit_tries(lake)
+    for n in range(1, tries + 1):
+        try:
+            return fn()
+        except OSError as e:
+            if n == tries:
+                raise storage_error(tid, what, e, n) from e
+            _before_next_try(lake, n)
+    raise AssertionError("unreachable")
 
 
 # ---------------------------------------------------------------- files and partitions
@@ -345,6 +419,9 @@ def key_files(dt: DeltaTable, tid: str, values: dict[str, object]) -> list[DataF
 
 
 def is_conflict(e: BaseException) -> bool:
+    """delta-rs's report that another commit (maybe our own earlier try's) got in first."""
+    if isinstance(e, LakeError):
+        return False
     return isinstance(e, CommitFailedError) or "concurrent" in str(e).lower()
 
 
@@ -368,7 +445,13 @@ def replace_key(
     hash recorded in the commit); returns the table at that commit. With `snapshot`, the
     commit is checked against every commit since it was loaded (CommitFailedError if one
     touched the same key); without, a conflicting commit is retried on a fresh snapshot
-    (the last writer wins, whole)."""
+    (the last writer wins, whole; LakeConflictError after COMMIT_RETRIES).
+
+    A commit the store fails (a timed-out PUT of the log entry) is tried again, against
+    the same snapshot when one is given: if the failed try did land, the next one
+    conflicts with it and is resolved like any conflict, so a key is never replaced by
+    anything but whole writes. A failure left after `_commit_tries` is a LakeStorageError
+    naming the table and the key; delta-rs's other refusals are a LakeFileError."""
     spec = spec_of(tid)
     # one record batch: delta-rs may write several batches in any order, and the rows'
     # order is part of the data (the episodes index points at steps by row number)
@@ -376,8 +459,9 @@ def replace_key(
     # the key's rows are one file (ONE_FILE), so the rows' hash is the file's (`integrity`)
     recorded = {"sable_lake.operation": operation,
                 CONTENT_HASH: content_hash(data.drop_columns(list(spec.delta_partitions)))}
-    attempts = 1 if snapshot is not None else COMMIT_RETRIES
-    for attempt in range(attempts):
+    where = "/".join(f"{p}={values[p]}" for p in spec.key)
+    conflicts = failures = 0
+    while True:
         dt = snapshot if snapshot is not None else ensure_table(lake, tid)
         try:
             write_deltalake(
@@ -388,30 +472,55 @@ def replace_key(
                 commit_properties=CommitProperties(custom_metadata=recorded),
             )
             return dt
-        except (CommitFailedError, DeltaError) as e:
-            if snapshot is not None or not is_conflict(e) or attempt == attempts - 1:
-                raise
-            time.sleep(0.01 * (attempt + 1))
-    raise AssertionError("unreachable")
+        except (CommitFailedError, DeltaError, OSError) as e:
+            if is_conflict(e):
+                conflicts += 1
+                if snapshot is not None:
+                    raise
+                if conflicts == COMMIT_RETRIES:
+                    raise LakeConflictError(
+                        f"{tid} {where}", f"gave up after {COMMIT_RETRIES} conflicting "
+                                          "commits") from e
+                time.sleep(0.01 * conflicts)
+                continue
+            failures += 1
+            if isinstance(e, OSError) and failures < _commit_tries(lake):
+                _before_next_try(lake, failures)
+                continue
+            if is_store_failure(e):
+                raise storage_error(tid, f"the commit replacing {where}", e, failures) from e
+            raise LakeFileError(tid, f"delta-rs refused the commit replacing {where}: "
+                                     f"{one_line(e)}") from e
 
 
 def delete_where(lake: Lake, tid: str, predicate: str) -> list[str]:
-    """Delete the rows matching `predicate` in one commit (retried on conflict); returns the
-    files that left the table."""
-    for attempt in range(COMMIT_RETRIES):
+    """Delete the rows matching `predicate` in one commit (retried on conflict, and when the
+    store fails it, as `replace_key`); returns the files that left the table."""
+    conflicts = failures = 0
+    while True:
         dt = open_table(lake, tid)
         if dt is None:
             return []
         before = {f.rel for f in data_files(dt, tid)}
         try:
             dt.delete(predicate)
-        except (CommitFailedError, DeltaError) as e:
-            if not is_conflict(e) or attempt == COMMIT_RETRIES - 1:
-                raise
-            time.sleep(0.01 * (attempt + 1))
-            continue
+        except (CommitFailedError, DeltaError, OSError) as e:
+            if is_conflict(e):
+                conflicts += 1
+                if conflicts == COMMIT_RETRIES:
+                    raise LakeConflictError(tid, f"deleting {predicate}: gave up after "
+                                                 f"{COMMIT_RETRIES} conflicting commits") from e
+                time.sleep(0.01 * conflicts)
+                continue
+            failures += 1
+            if isinstance(e, OSError) and failures < _commit_tries(lake):
+                _before_next_try(lake, failures)
+                continue
+            if is_store_failure(e):
+                raise storage_error(tid, f"deleting {predicate}", e, failures) from e
+            raise LakeFileError(tid, f"delta-rs refused deleting {predicate}: "
+                                     f"{one_line(e)}") from e
         return sorted(before - {f.rel for f in data_files(dt, tid)})
-    return []
 
 
 # ---------------------------------------------------------------- versions
@@ -437,8 +546,12 @@ def history(lake: Lake, tid: str) -> list[dict]:
     dt = open_table(lake, tid)
     if dt is None:
         raise LakeValueError(f"the lake {lake.root} has no table {tid}")
+    try:
+        commits = dt.history()
+    except (DeltaError, OSError) as e:
+        raise _read_error(tid, e) from e
     rows = []
-    for h in dt.history():
+    for h in commits:
         params, metrics = h.get("operationParameters") or {}, h.get("operationMetrics") or {}
         rows.append({
             "version": h.get("version"),

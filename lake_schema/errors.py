@@ -52,6 +52,17 @@ class LakeConflictError(LakeError):
         self.key, self.reason = key, reason
 
 
+class LakeStorageError(LakeError):
+    """The object store (S3, the disk) failed a request of a lake operation after every
+    retry: timed out, refused, unreachable. Names the table and the operation. Nothing is
+    half-written: a commit is one object, there whole or not at all (one that timed out may
+    still land), so the table's earlier versions stay readable."""
+
+    def __init__(self, what: str, reason: str):
+        super().__init__(f"{what}: {reason}")
+        self.what, self.reason = what, reason
+
+
 class S3SafetyError(LakeError):
     """An S3 endpoint that cannot make concurrent commits safe (no conditional put)."""
 

@@ -37,6 +37,49 @@ _BUCKET_NAME = re.compile(r"[a-zA-Z0-9.\-_]{1,255}")
 
 
 @dataclass(frozen=True)
+class S3Limits:
+    """How long one S3 request of delta-rs's object store may take and how often a failed
+    one is tried again (its `storage_options`), and how often the lake tries a commit again.
+
+    Why these numbers: a commit is a few kB and a data file one checkpoint's rows, so 30 s
+    per request (object_store's default, stated here) leaves room for a slow link or a
+    loaded server; a request still unanswered then is more likely lost than slow (moto on 2
+    busy cores once took over 30 s for a commit PUT), and is better tried again.
+    Connecting takes milliseconds, so after 5 s the server is in trouble. object_store
+    retries the requests it may repeat (reads, listings, data files) 5 times within 120 s,
+    backing off 0.1 s doubling up to 10 s: a dead endpoint is an error within about two
+    minutes, not object_store's default three. It never repeats a commit, a conditional
+    put whose answer was lost (it may have landed), so the lake tries a failed commit 3
+    times itself, 1 s then 2 s apart: one that did land makes the next try conflict, which
+    the writer resolves as for any concurrent commit (`delta.replace_key`).
+    """
+
+    connect_timeout_s: float = 5.0
+    request_timeout_s: float = 30.0
+    retries: int = 5  # object_store's, of a request it may repeat
+    retry_window_s: float = 120.0  # no retry starts this long after the first try
+    backoff_s: float = 0.1  # object_store's first wait before a retry, doubling ...
+    max_backoff_s: float = 10.0  # ... up to this
+    commit_tries: int = 3  # the lake's, of a commit (or a table's creation, a delete)
+    commit_backoff_s: float = 1.0  # the wait before the lake's second try, doubling
+
+    def storage_options(self) -> dict[str, str]:
+        """delta-rs's keys for these limits (object_store's client and retry settings)."""
+        def ms(seconds: float) -> str:
+            return f"{max(1, round(seconds * 1000))}ms"
+
+        return {
+            "connect_timeout": ms(self.connect_timeout_s),
+            "timeout": ms(self.request_timeout_s),
+            "max_retries": str(self.retries),
+            "retry_timeout": ms(self.retry_window_s),
+            "backoff_config.init_backoff": ms(self.backoff_s),
+            "backoff_config.max_backoff": ms(self.max_backoff_s),
+            "backoff_config.base": "2",
+        }
+
+
+@dataclass(frozen=True)
 class S3Options:
     """How to reach an S3-compatible endpoint. Unset fields fall back to AWS_* variables."""
 
@@ -45,6 +88,7 @@ class S3Options:
     secret: str | None = field(default=None, repr=False)
     region: str | None = None
     addressing_style: str | None = None  # "path" for most self-hosted servers, or "virtual"
+    limits: S3Limits | None = None  # None: S3Limits()
 
     @classmethod
     def from_env(cls) -> S3Options:
@@ -66,6 +110,10 @@ class S3Options:
                 for name in self.__dataclass_fields__
             }
         )
+
+    @property
+    def request_limits(self) -> S3Limits:
+        return self.limits or S3Limits()
 
     @property
     def endpoint(self) -> str:
@@ -105,9 +153,10 @@ class S3Options:
         """delta-rs object-store options for these settings (unset ones: AWS_* variables).
 
         `conditional_put=etag` makes every commit a put-if-absent, which is what makes two
-        concurrent writers safe on S3 (no locking service needed).
+        concurrent writers safe on S3 (no locking service needed); `S3Limits` bounds every
+        request's time and retries.
         """
-        opts = {"conditional_put": "etag"}
+        opts = {"conditional_put": "etag", **self.request_limits.storage_options()}
         if self.endpoint_url:
             opts["AWS_ENDPOINT_URL"] = self.endpoint_url
             if self.endpoint_url.startswith("http://"):

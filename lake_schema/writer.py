@@ -26,7 +26,12 @@ from lake_schema import delta
 from lake_schema.cards import card_record, code_version, current_cards, rtg_fit
 from lake_schema.catalogue import ENVS, Task, get_task
 from lake_schema.delta import DataFile
-from lake_schema.errors import LakeConflictError, LakeFileError, LakeValueError
+from lake_schema.errors import (
+    LakeConflictError,
+    LakeFileError,
+    LakeStorageError,
+    LakeValueError,
+)
 from lake_schema.reader import Selection, read_files, read_table
 from lake_schema.schema import (
     EPISODES_SCHEMA,
@@ -273,7 +278,8 @@ def commit_checkpoint(lake: Lake, partition: dict[str, object], steps: pa.Table,
     which no longer matches: stale, named by `verify`). The index's and the card's snapshots
     are taken before the steps commit: a same-key writer that committed since makes ours
     conflict instead of silently pointing at replaced steps; the writer whose steps are
-    current retries, any other raises LakeConflictError.
+    current retries, any other raises LakeConflictError. A commit the store fails is a
+    LakeStorageError that says what the lake holds of the write.
     """
     env = str(partition["env"])
     task = get_task(f"{env}/{partition['task']}")
@@ -290,21 +296,28 @@ def commit_checkpoint(lake: Lake, partition: dict[str, object], steps: pa.Table,
     steps_file = _steps_file_of(sdt, steps_tid, partition)
     episodes = episodes.set_column(episodes.schema.get_field_index("steps_file"), "steps_file",
                                    pa.array([steps_file.rel] * len(episodes), pa.string()))
-    edt = _commit_pointing_at(lake, "episodes", episodes, partition, snapshots["episodes"],
-                              steps_file.rel, key)
+    where = key.partition(" ")[2]  # `episodes env=lbf/...`: the key, not the table
+    edt = _commit_pointing_at(
+        lake, "episodes", episodes, partition, snapshots["episodes"], steps_file.rel, key,
+        if_lost=f"readers see the previous write of {where} (if any) unless a try landed "
+                "after all; writing it again replaces what this one left")
     card["steps_file"] = steps_file.rel
-    cdt = _commit_pointing_at(lake, "cards", pa.Table.from_pylist(
-        [card], schema=table_spec("cards").schema), partition, snapshots["cards"],
-        steps_file.rel, key)
+    cdt = _commit_pointing_at(
+        lake, "cards", pa.Table.from_pylist([card], schema=table_spec("cards").schema),
+        partition, snapshots["cards"], steps_file.rel, key,
+        if_lost=f"the steps and episodes of {where} are written, its dataset card may be "
+                "stale (`python -m lake_schema card --backfill` recomputes it)")
     return [steps_file, *delta.key_files(edt, "episodes", partition),
             *delta.key_files(cdt, "cards", partition)]
 
 
 def _commit_pointing_at(lake: Lake, tid: str, data: pa.Table, partition: dict[str, object],
-                        snapshot, steps_file: str, key: str):
+                        snapshot, steps_file: str, key: str, if_lost: str = ""):
     """Commit rows that point at the key's steps file `steps_file` (the episodes index, the
     card) against `snapshot`; on a conflict, retry only while those steps are still the
-    key's current ones (else the concurrent writer whose steps stand wins)."""
+    key's current ones (else the concurrent writer whose steps stand wins). A commit the
+    store fails is a LakeStorageError, which `if_lost` completes with what the lake then
+    holds of the write."""
     steps_tid = delta.table_id("steps", str(partition["env"]))
     rows = _with_partition(data, table_spec(tid), partition)
     for attempt in range(delta.COMMIT_RETRIES):
@@ -312,6 +325,10 @@ def _commit_pointing_at(lake: Lake, tid: str, data: pa.Table, partition: dict[st
             dt = delta.replace_key(lake, tid, rows, partition, snapshot=snapshot,
                                    operation=f"write {key}")
             break
+        except LakeStorageError as e:
+            if not if_lost:
+                raise
+            raise LakeStorageError(e.what, f"{e.reason}; {if_lost}") from e
         except Exception as e:
             if not delta.is_conflict(e):
                 raise
