@@ -136,7 +136,8 @@ def queue_daemon(instance: dg.DagsterInstance, log: Path | None = None,
     with open(log, "ab") as out:
         daemon = subprocess.Popen([str(binary), "run", *CODE_LOCATION], cwd=ROOT,
                                   env={**os.environ, "PYTHONPATH": _pythonpath()},
-                                  stdout=out, stderr=subprocess.STDOUT)
+                                  stdout=out, stderr=subprocess.STDOUT,
+                                  preexec_fn=_die_with_parent)
     try:
         deadline = time.time() + timeout_s
         while not daemon_running(instance):
@@ -150,6 +151,17 @@ def queue_daemon(instance: dg.DagsterInstance, log: Path | None = None,
             daemon.wait(timeout=60)
         except subprocess.TimeoutExpired:
             daemon.kill()
+
+
+def _die_with_parent() -> None:
+    """In the daemon's process before it starts: on Linux, end it when the command that
+    started it dies (killed, not only stopped by `queue_daemon`), so no daemon outlives it
+    and goes on launching runs."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _pythonpath() -> str:
