@@ -46,7 +46,7 @@ def test_demo_chain_materialises_end_to_end(tmp_path, monkeypatch):
     demo = (f"import sys; from pipelines.demo import run_demo; sys.exit(run_demo(None, "
             f"{json.dumps(ONLINE)}, {json.dumps(OFFLINE)}, {{'episodes': 2}}))")
     done = subprocess.run([sys.executable, "-c", demo], cwd=ROOT, env=env, text=True,
-                          capture_output=True, timeout=1200)
+                          capture_output=True, timeout=1800)
     assert done.returncode == 0, done.stderr[-4000:]
     assert "multi-task over single-task on the held-out tasks, at the demo's scale" in done.stdout
     assert "95% interval, per-episode s.e. (1 seed), 1 seed(s)" in done.stdout
