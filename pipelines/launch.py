@@ -220,7 +220,9 @@ def first_error(instance: dg.DagsterInstance, run_id: str) -> str:
         if cause is not None:
             return _first_line(cause.message)
     for event in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
-        if "unexpectedly exited" in (event.message or "") or "crash" in (event.message or ""):
+        # the code server's word on a run process that died ("... was terminated by signal
+        # 9 (SIGKILL).", "... unexpectedly exited with code 1.")
+        if (event.message or "").startswith("Run execution process for"):
             return _first_line(event.message)
     return "the run failed (see its log in the UI)"
 
