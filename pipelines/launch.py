@@ -20,7 +20,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,16 +83,12 @@ def add_models(instance: dg.DagsterInstance,
 
 
 def submit(instance: dg.DagsterInstance, experiment: Experiment, models_dir: str = "",
-           skip_models: set[str] = frozenset(), tags: dict[str, str] | None = None) -> str:
+           skip_models: Collection[str] = (), tags: dict[str, str] | None = None) -> str:
     """Register the experiment's models as partitions and submit one backfill of its runs;
     returns the backfill id. Models in `skip_models` (config ids, e.g. already evaluated)
     are registered but not run again."""
-
-    keys = list(dict.fromkeys(register_model(models_dir, c, s) for c, s in experiment.models))
-    known = set(instance.get_dynamic_partitions(model_partitions.name))
-    if new := [k for k in keys if k not in known]:
-        instance.add_dynamic_partitions(model_partitions.name, new)
-    keys = [k for k in keys if k not in skip_models]
+    keys = [k for k in add_models(instance, experiment.models, models_dir)
+            if k not in skip_models]
     subsets: dict[dg.AssetKey, object] = {}
     if experiment.datasets:
         tasks = task_partitions.subset_with_partition_keys(list(experiment.datasets))
