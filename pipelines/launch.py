@@ -216,10 +216,13 @@ def first_error(instance: dg.DagsterInstance, run_id: str) -> str:
         if cause is not None:
             return _first_line(cause.message)
     for event in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
-        # the code server's word on a run process that died ("... was terminated by signal
-        # 9 (SIGKILL).", "... unexpectedly exited with code 1.")
-        if (event.message or "").startswith("Run execution process for"):
-            return _first_line(event.message)
+        # the code server's word on a run process that died: "[DagsterApiServer] Run
+        # execution process for <id> was terminated by signal 9 (SIGKILL). This usually
+        # ...", its first sentence
+        message = event.message or ""
+        if "Run execution process for" in message:
+            said = message.split("] ", 1)[-1]
+            return said.split(". ", 1)[0].rstrip(".") + "."
     return "the run failed (see its log in the UI)"
 
 
