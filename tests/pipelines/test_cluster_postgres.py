@@ -352,8 +352,8 @@ def test_models_as_partitions_through_the_postgres_queue(postgres_port: int, tmp
             return instance.get_run_records(dg.RunsFilter(tags={"dagster/backfill":
                                                                 backfill_id}))
 
-        def training_pid() -> int | None:
-            """The pid of a model run's process once it trains (its step started)."""
+        def training_run() -> tuple[str, int] | None:
+            """(run id, pid) of a model run's process once it trains (its step started)."""
             for record in model_runs():
                 run = record.dagster_run
                 if run.status != dg.DagsterRunStatus.STARTED:
@@ -364,17 +364,18 @@ def test_models_as_partitions_through_the_postgres_queue(postgres_port: int, tmp
                 pids = [e.message for e in events if "Started process for run (pid:" in
                         (e.message or "")]
                 if started and pids:
-                    victim.append(run.run_id)
-                    return int(pids[0].split("pid: ")[1].rstrip(").").strip())
+                    return run.run_id, int(pids[0].split("pid: ")[1].rstrip(").").strip())
             return None
 
-        victim: list[str] = []
-        _wait_for("a model run training", lambda: training_pid() is not None,
+        found: list[tuple[str, int]] = []
+        _wait_for("a model run training",
+                  lambda: bool(found.append(training_run()) or found[-1]),
                   time.time() + 600, logs)
+        victim, pid = found[-1]
         time.sleep(3)  # mid-training
-        os.kill(training_pid(), signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)
         finished = {f.run_id: f for f in wait(instance, backfill_id)}
-        killed = finished[victim[0]]
+        killed = finished[victim]
         assert not killed.success and "\n" not in killed.error
         assert any(w in killed.error for w in ("unexpectedly", "-9", "SIGKILL")), killed.error
         records = model_runs()
