@@ -333,6 +333,19 @@ def _commit_tries(lake: Lake) -> int:
     return lake.s3_options.request_limits.commit_tries if lake.is_s3 else 1
 
 
+def _try_again_or_raise(lake: Lake, tid: str, what: str, e: BaseException,
+                        failures: int) -> None:
+    """After the `failures`-th failure of `what` that is not a conflict: wait and return
+    (try again) while an OSError has tries left, else raise a LakeStorageError (the store
+    failed it) or a LakeFileError (delta-rs refused it), one line naming the table."""
+    if isinstance(e, OSError) and failures < _commit_tries(lake):
+        _before_next_try(lake, failures)
+        return
+    if is_store_failure(e):
+        raise storage_error(tid, what, e, failures) from e
+    raise LakeFileError(tid, f"delta-rs refused {what}: {one_line(e)}") from e
+
+
 def _before_next_try(lake: Lake, failures: int) -> None:
     time.sleep(lake.s3_options.request_limits.commit_backoff_s * 2 ** (failures - 1))
 
@@ -484,13 +497,8 @@ def replace_key(
                 time.sleep(0.01 * conflicts)
                 continue
             failures += 1
-            if isinstance(e, OSError) and failures < _commit_tries(lake):
-                _before_next_try(lake, failures)
-                continue
-            if is_store_failure(e):
-                raise storage_error(tid, f"the commit replacing {where}", e, failures) from e
-            raise LakeFileError(tid, f"delta-rs refused the commit replacing {where}: "
-                                     f"{one_line(e)}") from e
+            _try_again_or_raise(lake, tid, f"the commit replacing {where}", e, failures)
+            continue
 
 
 def delete_where(lake: Lake, tid: str, predicate: str) -> list[str]:
@@ -513,13 +521,8 @@ def delete_where(lake: Lake, tid: str, predicate: str) -> list[str]:
                 time.sleep(0.01 * conflicts)
                 continue
             failures += 1
-            if isinstance(e, OSError) and failures < _commit_tries(lake):
-                _before_next_try(lake, failures)
-                continue
-            if is_store_failure(e):
-                raise storage_error(tid, f"deleting {predicate}", e, failures) from e
-            raise LakeFileError(tid, f"delta-rs refused deleting {predicate}: "
-                                     f"{one_line(e)}") from e
+            _try_again_or_raise(lake, tid, f"deleting {predicate}", e, failures)
+            continue
         return sorted(before - {f.rel for f in data_files(dt, tid)})
 
 
