@@ -15,6 +15,10 @@ with warnings.catch_warnings():
     # newcomer; the checks need the feature, so that one warning is not shown.
     warnings.filterwarnings("ignore", category=dg.PreviewWarning,
                             message="Specifying a partitions_def on an AssetCheckSpec")
+    # Likewise the beta `backfill_policy` of the per-task assets, which orders a backfill's
+    # dataset runs (`pipelines.partitions.DATASET_RUNS`).
+    warnings.filterwarnings("ignore", category=dg.BetaWarning,
+                            message="Parameter `backfill_policy`")
     from pipelines.assets.baselines import random_rollouts
     from pipelines.assets.card import dataset_card
     from pipelines.assets.offline import (

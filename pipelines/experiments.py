@@ -30,6 +30,11 @@ from trainer.experiments import (
 from trainer.offline.config import OfflineConfig
 
 EXPERIMENT_TAG = "sable-lake/experiment"
+# The ops that read a model's registered spec (`<models_dir>/specs/<id>.json`), so each gets
+# the experiment's models_dir: the offline assets and the model's blocking check (Dagster
+# names a check's op `<asset>_<check>`).
+MODEL_REGISTRY_READERS = ("offline_model", "offline_model_offline_references_present",
+                          "offline_eval_train", "offline_eval_test")
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,7 @@ class Experiment:
         """The run config every run of the experiment gets (each run reads its own assets')."""
         ops = {name: {"config": dict(config)} for name, config in self.ops.items()}
         if self.models:
-            for name in ("offline_model", "offline_eval_train", "offline_eval_test"):
+            for name in MODEL_REGISTRY_READERS:
                 ops.setdefault(name, {"config": {}})["config"].setdefault("models_dir",
                                                                           models_dir)
         return {"ops": ops}

@@ -30,8 +30,9 @@ from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraph
 from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
 from dagster._core.utils import make_new_backfill_id
 
+from lake_schema.catalogue import held_out_split, split_tasks
 from pipelines.experiments import Experiment
-from pipelines.partitions import model_partitions, task_partitions
+from pipelines.partitions import HELD_OUT_TASKS, TRAINING_TASKS, model_partitions, task_partitions
 from trainer.data.selection import DataSelection
 from trainer.offline.config import OfflineConfig, model_name
 from trainer.offline.runs import register_model
@@ -86,7 +87,10 @@ def submit(instance: dg.DagsterInstance, experiment: Experiment, models_dir: str
            skip_models: Collection[str] = (), tags: dict[str, str] | None = None) -> str:
     """Register the experiment's models as partitions and submit one backfill of its runs;
     returns the backfill id. Models in `skip_models` (config ids, e.g. already evaluated)
-    are registered but not run again."""
+    are registered but not run again. A model that would read one of the experiment's
+    datasets without waiting for it is a ValueError (`check_waits`), before anything is
+    registered."""
+    check_waits(experiment)
     keys = [k for k in add_models(instance, experiment.models, models_dir)
             if k not in skip_models]
     subsets: dict[dg.AssetKey, object] = {}
@@ -108,6 +112,43 @@ def submit(instance: dg.DagsterInstance, experiment: Experiment, models_dir: str
         title=experiment.name, description=f"{len(experiment.datasets)} task datasets, "
         f"{len(keys)} models, the report", run_config=experiment.run_config(models_dir)))
     return backfill_id
+
+
+def check_waits(experiment: Experiment) -> None:
+    """ValueError naming the first model whose run would read a dataset the experiment
+    records without waiting for it: a model and its training-task evaluation wait for the
+    datasets of tasks some split trains on, its held-out evaluation for those some split
+    holds out (`pipelines.partitions`)."""
+    recorded = set(experiment.datasets)
+    for config, selection in experiment.models:
+        held_out = held_out_split(selection.split or "")
+        held_out_tasks = [t.name for t in split_tasks(config.env, held_out)] if held_out else []
+        reads = (
+            ("offline_model", TRAINING_TASKS, "trains on", selection.task_names),
+            ("offline_eval_train", TRAINING_TASKS, "trains on",
+             _evaluated(experiment, "offline_eval_train", config.env, selection.task_names)),
+            ("offline_eval_test", HELD_OUT_TASKS, "holds out",
+             _evaluated(experiment, "offline_eval_test", config.env, held_out_tasks)),
+        )
+        for asset, waited_for, role, tasks in reads:
+            if unwaited := [t for t in tasks if t in recorded and t not in waited_for]:
+                name = model_name(config.algorithm, len(selection.task_names), config.seed)
+                raise ValueError(
+                    f"model {name}: {asset} reads {unwaited[0]}, which this experiment "
+                    f"records, but waits only for the datasets of tasks a split {role}; "
+                    f"record {unwaited[0]} in a launch of its own first")
+
+
+def _evaluated(experiment: Experiment, asset: str, env: str, default: Sequence[str]
+               ) -> list[str]:
+    """The tasks an evaluation asset's config names (its `tasks`, else its `split`), else
+    `default`."""
+    config = experiment.ops.get(asset, {})
+    if config.get("tasks"):
+        return [t if "/" in t else f"{env}/{t}" for t in config["tasks"]]
+    if config.get("split"):
+        return [t.name for t in split_tasks(env, config["split"])]
+    return list(default)
 
 
 def daemon_running(instance: dg.DagsterInstance) -> bool:
@@ -190,18 +231,30 @@ def wait(instance: dg.DagsterInstance, backfill_id: str,
         time.sleep(poll_s)
 
 
+def partition_of(run: dg.DagsterRun) -> str:
+    """The partition a run materialises: its `dagster/partition` tag, or the one key of its
+    partition range (a backfill's dataset runs, `pipelines.partitions.DATASET_RUNS`); ""
+    for none."""
+    tags = run.tags
+    start = tags.get("dagster/asset_partition_range_start")
+    if start is not None and start == tags.get("dagster/asset_partition_range_end"):
+        return start
+    return tags.get("dagster/partition", "")
+
+
 def _describe(run: dg.DagsterRun) -> str:
     assets = {k.to_user_string() for k in run.asset_selection or ()}
-    partition = run.tags.get("dagster/partition", "")
+    partition = partition_of(run)
     if "online_sable" in assets:
         return f"online Sable -> lake {partition}"
     if assets & set(MODEL_ASSETS):
         tags = run.tags
+        what = "held-out evaluation of model" if assets == {"offline_eval_test"} else "model"
         if {"sable-lake/algorithm", "sable-lake/tasks", "sable-lake/seed"} <= tags.keys():
             name = model_name(tags["sable-lake/algorithm"], tags["sable-lake/tasks"],
                               tags["sable-lake/seed"])
-            return f"model {partition} ({name})"
-        return f"model {partition}"
+            return f"{what} {partition} ({name})"
+        return f"{what} {partition}"
     return ", ".join(sorted(assets)) or run.job_name
 
 

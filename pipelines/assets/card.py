@@ -17,7 +17,7 @@ from lake_schema.schema import CARD_QUANTILES
 from pipelines.configs import derive, knob_values
 from pipelines.episode_media import card_episode_metadata
 from pipelines.metadata import rounded
-from pipelines.partitions import task_partitions
+from pipelines.partitions import DATASET_RUNS, task_partitions
 from pipelines.plots import publish_png, table_metadata
 from pipelines.resources import LakeResource
 from trainer.replay import RenderConfig
@@ -77,7 +77,7 @@ def _actions(cards: list[DatasetCard]) -> pl.DataFrame:
 
 
 @dg.asset(group_name="lake", partitions_def=task_partitions, deps=["online_sable"],
-          kinds={"parquet"})
+          kinds={"parquet"}, backfill_policy=DATASET_RUNS)  # in its dataset's run
 def dataset_card(context: dg.AssetExecutionContext, config: DatasetCardConfig,
                  lake: LakeResource) -> dg.MaterializeResult:
     """The task's dataset card per run, as written with its checkpoints: episodes and steps

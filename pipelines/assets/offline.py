@@ -30,7 +30,11 @@ from pipelines.checks import check_result
 from pipelines.configs import derive, knob_values, plain_fields
 from pipelines.episode_media import evaluation_episode_metadata
 from pipelines.metadata import rounded
-from pipelines.partitions import model_partitions
+from pipelines.partitions import (
+    DATASETS_FOR_HELD_OUT,
+    DATASETS_FOR_TRAINING,
+    model_partitions,
+)
 from pipelines.plots import publish_png, table_metadata, task_bars_png, training_curves_png
 from pipelines.resources import ComputeResource, LakeResource
 from trainer.analysis import latest_evaluations, model_table
@@ -112,11 +116,8 @@ class ModelRunConfig(dg.Config):
 
 # Every task dataset the model may read: the lake decides which (its selection), so the
 # model's partition depends on all of `online_sable`'s.
-DATASETS = dg.AssetDep("online_sable", partition_mapping=dg.AllPartitionMapping())
-
-
 @dg.asset(group_name="offline", kinds={"jax"}, partitions_def=model_partitions,
-          deps=[DATASETS])
+          deps=[DATASETS_FOR_TRAINING])
 def offline_model(context: dg.AssetExecutionContext, config: ModelRunConfig,
                   lake: LakeResource, compute: ComputeResource) -> dg.MaterializeResult:
     """Train (or resume) the partition's model on the lake's datasets, in its run directory
@@ -254,7 +255,7 @@ def evaluation_metadata(the_lake: Lake, model: str, splits: set[str],
 
 
 @dg.asset(group_name="offline", kinds={"jax", "parquet"}, partitions_def=model_partitions,
-          deps=["offline_model", DATASETS])
+          deps=["offline_model", DATASETS_FOR_TRAINING])
 def offline_eval_train(context: dg.AssetExecutionContext, config: OfflineEvalConfig,
                        lake: LakeResource, compute: ComputeResource) -> dg.MaterializeResult:
     """The model on its own training tasks (raw and normalised returns) -> `evaluations`."""
@@ -262,7 +263,7 @@ def offline_eval_train(context: dg.AssetExecutionContext, config: OfflineEvalCon
 
 
 @dg.asset(group_name="offline", kinds={"jax", "parquet"}, partitions_def=model_partitions,
-          deps=["offline_model", DATASETS])
+          deps=["offline_model", DATASETS_FOR_HELD_OUT])
 def offline_eval_test(context: dg.AssetExecutionContext, config: OfflineEvalConfig,
                       lake: LakeResource, compute: ComputeResource) -> dg.MaterializeResult:
     """Zero-shot on held-out tasks (the test split paired with the training split, or as

@@ -21,7 +21,7 @@ from lake_schema.storage import Lake
 from pipelines.checks import check_result
 from pipelines.configs import derive, knob_values
 from pipelines.metadata import rounded
-from pipelines.partitions import task_partitions
+from pipelines.partitions import DATASET_RUNS, task_partitions
 from pipelines.plots import learning_curve_png, publish_png, table_metadata
 from pipelines.resources import ComputeResource, LakeResource
 from trainer.experiments import PRESETS, get_preset
@@ -65,7 +65,8 @@ class _OnlineRun(dg.Config):
 OnlineSableConfig = derive("OnlineSableConfig", _OnlineRun, OnlineConfig)
 
 
-@dg.asset(group_name="online", partitions_def=task_partitions, kinds={"jax", "parquet"})
+@dg.asset(group_name="online", partitions_def=task_partitions, kinds={"jax", "parquet"},
+          backfill_policy=DATASET_RUNS)
 def online_sable(
     context: dg.AssetExecutionContext, config: OnlineSableConfig, lake: LakeResource,
     compute: ComputeResource,

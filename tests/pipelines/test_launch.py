@@ -7,14 +7,28 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
+from lake_schema.reader import Selection, read_table
 from lake_schema.storage import Lake
+from lake_schema.testing import fill_lake
+from lake_schema.writer import write_reference
+from pipelines.assets.offline import OfflineModelConfig
 from pipelines.experiments import Experiment
-from pipelines.launch import daemon_running, gpu_tags, queue_daemon, submit, wait
+from pipelines.launch import (
+    daemon_running,
+    gpu_tags,
+    partition_of,
+    queue_daemon,
+    submit,
+    wait,
+)
 from trainer.data.selection import DataSelection
 from trainer.offline.config import OfflineConfig, config_id
 
 ROOT = Path(__file__).resolve().parents[2]
+TRAIN = ["lbf/8x8-2p-2f", "lbf/10x10-3p-3f"]  # in the lbf training splits
+HELD_OUT = "lbf/12x12-4p-5f"  # in the lbf held-out splits only
 
 
 def test_a_backfill_runs_under_the_daemon_and_each_run_is_reported(tmp_path, monkeypatch):
@@ -63,3 +77,59 @@ def test_submit_queues_the_models_not_yet_evaluated(tmp_path):
             config_id(*m) for m in models)
         assert backfill.tags["sable-lake/gpu"] == "1"
         assert backfill.tags["sable-lake/experiment"] == "x"
+
+
+def test_a_model_waits_for_its_training_data_not_for_the_held_out_datasets(tmp_path,
+                                                                            monkeypatch):
+    """A model trains, and is evaluated on its training tasks, without waiting for the
+    held-out datasets being recorded beside it (here one that fails); its held-out evaluation
+    waits for them, and so never runs."""
+    home = tmp_path / "dagster"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    for var, value in (("DAGSTER_HOME", home), ("SABLE_LAKE", tmp_path / "lake"),
+                       ("SABLE_LAKE_CACHE", tmp_path / "cache"),
+                       ("SABLE_CHECKPOINTS", tmp_path / "checkpoints")):
+        monkeypatch.setenv(var, str(value))
+    lake = Lake(tmp_path / "lake")
+    fill_lake(lake, TRAIN, checkpoints=1, episodes=4, lengths=(8, 30), seed=1)
+    for task in TRAIN:
+        write_reference(lake, task, "online", sable_returns=[0.5], random_returns=[0.1],
+                        env_steps=1)
+    model = OfflineModelConfig(env="lbf", algorithm="bc", tasks=TRAIN, embed_dim=16,
+                               num_heads=2, num_updates=2, batch_size=8, seq_len=5).build()
+    evaluation = {"episodes": 2, "frames": 0}
+    experiment = Experiment(
+        "held-out data fails", (HELD_OUT,), (model,), ops={
+            "online_sable": {"total_env_steps": 1},  # too small for one update: it fails
+            "offline_eval_train": evaluation,
+            "offline_eval_test": {**evaluation, "tasks": [HELD_OUT]}})
+    with dg.DagsterInstance.get() as instance:
+        backfill = submit(instance, experiment, str(tmp_path / "models"))
+        with queue_daemon(instance):
+            finished = {f.what.split(" (")[0]: f for f in wait(instance, backfill)}
+        runs = [r.dagster_run for r in instance.get_run_records()]
+    cid = config_id(*model)
+    assert not finished[f"online Sable -> lake {HELD_OUT}"].success
+    assert finished[f"model {cid}"].success, finished[f"model {cid}"].error
+    (model_run,) = [r for r in runs if partition_of(r) == cid]  # no held-out evaluation run
+    assert {k.to_user_string() for k in model_run.asset_selection} == {
+        "offline_model", "offline_eval_train"}
+    evaluated = read_table(lake, "evaluations", Selection(env="lbf")).to_pylist()
+    assert {(r["model"], r["split"]) for r in evaluated} == {(cid, "train")}
+
+
+def test_a_model_that_would_not_wait_for_a_dataset_it_reads_is_refused(tmp_path):
+    """Training on a task only a held-out split lists, while recording that task: the model's
+    run would not wait for it, so nothing is submitted or registered."""
+    model = OfflineModelConfig(env="lbf", algorithm="bc", tasks=[HELD_OUT]).build()
+    with dg.instance_for_test() as instance:
+        with pytest.raises(ValueError, match=(
+                f"model bc · 1 task · seed 0: offline_model reads {HELD_OUT}, which this "
+                "experiment records, but waits only for the datasets of tasks a split trains "
+                f"on; record {HELD_OUT} in a launch of its own first")):
+            submit(instance, Experiment("x", (HELD_OUT,), (model,)), str(tmp_path))
+        assert instance.get_dynamic_partitions("model") == []
+        assert not instance.get_backfills()
+        # recorded before (not in this experiment): nothing to wait for, so it is submitted
+        submit(instance, Experiment("x", (), (model,)), str(tmp_path))
