@@ -136,6 +136,29 @@ def _wait_for(what: str, done, deadline: float, logs: list[Path]) -> None:
         time.sleep(1)
 
 
+def _serving_webserver(env: dict, log: Path, logs: list[Path]
+                       ) -> tuple[subprocess.Popen, int]:
+    """The Dagster webserver on the code location, once it answers; (process, port)."""
+    port = free_port()
+    webserver = _start([str(Path(sys.executable).parent / "dagster-webserver"), "-m",
+                        LOCATION, "-h", "127.0.0.1", "-p", str(port)], env, log)
+
+    def serving() -> bool:
+        assert webserver.poll() is None, _tail(log)
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
+            return True
+        except OSError:
+            return False
+
+    try:
+        _wait_for("the webserver", serving, time.time() + 180, logs)
+    except BaseException:
+        _stop(webserver)
+        raise
+    return webserver, port
+
+
 @pytest.mark.slow
 @pytest.mark.cluster
 @pytest.mark.s3
@@ -173,22 +196,12 @@ telemetry: {{enabled: false}}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     bindir = Path(sys.executable).parent
-    port = free_port()
     logs = [tmp_path / "webserver.log", tmp_path / "daemon.log"]
-    webserver = _start([str(bindir / "dagster-webserver"), "-m", LOCATION, "-h", "127.0.0.1",
-                        "-p", str(port)], {**os.environ, **env}, logs[0])
     daemon = _start([str(bindir / "dagster-daemon"), "run", "-m", LOCATION],
                     {**os.environ, **env}, logs[1])
+    webserver = None
     try:
-        def serving() -> bool:
-            assert webserver.poll() is None, _tail(logs[0])
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
-                return True
-            except OSError:
-                return False
-
-        _wait_for("the webserver", serving, time.time() + 180, logs)
+        webserver, port = _serving_webserver({**os.environ, **env}, logs[0], logs)
         repo = {"repositoryLocationName": LOCATION, "repositoryName": "__repository__"}
         launched = graphql(port, BACKFILL, {"params": {
             "selector": {"partitionSetName": "build_datasets_partition_set",
@@ -268,7 +281,8 @@ telemetry: {{enabled: false}}
         assert report.ok, report
     finally:
         _stop(daemon)
-        _stop(webserver)
+        if webserver is not None:
+            _stop(webserver)
 
 
 # A model that trains for tens of seconds on 2 cores (long enough to be killed mid-way) and
@@ -385,19 +399,9 @@ def test_models_as_partitions_through_the_postgres_queue(postgres_port: int, tmp
         assert len(landed) == 3  # the others went on
 
         # re-executed as the UI does it, through the webserver and the queue
-        port = free_port()
-        webserver = _start([str(Path(sys.executable).parent / "dagster-webserver"), "-m",
-                            LOCATION, "-h", "127.0.0.1", "-p", str(port)],
-                           {**os.environ, **env, "PYTHONPATH": str(ROOT)}, logs[1])
+        webserver, port = _serving_webserver(
+            {**os.environ, **env, "PYTHONPATH": str(ROOT)}, logs[1], logs)
         try:
-            def serving() -> bool:
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
-                    return True
-                except OSError:
-                    return False
-
-            _wait_for("the webserver", serving, time.time() + 180, logs)
             again = graphql(port, REEXECUTE, {"params": {
                 "parentRunId": killed.run_id, "strategy": "ALL_STEPS"}})
             again = again["launchPipelineReexecution"]
