@@ -182,6 +182,11 @@ def _evaluate(context: dg.AssetExecutionContext, config: OfflineEvalConfig, lake
     run_dir = models_root(config.models_dir) / context.partition_key
     from trainer.offline.checkpoint import read_best  # JAX: only where a model runs
 
+    # a held-out evaluation can have a run of its own (pipelines.partitions): tagged as the
+    # model's run is, so the Runs page finds it by what it evaluates
+    context.instance.add_run_tags(context.run.run_id, model_tags(
+        *registered_model(config.models_dir, context.partition_key)))
+
     with compute.placed():
         info, results = evaluate_model(lake.lake(), run_dir, config.eval_config(), role,
                                        config.tasks, config.split, context.log.info)

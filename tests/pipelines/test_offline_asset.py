@@ -35,9 +35,9 @@ MODEL = {"env": "lbf", "algorithm": "bc", "tasks": TASKS, "embed_dim": 16, "num_
          "num_updates": 2, "batch_size": 8, "seq_len": 5}
 
 
-def _run(lake, models, model_config, eval_config=None, assets=None):
+def _run(lake, models, model_config, eval_config=None, assets=None, instance=None):
     """Register the model, then materialise its partition of `assets` (default all three)."""
-    instance = dg.DagsterInstance.ephemeral()
+    instance = instance or dg.DagsterInstance.ephemeral()
     (cid,) = add_models(instance, [OfflineModelConfig(**model_config).build()], str(models))
     eval_config = {"episodes": 4, "models_dir": str(models), **(eval_config or {})}
     run_config = {"ops": {
@@ -95,6 +95,13 @@ def test_model_and_evaluations_materialise(lake, tmp_path, monkeypatch):
     rows = read_table(lake, "evaluations", Selection(env="lbf")).to_pylist()
     assert {(r["task"], r["split"], r["model"]) for r in rows} == {
         ("8x8-2p-2f", "train", cid), ("12x12-4p-5f", "test", cid)}
+
+    # a held-out evaluation in a run of its own is tagged with what it evaluates
+    instance = dg.DagsterInstance.ephemeral()
+    _, alone = _run(lake, models, MODEL, assets=[offline_eval_test], instance=instance)
+    config, selection = OfflineModelConfig(**MODEL).build()
+    assert model_tags(config, selection).items() <= instance.get_run_by_id(
+        alone.run_id).tags.items()
 
     # another config (the HL-Gauss/MSE switch does nothing to BC, so change the seed) is
     # another model: both directories and both sets of rows coexist
