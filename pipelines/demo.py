@@ -5,10 +5,11 @@ online Sable on the lbf demo split's train and test tasks -> lake (checked by
 train task alone (the single-task baseline) -> zero-shot evaluation on the held-out tasks ->
 the report, whose multi-task / single-task ratio on held-out tasks is the paper's headline in
 miniature. The demo is one experiment submitted to the Dagster instance's run queue
-(`pipelines.launch`): one backfill whose runs (one per task dataset, one per model with its
-evaluations, the report) the daemon starts as their inputs land, `max_concurrent_runs` at a
-time (dagster.yaml), so the whole run is in the UI afterwards (`make ui`) as the UI would
-have launched it.
+(`pipelines.launch`): one backfill whose runs (one per task dataset, training tasks first;
+one per model with its evaluations, the held-out one in a run of its own when the held-out
+datasets land later; the report) the daemon starts as their inputs land,
+`max_concurrent_runs` at a time (dagster.yaml), so the whole run is in the UI afterwards
+(`make ui`) as the UI would have launched it.
 """
 
 from __future__ import annotations
