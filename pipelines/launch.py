@@ -30,12 +30,12 @@ from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraph
 from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
 from dagster._core.utils import make_new_backfill_id
 
-from lake_schema.catalogue import held_out_split, split_tasks
+from lake_schema.catalogue import split_tasks
 from pipelines.experiments import Experiment
 from pipelines.partitions import HELD_OUT_TASKS, TRAINING_TASKS, model_partitions, task_partitions
 from trainer.data.selection import DataSelection
-from trainer.offline.config import OfflineConfig, model_name
-from trainer.offline.runs import register_model
+from trainer.offline.config import OfflineConfig, config_id, model_name
+from trainer.offline.runs import eval_targets, register_model
 
 ROOT = Path(__file__).resolve().parents[1]
 CODE_LOCATION = ("-m", "pipelines.definitions")
@@ -121,14 +121,12 @@ def check_waits(experiment: Experiment) -> None:
     holds out (`pipelines.partitions`)."""
     recorded = set(experiment.datasets)
     for config, selection in experiment.models:
-        held_out = held_out_split(selection.split or "")
-        held_out_tasks = [t.name for t in split_tasks(config.env, held_out)] if held_out else []
         reads = (
             ("offline_model", TRAINING_TASKS, "trains on", selection.task_names),
             ("offline_eval_train", TRAINING_TASKS, "trains on",
-             _evaluated(experiment, "offline_eval_train", config.env, selection.task_names)),
+             _evaluated(experiment, "offline_eval_train", config, selection)),
             ("offline_eval_test", HELD_OUT_TASKS, "holds out",
-             _evaluated(experiment, "offline_eval_test", config.env, held_out_tasks)),
+             _evaluated(experiment, "offline_eval_test", config, selection)),
         )
         for asset, waited_for, role, tasks in reads:
             if unwaited := [t for t in tasks if t in recorded and t not in waited_for]:
@@ -139,16 +137,21 @@ def check_waits(experiment: Experiment) -> None:
                     f"record {unwaited[0]} in a launch of its own first")
 
 
-def _evaluated(experiment: Experiment, asset: str, env: str, default: Sequence[str]
-               ) -> list[str]:
-    """The tasks an evaluation asset's config names (its `tasks`, else its `split`), else
-    `default`."""
-    config = experiment.ops.get(asset, {})
-    if config.get("tasks"):
-        return [t if "/" in t else f"{env}/{t}" for t in config["tasks"]]
-    if config.get("split"):
-        return [t.name for t in split_tasks(env, config["split"])]
-    return list(default)
+def _evaluated(experiment: Experiment, asset: str, config: OfflineConfig,
+               selection: DataSelection) -> list[str]:
+    """The tasks the evaluation `asset` of the model runs on, by the evaluation's own rule
+    (`trainer.offline.runs.eval_targets`) and the experiment's config of that asset; none
+    when it names none (the evaluation itself then says so)."""
+    op = experiment.ops.get(asset, {})
+    info = {"tasks": list(selection.task_names), "selection": {"split": selection.split},
+            "config_id": config_id(config, selection)}
+    try:
+        tasks, split = eval_targets(info, asset.removeprefix("offline_eval_"),
+                                    op.get("tasks"), op.get("split"))
+    except ValueError:
+        return []
+    names = tasks or [t.name for t in split_tasks(config.env, split)]
+    return [t if "/" in t else f"{config.env}/{t}" for t in names]
 
 
 def daemon_running(instance: dg.DagsterInstance) -> bool:

@@ -114,8 +114,8 @@ class ModelRunConfig(dg.Config):
     models_dir: str = Field(default="", description=f"default ${MODELS_ENV} or ./models")
 
 
-# Every task dataset the model may read: the lake decides which (its selection), so the
-# model's partition depends on all of `online_sable`'s.
+# The datasets it waits for in a backfill: those of every task a split trains on
+# (`pipelines.partitions`); its selection decides which of them it reads.
 @dg.asset(group_name="offline", kinds={"jax"}, partitions_def=model_partitions,
           deps=[DATASETS_FOR_TRAINING])
 def offline_model(context: dg.AssetExecutionContext, config: ModelRunConfig,
