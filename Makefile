@@ -21,7 +21,16 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt uv
 	$(PY) -m uv pip install --quiet --python $(PY) -c constraints.txt -e '.[test]'
+	PYTHONDONTWRITEBYTECODE= $(PY) -c '$(WARM_IMPORTS)'
 	touch $@
+
+# uv writes no .pyc files, and where PYTHONDONTWRITEBYTECODE is set Python writes none
+# either: then every process of a run (the daemon, the code server, each run) compiles the
+# same sources again, ~5 s of CPU each. Importing what the runs import, once at install with
+# writing on, byte-compiles them (~10 s; `make demo` 30 s faster, benchmarks/RESULTS.md).
+WARM_IMPORTS := import warnings; warnings.simplefilter("ignore"); import pipelines.definitions, \
+	trainer.online.training, trainer.offline.training, trainer.offline.episodes, trainer.replay, \
+	pipelines.card_plots, pipelines.episode_media, matplotlib.pyplot
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)

@@ -16,14 +16,17 @@ backfill until it ends, printing each run as it finishes.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import dagster as dg
 from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
@@ -39,6 +42,7 @@ from trainer.offline.runs import eval_targets, register_model
 
 ROOT = Path(__file__).resolve().parents[1]
 CODE_LOCATION = ("-m", "pipelines.definitions")
+LOCATION_NAME = "pipelines.definitions"  # what `-m pipelines.definitions` names it
 DATASET_ASSETS = ("online_sable", "dataset_card")
 MODEL_ASSETS = ("offline_model", "offline_eval_train", "offline_eval_test")
 # Whether a daemon serves the instance: its queue and backfill threads beat every 30 s.
@@ -167,30 +171,85 @@ def queue_daemon(instance: dg.DagsterInstance, log: Path | None = None,
                  timeout_s: float = 180) -> Iterator[subprocess.Popen | None]:
     """The instance's daemon for the length of the block: started here (its output in
     `log`, default `$DAGSTER_HOME/daemon.log`; the block gets its process) unless one already
-    runs (the block gets None), stopped after."""
+    runs (the block gets None), stopped after.
+
+    Beside it, one code server for the block (`code_server`): the daemon started alone
+    starts its own and a new one at each of its workspace reloads (every 60 s), each
+    importing the definitions again, which on 2 cores slowed the runs beside them
+    (benchmarks/RESULTS.md)."""
     if daemon_running(instance):
         yield None
         return
     log = log or Path(instance.root_directory) / "daemon.log"
-    binary = Path(sys.executable).with_name("dagster-daemon")
-    with open(log, "ab") as out:
-        daemon = subprocess.Popen([str(binary), "run", *CODE_LOCATION], cwd=ROOT,
-                                  env={**os.environ, "PYTHONPATH": _pythonpath()},
-                                  stdout=out, stderr=subprocess.STDOUT,
-                                  preexec_fn=_die_with_parent)
-    try:
-        deadline = time.time() + timeout_s
-        while not daemon_running(instance):
-            if daemon.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"the Dagster daemon did not start; its log: {log}")
-            time.sleep(0.5)
-        yield daemon
-    finally:
-        daemon.terminate()
+    with open(log, "ab") as out, code_server(out) as workspace:
+        daemon = _start([str(_binary("dagster-daemon")), "run", "-w", str(workspace)], out)
         try:
-            daemon.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
+            deadline = time.time() + timeout_s
+            while not daemon_running(instance):
+                if daemon.poll() is not None or time.time() > deadline:
+                    raise RuntimeError(f"the Dagster daemon did not start; its log: {log}")
+                time.sleep(0.5)
+            yield daemon
+        finally:
+            _stop(daemon)
+
+
+@contextmanager
+def code_server(out: IO[bytes], timeout_s: float = 120) -> Iterator[Path]:
+    """A code server of the definitions on a socket for the length of the block, under the
+    location name `dagster dev -m pipelines.definitions` gives them (so the UI re-executes
+    the runs it launched); the block gets a workspace file pointing at it. It also starts
+    each run's process (`DefaultRunLauncher`)."""
+    with tempfile.TemporaryDirectory(prefix="sable-lake-") as tmp:
+        socket, workspace = Path(tmp) / "code.sock", Path(tmp) / "workspace.yaml"
+        workspace.write_text(json.dumps({"load_from": [{"grpc_server": {
+            "socket": str(socket), "location_name": LOCATION_NAME}}]}))  # JSON is YAML
+        server = _start([str(_binary("dagster")), "api", "grpc", *CODE_LOCATION, "--socket",
+                         str(socket), "--location-name", LOCATION_NAME], out)
+        try:
+            deadline = time.time() + timeout_s
+            while not _serving(socket):
+                if server.poll() is not None or time.time() > deadline:
+                    raise RuntimeError(f"the Dagster code server did not start; its log: "
+                                       f"{out.name}")
+                time.sleep(0.2)
+            yield workspace
+        finally:
+            _stop(server)
+
+
+def _serving(socket: Path) -> bool:
+    """Whether the code server on `socket` answers gRPC's health check as serving (it
+    does once its definitions loaded)."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    if not socket.exists():
+        return False
+    with grpc.insecure_channel(f"unix:{socket}") as channel:
+        try:
+            answer = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service="DagsterApi"), timeout=2)
+        except grpc.RpcError:
+            return False
+    return answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def _binary(name: str) -> Path:
+    return Path(sys.executable).with_name(name)
+
+
+def _start(command: list[str], out: IO[bytes]) -> subprocess.Popen:
+    return subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": _pythonpath()},
+                            stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
 
 
 def _die_with_parent() -> None:
@@ -210,7 +269,7 @@ def _pythonpath() -> str:
 
 def wait(instance: dg.DagsterInstance, backfill_id: str,
          on_finished: Callable[[Finished], None] = lambda f: None,
-         poll_s: float = 1.0) -> list[Finished]:
+         poll_s: float = 2.0) -> list[Finished]:
     """Follow the backfill until it ends: every run's outcome, passed to `on_finished` as
     each run ends. It ends when the backfill does, or as soon as its report run ended with
     every other run finished (the report is the last run of an experiment)."""
