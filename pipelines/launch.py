@@ -208,7 +208,7 @@ def code_server(out: IO[bytes], timeout_s: float = 120) -> Iterator[Path]:
                          str(socket), "--location-name", LOCATION_NAME], out)
         try:
             deadline = time.time() + timeout_s
-            while not _serving(socket):
+            while not serving(socket):
                 if server.poll() is not None or time.time() > deadline:
                     raise RuntimeError(f"the Dagster code server did not start; its log: "
                                        f"{out.name}")
@@ -218,7 +218,7 @@ def code_server(out: IO[bytes], timeout_s: float = 120) -> Iterator[Path]:
             _stop(server)
 
 
-def _serving(socket: Path) -> bool:
+def serving(socket: Path) -> bool:
     """Whether the code server on `socket` answers gRPC's health check as serving (it
     does once its definitions loaded)."""
     import grpc

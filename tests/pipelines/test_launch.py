@@ -3,7 +3,9 @@ a persistent instance runs under a daemon started for the block and stopped afte
 reports each run as it ends with a one-line error for a failed one, and what `submit` queues
 is the experiment's datasets, models and report, nothing a second launch need not run."""
 
+import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import dagster as dg
@@ -16,10 +18,13 @@ from lake_schema.writer import write_reference
 from pipelines.assets.offline import OfflineModelConfig
 from pipelines.experiments import Experiment
 from pipelines.launch import (
+    LOCATION_NAME,
+    code_server,
     daemon_running,
     gpu_tags,
     partition_of,
     queue_daemon,
+    serving,
     submit,
     wait,
 )
@@ -55,7 +60,22 @@ def test_a_backfill_runs_under_the_daemon_and_each_run_is_reported(tmp_path, mon
         runs = instance.get_run_records()
         assert {r.dagster_run.tags["sable-lake/experiment"] for r in runs} == {"empty",
                                                                                 "no lake"}
+        # launched through the block's code server, under the name `dagster dev -m
+        # pipelines.definitions` (`make ui`) gives the location: the UI can re-execute them
+        assert {r.dagster_run.remote_job_origin.location_name for r in runs} == {
+            LOCATION_NAME}
     assert daemon.poll() is not None  # the daemon started for the block ended with it
+
+
+def test_the_code_server_serves_for_the_block_and_ends_with_it(tmp_path):
+    with open(tmp_path / "server.log", "wb") as out, code_server(out) as workspace:
+        (location,) = json.loads(workspace.read_text())["load_from"]
+        socket = Path(location["grpc_server"]["socket"])
+        assert location["grpc_server"]["location_name"] == LOCATION_NAME
+        assert serving(socket)
+    assert not socket.exists()
+    left = subprocess.run(["pgrep", "-f", str(socket)], capture_output=True, text=True)
+    assert not left.stdout.split()  # its process ended with the block
 
 
 def test_submit_queues_the_models_not_yet_evaluated(tmp_path):
