@@ -25,9 +25,10 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $@
 
 # uv writes no .pyc files, and where PYTHONDONTWRITEBYTECODE is set Python writes none
-# either: then every process of a run (the daemon, the code server, each run) compiles the
-# same sources again, ~5 s of CPU each. Importing what the runs import, once at install with
-# writing on, byte-compiles them (~10 s; `make demo` 30 s faster, benchmarks/RESULTS.md).
+# either: then every process (each run, the code server, the daemon, each test's subprocess)
+# compiles the sources it imports again, ~4-5 CPU-s for a run's. Importing what the runs
+# import once at install, with writing on, byte-compiles just those (~15 s; uv's
+# --compile-bytecode compiles all 18k files in 43 s: benchmarks/RESULTS.md).
 WARM_IMPORTS := import warnings; warnings.simplefilter("ignore"); import pipelines.definitions, \
 	trainer.online.training, trainer.offline.training, trainer.offline.episodes, trainer.replay, \
 	pipelines.card_plots, pipelines.episode_media, matplotlib.pyplot

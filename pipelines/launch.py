@@ -9,9 +9,9 @@ decides how many run at once (`max_concurrent_runs`, and one run per GPU through
 process (`DefaultRunLauncher` on one machine; Kubernetes or Docker on a cluster: README,
 "Scaling out"). The UI shows each run, its logs and failures, and re-executes a failed one.
 
-`queue_daemon` runs the daemon for the length of a command (`make demo`,
-`benchmarks/reproduce.py`) when none is running (`make ui` runs one), and `wait` follows the
-backfill until it ends, printing each run as it finishes.
+`queue_daemon` runs the daemon, and one code server that launches every run, for the length
+of a command (`make demo`, `benchmarks/reproduce.py`) when none is running (`make ui` runs
+one), and `wait` follows the backfill until it ends, printing each run as it finishes.
 """
 
 from __future__ import annotations
