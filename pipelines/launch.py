@@ -41,8 +41,9 @@ from trainer.offline.config import OfflineConfig, config_id, model_name
 from trainer.offline.runs import eval_targets, register_model
 
 ROOT = Path(__file__).resolve().parents[1]
-CODE_LOCATION = ("-m", "pipelines.definitions")
-LOCATION_NAME = "pipelines.definitions"  # what `-m pipelines.definitions` names it
+# The definitions' module, and the code location's name: what `-m pipelines.definitions`
+# (`make ui`'s `dagster dev`) names it, so the UI re-executes the runs launched here.
+LOCATION_NAME = "pipelines.definitions"
 DATASET_ASSETS = ("online_sable", "dataset_card")
 MODEL_ASSETS = ("offline_model", "offline_eval_train", "offline_eval_test")
 # Whether a daemon serves the instance: its queue and backfill threads beat every 30 s.
@@ -184,11 +185,8 @@ def queue_daemon(instance: dg.DagsterInstance, log: Path | None = None,
     with open(log, "ab") as out, code_server(out) as workspace:
         daemon = _start([str(_binary("dagster-daemon")), "run", "-w", str(workspace)], out)
         try:
-            deadline = time.time() + timeout_s
-            while not daemon_running(instance):
-                if daemon.poll() is not None or time.time() > deadline:
-                    raise RuntimeError(f"the Dagster daemon did not start; its log: {log}")
-                time.sleep(0.5)
+            _wait_until(lambda: daemon_running(instance), daemon, timeout_s,
+                        f"the Dagster daemon did not start; its log: {log}")
             yield daemon
         finally:
             _stop(daemon)
@@ -204,15 +202,11 @@ def code_server(out: IO[bytes], timeout_s: float = 120) -> Iterator[Path]:
         socket, workspace = Path(tmp) / "code.sock", Path(tmp) / "workspace.yaml"
         workspace.write_text(json.dumps({"load_from": [{"grpc_server": {
             "socket": str(socket), "location_name": LOCATION_NAME}}]}))  # JSON is YAML
-        server = _start([str(_binary("dagster")), "api", "grpc", *CODE_LOCATION, "--socket",
-                         str(socket), "--location-name", LOCATION_NAME], out)
+        server = _start([str(_binary("dagster")), "api", "grpc", "-m", LOCATION_NAME,
+                         "--socket", str(socket), "--location-name", LOCATION_NAME], out)
         try:
-            deadline = time.time() + timeout_s
-            while not serving(socket):
-                if server.poll() is not None or time.time() > deadline:
-                    raise RuntimeError(f"the Dagster code server did not start; its log: "
-                                       f"{out.name}")
-                time.sleep(0.2)
+            _wait_until(lambda: serving(socket), server, timeout_s,
+                        f"the Dagster code server did not start; its log: {out.name}")
             yield workspace
         finally:
             _stop(server)
@@ -233,6 +227,17 @@ def serving(socket: Path) -> bool:
         except grpc.RpcError:
             return False
     return answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def _wait_until(ready: Callable[[], bool], process: subprocess.Popen, timeout_s: float,
+                failure: str) -> None:
+    """Poll `ready` until it holds; RuntimeError `failure` when `process` ends first or
+    `timeout_s` passes."""
+    deadline = time.time() + timeout_s
+    while not ready():
+        if process.poll() is not None or time.time() > deadline:
+            raise RuntimeError(failure)
+        time.sleep(0.2)
 
 
 def _binary(name: str) -> Path:
