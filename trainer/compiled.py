@@ -16,11 +16,17 @@ from typing import Any, TypeVar
 import jax
 
 F = TypeVar("F", bound=Callable[..., Any])
-# Compiler options for a program called a few times per run (an initialisation): XLA:CPU
-# with LLVM at -O0 compiles it in about half the time and runs it a few times slower, which
-# a program run once does not notice (benchmarks/RESULTS.md, 83f658a). XLA's own HLO
-# passes (fusion, simplification) still run. Usage: `jit(f).lower(...).compile(RUNS_RARELY)`.
+# XLA:CPU's compiler options (`compiler_options`), by how often a program runs. XLA's own HLO
+# passes (fusion, simplification) run at every level; the level is LLVM's.
+# A program called a few times per run (an initialisation, an evaluation), or one whose
+# calls do microseconds of work (one environment's step, as the replay drives it): at -O0
+# it compiles in about half the time and runs a few times slower, which such a program does
+# not notice (benchmarks/RESULTS.md, 83f658a).
 RUNS_RARELY = {"xla_backend_optimization_level": 0}
+# Every other program (a training update, an environment's step): XLA's default is -O3, and
+# at -O2 online Sable's programs compile in 4/5 of the CPU time and train as fast
+# (benchmarks/RESULTS.md, 2026-12-07).
+RUNS_OFTEN = {"xla_backend_optimization_level": 2}
 _CLEARERS: list[Callable[[], None]] = []
 
 
@@ -40,18 +46,24 @@ def compiled_cache(maxsize: int) -> Callable[[F], F]:
     return wrap
 
 
+def compiler_options(runs_rarely: bool = False) -> dict[str, int] | None:
+    """The options a program is compiled with: on CPU `RUNS_RARELY` for one called a few
+    times per run, else `RUNS_OFTEN`; on other backends XLA's defaults (None). For
+    `jax.jit(f, compiler_options=...)` or `jax.jit(f).lower(...).compile(...)`."""
+    if jax.default_backend() != "cpu":
+        return None
+    return RUNS_RARELY if runs_rarely else RUNS_OFTEN
+
+
 def compile_on_first_call(fn: F, runs_rarely: bool = False) -> F:
     """`jax.jit(fn)`, compiled for the arguments of its first call (later calls must match
-    their shapes); `runs_rarely` compiles it with `RUNS_RARELY` on CPU. Why: jit takes no
-    compiler options for a function that calls other jitted functions (the environment's),
-    but a lowered one does."""
+    their shapes) with `compiler_options(runs_rarely)`."""
     jitted = jax.jit(fn)
     compiled: list[Any] = []
 
     def call(*args: Any) -> Any:
         if not compiled:
-            options = RUNS_RARELY if runs_rarely and jax.default_backend() == "cpu" else None
-            compiled.append(jitted.lower(*args).compile(options))
+            compiled.append(jitted.lower(*args).compile(compiler_options(runs_rarely)))
         return compiled[0](*args)
 
     call.compiled = compiled  # the one program, once called (tests look)

@@ -30,7 +30,7 @@ from jax import export
 
 from lake_schema.storage import write_atomic
 from trainer.compile_cache import persistent_cache_dir
-from trainer.compiled import RUNS_RARELY
+from trainer.compiled import compiler_options
 
 logger = logging.getLogger("trainer.exported")
 _PACKAGES = ("jax", "jaxlib", "jumanji", "flax", "optax")
@@ -71,7 +71,7 @@ def compile_exported(
     The compiled callable takes and returns the same pytrees as `fn`. `key` names what the
     shapes do not (the task, the config); the rest of the store's key is computed here.
     `runs_rarely` (an initialisation, called a few times per run): compiled without LLVM's
-    optimisation passes (`trainer.compiled.RUNS_RARELY`).
+    optimisation passes (`trainer.compiled.compiler_options`).
     """
     leaves, in_tree = jax.tree.flatten(tuple(args))
     avals = [_abstract(x) for x in leaves]
@@ -92,7 +92,7 @@ def compile_exported(
             _save(path, *loaded)
     exported, out_tree = loaded
     compiled = jax.jit(exported.call, donate_argnums=donated).lower(*avals).compile(
-        RUNS_RARELY if runs_rarely else None)
+        compiler_options(runs_rarely))
 
     def call(*call_args: Any) -> Any:
         return jax.tree.unflatten(out_tree, compiled(*jax.tree.leaves(call_args)))

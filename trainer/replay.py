@@ -176,31 +176,39 @@ def play(task: Task, key: np.ndarray, actions: np.ndarray, states: list | None =
     from trainer.envs import make_env
 
     env = make_env(task)
-    state, step = env.reset(jnp.asarray(key))
+    reset, step_env, jumanji_step = _single_env_programs(env)
+    state, step = reset(jnp.asarray(key))
     now = jax.device_get(step)
     if states is not None:
         states.append(state.inner)
     for t in range(len(actions)):
         action = jnp.asarray(actions[t], jnp.int32)
         before = state.inner
-        state, step = env.step(state, action)
+        state, step = step_env(state, action)
         after = jax.device_get(step)
         if states is not None:
             # At an episode's end MultiAgentEnv holds the next episode's reset state
             # (autoreset); the Jumanji step alone, deterministic in its state, gives the end.
             ended = bool(after.terminated | after.truncated)
-            states.append(_jumanji_step(env)(before, action)[0] if ended else state.inner)
+            states.append(jumanji_step(before, action)[0] if ended else state.inner)
         yield now, after
         now = after
 
 
 @functools.lru_cache(maxsize=8)
-def _jumanji_step(env):
-    """The jitted Jumanji step of a `MultiAgentEnv` (cached: jitting it anew per episode
-    traces and compiles it again, ~0.3 s)."""
+def _single_env_programs(env):
+    """The `MultiAgentEnv`'s reset and step, and its Jumanji environment's own step, jitted
+    for one environment at a time (cached: jitting anew per episode traces and compiles
+    again). Each call does microseconds of work, so they compile as programs that run
+    rarely (`trainer.compiled.RUNS_RARELY`): 3.2 s instead of 4.8 s for lbf's reset and
+    step (benchmarks/RESULTS.md)."""
     import jax
 
-    return jax.jit(env.env.step)
+    from trainer.compiled import compiler_options
+
+    options = compiler_options(runs_rarely=True)
+    return tuple(jax.jit(fn, compiler_options=options)
+                 for fn in (env.reset, env.step, env.env.step))
 
 
 def _compare(t: int, stored: dict[str, np.ndarray], now, names: tuple[str, ...]

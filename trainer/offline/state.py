@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from trainer.compiled import RUNS_RARELY, compiled_cache
+from trainer.compiled import compiled_cache, compiler_options
 from trainer.networks import Sable
 from trainer.offline.config import OfflineConfig
 
@@ -43,8 +43,8 @@ def fresh_state(model: Sable, config: OfflineConfig, key: jax.Array) -> TrainSta
 
 def init_train_state(config: OfflineConfig, key: jax.Array) -> TrainState:
     """`fresh_state` for `config`'s network and optimiser, compiled once per config as a
-    program that runs rarely (`RUNS_RARELY`): on a cold start, about half the time of
-    initialising op by op. Every run and seed starts here, so seeds trained together and
+    program that runs rarely (`trainer.compiled.RUNS_RARELY`): on a cold start, about half
+    the time of initialising op by op. Every run and seed starts here, so seeds trained together and
     alone start from identical parameters."""
     return _initialiser(config.step_key())(key)
 
@@ -53,4 +53,4 @@ def init_train_state(config: OfflineConfig, key: jax.Array) -> TrainState:
 def _initialiser(config: OfflineConfig) -> Callable[[jax.Array], TrainState]:
     model = Sable(config.sable_config())
     init = jax.jit(lambda key: fresh_state(model, config, key))
-    return init.lower(jax.random.PRNGKey(0)).compile(RUNS_RARELY)
+    return init.lower(jax.random.PRNGKey(0)).compile(compiler_options(runs_rarely=True))

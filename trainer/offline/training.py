@@ -49,7 +49,7 @@ import optax
 
 from lake_schema.checks import Reference, reference_returns
 from lake_schema.storage import Lake
-from trainer.compiled import compiled_cache
+from trainer.compiled import compiled_cache, compiler_options
 from trainer.data import Batch, DataSelection, Loader, device_put_batch, make_loader
 from trainer.errors import NonFiniteLossError
 from trainer.networks import Sable
@@ -205,7 +205,8 @@ def _make_update(config: OfflineConfig, num_tasks: int, mesh: jax.sharding.Mesh,
         return update_step(state, batch, model, config, num_tasks)
 
     return jax.jit(over_seeds(step, vectorise), in_shardings=(replicated, data),
-                   out_shardings=(replicated, replicated), donate_argnums=0)
+                   out_shardings=(replicated, replicated), donate_argnums=0,
+                   compiler_options=compiler_options())
 
 
 # ----------------------------------------------------------------------------- the loop
