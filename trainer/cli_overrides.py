@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import difflib
 import json
 import sys
 from collections.abc import Callable
 
 from lake_schema.errors import LakeError, LakeValueError
+from trainer.knobs import unknown_field
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter,
@@ -29,18 +29,16 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter,
 def parse_overrides(pairs: list[str], config_cls: type) -> dict[str, object]:
     """`name=value` pairs for the dataclass `config_cls`; values are read as JSON (numbers,
     true/false, null, lists) or else as strings. A pair without `=` or an unknown name is a
-    ValueError naming the pair and the closest field names (a usage error: exit 2)."""
-    fields = [f.name for f in dataclasses.fields(config_cls)]
+    ValueError naming the pair and the closest field names (`trainer.knobs.unknown_field`;
+    a usage error: exit 2)."""
+    fields = {f.name for f in dataclasses.fields(config_cls)}
     out: dict[str, object] = {}
     for pair in pairs:
         name, sep, raw = pair.partition("=")
         if not sep:
             raise ValueError(f"--set {pair!r}: expected NAME=VALUE")
         if name not in fields:
-            close = difflib.get_close_matches(name, fields, n=3, cutoff=0.6)
-            hint = (f"did you mean {' or '.join(close)}?" if close
-                    else f"fields: {', '.join(sorted(fields))}")
-            raise ValueError(f"--set {pair!r}: unknown field {name}; {hint}")
+            raise ValueError(f"--set {pair!r}: {unknown_field(config_cls, name)}")
         try:
             out[name] = json.loads(raw)
         except json.JSONDecodeError:

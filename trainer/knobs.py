@@ -66,13 +66,22 @@ def preset(cls: type, profiles: dict[str, dict[str, Any]], name: str,
 
 
 def check_names(cls: type, values: dict[str, Any]) -> None:
-    """ValueError naming the first key of `values` that is not a field of `cls`."""
-    fields = [f.name for f in dataclasses.fields(cls)]
+    """ValueError naming the first key of `values` that is not a field of `cls`
+    (`unknown_field`)."""
+    fields = {f.name for f in dataclasses.fields(cls)}
     for name in values:
         if name not in fields:
-            close = difflib.get_close_matches(name, fields, n=1)
-            hint = f"; did you mean {close[0]}?" if close else ""
-            raise ValueError(f"unknown {cls.__name__} field {name!r}{hint}")
+            raise ValueError(unknown_field(cls, name))
+
+
+def unknown_field(cls: type, name: str) -> str:
+    """Why `name` is no field of the dataclass `cls`: `unknown OnlineConfig field embed_dimm;
+    did you mean embed_dim?`, with up to three close names, or every field when none is."""
+    fields = [f.name for f in dataclasses.fields(cls)]
+    close = difflib.get_close_matches(name, fields, n=3, cutoff=0.6)
+    hint = (f"did you mean {' or '.join(close)}?" if close
+            else f"fields: {', '.join(sorted(fields))}")
+    return f"unknown {cls.__name__} field {name}; {hint}"
 
 
 def to_json(config: Any) -> dict[str, Any]:

@@ -126,12 +126,12 @@ BAD_INPUT = [
     ("online", ["lbf/8x8-2p-2f", "--root", "LAKE"], 2, "unrecognized arguments: --root"),
     ("online", ["foo"], 2, "unknown task 'foo'; the closest of 52: "),
     ("online", ["lbf/8x8-2p-2f", "--set", "embed_dimm=16"], 2,
-     "--set 'embed_dimm=16': unknown field embed_dimm; did you mean embed_dim?"),
+     "--set 'embed_dimm=16': unknown OnlineConfig field embed_dimm; did you mean embed_dim?"),
     ("online", ["lbf/8x8-2p-2f", "--set", "total_env_steps=abc"], 2,
      "OnlineConfig.total_env_steps must be an int, got 'abc'"),
     ("online", ["lbf/8x8-2p-2f", "--run", "bad/id"], 2, "bad run id 'bad/id'"),
     ("offline", ["train", "--lake", "LAKE", "--set", "num_updatez=3"], 2,
-     "--set 'num_updatez=3': unknown field num_updatez; did you mean num_updates?"),
+     "--set 'num_updatez=3': unknown OfflineConfig field num_updatez; did you mean num_updates?"),
     ("offline", ["train", "--lake", "LAKE", "--set", "num_updates"], 2,
      "--set 'num_updates': expected NAME=VALUE"),
     ("offline", ["train", "--lake", "LAKE", "--algorithm", "foo"], 2,
@@ -182,7 +182,7 @@ def test_an_unknown_set_field_is_a_usage_error_naming_the_closest(roots, tmp_pat
                        env={**os.environ, "PYTHONPATH": str(REPO)})
     assert p.returncode == 2 and p.stdout == ""
     assert p.stderr == ("python -m trainer.offline: error: --set 'num_updatez=3': unknown "
-                        "field num_updatez; did you mean num_updates?\n")
+                        "OfflineConfig field num_updatez; did you mean num_updates?\n")
 
 
 def _help(main, argv: list[str], capsys) -> str:
