@@ -70,8 +70,8 @@ def compile_exported(
 
     The compiled callable takes and returns the same pytrees as `fn`. `key` names what the
     shapes do not (the task, the config); the rest of the store's key is computed here.
-    `runs_rarely` (an initialisation, called a few times per run): compiled without LLVM's
-    optimisation passes (`trainer.compiled.compiler_options`).
+    Compiled with `trainer.compiled.compiler_options(runs_rarely)`: `runs_rarely` (an
+    initialisation, called a few times per run) without LLVM's optimisation, else at -O2.
     """
     leaves, in_tree = jax.tree.flatten(tuple(args))
     avals = [_abstract(x) for x in leaves]

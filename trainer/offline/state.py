@@ -44,8 +44,8 @@ def fresh_state(model: Sable, config: OfflineConfig, key: jax.Array) -> TrainSta
 def init_train_state(config: OfflineConfig, key: jax.Array) -> TrainState:
     """`fresh_state` for `config`'s network and optimiser, compiled once per config as a
     program that runs rarely (`trainer.compiled.RUNS_RARELY`): on a cold start, about half
-    the time of initialising op by op. Every run and seed starts here, so seeds trained together and
-    alone start from identical parameters."""
+    the time of initialising op by op. Every run and seed starts here, so seeds trained
+    together and alone start from identical parameters."""
     return _initialiser(config.step_key())(key)
 
 
