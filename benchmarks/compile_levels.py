@@ -16,34 +16,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
-import sys
 import tempfile
-import time
+
+from compile_cache import online_run  # beside this script
 
 
 def run_once(task: str, level: int, steps: int) -> dict:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "SABLE_JAX_CACHE": "off", "JAX_PLATFORMS": "cpu",
-               "XLA_FLAGS": f"--xla_backend_optimization_level={level}"}
-        started = time.perf_counter()
-        done = subprocess.run(
-            [sys.executable, "-m", "trainer.online", task, "--lake", f"{tmp}/lake",
-             "--checkpoint-dir", f"{tmp}/ck", "--set", f"total_env_steps={steps}"],
-            env=env, capture_output=True, text=True)
-        wall = time.perf_counter() - started
-    if done.returncode != 0:
-        sys.exit(done.stderr.strip().splitlines()[-1] if done.stderr.strip()
-                 else f"trainer.online exited with {done.returncode}")
-    out = done.stdout
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    summary = json.loads(out[out.index("{"):])
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"level": level, "compile_s": summary["compile_s"],
-            "steps_per_s": summary["steps_per_s"], "final_return": summary["final_return"],
-            "wall_s": round(wall, 1), "cpu_s": round(cpu, 1)}
+        run = online_run(task, tmp, [f"total_env_steps={steps}"], SABLE_JAX_CACHE="off",
+                         XLA_FLAGS=f"--xla_backend_optimization_level={level}")
+    return {"level": level, **{k: run[k] for k in ("compile_s", "steps_per_s",
+                                                    "final_return")},
+            "wall_s": round(run["wall_s"], 1), "cpu_s": round(run["cpu_s"], 1)}
 
 
 def main() -> None:
