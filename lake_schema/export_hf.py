@@ -25,17 +25,20 @@ The files hold exactly the Arrow types the card's features declare (actions as i
 ClassLabel's type), so the loader's cast changes nothing. Every read is pinned to one version
 of the episodes index (which pins the steps), the cards and the references, and the card
 records them. The folder is written hidden beside DIR and renamed into place: DIR is absent
-or a whole dataset. No JAX, and no `datasets` (the tests load the folder with it).
+or a whole dataset. A hidden folder left by an export that was killed (its process gone) is
+removed by the next export to DIR. No JAX, and no `datasets` (the tests load the folder with it).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import glob
 import json
 import os
 import re
 import secrets
 import shutil
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -270,6 +273,34 @@ def check_dest(dest: str | os.PathLike) -> Path:
     return path
 
 
+def _hidden_prefix(dest: Path) -> str:
+    return f".{dest.name}.export-hf-"
+
+
+def remove_abandoned(dest: Path) -> list[Path]:
+    """Remove the hidden folders beside `dest` of exports to it that were killed: written on
+    this host by a process that no longer runs. Another export still writing, here or on
+    another host sharing the folder, keeps its own. Returns the removed folders."""
+    host, removed = socket.gethostname(), []
+    for folder in dest.parent.glob(f"{glob.escape(_hidden_prefix(dest))}*"):
+        writer, _, rest = folder.name.removeprefix(_hidden_prefix(dest)).rpartition("-")
+        on_host, _, pid = writer.rpartition("-")
+        if on_host == host and pid.isdigit() and rest and not _running(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def _write_split(lake: Lake, config: ConfigData, quality: str, folder: Path) -> SplitFiles:
     index = config.of_quality(quality)
     files = list(dict.fromkeys(index["steps_file"].to_pylist()))
@@ -303,7 +334,9 @@ def export_hf(lake: Lake, dest: str | os.PathLike, tasks: Sequence[str | Task],
     as_of = table_versions(lake, _TABLES)
     configs = [_select(lake, t, qualities, runs, as_of) for t in chosen]
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.export-hf-{secrets.token_hex(4)}"
+    remove_abandoned(path)
+    tmp = path.parent / f"{_hidden_prefix(path)}{socket.gethostname()}-{os.getpid()}-" \
+                        f"{secrets.token_hex(4)}"
     tmp.mkdir()
     try:
         splits = tuple(_write_split(lake, c, q, tmp) for c in configs for q in c.qualities)

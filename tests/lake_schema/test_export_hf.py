@@ -4,11 +4,14 @@ lake order and the card's features; the card's front matter parses and names eve
 split and feature, its text every observation feature, action, statistic and reference; a
 lost shard is an error when loading, not a smaller dataset; steps that are not their index's
 episodes are an error naming the file; bad input is one line on stderr (2: the arguments, 1:
-the lake) and leaves nothing behind."""
+the lake) and leaves nothing behind; what a killed export left is removed by the next."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -233,3 +236,28 @@ def test_the_command_line_says_one_line_without_a_traceback(lake, tmp_path):
     assert p.stderr.strip().splitlines() == [
         f"sable-lake: error: argument dest: {a_file}: is a file; export-hf writes a dataset "
         "folder there"]
+
+
+def test_an_export_killed_midway_leaves_a_folder_the_next_export_removes(lake, tmp_path):
+    """A real SIGKILL after the shards are written leaves the hidden folder; the next export
+    to the same folder removes it, but not one of a process still running or of another
+    host."""
+    dest = tmp_path / "out"
+    killed_at_the_card = (
+        "import os, signal; from lake_schema import export_hf; "
+        "from lake_schema.storage import Lake; "
+        "export_hf.dataset_card = lambda *a: os.kill(os.getpid(), signal.SIGKILL); "
+        f"export_hf.export_hf(Lake({str(lake.root)!r}), {str(dest)!r}, [{LBF!r}])")
+    p = subprocess.run([sys.executable, "-c", killed_at_the_card], cwd=REPO, timeout=120)
+    assert p.returncode == -signal.SIGKILL
+    (abandoned,) = tmp_path.iterdir()
+    assert abandoned.name.startswith(".out.export-hf-") and any(abandoned.rglob("*.parquet"))
+    host, pid = socket.gethostname(), abandoned.name.split("-")[-2]
+    running = tmp_path / f".out.export-hf-{host}-{os.getpid()}-0000abcd"
+    elsewhere = tmp_path / f".out.export-hf-another-host-{pid}-0000abcd"
+    for folder in (running, elsewhere):
+        folder.mkdir()
+    assert main(["--lake", str(lake.root), "export-hf", str(dest), "--task", LBF]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [running.name, elsewhere.name, "out"])
+    assert (dest / "README.md").exists()
