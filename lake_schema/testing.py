@@ -16,7 +16,13 @@ import numpy as np
 from lake_schema.catalogue import Task, get_task
 from lake_schema.schema import quality_for_checkpoint
 from lake_schema.storage import Lake
-from lake_schema.writer import EpisodeBatch, Evaluation, write_episodes, write_evaluation
+from lake_schema.writer import (
+    EpisodeBatch,
+    Evaluation,
+    write_episodes,
+    write_evaluation,
+    write_reference,
+)
 
 
 def synthetic_episodes(
@@ -66,6 +72,17 @@ def fill_lake(lake: Lake, tasks: Sequence[str], runs: Sequence[str] = ("r1",),
                                batch)
                 total += episodes
     return total
+
+
+def fill_trainable_lake(lake: Lake, tasks: Sequence[str], referenced: Sequence[str] = ()
+                        ) -> None:
+    """The smallest lake a model trains on and is evaluated against: one checkpoint of 4
+    synthetic episodes (8-30 steps) per task, and a reference (Sable 0.5, random 0.1) for each
+    task and each of `referenced` (held-out tasks, evaluated without data)."""
+    fill_lake(lake, tasks, checkpoints=1, episodes=4, lengths=(8, 30), seed=1)
+    for task in dict.fromkeys([*tasks, *referenced]):
+        write_reference(lake, task, "online", sable_returns=[0.5], random_returns=[0.1],
+                        env_steps=1)
 
 
 def add_evaluation_updates(lake: Lake, model: str, updates: int = 3) -> None:

@@ -13,8 +13,7 @@ import pytest
 
 from lake_schema.reader import Selection, read_table
 from lake_schema.storage import Lake
-from lake_schema.testing import fill_lake
-from lake_schema.writer import write_reference
+from lake_schema.testing import fill_trainable_lake
 from pipelines.assets.offline import OfflineModelConfig
 from pipelines.experiments import Experiment
 from pipelines.launch import (
@@ -112,10 +111,7 @@ def test_a_model_waits_for_its_training_data_not_for_the_held_out_datasets(tmp_p
                        ("SABLE_CHECKPOINTS", tmp_path / "checkpoints")):
         monkeypatch.setenv(var, str(value))
     lake = Lake(tmp_path / "lake")
-    fill_lake(lake, TRAIN, checkpoints=1, episodes=4, lengths=(8, 30), seed=1)
-    for task in TRAIN:
-        write_reference(lake, task, "online", sable_returns=[0.5], random_returns=[0.1],
-                        env_steps=1)
+    fill_trainable_lake(lake, TRAIN)
     model = OfflineModelConfig(env="lbf", algorithm="bc", tasks=TRAIN, embed_dim=16,
                                num_heads=2, num_updates=2, batch_size=8, seq_len=5).build()
     evaluation = {"episodes": 2, "frames": 0}

@@ -14,7 +14,7 @@ import pytest
 
 from lake_schema.errors import LakeValueError
 from lake_schema.reader import Selection, read_table
-from lake_schema.testing import fill_lake
+from lake_schema.testing import fill_lake, fill_trainable_lake
 from lake_schema.writer import write_reference
 from pipelines.assets.offline import (
     OfflineModelConfig,
@@ -55,10 +55,7 @@ def _run(lake, models, model_config, eval_config=None, assets=None, instance=Non
 
 def test_model_and_evaluations_materialise(lake, tmp_path, monkeypatch):
     monkeypatch.setenv("SABLE_LAKE_CACHE", str(tmp_path / "cache"))  # the loader's cache
-    fill_lake(lake, TASKS, checkpoints=1, episodes=4, lengths=(8, 30), seed=1)
-    for task in (*TASKS, "lbf/12x12-4p-5f"):
-        write_reference(lake, task, "online", sable_returns=[0.5], random_returns=[0.1],
-                        env_steps=1)
+    fill_trainable_lake(lake, TASKS, referenced=["lbf/12x12-4p-5f"])
     models = tmp_path / "models"
     cid, result = _run(lake, models, MODEL)
     assert result.success

@@ -3,8 +3,7 @@ Dagster run log, with ETAs, through the `log` the assets pass to the trainer."""
 
 import dagster as dg
 
-from lake_schema.testing import fill_lake
-from lake_schema.writer import write_reference
+from lake_schema.testing import fill_trainable_lake
 from pipelines.assets.offline import OfflineModelConfig, offline_eval_train, offline_model
 from pipelines.launch import add_models
 from pipelines.resources import default_resources
@@ -17,10 +16,7 @@ MODEL = {"env": "lbf", "algorithm": "bc", "tasks": TASKS, "embed_dim": 16, "num_
 
 def test_offline_progress_lines_are_in_the_run_log(lake, tmp_path, monkeypatch):
     monkeypatch.setenv("SABLE_LAKE_CACHE", str(tmp_path / "cache"))  # built in this run
-    fill_lake(lake, TASKS, checkpoints=1, episodes=4, lengths=(8, 30), seed=1)
-    for task in TASKS:
-        write_reference(lake, task, "online", sable_returns=[0.5], random_returns=[0.1],
-                        env_steps=1)
+    fill_trainable_lake(lake, TASKS)
     models = str(tmp_path / "models")
     instance = dg.DagsterInstance.ephemeral()
     (cid,) = add_models(instance, [OfflineModelConfig(**MODEL).build()], models)

@@ -138,8 +138,9 @@ def evaluated_models(lake: Lake, models_dir: str | os.PathLike | None = None,
     for (model,), rows in latest.group_by("model"):
         info = models_root(models_dir) / model / "model.json"
         since = json.loads(info.read_text()).get("trained_since") if info.exists() else None
-        ours = rows.filter(pl.col("since") == since)
-        if since is not None and {"train", "test"} <= set(ours["split"]):
+        if since is None:  # no model.json here, or one without its training date
+            continue
+        if {"train", "test"} <= set(rows.filter(pl.col("since") == since)["split"]):
             done.add(model)
     return done
 
