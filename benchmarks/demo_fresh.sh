@@ -4,7 +4,8 @@
 # the wall time and the machine's CPU time (all processes, from /proc/stat) it took.
 #     bash benchmarks/demo_fresh.sh [COMMIT]      # default HEAD; prints one line at the end
 # The clone stays in a temporary folder (printed) for its lake, report and Dagster instance.
-# The caches are emptied by pointing XDG_CACHE_HOME at a new folder, not by deleting yours.
+# The caches are emptied by pointing XDG_CACHE_HOME at a new folder, not by deleting yours;
+# uv's and the JAX cache's own variables are set too, in case yours name other folders.
 # Stop other heavy work first: the figure is the machine's CPU, and two cores are shared.
 set -euo pipefail
 commit=${1:-HEAD}

@@ -277,18 +277,16 @@ def _hidden_prefix(dest: Path) -> str:
     return f".{dest.name}.export-hf-"
 
 
-def remove_abandoned(dest: Path) -> list[Path]:
+def _remove_abandoned(dest: Path) -> None:
     """Remove the hidden folders beside `dest` of exports to it that were killed: written on
     this host by a process that no longer runs. Another export still writing, here or on
-    another host sharing the folder, keeps its own. Returns the removed folders."""
-    host, removed = socket.gethostname(), []
+    another host sharing the folder, keeps its own."""
+    host = socket.gethostname()
     for folder in dest.parent.glob(f"{glob.escape(_hidden_prefix(dest))}*"):
-        writer, _, rest = folder.name.removeprefix(_hidden_prefix(dest)).rpartition("-")
+        writer, _, token = folder.name.removeprefix(_hidden_prefix(dest)).rpartition("-")
         on_host, _, pid = writer.rpartition("-")
-        if on_host == host and pid.isdigit() and rest and not _running(int(pid)):
+        if on_host == host and pid.isdigit() and token and not _running(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
-            removed.append(folder)
-    return removed
 
 
 def _running(pid: int) -> bool:
@@ -334,7 +332,7 @@ def export_hf(lake: Lake, dest: str | os.PathLike, tasks: Sequence[str | Task],
     as_of = table_versions(lake, _TABLES)
     configs = [_select(lake, t, qualities, runs, as_of) for t in chosen]
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_abandoned(path)
+    _remove_abandoned(path)
     tmp = path.parent / f"{_hidden_prefix(path)}{socket.gethostname()}-{os.getpid()}-" \
                         f"{secrets.token_hex(4)}"
     tmp.mkdir()
